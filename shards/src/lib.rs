@@ -1,0 +1,30 @@
+//! corestream-shards: everything one core owns.
+//!
+//! - `shard.rs`: a shard's state (partitions, pending proposals, waiters)
+//!   and its operations: produce, read, list offsets, watch.
+//! - `partition.rs`: per-partition bookkeeping (offsets, batch index).
+//! - `batch.rs`: Kafka RecordBatch header validation and offset stamping.
+//! - `wal/`: the shard's write-ahead log (segments, framing, recovery).
+//! - `raft/`: the shard's Raft group over the WAL (raft-rs `RawNode`).
+//! - `budget.rs`: the per-shard memory budget (backpressure).
+//! - `mesh.rs`: bounded channels between shards.
+//! - `types.rs`: newtypes for ids and positions.
+//!
+//! Invariants held here: offsets are dense and assigned by the leader;
+//! consumers read below the high watermark only; recovery yields a prefix of
+//! the log; shard state is `!Send` and reached only from its executor.
+
+pub mod batch;
+pub mod budget;
+pub mod mesh;
+pub mod partition;
+pub mod raft;
+pub mod shard;
+pub mod types;
+pub mod wal;
+
+pub use shard::{
+    Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, Shard, ShardConfig,
+    ShardError,
+};
+pub use types::{NodeId, Offset, PartitionId, RaftIndex, ShardId, Term};

@@ -1,0 +1,188 @@
+//! Partition bookkeeping: a few offsets and a compact index from offset to
+//! WAL position, one entry per stored batch. A partition owns no thread,
+//! timer, file or buffer (DESIGN invariant 7); its data lives in the shard's
+//! WAL.
+
+use crate::types::{Offset, PartitionId};
+use crate::wal::WalPos;
+
+/// One stored batch: offsets `[base, last]` at `pos`, `len` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub base: Offset,
+    pub last: Offset,
+    pub pos: WalPos,
+    pub len: u32,
+    pub max_timestamp_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub id: PartitionId,
+    /// Next offset the leader hands out. Invariant: `>= indexed_end()`.
+    next_offset: Offset,
+    /// Offsets below it are committed and visible to consumers.
+    /// Invariant: `log_start <= high_watermark <= indexed_end()`.
+    high_watermark: Offset,
+    log_start: Offset,
+    /// Sorted, dense: `index[i+1].base == index[i].last + 1`.
+    index: Vec<IndexEntry>,
+}
+
+impl Partition {
+    pub fn new(id: PartitionId) -> Self {
+        Self {
+            id,
+            next_offset: Offset(0),
+            high_watermark: Offset(0),
+            log_start: Offset(0),
+            index: Vec::new(),
+        }
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark
+    }
+
+    pub fn log_start(&self) -> Offset {
+        self.log_start
+    }
+
+    /// End of the stored (persisted) log: one past the last indexed offset.
+    pub fn indexed_end(&self) -> Offset {
+        self.index
+            .last()
+            .map_or(self.log_start, |e| Offset(e.last.0 + 1))
+    }
+
+    /// Reserves `count` offsets for a batch the leader is about to propose.
+    pub fn assign(&mut self, count: u32) -> Offset {
+        let base = self.next_offset;
+        self.next_offset = Offset(base.0 + count as i64);
+        base
+    }
+
+    /// Records a persisted batch. Offsets must continue the log densely.
+    pub fn index_batch(&mut self, entry: IndexEntry) {
+        assert_eq!(
+            entry.base,
+            self.indexed_end(),
+            "partition {}: offsets not dense (batch at {} after end {})",
+            self.id,
+            entry.base,
+            self.indexed_end()
+        );
+        assert!(
+            entry.last >= entry.base,
+            "partition {}: empty batch range",
+            self.id
+        );
+        self.index.push(entry);
+        if self.next_offset < self.indexed_end() {
+            // Recovery replays batches that this leader did not assign.
+            self.next_offset = self.indexed_end();
+        }
+    }
+
+    /// Makes offsets below `end` visible. Never moves backwards.
+    pub fn advance_high_watermark(&mut self, end: Offset) -> bool {
+        assert!(
+            end <= self.indexed_end(),
+            "partition {}: high watermark past the stored log",
+            self.id
+        );
+        if end > self.high_watermark {
+            self.high_watermark = end;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Batches holding committed offsets from `offset` on, up to about
+    /// `max_bytes` (the first batch is always included, so a consumer can
+    /// always make progress, as KIP-74 requires).
+    pub fn committed_batches_from(&self, offset: Offset, max_bytes: usize) -> Vec<IndexEntry> {
+        let start = self.index.partition_point(|e| e.last < offset);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for e in &self.index[start..] {
+            if e.last >= self.high_watermark {
+                break;
+            }
+            if !out.is_empty() && bytes + e.len as usize > max_bytes {
+                break;
+            }
+            bytes += e.len as usize;
+            out.push(*e);
+        }
+        out
+    }
+
+    /// First committed batch with a record at or after `timestamp_ms`.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Option<(Offset, i64)> {
+        self.index
+            .iter()
+            .take_while(|e| e.last < self.high_watermark)
+            .find(|e| e.max_timestamp_ms >= timestamp_ms)
+            .map(|e| (e.base, e.max_timestamp_ms))
+    }
+
+    /// The committed batch with the largest timestamp.
+    pub fn max_timestamp(&self) -> Option<(Offset, i64)> {
+        self.index
+            .iter()
+            .take_while(|e| e.last < self.high_watermark)
+            .max_by_key(|e| e.max_timestamp_ms)
+            .map(|e| (e.last, e.max_timestamp_ms))
+    }
+
+    pub fn batch_count(&self) -> usize {
+        self.index.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::RaftIndex;
+
+    fn entry(base: i64, last: i64, len: u32) -> IndexEntry {
+        IndexEntry {
+            base: Offset(base),
+            last: Offset(last),
+            pos: WalPos {
+                segment: RaftIndex(1),
+                offset: base as u64 * 100,
+            },
+            len,
+            max_timestamp_ms: base * 10,
+        }
+    }
+
+    #[test]
+    fn reads_stop_at_high_watermark_and_size() {
+        let mut p = Partition::new(PartitionId(1));
+        assert_eq!(p.assign(3), Offset(0));
+        p.index_batch(entry(0, 2, 100));
+        assert_eq!(p.assign(2), Offset(3));
+        p.index_batch(entry(3, 4, 100));
+        assert!(p.committed_batches_from(Offset(0), 1 << 20).is_empty());
+        p.advance_high_watermark(Offset(3));
+        assert_eq!(p.committed_batches_from(Offset(1), 1 << 20).len(), 1);
+        p.advance_high_watermark(Offset(5));
+        assert_eq!(p.committed_batches_from(Offset(0), 150).len(), 1);
+        assert_eq!(p.committed_batches_from(Offset(0), 1 << 20).len(), 2);
+        assert_eq!(p.committed_batches_from(Offset(4), 1).len(), 1);
+        assert!(p.committed_batches_from(Offset(5), 1 << 20).is_empty());
+        assert_eq!(p.offset_for_timestamp(1), Some((Offset(3), 30)));
+    }
+
+    #[test]
+    #[should_panic(expected = "not dense")]
+    fn gap_in_offsets_is_corruption() {
+        let mut p = Partition::new(PartitionId(1));
+        p.index_batch(entry(0, 2, 100));
+        p.index_batch(entry(4, 5, 100));
+    }
+}

@@ -1,0 +1,549 @@
+//! One shard: the partitions it owns, its WAL and Raft group, its memory
+//! budget. Everything here is `Rc`/`RefCell` and reached only from the
+//! shard's own executor; other shards send it messages.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+use crate::batch;
+use crate::budget::Budget;
+use crate::partition::{IndexEntry, Partition};
+use crate::raft::entry::{items, EntryBuilder};
+use crate::raft::{RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
+use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
+use crate::wal::{self, decode_hard_state, Record, RecordKind, WalError, WalPos, WalReader};
+
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub id: ShardId,
+    pub wal_dir: PathBuf,
+    pub segment_bytes: u64,
+    pub memory_bytes: u64,
+}
+
+/// Errors a shard reports per partition; the Kafka layer maps each to one
+/// error code.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ShardError {
+    #[error("partition {0} is not hosted by this shard")]
+    UnknownPartition(PartitionId),
+    #[error("this shard does not lead the partition's Raft group")]
+    NotLeader,
+    #[error("offset {offset} is outside [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: Offset,
+        log_start: Offset,
+        high_watermark: Offset,
+    },
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl From<RaftError> for ShardError {
+    fn from(e: RaftError) -> Self {
+        match e {
+            RaftError::NotLeader => ShardError::NotLeader,
+            other => ShardError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<WalError> for ShardError {
+    fn from(e: WalError) -> Self {
+        ShardError::Storage(e.to_string())
+    }
+}
+
+/// How durable a write must be before its producer hears back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On the leader's disk (acks=0 and acks=1).
+    Persisted,
+    /// Committed: on a majority's disk (acks=all).
+    Committed,
+}
+
+/// One partition's share of a produce request, already validated.
+#[derive(Debug, Clone)]
+pub struct ProduceItem {
+    pub partition: PartitionId,
+    /// One or more complete record batches, as the client sent them.
+    pub records: Bytes,
+    /// `(start, record_count)` of each batch inside `records`.
+    pub batches: Vec<(usize, u32)>,
+}
+
+pub type ProduceResult = Result<Offset, ShardError>;
+
+struct Waiter {
+    durability: Durability,
+    done: flume::Sender<Result<(), ShardError>>,
+}
+
+/// What a fetch of one partition returns.
+#[derive(Debug, Clone)]
+pub struct PartitionRead {
+    pub high_watermark: Offset,
+    pub log_start: Offset,
+    pub records: Bytes,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    AtOrAfter(i64),
+}
+
+#[derive(Default)]
+struct State {
+    partitions: HashMap<PartitionId, Partition>,
+    proposal: EntryBuilder,
+    proposal_waiters: Vec<Waiter>,
+    inflight: VecDeque<(RaftIndex, Vec<Waiter>)>,
+    /// Fetches long-polling a partition; only present while someone waits.
+    data_waiters: HashMap<PartitionId, Vec<flume::Sender<()>>>,
+    failed: Option<String>,
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    state: RefCell<State>,
+    reader: WalReader,
+    kick: LocalSender<()>,
+    pub budget: Budget,
+    leader: Cell<bool>,
+    wal_bytes: Cell<u64>,
+}
+
+/// Entries replayed from the WAL, applied as the recorded commit index passes them.
+#[derive(Default)]
+struct Replay {
+    hard_state: Option<(u64, u64, u64)>,
+    applied: (u64, u64),
+    unapplied: Vec<raft::prelude::Entry>,
+    overwrite: bool,
+}
+
+impl Shard {
+    /// Opens the shard's WAL, rebuilds its partitions from it, starts its Raft
+    /// group and the driver task that runs it.
+    pub async fn open(
+        cfg: ShardConfig,
+        partitions: &[PartitionId],
+    ) -> Result<Rc<Shard>, ShardError> {
+        let mut state = State::default();
+        for &p in partitions {
+            state.partitions.insert(p, Partition::new(p));
+        }
+        let mut replay = Replay::default();
+        let (writer, reader) = wal::open(&cfg.wal_dir, cfg.segment_bytes, |rec, pos| {
+            replay_record(&mut state, &mut replay, rec, pos)
+        })
+        .await?;
+        if replay.overwrite {
+            return Err(ShardError::Storage(
+                "WAL holds a Raft log overwrite, which a single-voter group never writes".into(),
+            ));
+        }
+        let group = RaftGroup::start(
+            writer,
+            RecoveredRaft {
+                hard_state: replay.hard_state,
+                applied: replay.applied,
+                unapplied: replay.unapplied,
+            },
+        )?;
+        let (kick, kicked) = local_channel::new_bounded(1);
+        let shard = Rc::new(Shard {
+            id: cfg.id,
+            state: RefCell::new(state),
+            reader,
+            kick,
+            budget: Budget::new(cfg.memory_bytes),
+            leader: Cell::new(group.is_leader()),
+            wal_bytes: Cell::new(0),
+        });
+        glommio::spawn_local(drive(shard.clone(), group, kicked)).detach();
+        // Elections and recovered entries produce a first Ready.
+        let _ = shard.kick.try_send(());
+        Ok(shard)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.get()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.state.borrow().partitions.len()
+    }
+
+    pub fn wal_bytes_written(&self) -> u64 {
+        self.wal_bytes.get()
+    }
+
+    pub fn create_partitions(&self, ids: &[PartitionId]) {
+        let mut st = self.state.borrow_mut();
+        for &id in ids {
+            st.partitions
+                .entry(id)
+                .or_insert_with(|| Partition::new(id));
+        }
+    }
+
+    /// Forgets partitions; their bytes stay in the WAL until its segments
+    /// are reclaimed. Fetches waiting on them return at once.
+    pub fn delete_partitions(&self, ids: &[PartitionId]) {
+        let mut st = self.state.borrow_mut();
+        for id in ids {
+            st.partitions.remove(id);
+            st.data_waiters.remove(id);
+        }
+    }
+
+    /// Appends the batches of one produce request (for partitions of this
+    /// shard) and waits until they are as durable as `durability` asks.
+    /// Returns each item's base offset, in order.
+    pub async fn produce(
+        &self,
+        items: Vec<ProduceItem>,
+        durability: Durability,
+    ) -> Vec<ProduceResult> {
+        let (results, done) = {
+            let mut st = self.state.borrow_mut();
+            if let Some(reason) = &st.failed {
+                let e = ShardError::Storage(reason.clone());
+                return items.iter().map(|_| Err(e.clone())).collect();
+            }
+            if !self.leader.get() {
+                return items.iter().map(|_| Err(ShardError::NotLeader)).collect();
+            }
+            let mut results = Vec::with_capacity(items.len());
+            let mut any = false;
+            for item in &items {
+                results.push(st.stage(item));
+                any |= results.last().is_some_and(|r| r.is_ok());
+            }
+            if !any {
+                return results;
+            }
+            let (tx, rx) = flume::bounded(1);
+            st.proposal_waiters.push(Waiter {
+                durability,
+                done: tx,
+            });
+            (results, rx)
+        };
+        let _ = self.kick.try_send(());
+        match done.recv_async().await {
+            Ok(Ok(())) => results,
+            Ok(Err(e)) => results.into_iter().map(|r| r.and(Err(e.clone()))).collect(),
+            Err(_) => results
+                .into_iter()
+                .map(|r| r.and(Err(ShardError::Storage("shard stopped".into()))))
+                .collect(),
+        }
+    }
+
+    /// Reads committed batches of `partition` from `offset`, about
+    /// `max_bytes` at most (always at least one batch if any is there).
+    pub async fn read(
+        &self,
+        partition: PartitionId,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<PartitionRead, ShardError> {
+        let (batches, high_watermark, log_start) = {
+            let st = self.state.borrow();
+            let p = st
+                .partitions
+                .get(&partition)
+                .ok_or(ShardError::UnknownPartition(partition))?;
+            let (hw, start) = (p.high_watermark(), p.log_start());
+            if offset < start || offset > hw {
+                return Err(ShardError::OffsetOutOfRange {
+                    offset,
+                    log_start: start,
+                    high_watermark: hw,
+                });
+            }
+            (p.committed_batches_from(offset, max_bytes), hw, start)
+        };
+        let records = self.read_batches(&batches).await.inspect_err(
+            |e| tracing::warn!(shard = %self.id, %partition, error = %e, "read failed"),
+        )?;
+        Ok(PartitionRead {
+            high_watermark,
+            log_start,
+            records,
+        })
+    }
+
+    async fn read_batches(&self, batches: &[IndexEntry]) -> Result<Bytes, ShardError> {
+        if batches.is_empty() {
+            return Ok(Bytes::new());
+        }
+        // Coalesce batches that sit back to back in one WAL segment.
+        let mut runs: Vec<(WalPos, usize)> = Vec::new();
+        for b in batches {
+            match runs.last_mut() {
+                Some((pos, len))
+                    if pos.segment == b.pos.segment && pos.offset + *len as u64 == b.pos.offset =>
+                {
+                    *len += b.len as usize
+                }
+                _ => runs.push((b.pos, b.len as usize)),
+            }
+        }
+        if runs.len() == 1 {
+            return Ok(self.reader.read(runs[0].0, runs[0].1).await?);
+        }
+        let total = runs.iter().map(|r| r.1).sum();
+        let mut out = BytesMut::with_capacity(total);
+        for (pos, len) in runs {
+            out.extend_from_slice(&self.reader.read(pos, len).await?);
+        }
+        Ok(out.freeze())
+    }
+
+    pub fn list_offset(
+        &self,
+        partition: PartitionId,
+        query: OffsetQuery,
+    ) -> Result<Option<(Offset, i64)>, ShardError> {
+        let st = self.state.borrow();
+        let p = st
+            .partitions
+            .get(&partition)
+            .ok_or(ShardError::UnknownPartition(partition))?;
+        Ok(match query {
+            OffsetQuery::Earliest => Some((p.log_start(), -1)),
+            OffsetQuery::Latest => Some((p.high_watermark(), -1)),
+            OffsetQuery::MaxTimestamp => p.max_timestamp(),
+            OffsetQuery::AtOrAfter(ts) => p.offset_for_timestamp(ts),
+        })
+    }
+
+    /// Signals `notify` once `partition` has committed data at or past
+    /// `offset` (at once if it already has, or if the partition is gone).
+    pub fn watch(&self, partition: PartitionId, offset: Offset, notify: flume::Sender<()>) {
+        let mut st = self.state.borrow_mut();
+        let ready = match st.partitions.get(&partition) {
+            Some(p) => p.high_watermark() > offset,
+            None => true,
+        };
+        if ready {
+            let _ = notify.try_send(());
+            return;
+        }
+        let list = st.data_waiters.entry(partition).or_default();
+        // Waiters whose fetch already returned are dropped here, so an idle
+        // partition polled forever holds only live waiters.
+        list.retain(|w| !w.is_disconnected());
+        list.push(notify);
+    }
+
+    fn apply(&self, out: ReadyOutcome) {
+        let mut st = self.state.borrow_mut();
+        for (_, payload, pos) in &out.persisted {
+            st.index_entry(payload, *pos);
+        }
+        for (_, payload) in &out.committed {
+            st.commit_entry(payload);
+        }
+        st.complete_waiters(out.persisted_index, out.committed_index);
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(shard = %self.id, %reason, "shard storage failed; refusing writes until restart");
+        let mut st = self.state.borrow_mut();
+        let e = ShardError::Storage(reason.clone());
+        for (_, ws) in st.inflight.drain(..) {
+            for w in ws {
+                let _ = w.done.try_send(Err(e.clone()));
+            }
+        }
+        for w in st.proposal_waiters.drain(..) {
+            let _ = w.done.try_send(Err(e.clone()));
+        }
+        st.failed = Some(reason);
+    }
+}
+
+impl State {
+    /// Assigns offsets to one item's batches and adds them to the proposal.
+    fn stage(&mut self, item: &ProduceItem) -> ProduceResult {
+        let p = self
+            .partitions
+            .get_mut(&item.partition)
+            .ok_or(ShardError::UnknownPartition(item.partition))?;
+        let mut first = None;
+        for (i, &(start, count)) in item.batches.iter().enumerate() {
+            let end = item.batches.get(i + 1).map_or(item.records.len(), |b| b.0);
+            let base = p.assign(count);
+            first.get_or_insert(base);
+            self.proposal
+                .push(item.partition, base, &item.records[start..end]);
+        }
+        Ok(first.expect("a produce item has at least one batch"))
+    }
+
+    fn index_entry(&mut self, payload: &[u8], pos: WalPos) {
+        for it in items(payload) {
+            let Some(p) = self.partitions.get_mut(&it.partition) else {
+                continue; // deleted since
+            };
+            let b = &payload[it.at..it.at + it.len];
+            let last = Offset(it.base.0 + batch::last_offset_delta(b) as i64);
+            p.index_batch(IndexEntry {
+                base: it.base,
+                last,
+                pos: WalPos {
+                    segment: pos.segment,
+                    offset: pos.offset + it.at as u64,
+                },
+                len: it.len as u32,
+                max_timestamp_ms: batch::max_timestamp(b),
+            });
+        }
+    }
+
+    fn commit_entry(&mut self, payload: &[u8]) {
+        for it in items(payload) {
+            let Some(p) = self.partitions.get_mut(&it.partition) else {
+                continue;
+            };
+            let b = &payload[it.at..it.at + it.len];
+            let end = Offset(it.base.0 + batch::last_offset_delta(b) as i64 + 1);
+            if p.advance_high_watermark(end) {
+                if let Some(ws) = self.data_waiters.remove(&it.partition) {
+                    for w in ws {
+                        let _ = w.try_send(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete_waiters(&mut self, persisted: Option<RaftIndex>, committed: Option<RaftIndex>) {
+        if let Some(persisted) = persisted {
+            for (idx, ws) in self.inflight.iter_mut() {
+                if *idx > persisted {
+                    break;
+                }
+                ws.retain(|w| {
+                    let done = w.durability == Durability::Persisted;
+                    if done {
+                        let _ = w.done.try_send(Ok(()));
+                    }
+                    !done
+                });
+            }
+        }
+        if let Some(committed) = committed {
+            while self
+                .inflight
+                .front()
+                .is_some_and(|(idx, _)| *idx <= committed)
+            {
+                let (_, ws) = self.inflight.pop_front().expect("front exists");
+                for w in ws {
+                    let _ = w.done.try_send(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+fn replay_record(state: &mut State, replay: &mut Replay, rec: Record, pos: WalPos) {
+    match rec.kind {
+        RecordKind::HardState => {
+            let Some(hs) = decode_hard_state(&rec.payload) else {
+                return;
+            };
+            replay.hard_state = Some(hs);
+            let commit = hs.2;
+            let n = replay
+                .unapplied
+                .iter()
+                .take_while(|e| e.index <= commit)
+                .count();
+            for e in replay.unapplied.drain(..n) {
+                state.commit_entry(&e.data);
+                replay.applied = (e.index, e.term);
+            }
+        }
+        kind => {
+            if replay
+                .unapplied
+                .last()
+                .is_some_and(|e| rec.index <= e.index)
+                || rec.index <= replay.applied.0
+            {
+                replay.overwrite = true;
+                return;
+            }
+            if kind == RecordKind::Entry && !rec.payload.is_empty() {
+                state.index_entry(&rec.payload, pos);
+            }
+            let entry_type = match kind {
+                RecordKind::ConfChange => raft::prelude::EntryType::EntryConfChange,
+                RecordKind::ConfChangeV2 => raft::prelude::EntryType::EntryConfChangeV2,
+                _ => raft::prelude::EntryType::EntryNormal,
+            };
+            let mut e = raft::prelude::Entry {
+                term: rec.term,
+                index: rec.index,
+                data: rec.payload,
+                ..Default::default()
+            };
+            e.set_entry_type(entry_type);
+            replay.unapplied.push(e);
+        }
+    }
+}
+
+/// The shard's Raft driver: wakes on a proposal (or an election at start),
+/// proposes everything gathered since the last round as one entry, and runs
+/// Ready rounds until there is nothing left. Proposals that arrive while a
+/// WAL write is in flight gather into the next one: group commit, no timer.
+async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>) {
+    while kicked.recv().await.is_some() {
+        loop {
+            let (payload, waiters) = {
+                let mut st = shard.state.borrow_mut();
+                (st.proposal.take(), std::mem::take(&mut st.proposal_waiters))
+            };
+            if !payload.is_empty() {
+                match group.propose(payload) {
+                    Ok(idx) => shard.state.borrow_mut().inflight.push_back((idx, waiters)),
+                    Err(e) => {
+                        let e = ShardError::from(e);
+                        for w in waiters {
+                            let _ = w.done.try_send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+            match group.step().await {
+                Ok(Some(out)) => {
+                    shard.leader.set(group.is_leader());
+                    shard.wal_bytes.set(group.wal().bytes_written());
+                    shard.apply(out);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    shard.fail(e.to_string());
+                    break;
+                }
+            }
+        }
+        shard.leader.set(group.is_leader());
+    }
+}

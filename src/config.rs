@@ -1,0 +1,323 @@
+//! Broker configuration: a TOML file (every key optional), overridden by
+//! command-line flags, validated once at start-up. Errors name the key, the
+//! value and the allowed range.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Broker id clients see in Metadata.
+    pub node_id: i32,
+    /// Address the Kafka listener binds on every shard (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// Address advertised to clients; defaults to `listen`.
+    pub advertised: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// Number of shards (one per core). Default: all online cores.
+    pub shards: Option<usize>,
+    /// Explicit cores to pin shards to; overrides `shards`.
+    pub cores: Option<Vec<usize>>,
+    /// Memory budget of each shard, e.g. "512MiB".
+    pub memory_per_shard: ByteSize,
+    pub limits: Limits,
+    pub wal: WalConfig,
+    pub topics: TopicDefaults,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Partitions one shard may own; warn at 80%, refuse beyond.
+    pub max_partitions_per_shard: usize,
+    /// Largest request frame; a larger length prefix closes the connection.
+    pub socket_request_max_bytes: ByteSize,
+    /// Default `max.message.bytes` of topics (largest record batch).
+    pub message_max_bytes: ByteSize,
+    pub max_connections_per_shard: usize,
+    /// Requests one connection may have in flight (pipelined).
+    pub max_in_flight_per_connection: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    /// Size each WAL segment file is preallocated to.
+    pub segment_bytes: ByteSize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// Create unknown topics on Metadata requests that allow it (Kafka's
+    /// auto.create.topics.enable).
+    pub auto_create: bool,
+    /// Partitions of auto-created topics and of CreateTopics with -1.
+    pub default_partitions: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            listen: "127.0.0.1:9092".parse().expect("valid literal"),
+            advertised: None,
+            data_dir: PathBuf::from("corestream-data"),
+            shards: None,
+            cores: None,
+            memory_per_shard: ByteSize(512 << 20),
+            limits: Limits::default(),
+            wal: WalConfig::default(),
+            topics: TopicDefaults::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_partitions_per_shard: 10_000,
+            socket_request_max_bytes: ByteSize(100 << 20),
+            message_max_bytes: ByteSize(1_048_588),
+            max_connections_per_shard: 10_000,
+            max_in_flight_per_connection: 64,
+        }
+    }
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: ByteSize(128 << 20),
+        }
+    }
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        Self {
+            auto_create: true,
+            default_partitions: 1,
+        }
+    }
+}
+
+/// A size in bytes, written as an integer or a string with a unit
+/// ("64MiB", "1GiB", "4096").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SizeRepr", into = "u64")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Int(u64),
+    Text(String),
+}
+
+impl From<ByteSize> for u64 {
+    fn from(b: ByteSize) -> u64 {
+        b.0
+    }
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Int(n) => Ok(ByteSize(n)),
+            SizeRepr::Text(s) => s.parse(),
+        }
+    }
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("'{s}' is not a size (e.g. 512MiB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size '{s}' overflows"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key '{key}' = {value}: {expected}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: String,
+    },
+}
+
+fn check<T: std::fmt::Display + PartialOrd>(
+    key: &'static str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            expected: format!("must be between {lo} and {hi}"),
+        });
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertised.unwrap_or(self.listen)
+    }
+
+    /// The cores shards run on, one shard per entry.
+    pub fn shard_cores(&self) -> Vec<usize> {
+        if let Some(cores) = &self.cores {
+            return cores.clone();
+        }
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..self.shards.unwrap_or(online))
+            .map(|i| i % online)
+            .collect()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(n) = self.shards {
+            check("shards", n, 1, 256)?;
+        }
+        if let Some(cores) = &self.cores {
+            check("cores (count)", cores.len(), 1, 256)?;
+            for &c in cores {
+                check("cores", c, 0, online - 1)?;
+            }
+        }
+        check(
+            "memory_per_shard",
+            self.memory_per_shard.0,
+            16 << 20,
+            1 << 40,
+        )?;
+        check(
+            "limits.max_partitions_per_shard",
+            self.limits.max_partitions_per_shard,
+            1,
+            1_000_000,
+        )?;
+        check(
+            "limits.socket_request_max_bytes",
+            self.limits.socket_request_max_bytes.0,
+            1 << 10,
+            1 << 30,
+        )?;
+        check(
+            "limits.message_max_bytes",
+            self.limits.message_max_bytes.0,
+            1 << 10,
+            self.limits.socket_request_max_bytes.0,
+        )?;
+        check(
+            "limits.max_connections_per_shard",
+            self.limits.max_connections_per_shard,
+            1,
+            1_000_000,
+        )?;
+        check(
+            "limits.max_in_flight_per_connection",
+            self.limits.max_in_flight_per_connection,
+            1,
+            4096,
+        )?;
+        check(
+            "wal.segment_bytes",
+            self.wal.segment_bytes.0,
+            1 << 20,
+            1 << 40,
+        )?;
+        check(
+            "topics.default_partitions",
+            self.topics.default_partitions,
+            1,
+            100_000,
+        )?;
+        if self.wal.segment_bytes.0 % 4096 != 0 {
+            return Err(ConfigError::Invalid {
+                key: "wal.segment_bytes",
+                value: self.wal.segment_bytes.0.to_string(),
+                expected: "must be a multiple of 4096".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!("512MiB".parse::<ByteSize>().unwrap().0, 512 << 20);
+        assert_eq!("4096".parse::<ByteSize>().unwrap().0, 4096);
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_unknown_keys() {
+        let c: Config = toml::from_str("listen = \"127.0.0.1:19092\"\nmemory_per_shard = \"64MiB\"\n[limits]\nmax_partitions_per_shard = 10\n").unwrap();
+        assert_eq!(c.listen.port(), 19092);
+        assert_eq!(c.memory_per_shard.0, 64 << 20);
+        assert_eq!(c.limits.max_partitions_per_shard, 10);
+        assert_eq!(c.limits.message_max_bytes.0, 1_048_588);
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let c = Config {
+            memory_per_shard: ByteSize(1),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("memory_per_shard"), "{e}");
+    }
+}

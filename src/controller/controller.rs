@@ -1,0 +1,342 @@
+//! Validation and placement for metadata requests. Pure: it turns requests
+//! into `MetaChange`s against a `ClusterMeta`; persisting and broadcasting
+//! them is the node's job (`node/control.rs`).
+
+use std::collections::BTreeMap;
+
+use super::{topic_config, ClusterMeta, MetaChange, PartitionMeta};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    PolicyViolation(String),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("metadata storage failed: {0}")]
+    Storage(String),
+}
+
+/// The limits the controller enforces, from the broker config.
+#[derive(Debug, Clone)]
+pub struct ControlLimits {
+    pub node_id: i32,
+    pub max_partitions_per_shard: usize,
+    pub message_max_bytes: u64,
+    pub socket_request_max_bytes: u64,
+    pub default_partitions: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker default.
+    pub num_partitions: i32,
+    /// -1: the broker default (1 on a single node).
+    pub replication_factor: i16,
+    /// Manual assignment: broker ids per partition (may be empty).
+    pub assignments: Vec<Vec<i32>>,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+/// What a created topic looks like, for the CreateTopics response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicCreated {
+    pub id: uuid::Uuid,
+    pub partitions: u32,
+}
+
+pub fn validate_topic_name(name: &str) -> Result<(), ControlError> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." || !ok_chars {
+        return Err(ControlError::InvalidTopic(format!(
+            "topic name '{name}' is invalid: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'"
+        )));
+    }
+    Ok(())
+}
+
+/// Places `n` new partitions on the least-loaded shards and checks the
+/// per-shard limit.
+fn place(
+    meta: &ClusterMeta,
+    n: u32,
+    limits: &ControlLimits,
+) -> Result<Vec<PartitionMeta>, ControlError> {
+    let mut load = meta.shard_load().to_vec();
+    let mut out = Vec::with_capacity(n as usize);
+    for id in meta.peek_partition_ids(n) {
+        let (shard, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|&(i, l)| (*l, i))
+            .expect("at least one shard");
+        if load[shard] >= limits.max_partitions_per_shard {
+            let have: usize = meta.shard_load().iter().sum();
+            return Err(ControlError::PolicyViolation(format!(
+                "adding {n} partitions to the {have} this node holds would exceed limits.max_partitions_per_shard = {} on all {} shards; raise it in the config file or add shards",
+                limits.max_partitions_per_shard,
+                load.len()
+            )));
+        }
+        load[shard] += 1;
+        out.push(PartitionMeta {
+            id,
+            shard: shard as u16,
+        });
+    }
+    Ok(out)
+}
+
+fn plan_one(
+    meta: &ClusterMeta,
+    t: &NewTopic,
+    limits: &ControlLimits,
+) -> Result<MetaChange, ControlError> {
+    validate_topic_name(&t.name)?;
+    if meta.topic(&t.name).is_some() {
+        return Err(ControlError::TopicExists(t.name.clone()));
+    }
+    let count = if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err(ControlError::InvalidReplicaAssignment(
+                "give either an assignment or num_partitions/replication_factor, not both".into(),
+            ));
+        }
+        if let Some(bad) = t
+            .assignments
+            .iter()
+            .find(|a| a.as_slice() != [limits.node_id])
+        {
+            return Err(ControlError::InvalidReplicaAssignment(format!(
+                "assignment {bad:?} names brokers other than this node ({})",
+                limits.node_id
+            )));
+        }
+        t.assignments.len() as i64
+    } else {
+        match t.num_partitions {
+            -1 => limits.default_partitions as i64,
+            n if n >= 1 => n as i64,
+            n => {
+                return Err(ControlError::InvalidPartitions(format!(
+                    "num_partitions {n}: must be at least 1"
+                )))
+            }
+        }
+    };
+    match t.replication_factor {
+        -1 | 1 => {}
+        rf if rf > 1 => {
+            return Err(ControlError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is larger than the 1 broker in this cluster"
+            )))
+        }
+        rf => {
+            return Err(ControlError::InvalidReplicationFactor(format!(
+                "replication factor {rf}: must be at least 1"
+            )))
+        }
+    }
+    let mut configs = BTreeMap::new();
+    for (k, v) in &t.configs {
+        let Some(v) = v else { continue };
+        topic_config::validate(k, v, limits.socket_request_max_bytes)
+            .map_err(ControlError::InvalidConfig)?;
+        configs.insert(k.clone(), v.clone());
+    }
+    let partitions = place(meta, u32::try_from(count).unwrap_or(u32::MAX), limits)?;
+    Ok(MetaChange::TopicCreated {
+        name: t.name.clone(),
+        id: uuid::Uuid::new_v4(),
+        partitions,
+        configs,
+    })
+}
+
+/// Plans topic creation. Each topic succeeds or fails on its own; the
+/// returned changes create the ones that succeeded.
+pub fn plan_create_topics(
+    meta: &ClusterMeta,
+    topics: &[NewTopic],
+    limits: &ControlLimits,
+) -> (Vec<Result<TopicCreated, ControlError>>, Vec<MetaChange>) {
+    let mut scratch = meta.clone();
+    let mut results = Vec::with_capacity(topics.len());
+    let mut changes = Vec::new();
+    for t in topics {
+        let r = plan_one(&scratch, t, limits).map(|change| {
+            scratch.apply(&change).expect("planned change applies");
+            let MetaChange::TopicCreated { id, partitions, .. } = &change else {
+                unreachable!()
+            };
+            let created = TopicCreated {
+                id: *id,
+                partitions: partitions.len() as u32,
+            };
+            changes.push(change);
+            created
+        });
+        results.push(r);
+    }
+    (results, changes)
+}
+
+pub fn plan_delete_topics(
+    meta: &ClusterMeta,
+    names: &[String],
+) -> (Vec<Result<uuid::Uuid, ControlError>>, Vec<MetaChange>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut changes = Vec::new();
+    let results = names
+        .iter()
+        .map(|name| match meta.topic(name) {
+            Some(t) if seen.insert(name.clone()) => {
+                changes.push(MetaChange::TopicDeleted { name: name.clone() });
+                Ok(t.id)
+            }
+            _ => Err(ControlError::UnknownTopic(name.clone())),
+        })
+        .collect();
+    (results, changes)
+}
+
+pub fn plan_create_partitions(
+    meta: &ClusterMeta,
+    requests: &[(String, i32)],
+    limits: &ControlLimits,
+) -> (Vec<Result<(), ControlError>>, Vec<MetaChange>) {
+    let mut scratch = meta.clone();
+    let mut changes = Vec::new();
+    let results = requests
+        .iter()
+        .map(|(name, count)| {
+            let t = scratch
+                .topic(name)
+                .ok_or_else(|| ControlError::UnknownTopic(name.clone()))?;
+            let have = t.partitions.len() as i32;
+            if *count <= have {
+                return Err(ControlError::InvalidPartitions(format!(
+                    "topic '{name}' has {have} partitions; the new count ({count}) must be larger"
+                )));
+            }
+            let partitions = place(&scratch, (*count - have) as u32, limits)?;
+            let change = MetaChange::PartitionsAdded {
+                name: name.clone(),
+                partitions,
+            };
+            scratch.apply(&change).expect("planned change applies");
+            changes.push(change);
+            Ok(())
+        })
+        .collect();
+    (results, changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize) -> ControlLimits {
+        ControlLimits {
+            node_id: 0,
+            max_partitions_per_shard: max,
+            message_max_bytes: 1 << 20,
+            socket_request_max_bytes: 100 << 20,
+            default_partitions: 1,
+        }
+    }
+
+    fn topic(name: &str, n: i32) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions: n,
+            replication_factor: -1,
+            assignments: vec![],
+            configs: vec![],
+        }
+    }
+
+    #[test]
+    fn spreads_partitions_and_enforces_the_limit() {
+        let mut meta = ClusterMeta::new(2);
+        let (res, changes) = plan_create_topics(&meta, &[topic("a", 3), topic("b", 1)], &limits(2));
+        assert!(res.iter().all(|r| r.is_ok()));
+        for c in &changes {
+            meta.apply(c).unwrap();
+        }
+        assert_eq!(meta.shard_load(), &[2, 2]);
+        let (res, changes) = plan_create_topics(&meta, &[topic("c", 1)], &limits(2));
+        assert!(
+            matches!(&res[0], Err(ControlError::PolicyViolation(m)) if m.contains("max_partitions_per_shard"))
+        );
+        assert!(changes.is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_names_duplicates_configs_and_rf() {
+        let meta = ClusterMeta::new(1);
+        let mut bad_cfg = topic("ok", 1);
+        bad_cfg.configs = vec![("max.message.bytes".into(), Some("12".into()))];
+        let mut rf3 = topic("rf", 1);
+        rf3.replication_factor = 3;
+        let (res, changes) = plan_create_topics(
+            &meta,
+            &[
+                topic("bad name", 1),
+                topic("d", 1),
+                topic("d", 1),
+                bad_cfg,
+                rf3,
+                topic("z", 0),
+            ],
+            &limits(100),
+        );
+        assert!(matches!(res[0], Err(ControlError::InvalidTopic(_))));
+        assert!(res[1].is_ok());
+        assert_eq!(res[2], Err(ControlError::TopicExists("d".into())));
+        assert!(matches!(res[3], Err(ControlError::InvalidConfig(_))));
+        assert!(matches!(
+            res[4],
+            Err(ControlError::InvalidReplicationFactor(_))
+        ));
+        assert!(matches!(res[5], Err(ControlError::InvalidPartitions(_))));
+        assert_eq!(changes.len(), 1);
+    }
+
+    #[test]
+    fn partitions_only_grow_and_ids_are_never_reused() {
+        let mut meta = ClusterMeta::new(2);
+        let (_, c) = plan_create_topics(&meta, &[topic("t", 2)], &limits(100));
+        meta.apply(&c[0]).unwrap();
+        let (res, c) = plan_create_partitions(
+            &meta,
+            &[("t".into(), 2), ("t".into(), 4), ("nope".into(), 3)],
+            &limits(100),
+        );
+        assert!(matches!(res[0], Err(ControlError::InvalidPartitions(_))));
+        assert!(res[1].is_ok());
+        assert!(matches!(res[2], Err(ControlError::UnknownTopic(_))));
+        meta.apply(&c[0]).unwrap();
+        let (_, d) = plan_delete_topics(&meta, &["t".into()]);
+        meta.apply(&d[0]).unwrap();
+        let (_, c) = plan_create_topics(&meta, &[topic("t", 1)], &limits(100));
+        let MetaChange::TopicCreated { partitions, .. } = &c[0] else {
+            panic!()
+        };
+        assert_eq!(partitions[0].id, 5);
+    }
+}

@@ -1,0 +1,94 @@
+//! The metadata log: every metadata change, appended and fsynced before it
+//! takes effect, replayed at start. Records are `len u32 | crc32c u32 |
+//! JSON`; replay stops at the first bad record and truncates the file there
+//! (a torn last append was never acknowledged).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::MetaChange;
+
+pub struct MetaLog {
+    path: PathBuf,
+    file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metadata log {path}: {reason}")]
+pub struct MetaLogError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl MetaLog {
+    /// Opens the log and returns the changes it holds, in order.
+    pub fn open(dir: &Path) -> Result<(Self, Vec<MetaChange>), MetaLogError> {
+        let path = dir.join("metadata.log");
+        let err = |reason: String| MetaLogError {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("create directory: {e}")))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| err(format!("open: {e}")))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| err(format!("read: {e}")))?;
+        let (changes, valid) = decode_all(&bytes);
+        if valid < bytes.len() {
+            tracing::warn!(path = %path.display(), kept = valid, dropped = bytes.len() - valid,
+                "metadata log has a torn or corrupt tail; cutting it");
+            file.set_len(valid as u64)
+                .map_err(|e| err(format!("truncate: {e}")))?;
+            file.sync_all().map_err(|e| err(format!("fsync: {e}")))?;
+        }
+        Ok((Self { path, file }, changes))
+    }
+
+    /// Appends changes durably (write + fsync).
+    pub fn append(&mut self, changes: &[MetaChange]) -> Result<(), MetaLogError> {
+        let mut buf = Vec::new();
+        for c in changes {
+            let json = serde_json::to_vec(c).expect("metadata change serializes");
+            buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32c::crc32c(&json).to_le_bytes());
+            buf.extend_from_slice(&json);
+        }
+        let err = |reason: String| MetaLogError {
+            path: self.path.clone(),
+            reason,
+        };
+        self.file
+            .write_all(&buf)
+            .map_err(|e| err(format!("write: {e}")))?;
+        self.file
+            .sync_data()
+            .map_err(|e| err(format!("fsync: {e}")))
+    }
+}
+
+fn decode_all(bytes: &[u8]) -> (Vec<MetaChange>, usize) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4"));
+        let Some(body) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc32c::crc32c(body) != crc {
+            break;
+        }
+        let Ok(change) = serde_json::from_slice::<MetaChange>(body) else {
+            break;
+        };
+        out.push(change);
+        at += 8 + len;
+    }
+    (out, at)
+}

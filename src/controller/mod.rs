@@ -1,0 +1,176 @@
+//! Cluster metadata and its single writer.
+//!
+//! - `ClusterMeta` (this file): topics, their partitions and placement
+//!   (partition -> shard), topic configs. Every shard holds its own
+//!   read-only copy, so routing never crosses cores.
+//! - `MetaChange`: the only way metadata changes. The controller (on shard
+//!   0) validates a request, appends the changes to the metadata log
+//!   (`log.rs`), applies them, and broadcasts them to every shard, which
+//!   applies the same changes to its copy.
+//! - `controller.rs`: request validation and placement (least-loaded shard).
+//! - `topic_config.rs`: known topic configs, defaults and checks.
+//!
+//! On one node the metadata log is a local file; the cluster issue turns it
+//! into the metadata Raft group on shard 0, with the same changes as entries.
+
+pub mod controller;
+pub mod log;
+pub mod topic_config;
+
+use std::collections::BTreeMap;
+
+use corestream_shards::{PartitionId, ShardId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    pub id: u32,
+    pub shard: u16,
+}
+
+impl PartitionMeta {
+    pub fn partition_id(&self) -> PartitionId {
+        PartitionId(self.id)
+    }
+
+    pub fn shard_id(&self) -> ShardId {
+        ShardId(self.shard)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub id: uuid::Uuid,
+    /// Index in this vector is the Kafka partition index.
+    pub partitions: Vec<PartitionMeta>,
+    /// Overrides only; defaults come from `topic_config`.
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaChange {
+    TopicCreated {
+        name: String,
+        id: uuid::Uuid,
+        partitions: Vec<PartitionMeta>,
+        configs: BTreeMap<String, String>,
+    },
+    TopicDeleted {
+        name: String,
+    },
+    PartitionsAdded {
+        name: String,
+        partitions: Vec<PartitionMeta>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterMeta {
+    pub topics: BTreeMap<String, TopicMeta>,
+    next_partition_id: u32,
+    /// Partitions per shard.
+    shard_load: Vec<usize>,
+}
+
+impl ClusterMeta {
+    pub fn new(shards: usize) -> Self {
+        Self {
+            topics: BTreeMap::new(),
+            next_partition_id: 1,
+            shard_load: vec![0; shards],
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shard_load.len()
+    }
+
+    pub fn shard_load(&self) -> &[usize] {
+        &self.shard_load
+    }
+
+    /// The next `n` partition ids; ids are never reused.
+    pub fn peek_partition_ids(&self, n: u32) -> std::ops::Range<u32> {
+        self.next_partition_id..self.next_partition_id + n
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    /// Partitions a shard owns (start-up and tests).
+    pub fn partitions_of(&self, shard: ShardId) -> Vec<PartitionId> {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.shard_id() == shard)
+            .map(|p| p.partition_id())
+            .collect()
+    }
+
+    /// Applies one change. Changes were validated before they were logged;
+    /// one that does not fit is a bug or a corrupt log.
+    pub fn apply(&mut self, change: &MetaChange) -> Result<(), String> {
+        match change {
+            MetaChange::TopicCreated {
+                name,
+                id,
+                partitions,
+                configs,
+            } => {
+                if self.topics.contains_key(name) {
+                    return Err(format!("topic {name} created twice"));
+                }
+                self.take_partitions(partitions)?;
+                self.topics.insert(
+                    name.clone(),
+                    TopicMeta {
+                        id: *id,
+                        partitions: partitions.clone(),
+                        configs: configs.clone(),
+                    },
+                );
+            }
+            MetaChange::TopicDeleted { name } => {
+                let t = self
+                    .topics
+                    .remove(name)
+                    .ok_or_else(|| format!("deleting unknown topic {name}"))?;
+                for p in &t.partitions {
+                    self.shard_load[p.shard as usize] -= 1;
+                }
+            }
+            MetaChange::PartitionsAdded { name, partitions } => {
+                if !self.topics.contains_key(name) {
+                    return Err(format!("adding partitions to unknown topic {name}"));
+                }
+                self.take_partitions(partitions)?;
+                self.topics
+                    .get_mut(name)
+                    .expect("checked above")
+                    .partitions
+                    .extend_from_slice(partitions);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_partitions(&mut self, parts: &[PartitionMeta]) -> Result<(), String> {
+        for p in parts {
+            if p.shard as usize >= self.shard_load.len() {
+                return Err(format!(
+                    "partition {} is placed on shard {}, but this node runs {} shards; start it with the shard count it was created with",
+                    p.id,
+                    p.shard,
+                    self.shard_load.len()
+                ));
+            }
+            if p.id < self.next_partition_id {
+                return Err(format!("partition id {} reused", p.id));
+            }
+            self.next_partition_id = p.id + 1;
+            self.shard_load[p.shard as usize] += 1;
+        }
+        Ok(())
+    }
+}

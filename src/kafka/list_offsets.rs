@@ -1,0 +1,72 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the
+//! first batch whose records reach a timestamp.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use corestream_shards::{OffsetQuery, PartitionId, ShardId};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{errors, locate};
+use crate::node::broker::Broker;
+
+pub const VERSIONS: (i16, i16) = (1, 8);
+
+pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let mut topics: Vec<ListOffsetsTopicResponse> = Vec::with_capacity(req.topics.len());
+    let mut work: BTreeMap<ShardId, (Vec<(PartitionId, OffsetQuery)>, Vec<(usize, usize)>)> =
+        BTreeMap::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut out =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let query = match p.timestamp {
+                -2 => Some(OffsetQuery::Earliest),
+                -1 => Some(OffsetQuery::Latest),
+                -3 if version >= 7 => Some(OffsetQuery::MaxTimestamp),
+                ts if ts >= 0 => Some(OffsetQuery::AtOrAfter(ts)),
+                _ => None,
+            };
+            match (query, locate(b, t.name.0.as_str(), p.partition_index)) {
+                (Some(q), Some(loc)) => {
+                    let (qs, slots) = work.entry(loc.shard_id()).or_default();
+                    qs.push((loc.partition_id(), q));
+                    slots.push((ti, pi));
+                }
+                (None, _) => out.error_code = errors::INVALID_REQUEST,
+                (_, None) => out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION,
+            }
+            parts.push(out);
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(parts),
+        );
+    }
+    for (shard, (queries, slots)) in work {
+        let results = b.list_offsets(shard, queries).await;
+        for ((ti, pi), r) in slots.into_iter().zip(results) {
+            let out = &mut topics[ti].partitions[pi];
+            match r {
+                Ok(Some((offset, ts))) => {
+                    out.offset = offset.0;
+                    out.timestamp = ts;
+                    if version >= 4 {
+                        out.leader_epoch = 0;
+                    }
+                }
+                Ok(None) => {
+                    out.offset = -1;
+                    out.timestamp = -1;
+                }
+                Err(e) => out.error_code = errors::shard(&e),
+            }
+        }
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,172 @@
+//! The Kafka front end: framing (`connection.rs`), one file per API, and
+//! the table of the versions we serve (`SUPPORTED`, which ApiVersions
+//! advertises exactly). The codec is `kafka-protocol`'s, generated from
+//! Kafka's own message specs.
+
+pub mod api_versions;
+pub mod connection;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
+pub mod errors;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use crate::node::broker::Broker;
+
+/// Every API corestream serves, with the version range it serves. Produce
+/// and Fetch stop below v13, where topics are named by id only.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, produce::VERSIONS.0, produce::VERSIONS.1),
+    (ApiKey::Fetch, fetch::VERSIONS.0, fetch::VERSIONS.1),
+    (
+        ApiKey::ListOffsets,
+        list_offsets::VERSIONS.0,
+        list_offsets::VERSIONS.1,
+    ),
+    (ApiKey::Metadata, metadata::VERSIONS.0, metadata::VERSIONS.1),
+    (
+        ApiKey::ApiVersions,
+        api_versions::VERSIONS.0,
+        api_versions::VERSIONS.1,
+    ),
+    (
+        ApiKey::CreateTopics,
+        create_topics::VERSIONS.0,
+        create_topics::VERSIONS.1,
+    ),
+    (
+        ApiKey::DeleteTopics,
+        delete_topics::VERSIONS.0,
+        delete_topics::VERSIONS.1,
+    ),
+    (
+        ApiKey::DescribeConfigs,
+        describe_configs::VERSIONS.0,
+        describe_configs::VERSIONS.1,
+    ),
+    (
+        ApiKey::CreatePartitions,
+        create_partitions::VERSIONS.0,
+        create_partitions::VERSIONS.1,
+    ),
+];
+
+pub fn supports(key: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|&(k, lo, hi)| k == key && (lo..=hi).contains(&version))
+}
+
+/// Why a request ends its connection instead of getting a response.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("request body does not decode as {api:?} v{version}: {reason}")]
+    Decode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("response for {api:?} v{version} does not encode: {reason}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// A response frame (length prefix included), or nothing (acks=0 produce).
+pub type Reply = Option<Bytes>;
+
+/// Encodes `resp` behind its response header, length-prefixed.
+pub fn encode_response<R: Encodable + HeaderVersion>(
+    api: ApiKey,
+    correlation_id: i32,
+    version: i16,
+    resp: &R,
+) -> Result<Bytes, FrameError> {
+    let err = |e: anyhow::Error| FrameError::Encode {
+        api,
+        version,
+        reason: e.to_string(),
+    };
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = resp.compute_size(version).map_err(err)? + 16;
+    let mut buf = BytesMut::with_capacity(size);
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, R::header_version(version))
+        .map_err(err)?;
+    resp.encode(&mut buf, version).map_err(err)?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+fn decode<R: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<R, FrameError> {
+    R::decode(body, version).map_err(|e| FrameError::Decode {
+        api,
+        version,
+        reason: e.to_string(),
+    })
+}
+
+/// Runs one request whose header is decoded and whose version is served.
+pub async fn dispatch(
+    broker: Rc<Broker>,
+    header: RequestHeader,
+    mut body: Bytes,
+) -> Result<Reply, FrameError> {
+    let version = header.request_api_version;
+    let corr = header.correlation_id;
+    let api = ApiKey::try_from(header.request_api_key).expect("dispatch gets known API keys");
+    macro_rules! serve {
+        ($module:ident) => {{
+            let req = decode(api, version, &mut body)?;
+            let resp = $module::handle(&broker, req, version).await;
+            Ok(Some(encode_response(api, corr, version, &resp)?))
+        }};
+    }
+    match api {
+        ApiKey::Produce => {
+            let req = decode(api, version, &mut body)?;
+            match produce::handle(&broker, req, version).await {
+                Some(resp) => Ok(Some(encode_response(api, corr, version, &resp)?)),
+                None => Ok(None),
+            }
+        }
+        ApiKey::Fetch => serve!(fetch),
+        ApiKey::ListOffsets => serve!(list_offsets),
+        ApiKey::Metadata => serve!(metadata),
+        ApiKey::ApiVersions => serve!(api_versions),
+        ApiKey::CreateTopics => serve!(create_topics),
+        ApiKey::DeleteTopics => serve!(delete_topics),
+        ApiKey::DescribeConfigs => serve!(describe_configs),
+        ApiKey::CreatePartitions => serve!(create_partitions),
+        other => unreachable!("{other:?} is not in SUPPORTED"),
+    }
+}
+
+/// Resolves a topic partition to its id and owner shard on this shard's
+/// metadata copy.
+pub fn locate(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Option<crate::controller::PartitionMeta> {
+    let meta = broker.meta.borrow();
+    let t = meta.topic(topic)?;
+    usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+        .copied()
+}

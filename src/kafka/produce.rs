@@ -1,0 +1,120 @@
+//! Produce: validate each partition's batches here (CRC, magic, sizes,
+//! max.message.bytes), send each partition's batches to its owner shard,
+//! answer per partition. A bad batch fails its partition with a Kafka error
+//! code; it never drops the connection.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use corestream_shards::batch::{self, BatchError};
+use corestream_shards::{Durability, ProduceItem, ProduceResult, ShardId};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{errors, locate};
+use crate::controller::topic_config;
+use crate::node::broker::Broker;
+
+pub const VERSIONS: (i16, i16) = (3, 11);
+
+/// Where a partition's answer goes: (topic index, partition index).
+type Slot = (usize, usize);
+
+/// Returns `None` for acks=0, which gets no response.
+pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let durability = match req.acks {
+        0 | 1 => Some(Durability::Persisted),
+        -1 => Some(Durability::Committed),
+        _ => None,
+    };
+    let mut responses: Vec<TopicProduceResponse> = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| PartitionProduceResponse::default().with_index(p.index))
+                        .collect(),
+                )
+        })
+        .collect();
+    let mut work: BTreeMap<ShardId, (Vec<ProduceItem>, Vec<Slot>)> = BTreeMap::new();
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let max_bytes = {
+            let meta = b.meta.borrow();
+            meta.topic(topic.name.0.as_str()).map(|t| {
+                topic_config::max_message_bytes(&t.configs, b.config.limits.message_max_bytes.0)
+            })
+        };
+        for (pi, p) in topic.partition_data.into_iter().enumerate() {
+            let out = &mut responses[ti].partition_responses[pi];
+            if durability.is_none() {
+                out.error_code = errors::INVALID_REQUIRED_ACKS;
+                continue;
+            }
+            let (Some(max_bytes), Some(loc)) =
+                (max_bytes, locate(b, topic.name.0.as_str(), p.index))
+            else {
+                out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            };
+            let records = p.records.unwrap_or_default();
+            match batch::split_batches(&records, max_bytes) {
+                Ok(batches) => {
+                    let (items, slots) = work.entry(loc.shard_id()).or_default();
+                    items.push(ProduceItem {
+                        partition: loc.partition_id(),
+                        batches: batches
+                            .iter()
+                            .map(|(at, info)| (*at, info.record_count))
+                            .collect(),
+                        records,
+                    });
+                    slots.push((ti, pi));
+                }
+                Err(e) => reject(out, &e, version),
+            }
+        }
+    }
+    let durability = durability.unwrap_or(Durability::Persisted);
+    let tasks: Vec<_> = work
+        .into_iter()
+        .map(|(shard, (items, slots))| {
+            let b = b.clone();
+            (
+                slots,
+                glommio::spawn_local(async move { b.produce(shard, items, durability).await }),
+            )
+        })
+        .collect();
+    for (slots, task) in tasks {
+        let results: Vec<ProduceResult> = task.await;
+        for ((ti, pi), r) in slots.into_iter().zip(results) {
+            let out = &mut responses[ti].partition_responses[pi];
+            match r {
+                Ok(base) => out.base_offset = base.0,
+                Err(e) => {
+                    out.error_code = errors::shard(&e);
+                    if version >= 8 {
+                        out.error_message = Some(StrBytes::from_string(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    if req.acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn reject(out: &mut PartitionProduceResponse, e: &BatchError, version: i16) {
+    out.error_code = errors::batch(e);
+    if version >= 8 {
+        out.error_message = Some(StrBytes::from_string(e.to_string()));
+    }
+}

@@ -1,0 +1,135 @@
+//! corestream: a Kafka-wire-compatible, thread-per-core message broker.
+//!
+//! - `config.rs`: the TOML config and its validation.
+//! - `node/`: start-up, shards (one pinned glommio executor per core), the
+//!   routing path between shards, the controller's execution.
+//! - `kafka/`: the Kafka front end: connections and one file per API.
+//! - `controller/`: cluster metadata, its log, topic configs, placement.
+//! - the storage, Raft and per-shard runtime live in the `corestream-shards`
+//!   crate (`shards/`).
+
+mod config;
+mod controller;
+mod kafka;
+mod node;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use config::{ByteSize, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "corestream",
+    version,
+    about = "Kafka-compatible thread-per-core message broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. With no options: a single node on 127.0.0.1:9092, data
+    /// in ./corestream-data, one shard per core.
+    Start(StartArgs),
+}
+
+#[derive(clap::Args)]
+struct StartArgs {
+    /// TOML config file; flags below override its values.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Address advertised to clients in Metadata [default: the listen address].
+    #[arg(long, value_name = "ADDR")]
+    advertised: Option<std::net::SocketAddr>,
+    /// Data directory [default: ./corestream-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of shards [default: one per online core].
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Cores to pin shards to, e.g. 0,1,2 (overrides --shards).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Memory budget per shard, e.g. 512MiB [default: 512MiB].
+    #[arg(long, value_name = "SIZE")]
+    memory_per_shard: Option<ByteSize>,
+    /// Broker id [default: 0].
+    #[arg(long, value_name = "ID")]
+    node_id: Option<i32>,
+    /// Most partitions one shard may own [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_partitions_per_shard: Option<usize>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl StartArgs {
+    fn into_config(self) -> Result<(Config, bool), config::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.advertised {
+            c.advertised = Some(v);
+        }
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.shards {
+            c.shards = Some(v);
+        }
+        if let Some(v) = self.cores {
+            c.cores = Some(v);
+        }
+        if let Some(v) = self.memory_per_shard {
+            c.memory_per_shard = v;
+        }
+        if let Some(v) = self.node_id {
+            c.node_id = v;
+        }
+        if let Some(v) = self.max_partitions_per_shard {
+            c.limits.max_partitions_per_shard = v;
+        }
+        Ok((c, self.print_config))
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Start(args) => match args.into_config() {
+            Err(e) => Err(anyhow::Error::new(e)),
+            Ok((c, true)) => c
+                .validate()
+                .map_err(anyhow::Error::new)
+                .map(|_| print!("{}", toml::to_string_pretty(&c).expect("config serializes"))),
+            Ok((c, false)) => node::run(c),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corestream: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The per-shard broker context and the one routing path: each operation
+//! on a partition goes to its owner shard — a direct call when that is this
+//! shard, a mesh message (with a bounded reply channel) otherwise.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use corestream_shards::mesh::Mesh;
+use corestream_shards::{
+    Durability, Offset, OffsetQuery, PartitionId, PartitionRead, ProduceItem, ProduceResult, Shard,
+    ShardError, ShardId,
+};
+
+use super::control::{Control, ControlReply, ControlRequest};
+use crate::config::Config;
+use crate::controller::{ClusterMeta, MetaChange};
+
+pub type ReadResult = Result<PartitionRead, ShardError>;
+pub type OffsetResult = Result<Option<(Offset, i64)>, ShardError>;
+
+/// One partition read: where, from which offset, how many bytes at most.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRequest {
+    pub partition: PartitionId,
+    pub offset: Offset,
+    pub max_bytes: usize,
+}
+
+/// Everything that crosses from one shard to another.
+pub enum NodeMsg {
+    Produce {
+        items: Vec<ProduceItem>,
+        durability: Durability,
+        reply: flume::Sender<Vec<ProduceResult>>,
+    },
+    Read {
+        reads: Vec<ReadRequest>,
+        reply: flume::Sender<Vec<ReadResult>>,
+    },
+    Watch {
+        watches: Vec<(PartitionId, Offset)>,
+        notify: flume::Sender<()>,
+    },
+    ListOffsets {
+        queries: Vec<(PartitionId, OffsetQuery)>,
+        reply: flume::Sender<Vec<OffsetResult>>,
+    },
+    /// To shard 0: a metadata request for the controller.
+    Control {
+        request: ControlRequest,
+        reply: flume::Sender<ControlReply>,
+    },
+    /// From shard 0: metadata changes to apply to this shard's copy.
+    Meta {
+        changes: Vec<MetaChange>,
+        ack: flume::Sender<()>,
+    },
+}
+
+pub struct Broker {
+    pub config: Arc<Config>,
+    pub cluster_id: Arc<str>,
+    pub shard: Rc<Shard>,
+    pub mesh: Rc<Mesh<NodeMsg>>,
+    /// This shard's read-only copy of the cluster metadata.
+    pub meta: RefCell<ClusterMeta>,
+    /// The controller; only shard 0 has one.
+    pub control: Option<Control>,
+    pub connections: Cell<usize>,
+}
+
+pub const CONTROLLER_SHARD: ShardId = ShardId(0);
+
+impl Broker {
+    pub fn me(&self) -> ShardId {
+        self.mesh.me()
+    }
+
+    async fn ask<R: Send>(
+        &self,
+        to: ShardId,
+        make: impl FnOnce(flume::Sender<R>) -> NodeMsg,
+    ) -> Option<R> {
+        let (tx, rx) = flume::bounded(1);
+        self.mesh.send(to, make(tx)).await.ok()?;
+        rx.recv_async().await.ok()
+    }
+
+    pub async fn produce(
+        &self,
+        to: ShardId,
+        items: Vec<ProduceItem>,
+        durability: Durability,
+    ) -> Vec<ProduceResult> {
+        if to == self.me() {
+            return self.shard.produce(items, durability).await;
+        }
+        let n = items.len();
+        self.ask(to, |reply| NodeMsg::Produce {
+            items,
+            durability,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
+    }
+
+    pub async fn read(&self, to: ShardId, reads: Vec<ReadRequest>) -> Vec<ReadResult> {
+        if to == self.me() {
+            return read_local(&self.shard, reads).await;
+        }
+        let n = reads.len();
+        self.ask(to, |reply| NodeMsg::Read { reads, reply })
+            .await
+            .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
+    }
+
+    /// Asks `to` to signal `notify` when any of the partitions has data past
+    /// the given offset.
+    pub async fn watch(
+        &self,
+        to: ShardId,
+        watches: Vec<(PartitionId, Offset)>,
+        notify: flume::Sender<()>,
+    ) {
+        if to == self.me() {
+            for (p, o) in watches {
+                self.shard.watch(p, o, notify.clone());
+            }
+            return;
+        }
+        let _ = self.mesh.send(to, NodeMsg::Watch { watches, notify }).await;
+    }
+
+    pub async fn list_offsets(
+        &self,
+        to: ShardId,
+        queries: Vec<(PartitionId, OffsetQuery)>,
+    ) -> Vec<OffsetResult> {
+        if to == self.me() {
+            return queries
+                .into_iter()
+                .map(|(p, q)| self.shard.list_offset(p, q))
+                .collect();
+        }
+        let n = queries.len();
+        self.ask(to, |reply| NodeMsg::ListOffsets { queries, reply })
+            .await
+            .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
+    }
+
+    /// Runs a metadata request on the controller shard.
+    pub async fn control(self: &Rc<Self>, request: ControlRequest) -> ControlReply {
+        if self.control.is_some() {
+            return super::control::execute(self, request).await;
+        }
+        let fallback = request.failed("controller shard unreachable");
+        self.ask(CONTROLLER_SHARD, |reply| NodeMsg::Control {
+            request,
+            reply,
+        })
+        .await
+        .unwrap_or(fallback)
+    }
+
+    /// Serves a message from another shard. Work runs in its own task so the
+    /// mesh receiver keeps draining.
+    pub fn handle(self: &Rc<Self>, _from: ShardId, msg: NodeMsg) {
+        let b = self.clone();
+        glommio::spawn_local(async move {
+            match msg {
+                NodeMsg::Produce {
+                    items,
+                    durability,
+                    reply,
+                } => {
+                    let _ = reply
+                        .send_async(b.shard.produce(items, durability).await)
+                        .await;
+                }
+                NodeMsg::Read { reads, reply } => {
+                    let _ = reply.send_async(read_local(&b.shard, reads).await).await;
+                }
+                NodeMsg::Watch { watches, notify } => {
+                    for (p, o) in watches {
+                        b.shard.watch(p, o, notify.clone());
+                    }
+                }
+                NodeMsg::ListOffsets { queries, reply } => {
+                    let r = queries
+                        .into_iter()
+                        .map(|(p, q)| b.shard.list_offset(p, q))
+                        .collect();
+                    let _ = reply.send_async(r).await;
+                }
+                NodeMsg::Control { request, reply } => {
+                    let _ = reply
+                        .send_async(super::control::execute(&b, request).await)
+                        .await;
+                }
+                NodeMsg::Meta { changes, ack } => {
+                    super::control::apply_changes(&b, &changes);
+                    let _ = ack.send_async(()).await;
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+async fn read_local(shard: &Shard, reads: Vec<ReadRequest>) -> Vec<ReadResult> {
+    let mut out = Vec::with_capacity(reads.len());
+    for r in reads {
+        out.push(shard.read(r.partition, r.offset, r.max_bytes).await);
+    }
+    out
+}
+
+fn unreachable_shard(to: ShardId) -> ShardError {
+    ShardError::Storage(format!("shard {to} unreachable"))
+}

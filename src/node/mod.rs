@@ -1,0 +1,243 @@
+//! Node assembly: start-up checks, metadata replay, one pinned glommio
+//! executor per shard, the shard mesh, and each shard's Kafka listener.
+//!
+//! - `broker.rs`: the per-shard context and the routing path (`NodeMsg`).
+//! - `control.rs`: controller execution on shard 0 and metadata broadcast.
+//! - `listener.rs`: the SO_REUSEPORT accept loop of every shard.
+
+pub mod broker;
+pub mod control;
+mod listener;
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use corestream_shards::mesh::{self, Mesh};
+use corestream_shards::{Shard, ShardConfig, ShardId};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use crate::controller::controller::ControlLimits;
+use crate::controller::log::MetaLog;
+use crate::controller::ClusterMeta;
+use broker::{Broker, NodeMsg};
+use control::Control;
+
+/// Runs the broker until its shards exit.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let cores = config.shard_cores();
+    preflight(cores.len())?;
+    // Shards bind with SO_REUSEPORT, which would silently share the port
+    // with another broker already on it: a plain bind first refuses that.
+    std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("the Kafka listen address {} is not free", config.listen))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let cluster_id = cluster_id(&config.data_dir)?;
+    let (meta_log, changes) = MetaLog::open(&config.data_dir.join("metadata"))?;
+    let mut meta = ClusterMeta::new(cores.len());
+    for c in &changes {
+        meta.apply(c).map_err(|e| {
+            anyhow::anyhow!("replaying metadata from {}: {e}", config.data_dir.display())
+        })?;
+    }
+    check_shard_dirs(&config.data_dir, cores.len())?;
+    let topics = meta.topics.len();
+    let partitions: usize = meta.shard_load().iter().sum();
+    tracing::info!(
+        listen = %config.listen, advertised = %config.advertised(), data_dir = %config.data_dir.display(),
+        shards = cores.len(), ?cores, topics, partitions, "starting corestream"
+    );
+
+    let config = Arc::new(config);
+    let cluster_id: Arc<str> = cluster_id.into();
+    let mesh = mesh::builder::<NodeMsg>(cores.len());
+    let mut meta_log = Some(meta_log);
+    let mut handles = Vec::new();
+    for (k, &core) in cores.iter().enumerate() {
+        let (config, cluster_id, mesh, meta) = (
+            config.clone(),
+            cluster_id.clone(),
+            mesh.clone(),
+            meta.clone(),
+        );
+        let log = if k == 0 { meta_log.take() } else { None };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name(&format!("shard-{k}"))
+            .spawn(move || async move {
+                shard_main(ShardId(k as u16), config, cluster_id, mesh, meta, log).await
+            })
+            .map_err(|e| {
+                anyhow::anyhow!("starting shard {k} on core {core}: {e}{}", memlock_hint())
+            })?;
+        handles.push(handle);
+    }
+    let mut failed = None;
+    for (k, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(format!("shard {k}: {e:#}")),
+            Err(e) => failed = Some(format!("shard {k} crashed: {e}{}", memlock_hint())),
+        }
+    }
+    match failed {
+        Some(f) => bail!(f),
+        None => Ok(()),
+    }
+}
+
+async fn shard_main(
+    id: ShardId,
+    config: Arc<Config>,
+    cluster_id: Arc<str>,
+    mesh: glommio::channels::channel_mesh::MeshBuilder<
+        NodeMsg,
+        glommio::channels::channel_mesh::Full,
+    >,
+    meta: ClusterMeta,
+    meta_log: Option<MetaLog>,
+) -> anyhow::Result<()> {
+    let shard_cfg = ShardConfig {
+        id,
+        wal_dir: config.data_dir.join(format!("shard-{}", id.0)).join("wal"),
+        segment_bytes: config.wal.segment_bytes.0,
+        memory_bytes: config.memory_per_shard.0,
+    };
+    let owned = meta.partitions_of(id);
+    let shard = Shard::open(shard_cfg.clone(), &owned)
+        .await
+        .with_context(|| format!("opening shard {id} at {}", shard_cfg.wal_dir.display()))?;
+    let control = meta_log.map(|log| {
+        Control::new(
+            log,
+            ControlLimits {
+                node_id: config.node_id,
+                max_partitions_per_shard: config.limits.max_partitions_per_shard,
+                message_max_bytes: config.limits.message_max_bytes.0,
+                socket_request_max_bytes: config.limits.socket_request_max_bytes.0,
+                default_partitions: config.topics.default_partitions,
+            },
+        )
+    });
+    let slot: Rc<RefCell<Option<Rc<Broker>>>> = Rc::new(RefCell::new(None));
+    let inbox = slot.clone();
+    let mesh = Mesh::join(mesh, move |from, msg| {
+        let broker = inbox
+            .borrow()
+            .clone()
+            .expect("broker is set before peers can reach it");
+        broker.handle(from, msg);
+    })
+    .await;
+    let broker = Rc::new(Broker {
+        config,
+        cluster_id,
+        shard,
+        mesh,
+        meta: RefCell::new(meta),
+        control,
+        connections: Cell::new(0),
+    });
+    *slot.borrow_mut() = Some(broker.clone());
+    tracing::debug!(shard = %id, partitions = owned.len(), "shard ready");
+    listener::serve(broker).await
+}
+
+/// The start-up subset of the preflight checks: fatal problems are reported
+/// as a sentence with the fix, not as a backtrace.
+fn preflight(shards: usize) -> anyhow::Result<()> {
+    raise_memlock();
+    if let Err(e) = io_uring::IoUring::new(8) {
+        bail!(
+            "io_uring is not available: {e}. corestream needs Linux 5.8+ with io_uring enabled \
+             (check `sysctl kernel.io_uring_disabled`, it must be 0) and not blocked by seccomp."
+        );
+    }
+    let (soft, _) = memlock_limit();
+    let needed = shards as u64 * (16 << 20);
+    if soft != libc::RLIM_INFINITY && soft < needed && !is_root() {
+        bail!(
+            "the locked-memory limit is {} KiB, but {shards} shards need about {} KiB (glommio pins its I/O memory). \
+             Raise it: `ulimit -l unlimited` in the shell, LimitMEMLOCK=infinity in the systemd unit, \
+             or a memlock line in /etc/security/limits.conf.",
+            soft / 1024,
+            needed / 1024
+        );
+    }
+    Ok(())
+}
+
+fn memlock_limit() -> (u64, u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) };
+    (r.rlim_cur, r.rlim_max)
+}
+
+fn raise_memlock() {
+    let (_, hard) = memlock_limit();
+    let r = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct we pass; failure leaves the limit as it was.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn memlock_hint() -> String {
+    let (soft, _) = memlock_limit();
+    let shown = if soft == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        format!("{} KiB", soft / 1024)
+    };
+    format!(" (locked-memory limit `ulimit -l` is {shown}; glommio needs about 16 MiB per shard)")
+}
+
+fn cluster_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// Refuses to start with fewer shards than the data was written with:
+/// the extra shards' WALs would be silently ignored.
+fn check_shard_dirs(data_dir: &Path, shards: usize) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(k) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shard-"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if k >= shards {
+            bail!(
+                "{} holds data of shard {k}, but this start has {shards} shards; start with at least {} shards (--shards or `shards` in the config)",
+                data_dir.display(),
+                k + 1
+            );
+        }
+    }
+    Ok(())
+}
