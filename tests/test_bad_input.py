@@ -1,0 +1,118 @@
+"""Bad input on raw sockets, checked against the Kafka protocol spec: a
+broken frame closes that connection only; a bad batch gets its Kafka error
+code; the broker keeps serving everyone else and keeps nothing it refused."""
+import os
+import struct
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+import kafka_raw as raw
+from test_roundtrip import consume_all, create_topic
+
+UNSUPPORTED_VERSION = 35
+CORRUPT_MESSAGE = 2
+MESSAGE_TOO_LARGE = 10
+UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_REQUIRED_ACKS = 21
+
+
+def still_serving(b):
+    err, apis = raw.api_versions(b.port)
+    assert err == 0 and 0 in apis
+    md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5)
+    assert md.brokers
+    assert b.alive()
+
+
+def send_and_expect_close(b, data):
+    c = raw.Conn(b.port)
+    c.send(data)
+    assert c.recv_frame() is None, "the broker must close a connection that sent a broken frame"
+    c.close()
+
+
+@pytest.mark.parametrize("case", ["garbage", "length_2gb", "length_negative", "shorter_than_header",
+                                  "unknown_api_key", "unsupported_metadata_version", "undecodable_body"])
+def test_broken_frames_close_only_that_connection(broker, case):
+    bystander = raw.Conn(broker.port)  # an innocent client, connected throughout
+    data = {
+        "garbage": struct.pack(">i", 32) + os.urandom(32),
+        "length_2gb": struct.pack(">I", 0x7FFFFFFF) + b"\x00" * 64,
+        "length_negative": struct.pack(">i", -5) + b"\x00" * 16,
+        "shorter_than_header": struct.pack(">i", 3) + b"\x00\x03\x00",
+        "unknown_api_key": raw.frame(1999, 0, 1, b""),
+        "unsupported_metadata_version": raw.frame(3, 99, 1, b""),
+        # Metadata v1 whose topic array claims 1000 entries that are not there.
+        "undecodable_body": raw.frame(3, 1, 1, struct.pack(">i", 1000)),
+    }[case]
+    if case == "garbage":
+        data = struct.pack(">i", 32) + struct.pack(">h", 4242) + os.urandom(30)
+    send_and_expect_close(broker, data)
+    bystander.send(raw.frame(18, 0, 99, b""))
+    assert bystander.recv_frame()[:4] == struct.pack(">i", 99)
+    still_serving(broker)
+
+
+def test_truncated_frame_then_hangup(broker):
+    c = raw.Conn(broker.port)
+    c.send(struct.pack(">i", 100) + b"\x00\x12\x00\x00" + b"\x00" * 6)  # 10 of 100 bytes
+    c.close()
+    still_serving(broker)
+
+
+def test_api_versions_unsupported_version_gets_error_and_list(broker):
+    err, apis = raw.api_versions(broker.port, version=99)
+    assert err == UNSUPPORTED_VERSION
+    assert apis[18] == (0, 4), "the v0-shaped error reply still lists what we serve"
+    assert 0 in apis and 1 in apis
+
+
+def test_api_versions_lists_exactly_what_is_served(broker):
+    err, apis = raw.api_versions(broker.port)
+    assert err == 0
+    assert set(apis) == {0, 1, 2, 3, 18, 19, 20, 32, 37}
+    assert apis[0] == (3, 11) and apis[1] == (4, 12)
+
+
+def produce_raw(b, topic, partition, batch, acks=-1):
+    c = raw.Conn(b.port)
+    c.send(raw.frame(0, 3, 5, raw.produce_v3(topic, partition, batch, acks=acks)))
+    resp = c.recv_frame()
+    c.close()
+    assert resp is not None, "a bad batch must get an error code, not a closed connection"
+    return raw.parse_produce_v3_response(resp)
+
+
+def test_bad_batches_get_error_codes_and_nothing_is_stored(broker):
+    create_topic(broker.bootstrap, "small", 1, {"max.message.bytes": "2048"})
+    good = raw.record_batch([b"hello"])
+    corrupt = bytearray(good)
+    corrupt[-1] ^= 0xFF
+    assert produce_raw(broker, "small", 0, bytes(corrupt)) == [("small", 0, CORRUPT_MESSAGE, -1)]
+    truncated = good[:-3]
+    assert produce_raw(broker, "small", 0, truncated)[0][2] == CORRUPT_MESSAGE
+    big = raw.record_batch([b"x" * 4000])
+    assert produce_raw(broker, "small", 0, big)[0][2] == MESSAGE_TOO_LARGE
+    assert produce_raw(broker, "nope", 0, good)[0][2] == UNKNOWN_TOPIC_OR_PARTITION
+    assert produce_raw(broker, "small", 7, good)[0][2] == UNKNOWN_TOPIC_OR_PARTITION
+    assert produce_raw(broker, "small", 0, good, acks=5)[0][2] == INVALID_REQUIRED_ACKS
+    # Only the good batch lands, at offset 0: nothing refused was kept.
+    assert produce_raw(broker, "small", 0, good) == [("small", 0, 0, 0)]
+    got = consume_all(broker.bootstrap, "small", 1, 1)
+    assert [(m.offset(), m.value()) for m in got] == [(0, b"hello")]
+    still_serving(broker)
+
+
+def test_client_sees_message_too_large(broker):
+    create_topic(broker.bootstrap, "capped", 1, {"max.message.bytes": "2048"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 1_000_000,
+                  "compression.type": "none", "message.send.max.retries": 0})
+    errs = []
+    p.produce("capped", value=b"y" * 10_000, on_delivery=lambda e, m: errs.append(e))
+    p.flush(10)  # alone in its batch: the limit is per batch
+    p.produce("capped", value=b"small", on_delivery=lambda e, m: errs.append(e))
+    p.flush(10)
+    codes = sorted(str(e.name()) if e else "OK" for e in errs)
+    assert codes == ["MSG_SIZE_TOO_LARGE", "OK"]
