@@ -279,7 +279,7 @@ impl Config {
             1,
             100_000,
         )?;
-        if self.wal.segment_bytes.0 % 4096 != 0 {
+        if !self.wal.segment_bytes.0.is_multiple_of(4096) {
             return Err(ConfigError::Invalid {
                 key: "wal.segment_bytes",
                 value: self.wal.segment_bytes.0.to_string(),

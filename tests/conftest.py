@@ -49,12 +49,20 @@ class Broker:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}: {self.log_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+            if self.answers():
+                return self
+            time.sleep(0.02)
         raise RuntimeError("broker did not start listening")
+
+    def answers(self):
+        """True once an ApiVersions request gets its response: a listener
+        left behind by a killed predecessor accepts but never answers."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(bytes.fromhex("0000000c00120000000000010002") + b"ok")
+                return len(s.recv(4)) == 4
+        except OSError:
+            return False
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)

@@ -7,14 +7,14 @@
 //!   0) validates a request, appends the changes to the metadata log
 //!   (`log.rs`), applies them, and broadcasts them to every shard, which
 //!   applies the same changes to its copy.
-//! - `controller.rs`: request validation and placement (least-loaded shard).
+//! - `plan.rs`: request validation and placement (least-loaded shard).
 //! - `topic_config.rs`: known topic configs, defaults and checks.
 //!
 //! On one node the metadata log is a local file; the cluster issue turns it
 //! into the metadata Raft group on shard 0, with the same changes as entries.
 
-pub mod controller;
 pub mod log;
+pub mod plan;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -79,10 +79,6 @@ impl ClusterMeta {
             next_partition_id: 1,
             shard_load: vec![0; shards],
         }
-    }
-
-    pub fn shard_count(&self) -> usize {
-        self.shard_load.len()
     }
 
     pub fn shard_load(&self) -> &[usize] {

@@ -9,8 +9,6 @@ pub struct ConfigKey {
     /// Kafka's `ConfigType` code for DescribeConfigs v3+.
     pub kind: i8,
     pub doc: &'static str,
-    /// Whether the broker enforces it today (others are stored and reported).
-    pub enforced: bool,
 }
 
 const BOOLEAN: i8 = 1;
@@ -23,55 +21,46 @@ pub const KEYS: &[ConfigKey] = &[
         name: "max.message.bytes",
         kind: INT,
         doc: "Largest record batch the topic accepts.",
-        enforced: true,
     },
     ConfigKey {
         name: "retention.ms",
         kind: LONG,
-        doc: "How long data is kept (-1: forever).",
-        enforced: false,
+        doc: "How long data is kept (-1: forever). Stored; retention is not enforced yet.",
     },
     ConfigKey {
         name: "retention.bytes",
         kind: LONG,
-        doc: "Bytes kept per partition (-1: no limit).",
-        enforced: false,
+        doc: "Bytes kept per partition (-1: no limit). Stored; retention is not enforced yet.",
     },
     ConfigKey {
         name: "cleanup.policy",
         kind: STRING,
         doc: "delete or compact.",
-        enforced: false,
     },
     ConfigKey {
         name: "segment.bytes",
         kind: INT,
         doc: "Kafka log segment size (corestream uses per-shard WAL segments).",
-        enforced: false,
     },
     ConfigKey {
         name: "min.insync.replicas",
         kind: INT,
         doc: "Replicas that must acknowledge acks=all writes.",
-        enforced: false,
     },
     ConfigKey {
         name: "compression.type",
         kind: STRING,
         doc: "Batches are stored as produced.",
-        enforced: false,
     },
     ConfigKey {
         name: "message.timestamp.type",
         kind: STRING,
         doc: "CreateTime or LogAppendTime.",
-        enforced: false,
     },
     ConfigKey {
         name: "unclean.leader.election.enable",
         kind: BOOLEAN,
         doc: "Never: Raft elects only up-to-date leaders.",
-        enforced: false,
     },
 ];
 

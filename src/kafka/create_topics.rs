@@ -7,7 +7,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
-use crate::controller::controller::NewTopic;
+use crate::controller::plan::NewTopic;
 use crate::node::broker::Broker;
 use crate::node::control::{ControlReply, ControlRequest};
 

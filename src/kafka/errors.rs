@@ -4,7 +4,7 @@ use corestream_shards::batch::BatchError;
 use corestream_shards::ShardError;
 use kafka_protocol::error::ResponseError as E;
 
-use crate::controller::controller::ControlError;
+use crate::controller::plan::ControlError;
 
 pub const NONE: i16 = 0;
 
@@ -47,4 +47,3 @@ pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = E::FetchSessionIdNotFound.code();
 pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
 pub const INVALID_TOPIC: i16 = E::InvalidTopicException.code();
-pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();

@@ -15,10 +15,12 @@ use crate::node::broker::Broker;
 
 pub const VERSIONS: (i16, i16) = (1, 8);
 
+/// One owner shard's queries, and the (topic, partition) slot of each answer.
+type ShardQueries = (Vec<(PartitionId, OffsetQuery)>, Vec<(usize, usize)>);
+
 pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut topics: Vec<ListOffsetsTopicResponse> = Vec::with_capacity(req.topics.len());
-    let mut work: BTreeMap<ShardId, (Vec<(PartitionId, OffsetQuery)>, Vec<(usize, usize)>)> =
-        BTreeMap::new();
+    let mut work: BTreeMap<ShardId, ShardQueries> = BTreeMap::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let mut parts = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {

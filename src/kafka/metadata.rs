@@ -11,7 +11,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
-use crate::controller::controller::{validate_topic_name, NewTopic};
+use crate::controller::plan::{validate_topic_name, NewTopic};
 use crate::controller::TopicMeta;
 use crate::node::broker::Broker;
 use crate::node::control::ControlRequest;

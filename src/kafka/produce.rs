@@ -37,7 +37,11 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16) -> Option
                 .with_partition_responses(
                     t.partition_data
                         .iter()
-                        .map(|p| PartitionProduceResponse::default().with_index(p.index).with_base_offset(-1))
+                        .map(|p| {
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_base_offset(-1)
+                        })
                         .collect(),
                 )
         })

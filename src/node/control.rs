@@ -11,11 +11,11 @@ use corestream_shards::ShardId;
 use glommio::sync::Semaphore;
 
 use super::broker::{Broker, NodeMsg};
-use crate::controller::controller::{
+use crate::controller::log::MetaLog;
+use crate::controller::plan::{
     plan_create_partitions, plan_create_topics, plan_delete_topics, ControlError, ControlLimits,
     NewTopic, TopicCreated,
 };
-use crate::controller::log::MetaLog;
 use crate::controller::MetaChange;
 
 pub enum ControlRequest {

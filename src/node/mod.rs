@@ -20,8 +20,8 @@ use corestream_shards::{Shard, ShardConfig, ShardId};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
-use crate::controller::controller::ControlLimits;
 use crate::controller::log::MetaLog;
+use crate::controller::plan::ControlLimits;
 use crate::controller::ClusterMeta;
 use broker::{Broker, NodeMsg};
 use control::Control;
@@ -31,10 +31,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let cores = config.shard_cores();
     preflight(cores.len())?;
-    // Shards bind with SO_REUSEPORT, which would silently share the port
-    // with another broker already on it: a plain bind first refuses that.
-    std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("the Kafka listen address {} is not free", config.listen))?;
+    refuse_if_listening(config.listen)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let cluster_id = cluster_id(&config.data_dir)?;
@@ -117,7 +114,6 @@ async fn shard_main(
             ControlLimits {
                 node_id: config.node_id,
                 max_partitions_per_shard: config.limits.max_partitions_per_shard,
-                message_max_bytes: config.limits.message_max_bytes.0,
                 socket_request_max_bytes: config.limits.socket_request_max_bytes.0,
                 default_partitions: config.topics.default_partitions,
             },
@@ -167,6 +163,30 @@ fn preflight(shards: usize) -> anyhow::Result<()> {
             soft / 1024,
             needed / 1024
         );
+    }
+    Ok(())
+}
+
+/// Shards bind with SO_REUSEPORT, which would silently share the port with
+/// another broker already listening there. A plain bind cannot tell that
+/// apart from connections of a killed predecessor lingering in TIME_WAIT,
+/// so ask the question directly: does anything accept on that address?
+/// A predecessor killed with -9 keeps its listening sockets for a moment
+/// (the kernel tears its io_uring down asynchronously), so only a listener
+/// that is still there after a few seconds counts.
+fn refuse_if_listening(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut probe = listen;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(300))
+        .is_ok()
+    {
+        if std::time::Instant::now() > deadline {
+            bail!("another process is already listening on {listen}; stop it or choose another --listen address");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Ok(())
 }

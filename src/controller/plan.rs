@@ -33,7 +33,6 @@ pub enum ControlError {
 pub struct ControlLimits {
     pub node_id: i32,
     pub max_partitions_per_shard: usize,
-    pub message_max_bytes: u64,
     pub socket_request_max_bytes: u64,
     pub default_partitions: u32,
 }
@@ -254,7 +253,6 @@ mod tests {
         ControlLimits {
             node_id: 0,
             max_partitions_per_shard: max,
-            message_max_bytes: 1 << 20,
             socket_request_max_bytes: 100 << 20,
             default_partitions: 1,
         }
