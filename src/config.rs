@@ -140,19 +140,13 @@ impl std::str::FromStr for ByteSize {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("'{s}' is not a size (e.g. 512MiB)"))?;
+        let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size (e.g. 512MiB)"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
             "m" | "mb" | "mib" => 1 << 20,
             "g" | "gb" | "gib" => 1 << 30,
-            other => {
-                return Err(format!(
-                    "unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB)"
-                ))
-            }
+            other => return Err(format!("unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB)")),
         };
         n.checked_mul(mult)
             .map(ByteSize)
@@ -163,10 +157,7 @@ impl std::str::FromStr for ByteSize {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key '{key}' = {value}: {expected}")]
@@ -177,12 +168,7 @@ pub enum ConfigError {
     },
 }
 
-fn check<T: std::fmt::Display + PartialOrd>(
-    key: &'static str,
-    v: T,
-    lo: T,
-    hi: T,
-) -> Result<(), ConfigError> {
+fn check<T: std::fmt::Display + PartialOrd>(key: &'static str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(ConfigError::Invalid {
             key,
@@ -215,9 +201,7 @@ impl Config {
             return cores.clone();
         }
         let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (0..self.shards.unwrap_or(online))
-            .map(|i| i % online)
-            .collect()
+        (0..self.shards.unwrap_or(online)).map(|i| i % online).collect()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -231,12 +215,7 @@ impl Config {
                 check("cores", c, 0, online - 1)?;
             }
         }
-        check(
-            "memory_per_shard",
-            self.memory_per_shard.0,
-            16 << 20,
-            1 << 40,
-        )?;
+        check("memory_per_shard", self.memory_per_shard.0, 16 << 20, 1 << 40)?;
         check(
             "limits.max_partitions_per_shard",
             self.limits.max_partitions_per_shard,
@@ -267,18 +246,8 @@ impl Config {
             1,
             4096,
         )?;
-        check(
-            "wal.segment_bytes",
-            self.wal.segment_bytes.0,
-            1 << 20,
-            1 << 40,
-        )?;
-        check(
-            "topics.default_partitions",
-            self.topics.default_partitions,
-            1,
-            100_000,
-        )?;
+        check("wal.segment_bytes", self.wal.segment_bytes.0, 1 << 20, 1 << 40)?;
+        check("topics.default_partitions", self.topics.default_partitions, 1, 100_000)?;
         if !self.wal.segment_bytes.0.is_multiple_of(4096) {
             return Err(ConfigError::Invalid {
                 key: "wal.segment_bytes",
@@ -303,7 +272,10 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults_and_rejects_unknown_keys() {
-        let c: Config = toml::from_str("listen = \"127.0.0.1:19092\"\nmemory_per_shard = \"64MiB\"\n[limits]\nmax_partitions_per_shard = 10\n").unwrap();
+        let c: Config = toml::from_str(
+            "listen = \"127.0.0.1:19092\"\nmemory_per_shard = \"64MiB\"\n[limits]\nmax_partitions_per_shard = 10\n",
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 19092);
         assert_eq!(c.memory_per_shard.0, 64 << 20);
         assert_eq!(c.limits.max_partitions_per_shard, 10);

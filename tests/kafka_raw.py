@@ -39,14 +39,16 @@ def varint(n):
             return bytes(out)
 
 
-def record_batch(values, base_timestamp=1_700_000_000_000):
-    """An uncompressed magic-2 batch holding `values` (bytes), no keys."""
+def record_batch(values, base_timestamp=1_700_000_000_000, producer=(-1, -1, -1)):
+    """An uncompressed magic-2 batch holding `values` (bytes), no keys;
+    `producer` is (producer id, epoch, base sequence) for idempotence."""
     records = b""
     for i, v in enumerate(values):
         body = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
         records += varint(len(body)) + body
+    pid, epoch, seq = producer
     after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, base_timestamp, base_timestamp,
-                            -1, -1, -1, len(values)) + records
+                            pid, epoch, seq, len(values)) + records
     crc = crc32c(after_crc)
     head = struct.pack(">iBI", 0, 2, crc)  # partitionLeaderEpoch, magic, crc
     body = head + after_crc
@@ -56,6 +58,10 @@ def record_batch(values, base_timestamp=1_700_000_000_000):
 def string(s):
     b = s.encode()
     return struct.pack(">h", len(b)) + b
+
+
+def string_null():
+    return struct.pack(">h", -1)
 
 
 def frame(api_key, version, correlation_id, body, client_id="raw-test"):

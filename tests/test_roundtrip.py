@@ -85,8 +85,7 @@ def test_kafka_python_roundtrip(broker, codec):
 
     topic = f"kp-{codec or 'none'}"
     create_topic(broker.bootstrap, topic, 2)
-    prod = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, acks="all", linger_ms=5,
-                         enable_idempotence=False)
+    prod = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, acks="all", linger_ms=5)
     futures = [prod.send(topic, key=b"key-%d" % i, value=b"v%d" % i, partition=i % 2,
                          headers=[("n", b"%d" % i)], timestamp_ms=1_600_000_000_000 + i) for i in range(300)]
     prod.flush(30)

@@ -19,6 +19,9 @@ const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const BASE_TIMESTAMP_AT: usize = 27;
 const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -99,10 +102,7 @@ pub fn validate(b: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError> {
 
 /// Splits a produce request's `records` field into its batches, validating
 /// each. A partition's data may hold several concatenated batches.
-pub fn split_batches(
-    records: &[u8],
-    max_bytes: usize,
-) -> Result<Vec<(usize, BatchInfo)>, BatchError> {
+pub fn split_batches(records: &[u8], max_bytes: usize) -> Result<Vec<(usize, BatchInfo)>, BatchError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < records.len() {
@@ -133,6 +133,16 @@ pub fn base_timestamp(b: &[u8]) -> i64 {
     be_i64(b, BASE_TIMESTAMP_AT)
 }
 
+/// Idempotent producer fields: `(producer id, epoch, base sequence)`;
+/// producer id -1 means a plain producer.
+pub fn producer(b: &[u8]) -> (i64, i16, i32) {
+    (
+        be_i64(b, PRODUCER_ID_AT),
+        i16::from_be_bytes(b[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].try_into().expect("2 bytes")),
+        be_i32(b, BASE_SEQUENCE_AT),
+    )
+}
+
 /// The one mutation the broker makes: the leader's offset for the batch.
 pub fn set_base_offset(b: &mut [u8], base: i64) {
     b[0..8].copy_from_slice(&base.to_be_bytes());
@@ -154,8 +164,7 @@ pub(crate) mod tests {
         let body = (b.len() - LENGTH_FIELD_END) as i32;
         b[8..12].copy_from_slice(&body.to_be_bytes());
         b[MAGIC_AT] = 2;
-        b[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-            .copy_from_slice(&(count - 1).to_be_bytes());
+        b[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&(count - 1).to_be_bytes());
         b[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&1000i64.to_be_bytes());
         b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&2000i64.to_be_bytes());
         b[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
@@ -178,13 +187,7 @@ pub(crate) mod tests {
     #[test]
     fn rejects_corruption_size_and_magic() {
         let mut b = make_batch(1, b"xyz");
-        assert_eq!(
-            validate(&b, 10),
-            Err(BatchError::TooLarge {
-                size: b.len(),
-                max: 10
-            })
-        );
+        assert_eq!(validate(&b, 10), Err(BatchError::TooLarge { size: b.len(), max: 10 }));
         let n = b.len();
         b[n - 1] ^= 1;
         assert_eq!(validate(&b, 1 << 20), Err(BatchError::CrcMismatch));

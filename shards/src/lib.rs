@@ -3,6 +3,7 @@
 //! - `shard.rs`: a shard's state (partitions, pending proposals, waiters)
 //!   and its operations: produce, read, list offsets, watch.
 //! - `partition.rs`: per-partition bookkeeping (offsets, batch index).
+//! - `producer.rs`: idempotent producer sequences per partition.
 //! - `batch.rs`: Kafka RecordBatch header validation and offset stamping.
 //! - `wal/`: the shard's write-ahead log (segments, framing, recovery).
 //! - `raft/`: the shard's Raft group over the WAL (raft-rs `RawNode`).
@@ -18,13 +19,11 @@ pub mod batch;
 pub mod budget;
 pub mod mesh;
 pub mod partition;
+pub mod producer;
 pub mod raft;
 pub mod shard;
 pub mod types;
 pub mod wal;
 
-pub use shard::{
-    Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, Shard, ShardConfig,
-    ShardError,
-};
+pub use shard::{Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, Shard, ShardConfig, ShardError};
 pub use types::{NodeId, Offset, PartitionId, RaftIndex, ShardId, Term};

@@ -28,10 +28,7 @@ pub struct MeshClosed(pub ShardId);
 impl<M: Send + 'static> Mesh<M> {
     /// Joins the mesh and serves incoming messages with `handle`, one task
     /// per peer so a slow peer does not block the others.
-    pub async fn join(
-        builder: MeshBuilder<M, Full>,
-        handle: impl Fn(ShardId, M) + 'static,
-    ) -> Rc<Self> {
+    pub async fn join(builder: MeshBuilder<M, Full>, handle: impl Fn(ShardId, M) + 'static) -> Rc<Self> {
         let (senders, mut receivers): (Senders<M>, Receivers<M>) =
             builder.join().await.expect("joining the shard mesh");
         let me = ShardId(senders.peer_id() as u16);
@@ -58,13 +55,7 @@ impl<M: Send + 'static> Mesh<M> {
 
     /// Sends to another shard; waits while that channel is full.
     pub async fn send(&self, to: ShardId, msg: M) -> Result<(), MeshClosed> {
-        assert_ne!(
-            to, self.me,
-            "local work takes the direct path, not the mesh"
-        );
-        self.senders
-            .send_to(to.index(), msg)
-            .await
-            .map_err(|_| MeshClosed(to))
+        assert_ne!(to, self.me, "local work takes the direct path, not the mesh");
+        self.senders.send_to(to.index(), msg).await.map_err(|_| MeshClosed(to))
     }
 }

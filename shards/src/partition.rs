@@ -3,6 +3,7 @@
 //! timer, file or buffer (DESIGN invariant 7); its data lives in the shard's
 //! WAL.
 
+use crate::producer::Producers;
 use crate::types::{Offset, PartitionId};
 use crate::wal::WalPos;
 
@@ -27,6 +28,8 @@ pub struct Partition {
     log_start: Offset,
     /// Sorted, dense: `index[i+1].base == index[i].last + 1`.
     index: Vec<IndexEntry>,
+    /// Idempotent producers writing here; allocated on first use.
+    producers: Option<Box<Producers>>,
 }
 
 impl Partition {
@@ -37,7 +40,16 @@ impl Partition {
             high_watermark: Offset(0),
             log_start: Offset(0),
             index: Vec::new(),
+            producers: None,
         }
+    }
+
+    pub fn producers(&self) -> Option<&Producers> {
+        self.producers.as_deref()
+    }
+
+    pub fn producers_mut(&mut self) -> &mut Producers {
+        self.producers.get_or_insert_with(Default::default)
     }
 
     pub fn high_watermark(&self) -> Offset {
@@ -50,9 +62,7 @@ impl Partition {
 
     /// End of the stored (persisted) log: one past the last indexed offset.
     pub fn indexed_end(&self) -> Offset {
-        self.index
-            .last()
-            .map_or(self.log_start, |e| Offset(e.last.0 + 1))
+        self.index.last().map_or(self.log_start, |e| Offset(e.last.0 + 1))
     }
 
     /// Reserves `count` offsets for a batch the leader is about to propose.
@@ -72,11 +82,7 @@ impl Partition {
             entry.base,
             self.indexed_end()
         );
-        assert!(
-            entry.last >= entry.base,
-            "partition {}: empty batch range",
-            self.id
-        );
+        assert!(entry.last >= entry.base, "partition {}: empty batch range", self.id);
         self.index.push(entry);
         if self.next_offset < self.indexed_end() {
             // Recovery replays batches that this leader did not assign.

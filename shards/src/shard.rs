@@ -13,6 +13,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use crate::batch;
 use crate::budget::Budget;
 use crate::partition::{IndexEntry, Partition};
+use crate::producer::{SeqCheck, SeqError};
 use crate::raft::entry::{items, EntryBuilder};
 use crate::raft::{RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
@@ -42,6 +43,8 @@ pub enum ShardError {
     },
     #[error("storage failure: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Sequence(#[from] SeqError),
 }
 
 impl From<RaftError> for ShardError {
@@ -134,10 +137,7 @@ struct Replay {
 impl Shard {
     /// Opens the shard's WAL, rebuilds its partitions from it, starts its Raft
     /// group and the driver task that runs it.
-    pub async fn open(
-        cfg: ShardConfig,
-        partitions: &[PartitionId],
-    ) -> Result<Rc<Shard>, ShardError> {
+    pub async fn open(cfg: ShardConfig, partitions: &[PartitionId]) -> Result<Rc<Shard>, ShardError> {
         let mut state = State::default();
         for &p in partitions {
             state.partitions.insert(p, Partition::new(p));
@@ -191,9 +191,7 @@ impl Shard {
     pub fn create_partitions(&self, ids: &[PartitionId]) {
         let mut st = self.state.borrow_mut();
         for &id in ids {
-            st.partitions
-                .entry(id)
-                .or_insert_with(|| Partition::new(id));
+            st.partitions.entry(id).or_insert_with(|| Partition::new(id));
         }
     }
 
@@ -210,11 +208,7 @@ impl Shard {
     /// Appends the batches of one produce request (for partitions of this
     /// shard) and waits until they are as durable as `durability` asks.
     /// Returns each item's base offset, in order.
-    pub async fn produce(
-        &self,
-        items: Vec<ProduceItem>,
-        durability: Durability,
-    ) -> Vec<ProduceResult> {
+    pub async fn produce(&self, items: Vec<ProduceItem>, durability: Durability) -> Vec<ProduceResult> {
         let (results, done) = {
             let mut st = self.state.borrow_mut();
             if let Some(reason) = &st.failed {
@@ -234,10 +228,7 @@ impl Shard {
                 return results;
             }
             let (tx, rx) = flume::bounded(1);
-            st.proposal_waiters.push(Waiter {
-                durability,
-                done: tx,
-            });
+            st.proposal_waiters.push(Waiter { durability, done: tx });
             (results, rx)
         };
         let _ = self.kick.try_send(());
@@ -275,9 +266,10 @@ impl Shard {
             }
             (p.committed_batches_from(offset, max_bytes), hw, start)
         };
-        let records = self.read_batches(&batches).await.inspect_err(
-            |e| tracing::warn!(shard = %self.id, %partition, error = %e, "read failed"),
-        )?;
+        let records = self
+            .read_batches(&batches)
+            .await
+            .inspect_err(|e| tracing::warn!(shard = %self.id, %partition, error = %e, "read failed"))?;
         Ok(PartitionRead {
             high_watermark,
             log_start,
@@ -293,9 +285,7 @@ impl Shard {
         let mut runs: Vec<(WalPos, usize)> = Vec::new();
         for b in batches {
             match runs.last_mut() {
-                Some((pos, len))
-                    if pos.segment == b.pos.segment && pos.offset + *len as u64 == b.pos.offset =>
-                {
+                Some((pos, len)) if pos.segment == b.pos.segment && pos.offset + *len as u64 == b.pos.offset => {
                     *len += b.len as usize
                 }
                 _ => runs.push((b.pos, b.len as usize)),
@@ -312,11 +302,7 @@ impl Shard {
         Ok(out.freeze())
     }
 
-    pub fn list_offset(
-        &self,
-        partition: PartitionId,
-        query: OffsetQuery,
-    ) -> Result<Option<(Offset, i64)>, ShardError> {
+    pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
         let st = self.state.borrow();
         let p = st
             .partitions
@@ -352,7 +338,7 @@ impl Shard {
     fn apply(&self, out: ReadyOutcome) {
         let mut st = self.state.borrow_mut();
         for (_, payload, pos) in &out.persisted {
-            st.index_entry(payload, *pos);
+            st.index_entry(payload, *pos, false);
         }
         for (_, payload) in &out.committed {
             st.commit_entry(payload);
@@ -386,21 +372,41 @@ impl State {
         let mut first = None;
         for (i, &(start, count)) in item.batches.iter().enumerate() {
             let end = item.batches.get(i + 1).map_or(item.records.len(), |b| b.0);
+            let bytes = &item.records[start..end];
+            let (producer_id, epoch, seq) = batch::producer(bytes);
+            if producer_id >= 0 {
+                let check = p
+                    .producers()
+                    .map_or(Ok(SeqCheck::Append), |ps| ps.check(producer_id, epoch, seq, count))?;
+                if let SeqCheck::Duplicate(base) = check {
+                    first.get_or_insert(base);
+                    continue;
+                }
+            }
             let base = p.assign(count);
+            if producer_id >= 0 {
+                p.producers_mut().record(producer_id, epoch, seq, count, base);
+            }
             first.get_or_insert(base);
-            self.proposal
-                .push(item.partition, base, &item.records[start..end]);
+            self.proposal.push(item.partition, base, bytes);
         }
         Ok(first.expect("a produce item has at least one batch"))
     }
 
-    fn index_entry(&mut self, payload: &[u8], pos: WalPos) {
+    /// Indexes the batches of a persisted entry. On replay the producer
+    /// sequences are rebuilt too (live, the leader recorded them at staging).
+    fn index_entry(&mut self, payload: &[u8], pos: WalPos, replay: bool) {
         for it in items(payload) {
             let Some(p) = self.partitions.get_mut(&it.partition) else {
                 continue; // deleted since
             };
             let b = &payload[it.at..it.at + it.len];
-            let last = Offset(it.base.0 + batch::last_offset_delta(b) as i64);
+            let delta = batch::last_offset_delta(b);
+            let last = Offset(it.base.0 + delta as i64);
+            let (producer_id, epoch, seq) = batch::producer(b);
+            if replay && producer_id >= 0 {
+                p.producers_mut().record(producer_id, epoch, seq, delta + 1, it.base);
+            }
             p.index_batch(IndexEntry {
                 base: it.base,
                 last,
@@ -447,11 +453,7 @@ impl State {
             }
         }
         if let Some(committed) = committed {
-            while self
-                .inflight
-                .front()
-                .is_some_and(|(idx, _)| *idx <= committed)
-            {
+            while self.inflight.front().is_some_and(|(idx, _)| *idx <= committed) {
                 let (_, ws) = self.inflight.pop_front().expect("front exists");
                 for w in ws {
                     let _ = w.done.try_send(Ok(()));
@@ -469,28 +471,19 @@ fn replay_record(state: &mut State, replay: &mut Replay, rec: Record, pos: WalPo
             };
             replay.hard_state = Some(hs);
             let commit = hs.2;
-            let n = replay
-                .unapplied
-                .iter()
-                .take_while(|e| e.index <= commit)
-                .count();
+            let n = replay.unapplied.iter().take_while(|e| e.index <= commit).count();
             for e in replay.unapplied.drain(..n) {
                 state.commit_entry(&e.data);
                 replay.applied = (e.index, e.term);
             }
         }
         kind => {
-            if replay
-                .unapplied
-                .last()
-                .is_some_and(|e| rec.index <= e.index)
-                || rec.index <= replay.applied.0
-            {
+            if replay.unapplied.last().is_some_and(|e| rec.index <= e.index) || rec.index <= replay.applied.0 {
                 replay.overwrite = true;
                 return;
             }
             if kind == RecordKind::Entry && !rec.payload.is_empty() {
-                state.index_entry(&rec.payload, pos);
+                state.index_entry(&rec.payload, pos, true);
             }
             let entry_type = match kind {
                 RecordKind::ConfChange => raft::prelude::EntryType::EntryConfChange,
@@ -529,6 +522,16 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
                             let _ = w.done.try_send(Err(e.clone()));
                         }
                     }
+                }
+            } else if !waiters.is_empty() {
+                // Nothing new to write (retries of stored batches): answer
+                // once what is already in flight is durable.
+                let mut st = shard.state.borrow_mut();
+                match st.inflight.back_mut() {
+                    Some((_, ws)) => ws.extend(waiters),
+                    None => waiters.into_iter().for_each(|w| {
+                        let _ = w.done.try_send(Ok(()));
+                    }),
                 }
             }
             match group.step().await {

@@ -37,14 +37,12 @@ impl MetaLog {
             .open(&path)
             .map_err(|e| err(format!("open: {e}")))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| err(format!("read: {e}")))?;
+        file.read_to_end(&mut bytes).map_err(|e| err(format!("read: {e}")))?;
         let (changes, valid) = decode_all(&bytes);
         if valid < bytes.len() {
             tracing::warn!(path = %path.display(), kept = valid, dropped = bytes.len() - valid,
                 "metadata log has a torn or corrupt tail; cutting it");
-            file.set_len(valid as u64)
-                .map_err(|e| err(format!("truncate: {e}")))?;
+            file.set_len(valid as u64).map_err(|e| err(format!("truncate: {e}")))?;
             file.sync_all().map_err(|e| err(format!("fsync: {e}")))?;
         }
         Ok((Self { path, file }, changes))
@@ -63,12 +61,8 @@ impl MetaLog {
             path: self.path.clone(),
             reason,
         };
-        self.file
-            .write_all(&buf)
-            .map_err(|e| err(format!("write: {e}")))?;
-        self.file
-            .sync_data()
-            .map_err(|e| err(format!("fsync: {e}")))
+        self.file.write_all(&buf).map_err(|e| err(format!("write: {e}")))?;
+        self.file.sync_data().map_err(|e| err(format!("fsync: {e}")))
     }
 }
 

@@ -62,6 +62,11 @@ pub enum MetaChange {
         name: String,
         partitions: Vec<PartitionMeta>,
     },
+    /// Producer ids below `end` are handed out (or skipped): ids are never
+    /// reused, across restarts too.
+    ProducerIdsReserved {
+        end: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +75,7 @@ pub struct ClusterMeta {
     next_partition_id: u32,
     /// Partitions per shard.
     shard_load: Vec<usize>,
+    pub producer_ids_reserved: i64,
 }
 
 impl ClusterMeta {
@@ -78,6 +84,7 @@ impl ClusterMeta {
             topics: BTreeMap::new(),
             next_partition_id: 1,
             shard_load: vec![0; shards],
+            producer_ids_reserved: 0,
         }
     }
 
@@ -146,6 +153,12 @@ impl ClusterMeta {
                     .expect("checked above")
                     .partitions
                     .extend_from_slice(partitions);
+            }
+            MetaChange::ProducerIdsReserved { end } => {
+                if *end < self.producer_ids_reserved {
+                    return Err(format!("producer id reservation moves back to {end}"));
+                }
+                self.producer_ids_reserved = *end;
             }
         }
         Ok(())

@@ -70,11 +70,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControlError> {
 
 /// Places `n` new partitions on the least-loaded shards and checks the
 /// per-shard limit.
-fn place(
-    meta: &ClusterMeta,
-    n: u32,
-    limits: &ControlLimits,
-) -> Result<Vec<PartitionMeta>, ControlError> {
+fn place(meta: &ClusterMeta, n: u32, limits: &ControlLimits) -> Result<Vec<PartitionMeta>, ControlError> {
     let mut load = meta.shard_load().to_vec();
     let mut out = Vec::with_capacity(n as usize);
     for id in meta.peek_partition_ids(n) {
@@ -100,11 +96,7 @@ fn place(
     Ok(out)
 }
 
-fn plan_one(
-    meta: &ClusterMeta,
-    t: &NewTopic,
-    limits: &ControlLimits,
-) -> Result<MetaChange, ControlError> {
+fn plan_one(meta: &ClusterMeta, t: &NewTopic, limits: &ControlLimits) -> Result<MetaChange, ControlError> {
     validate_topic_name(&t.name)?;
     if meta.topic(&t.name).is_some() {
         return Err(ControlError::TopicExists(t.name.clone()));
@@ -115,11 +107,7 @@ fn plan_one(
                 "give either an assignment or num_partitions/replication_factor, not both".into(),
             ));
         }
-        if let Some(bad) = t
-            .assignments
-            .iter()
-            .find(|a| a.as_slice() != [limits.node_id])
-        {
+        if let Some(bad) = t.assignments.iter().find(|a| a.as_slice() != [limits.node_id]) {
             return Err(ControlError::InvalidReplicaAssignment(format!(
                 "assignment {bad:?} names brokers other than this node ({})",
                 limits.node_id
@@ -153,8 +141,7 @@ fn plan_one(
     let mut configs = BTreeMap::new();
     for (k, v) in &t.configs {
         let Some(v) = v else { continue };
-        topic_config::validate(k, v, limits.socket_request_max_bytes)
-            .map_err(ControlError::InvalidConfig)?;
+        topic_config::validate(k, v, limits.socket_request_max_bytes).map_err(ControlError::InvalidConfig)?;
         configs.insert(k.clone(), v.clone());
     }
     let partitions = place(meta, u32::try_from(count).unwrap_or(u32::MAX), limits)?;
@@ -245,6 +232,24 @@ pub fn plan_create_partitions(
     (results, changes)
 }
 
+/// Producer ids are reserved in blocks, so the metadata log grows by one
+/// record per this many idempotent producers.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Hands out the producer id `next`, reserving a new block first when the
+/// current one is used up.
+pub fn plan_producer_id(meta: &ClusterMeta, next: i64) -> (i64, Vec<MetaChange>) {
+    if next < meta.producer_ids_reserved {
+        return (next, Vec::new());
+    }
+    (
+        next,
+        vec![MetaChange::ProducerIdsReserved {
+            end: next + PRODUCER_ID_BLOCK,
+        }],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,9 +283,7 @@ mod tests {
         }
         assert_eq!(meta.shard_load(), &[2, 2]);
         let (res, changes) = plan_create_topics(&meta, &[topic("c", 1)], &limits(2));
-        assert!(
-            matches!(&res[0], Err(ControlError::PolicyViolation(m)) if m.contains("max_partitions_per_shard"))
-        );
+        assert!(matches!(&res[0], Err(ControlError::PolicyViolation(m)) if m.contains("max_partitions_per_shard")));
         assert!(changes.is_empty());
     }
 
@@ -307,12 +310,21 @@ mod tests {
         assert!(res[1].is_ok());
         assert_eq!(res[2], Err(ControlError::TopicExists("d".into())));
         assert!(matches!(res[3], Err(ControlError::InvalidConfig(_))));
-        assert!(matches!(
-            res[4],
-            Err(ControlError::InvalidReplicationFactor(_))
-        ));
+        assert!(matches!(res[4], Err(ControlError::InvalidReplicationFactor(_))));
         assert!(matches!(res[5], Err(ControlError::InvalidPartitions(_))));
         assert_eq!(changes.len(), 1);
+    }
+
+    #[test]
+    fn producer_ids_come_from_logged_blocks() {
+        let mut meta = ClusterMeta::new(1);
+        let (id, c) = plan_producer_id(&meta, 0);
+        assert_eq!((id, c.len()), (0, 1));
+        meta.apply(&c[0]).unwrap();
+        let (id, c) = plan_producer_id(&meta, 1);
+        assert_eq!((id, c.len()), (1, 0));
+        let (id, c) = plan_producer_id(&meta, PRODUCER_ID_BLOCK);
+        assert_eq!((id, c.len()), (PRODUCER_ID_BLOCK, 1));
     }
 
     #[test]

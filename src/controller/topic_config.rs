@@ -84,9 +84,7 @@ pub fn validate(name: &str, value: &str, socket_request_max_bytes: u64) -> Resul
     let int_in = |lo: i64, hi: i64| -> Result<(), String> {
         match value.parse::<i64>() {
             Ok(v) if v >= lo && v <= hi => Ok(()),
-            _ => Err(format!(
-                "{name} = '{value}': must be an integer in [{lo}, {hi}]"
-            )),
+            _ => Err(format!("{name} = '{value}': must be an integer in [{lo}, {hi}]")),
         }
     };
     match name {
@@ -96,9 +94,7 @@ pub fn validate(name: &str, value: &str, socket_request_max_bytes: u64) -> Resul
         "min.insync.replicas" => int_in(1, i32::MAX as i64),
         "cleanup.policy" => match value {
             "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
-            _ => Err(format!(
-                "{name} = '{value}': must be delete, compact or both"
-            )),
+            _ => Err(format!("{name} = '{value}': must be delete, compact or both")),
         },
         "compression.type" => match value {
             "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
@@ -106,9 +102,7 @@ pub fn validate(name: &str, value: &str, socket_request_max_bytes: u64) -> Resul
         },
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
-            _ => Err(format!(
-                "{name} = '{value}': must be CreateTime or LogAppendTime"
-            )),
+            _ => Err(format!("{name} = '{value}': must be CreateTime or LogAppendTime")),
         },
         "unclean.leader.election.enable" => match value {
             "true" | "false" => Ok(()),

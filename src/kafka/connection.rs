@@ -46,9 +46,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let in_flight = broker.config.limits.max_in_flight_per_connection;
     let (tx, rx) = local_channel::new_bounded::<Pending>(in_flight);
     let writer = glommio::spawn_local(write_responses(wr, rx, fd));
-    if let Err(why) =
-        read_requests(&broker, BufReader::with_capacity(READ_BUFFER_BYTES, rd), tx).await
-    {
+    if let Err(why) = read_requests(&broker, BufReader::with_capacity(READ_BUFFER_BYTES, rd), tx).await {
         tracing::debug!(shard = %broker.me(), ?peer, %why, "closing connection");
     }
     writer.await;
@@ -115,9 +113,9 @@ fn start_request(broker: &Rc<Broker>, mut frame: Bytes, charge: Charge) -> Resul
     if api == ApiKey::ApiVersions && !supports(api, version) {
         // The client learns our versions from the v0-shaped error reply.
         let reply = api_versions::unsupported_version_reply(correlation_id);
-        return Ok(glommio::spawn_local(async move {
-            (Outcome::Respond(Some(reply)), charge)
-        }));
+        return Ok(glommio::spawn_local(
+            async move { (Outcome::Respond(Some(reply)), charge) },
+        ));
     }
     if !supports(api, version) {
         return Err(format!("{api:?} v{version} is not served"));

@@ -12,16 +12,8 @@ use crate::node::control::{ControlReply, ControlRequest};
 
 pub const VERSIONS: (i16, i16) = (0, 3);
 
-pub async fn handle(
-    b: &Rc<Broker>,
-    req: CreatePartitionsRequest,
-    _version: i16,
-) -> CreatePartitionsResponse {
-    let topics: Vec<(String, i32)> = req
-        .topics
-        .iter()
-        .map(|t| (t.name.0.to_string(), t.count))
-        .collect();
+pub async fn handle(b: &Rc<Broker>, req: CreatePartitionsRequest, _version: i16) -> CreatePartitionsResponse {
+    let topics: Vec<(String, i32)> = req.topics.iter().map(|t| (t.name.0.to_string(), t.count)).collect();
     let ControlReply::PartitionsAdded(results) = b
         .control(ControlRequest::CreatePartitions {
             topics,

@@ -13,11 +13,7 @@ use crate::node::control::{ControlReply, ControlRequest};
 
 pub const VERSIONS: (i16, i16) = (2, 7);
 
-pub async fn handle(
-    b: &Rc<Broker>,
-    req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
+pub async fn handle(b: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let topics: Vec<NewTopic> = req
         .topics
         .iter()

@@ -12,11 +12,7 @@ use crate::node::control::{ControlReply, ControlRequest};
 
 pub const VERSIONS: (i16, i16) = (1, 6);
 
-pub async fn handle(
-    b: &Rc<Broker>,
-    req: DeleteTopicsRequest,
-    version: i16,
-) -> DeleteTopicsResponse {
+pub async fn handle(b: &Rc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     // v6 may name a topic by id; resolve ids on this shard's metadata copy.
     let names: Vec<String> = if version >= 6 {
         let meta = b.meta.borrow();
@@ -35,20 +31,14 @@ pub async fn handle(
     } else {
         req.topic_names.iter().map(|n| n.0.to_string()).collect()
     };
-    let ControlReply::Deleted(results) = b
-        .control(ControlRequest::DeleteTopics {
-            names: names.clone(),
-        })
-        .await
-    else {
+    let ControlReply::Deleted(results) = b.control(ControlRequest::DeleteTopics { names: names.clone() }).await else {
         unreachable!("DeleteTopics gets a Deleted reply")
     };
     let responses = names
         .into_iter()
         .zip(results)
         .map(|(name, r)| {
-            let mut out = DeletableTopicResult::default()
-                .with_name(Some(TopicName(StrBytes::from_string(name))));
+            let mut out = DeletableTopicResult::default().with_name(Some(TopicName(StrBytes::from_string(name))));
             match r {
                 Ok(id) => {
                     if version >= 6 {

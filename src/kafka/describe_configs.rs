@@ -3,9 +3,7 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -22,14 +20,7 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-fn entry(
-    name: &str,
-    value: String,
-    source: i8,
-    kind: i8,
-    doc: &str,
-    version: i16,
-) -> DescribeConfigsResourceResult {
+fn entry(name: &str, value: String, source: i8, kind: i8, doc: &str, version: i16) -> DescribeConfigsResourceResult {
     let mut e = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.to_string()))
         .with_value(Some(StrBytes::from_string(value)))
@@ -42,15 +33,10 @@ fn entry(
 }
 
 fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
-    keys.as_ref()
-        .is_none_or(|ks| ks.iter().any(|k| k.as_str() == name))
+    keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k.as_str() == name))
 }
 
-pub async fn handle(
-    b: &Rc<Broker>,
-    req: DescribeConfigsRequest,
-    version: i16,
-) -> DescribeConfigsResponse {
+pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let default_max = b.config.limits.message_max_bytes.0;
     let results = req
         .resources
@@ -74,13 +60,10 @@ pub async fn handle(
                         .iter()
                         .filter(|k| wanted(&r.configuration_keys, k.name))
                         .map(|k| match t.configs.get(k.name) {
-                            Some(v) => {
-                                entry(k.name, v.clone(), SOURCE_TOPIC, k.kind, k.doc, version)
-                            }
+                            Some(v) => entry(k.name, v.clone(), SOURCE_TOPIC, k.kind, k.doc, version),
                             None => entry(
                                 k.name,
-                                topic_config::default_value(k.name, default_max)
-                                    .expect("every key has a default"),
+                                topic_config::default_value(k.name, default_max).expect("every key has a default"),
                                 SOURCE_DEFAULT,
                                 k.kind,
                                 k.doc,
@@ -120,9 +103,7 @@ pub async fn handle(
                     out.configs = items
                         .iter()
                         .filter(|(n, ..)| wanted(&r.configuration_keys, n))
-                        .map(|(n, v, kind, doc)| {
-                            entry(n, v.clone(), SOURCE_STATIC_BROKER, *kind, doc, version)
-                        })
+                        .map(|(n, v, kind, doc)| entry(n, v.clone(), SOURCE_STATIC_BROKER, *kind, doc, version))
                         .collect();
                 }
                 other => {

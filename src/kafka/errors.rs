@@ -1,6 +1,7 @@
 //! The one place where internal errors become Kafka error codes.
 
 use corestream_shards::batch::BatchError;
+use corestream_shards::producer::SeqError;
 use corestream_shards::ShardError;
 use kafka_protocol::error::ResponseError as E;
 
@@ -14,6 +15,8 @@ pub fn shard(e: &ShardError) -> i16 {
         ShardError::NotLeader => E::NotLeaderOrFollower.code(),
         ShardError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
         ShardError::Storage(_) => E::KafkaStorageError.code(),
+        ShardError::Sequence(SeqError::OutOfOrder { .. }) => E::OutOfOrderSequenceNumber.code(),
+        ShardError::Sequence(SeqError::StaleEpoch { .. }) => E::InvalidProducerEpoch.code(),
     }
 }
 
@@ -21,9 +24,7 @@ pub fn batch(e: &BatchError) -> i16 {
     match e {
         BatchError::TooLarge { .. } => E::MessageTooLarge.code(),
         BatchError::UnsupportedMagic(_) => E::UnsupportedForMessageFormat.code(),
-        BatchError::Truncated | BatchError::CrcMismatch | BatchError::BadRecordCount { .. } => {
-            E::CorruptMessage.code()
-        }
+        BatchError::Truncated | BatchError::CrcMismatch | BatchError::BadRecordCount { .. } => E::CorruptMessage.code(),
     }
 }
 

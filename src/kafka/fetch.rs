@@ -58,12 +58,7 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
     let min_bytes = req.min_bytes.max(0) as usize;
     let mut results = read_all(b, &wanted).await;
     loop {
-        let have: usize = results
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|r| r.records.len())
-            .sum();
+        let have: usize = results.iter().flatten().flatten().map(|r| r.records.len()).sum();
         let failed = results.iter().any(|r| !matches!(r, Some(Ok(_))));
         let now = Instant::now();
         if have >= min_bytes || failed || now >= deadline {
@@ -74,14 +69,7 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
         }
         results = read_all(b, &wanted).await;
     }
-    respond(
-        topic_names,
-        wanted,
-        results,
-        max_bytes,
-        req.isolation_level,
-        version,
-    )
+    respond(topic_names, wanted, results, max_bytes, req.isolation_level, version)
 }
 
 /// Reads every located partition, each owner shard in parallel.
@@ -102,10 +90,7 @@ async fn read_all(b: &Rc<Broker>, wanted: &[Wanted]) -> Vec<Option<ReadResult>> 
         .into_iter()
         .map(|(shard, (reads, slots))| {
             let b = b.clone();
-            (
-                slots,
-                glommio::spawn_local(async move { b.read(shard, reads).await }),
-            )
+            (slots, glommio::spawn_local(async move { b.read(shard, reads).await }))
         })
         .collect();
     let mut out: Vec<Option<ReadResult>> = (0..wanted.len()).map(|_| None).collect();
@@ -119,14 +104,8 @@ async fn read_all(b: &Rc<Broker>, wanted: &[Wanted]) -> Vec<Option<ReadResult>> 
 
 /// Parks until a partition commits past what this fetch saw, or `wait`
 /// passes. Returns false when there is nothing to wait on.
-async fn wait_for_data(
-    b: &Rc<Broker>,
-    wanted: &[Wanted],
-    seen: &[Option<ReadResult>],
-    wait: Duration,
-) -> bool {
-    let mut by_shard: BTreeMap<ShardId, Vec<(corestream_shards::PartitionId, Offset)>> =
-        BTreeMap::new();
+async fn wait_for_data(b: &Rc<Broker>, wanted: &[Wanted], seen: &[Option<ReadResult>], wait: Duration) -> bool {
+    let mut by_shard: BTreeMap<ShardId, Vec<(corestream_shards::PartitionId, Offset)>> = BTreeMap::new();
     for (w, r) in wanted.iter().zip(seen) {
         if let (Some(loc), Some(Ok(read))) = (w.loc, r) {
             by_shard

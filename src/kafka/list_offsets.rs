@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use corestream_shards::{OffsetQuery, PartitionId, ShardId};
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{errors, locate};
@@ -24,8 +22,7 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
     for (ti, t) in req.topics.iter().enumerate() {
         let mut parts = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
-            let mut out =
-                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let mut out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let query = match p.timestamp {
                 -2 => Some(OffsetQuery::Earliest),
                 -1 => Some(OffsetQuery::Latest),

@@ -23,11 +23,7 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> Metad
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
         Some(ts) if ts.is_empty() && version == 0 => None,
-        Some(ts) => Some(
-            ts.into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.to_string()))
-                .collect(),
-        ),
+        Some(ts) => Some(ts.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
     };
     let allow_create = version < 4 || req.allow_auto_topic_creation;
     if let Some(names) = &requested {
@@ -37,11 +33,10 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> Metad
     }
     let me = BrokerId(b.config.node_id);
     let adv = b.config.advertised();
-    let mut resp =
-        MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(me)
-            .with_host(StrBytes::from_string(adv.ip().to_string()))
-            .with_port(adv.port() as i32)]);
+    let mut resp = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+        .with_node_id(me)
+        .with_host(StrBytes::from_string(adv.ip().to_string()))
+        .with_port(adv.port() as i32)]);
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(b.cluster_id.to_string()));
     }
@@ -90,14 +85,8 @@ async fn auto_create(b: &Rc<Broker>, names: &[String]) {
     }
 }
 
-fn topic_entry(
-    name: &str,
-    topic: Option<&TopicMeta>,
-    me: BrokerId,
-    version: i16,
-) -> MetadataResponseTopic {
-    let mut out = MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
+fn topic_entry(name: &str, topic: Option<&TopicMeta>, me: BrokerId, version: i16) -> MetadataResponseTopic {
+    let mut out = MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
     let Some(t) = topic else {
         out.error_code = if validate_topic_name(name).is_ok() {
             errors::UNKNOWN_TOPIC_OR_PARTITION

@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod errors;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -26,40 +27,21 @@ use crate::node::broker::Broker;
 /// Every API corestream serves, with the version range it serves. Produce
 /// and Fetch stop below v13, where topics are named by id only.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, produce::VERSIONS.0, produce::VERSIONS.1),
-    (ApiKey::Fetch, fetch::VERSIONS.0, fetch::VERSIONS.1),
-    (
-        ApiKey::ListOffsets,
-        list_offsets::VERSIONS.0,
-        list_offsets::VERSIONS.1,
-    ),
-    (ApiKey::Metadata, metadata::VERSIONS.0, metadata::VERSIONS.1),
-    (
-        ApiKey::ApiVersions,
-        api_versions::VERSIONS.0,
-        api_versions::VERSIONS.1,
-    ),
-    (
-        ApiKey::CreateTopics,
-        create_topics::VERSIONS.0,
-        create_topics::VERSIONS.1,
-    ),
-    (
-        ApiKey::DeleteTopics,
-        delete_topics::VERSIONS.0,
-        delete_topics::VERSIONS.1,
-    ),
-    (
-        ApiKey::DescribeConfigs,
-        describe_configs::VERSIONS.0,
-        describe_configs::VERSIONS.1,
-    ),
-    (
-        ApiKey::CreatePartitions,
-        create_partitions::VERSIONS.0,
-        create_partitions::VERSIONS.1,
-    ),
+    served(ApiKey::Produce, produce::VERSIONS),
+    served(ApiKey::Fetch, fetch::VERSIONS),
+    served(ApiKey::ListOffsets, list_offsets::VERSIONS),
+    served(ApiKey::Metadata, metadata::VERSIONS),
+    served(ApiKey::ApiVersions, api_versions::VERSIONS),
+    served(ApiKey::CreateTopics, create_topics::VERSIONS),
+    served(ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    served(ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    served(ApiKey::DescribeConfigs, describe_configs::VERSIONS),
+    served(ApiKey::CreatePartitions, create_partitions::VERSIONS),
 ];
+
+const fn served(key: ApiKey, versions: (i16, i16)) -> (ApiKey, i16, i16) {
+    (key, versions.0, versions.1)
+}
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
     SUPPORTED
@@ -71,17 +53,9 @@ pub fn supports(key: ApiKey, version: i16) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("request body does not decode as {api:?} v{version}: {reason}")]
-    Decode {
-        api: ApiKey,
-        version: i16,
-        reason: String,
-    },
+    Decode { api: ApiKey, version: i16, reason: String },
     #[error("response for {api:?} v{version} does not encode: {reason}")]
-    Encode {
-        api: ApiKey,
-        version: i16,
-        reason: String,
-    },
+    Encode { api: ApiKey, version: i16, reason: String },
 }
 
 /// A response frame (length prefix included), or nothing (acks=0 produce).
@@ -103,9 +77,7 @@ pub fn encode_response<R: Encodable + HeaderVersion>(
     let size = resp.compute_size(version).map_err(err)? + 16;
     let mut buf = BytesMut::with_capacity(size);
     buf.put_i32(0);
-    header
-        .encode(&mut buf, R::header_version(version))
-        .map_err(err)?;
+    header.encode(&mut buf, R::header_version(version)).map_err(err)?;
     resp.encode(&mut buf, version).map_err(err)?;
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
@@ -121,11 +93,7 @@ fn decode<R: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<R
 }
 
 /// Runs one request whose header is decoded and whose version is served.
-pub async fn dispatch(
-    broker: Rc<Broker>,
-    header: RequestHeader,
-    mut body: Bytes,
-) -> Result<Reply, FrameError> {
+pub async fn dispatch(broker: Rc<Broker>, header: RequestHeader, mut body: Bytes) -> Result<Reply, FrameError> {
     let version = header.request_api_version;
     let corr = header.correlation_id;
     let api = ApiKey::try_from(header.request_api_key).expect("dispatch gets known API keys");
@@ -152,17 +120,14 @@ pub async fn dispatch(
         ApiKey::DeleteTopics => serve!(delete_topics),
         ApiKey::DescribeConfigs => serve!(describe_configs),
         ApiKey::CreatePartitions => serve!(create_partitions),
+        ApiKey::InitProducerId => serve!(init_producer_id),
         other => unreachable!("{other:?} is not in SUPPORTED"),
     }
 }
 
 /// Resolves a topic partition to its id and owner shard on this shard's
 /// metadata copy.
-pub fn locate(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-) -> Option<crate::controller::PartitionMeta> {
+pub fn locate(broker: &Broker, topic: &str, partition: i32) -> Option<crate::controller::PartitionMeta> {
     let meta = broker.meta.borrow();
     let t = meta.topic(topic)?;
     usize::try_from(partition)

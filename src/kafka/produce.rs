@@ -50,9 +50,8 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16) -> Option
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let max_bytes = {
             let meta = b.meta.borrow();
-            meta.topic(topic.name.0.as_str()).map(|t| {
-                topic_config::max_message_bytes(&t.configs, b.config.limits.message_max_bytes.0)
-            })
+            meta.topic(topic.name.0.as_str())
+                .map(|t| topic_config::max_message_bytes(&t.configs, b.config.limits.message_max_bytes.0))
         };
         for (pi, p) in topic.partition_data.into_iter().enumerate() {
             let out = &mut responses[ti].partition_responses[pi];
@@ -60,9 +59,7 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16) -> Option
                 out.error_code = errors::INVALID_REQUIRED_ACKS;
                 continue;
             }
-            let (Some(max_bytes), Some(loc)) =
-                (max_bytes, locate(b, topic.name.0.as_str(), p.index))
-            else {
+            let (Some(max_bytes), Some(loc)) = (max_bytes, locate(b, topic.name.0.as_str(), p.index)) else {
                 out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             };
@@ -72,10 +69,7 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16) -> Option
                     let (items, slots) = work.entry(loc.shard_id()).or_default();
                     items.push(ProduceItem {
                         partition: loc.partition_id(),
-                        batches: batches
-                            .iter()
-                            .map(|(at, info)| (*at, info.record_count))
-                            .collect(),
+                        batches: batches.iter().map(|(at, info)| (*at, info.record_count)).collect(),
                         records,
                     });
                     slots.push((ti, pi));

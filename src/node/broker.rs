@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use corestream_shards::mesh::Mesh;
 use corestream_shards::{
-    Durability, Offset, OffsetQuery, PartitionId, PartitionRead, ProduceItem, ProduceResult, Shard,
-    ShardError, ShardId,
+    Durability, Offset, OffsetQuery, PartitionId, PartitionRead, ProduceItem, ProduceResult, Shard, ShardError, ShardId,
 };
 
 use super::control::{Control, ControlReply, ControlRequest};
@@ -77,22 +76,13 @@ impl Broker {
         self.mesh.me()
     }
 
-    async fn ask<R: Send>(
-        &self,
-        to: ShardId,
-        make: impl FnOnce(flume::Sender<R>) -> NodeMsg,
-    ) -> Option<R> {
+    async fn ask<R: Send>(&self, to: ShardId, make: impl FnOnce(flume::Sender<R>) -> NodeMsg) -> Option<R> {
         let (tx, rx) = flume::bounded(1);
         self.mesh.send(to, make(tx)).await.ok()?;
         rx.recv_async().await.ok()
     }
 
-    pub async fn produce(
-        &self,
-        to: ShardId,
-        items: Vec<ProduceItem>,
-        durability: Durability,
-    ) -> Vec<ProduceResult> {
+    pub async fn produce(&self, to: ShardId, items: Vec<ProduceItem>, durability: Durability) -> Vec<ProduceResult> {
         if to == self.me() {
             return self.shard.produce(items, durability).await;
         }
@@ -118,12 +108,7 @@ impl Broker {
 
     /// Asks `to` to signal `notify` when any of the partitions has data past
     /// the given offset.
-    pub async fn watch(
-        &self,
-        to: ShardId,
-        watches: Vec<(PartitionId, Offset)>,
-        notify: flume::Sender<()>,
-    ) {
+    pub async fn watch(&self, to: ShardId, watches: Vec<(PartitionId, Offset)>, notify: flume::Sender<()>) {
         if to == self.me() {
             for (p, o) in watches {
                 self.shard.watch(p, o, notify.clone());
@@ -133,16 +118,9 @@ impl Broker {
         let _ = self.mesh.send(to, NodeMsg::Watch { watches, notify }).await;
     }
 
-    pub async fn list_offsets(
-        &self,
-        to: ShardId,
-        queries: Vec<(PartitionId, OffsetQuery)>,
-    ) -> Vec<OffsetResult> {
+    pub async fn list_offsets(&self, to: ShardId, queries: Vec<(PartitionId, OffsetQuery)>) -> Vec<OffsetResult> {
         if to == self.me() {
-            return queries
-                .into_iter()
-                .map(|(p, q)| self.shard.list_offset(p, q))
-                .collect();
+            return queries.into_iter().map(|(p, q)| self.shard.list_offset(p, q)).collect();
         }
         let n = queries.len();
         self.ask(to, |reply| NodeMsg::ListOffsets { queries, reply })
@@ -156,12 +134,9 @@ impl Broker {
             return super::control::execute(self, request).await;
         }
         let fallback = request.failed("controller shard unreachable");
-        self.ask(CONTROLLER_SHARD, |reply| NodeMsg::Control {
-            request,
-            reply,
-        })
-        .await
-        .unwrap_or(fallback)
+        self.ask(CONTROLLER_SHARD, |reply| NodeMsg::Control { request, reply })
+            .await
+            .unwrap_or(fallback)
     }
 
     /// Serves a message from another shard. Work runs in its own task so the
@@ -175,9 +150,7 @@ impl Broker {
                     durability,
                     reply,
                 } => {
-                    let _ = reply
-                        .send_async(b.shard.produce(items, durability).await)
-                        .await;
+                    let _ = reply.send_async(b.shard.produce(items, durability).await).await;
                 }
                 NodeMsg::Read { reads, reply } => {
                     let _ = reply.send_async(read_local(&b.shard, reads).await).await;
@@ -188,16 +161,11 @@ impl Broker {
                     }
                 }
                 NodeMsg::ListOffsets { queries, reply } => {
-                    let r = queries
-                        .into_iter()
-                        .map(|(p, q)| b.shard.list_offset(p, q))
-                        .collect();
+                    let r = queries.into_iter().map(|(p, q)| b.shard.list_offset(p, q)).collect();
                     let _ = reply.send_async(r).await;
                 }
                 NodeMsg::Control { request, reply } => {
-                    let _ = reply
-                        .send_async(super::control::execute(&b, request).await)
-                        .await;
+                    let _ = reply.send_async(super::control::execute(&b, request).await).await;
                 }
                 NodeMsg::Meta { changes, ack } => {
                     super::control::apply_changes(&b, &changes);

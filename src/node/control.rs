@@ -4,7 +4,7 @@
 //! client that creates a topic and then produces on another connection
 //! (maybe another shard) finds it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use corestream_shards::ShardId;
@@ -13,7 +13,7 @@ use glommio::sync::Semaphore;
 use super::broker::{Broker, NodeMsg};
 use crate::controller::log::MetaLog;
 use crate::controller::plan::{
-    plan_create_partitions, plan_create_topics, plan_delete_topics, ControlError, ControlLimits,
+    plan_create_partitions, plan_create_topics, plan_delete_topics, plan_producer_id, ControlError, ControlLimits,
     NewTopic, TopicCreated,
 };
 use crate::controller::MetaChange;
@@ -30,30 +30,27 @@ pub enum ControlRequest {
         topics: Vec<(String, i32)>,
         validate_only: bool,
     },
+    AllocateProducerId,
 }
 
 pub enum ControlReply {
     Created(Vec<Result<TopicCreated, ControlError>>),
     Deleted(Vec<Result<uuid::Uuid, ControlError>>),
     PartitionsAdded(Vec<Result<(), ControlError>>),
+    ProducerId(Result<i64, ControlError>),
 }
 
 impl ControlRequest {
     /// The reply for when the request could not run at all.
     pub fn failed(&self, why: &str) -> ControlReply {
         fn all<T>(n: usize, why: &str) -> Vec<Result<T, ControlError>> {
-            (0..n)
-                .map(|_| Err(ControlError::Storage(why.to_string())))
-                .collect()
+            (0..n).map(|_| Err(ControlError::Storage(why.to_string()))).collect()
         }
         match self {
-            ControlRequest::CreateTopics { topics, .. } => {
-                ControlReply::Created(all(topics.len(), why))
-            }
+            ControlRequest::CreateTopics { topics, .. } => ControlReply::Created(all(topics.len(), why)),
             ControlRequest::DeleteTopics { names } => ControlReply::Deleted(all(names.len(), why)),
-            ControlRequest::CreatePartitions { topics, .. } => {
-                ControlReply::PartitionsAdded(all(topics.len(), why))
-            }
+            ControlRequest::CreatePartitions { topics, .. } => ControlReply::PartitionsAdded(all(topics.len(), why)),
+            ControlRequest::AllocateProducerId => ControlReply::ProducerId(Err(ControlError::Storage(why.to_string()))),
         }
     }
 }
@@ -61,14 +58,13 @@ impl ControlRequest {
 impl ControlReply {
     fn fail_successes(&mut self, e: &ControlError) {
         fn fail<T>(v: &mut [Result<T, ControlError>], e: &ControlError) {
-            v.iter_mut()
-                .filter(|r| r.is_ok())
-                .for_each(|r| *r = Err(e.clone()));
+            v.iter_mut().filter(|r| r.is_ok()).for_each(|r| *r = Err(e.clone()));
         }
         match self {
             ControlReply::Created(v) => fail(v, e),
             ControlReply::Deleted(v) => fail(v, e),
             ControlReply::PartitionsAdded(v) => fail(v, e),
+            ControlReply::ProducerId(r) => *r = Err(e.clone()),
         }
     }
 }
@@ -77,32 +73,29 @@ pub struct Control {
     log: RefCell<MetaLog>,
     serial: Semaphore,
     limits: ControlLimits,
+    /// Next producer id to hand out; starts past every id reserved before
+    /// this start, so none is ever reused.
+    next_producer_id: Cell<i64>,
 }
 
 impl Control {
-    pub fn new(log: MetaLog, limits: ControlLimits) -> Self {
+    pub fn new(log: MetaLog, limits: ControlLimits, producer_ids_reserved: i64) -> Self {
         Self {
             log: RefCell::new(log),
             serial: Semaphore::new(1),
             limits,
+            next_producer_id: Cell::new(producer_ids_reserved),
         }
     }
 }
 
 pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlReply {
     let control = broker.control.as_ref().expect("controller runs on shard 0");
-    let _turn = control
-        .serial
-        .acquire_permit(1)
-        .await
-        .expect("never closed");
+    let _turn = control.serial.acquire_permit(1).await.expect("never closed");
     let (mut reply, changes, validate_only) = {
         let meta = broker.meta.borrow();
         match &request {
-            ControlRequest::CreateTopics {
-                topics,
-                validate_only,
-            } => {
+            ControlRequest::CreateTopics { topics, validate_only } => {
                 let (r, c) = plan_create_topics(&meta, topics, &control.limits);
                 (ControlReply::Created(r), c, *validate_only)
             }
@@ -110,12 +103,14 @@ pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlRep
                 let (r, c) = plan_delete_topics(&meta, names);
                 (ControlReply::Deleted(r), c, false)
             }
-            ControlRequest::CreatePartitions {
-                topics,
-                validate_only,
-            } => {
+            ControlRequest::CreatePartitions { topics, validate_only } => {
                 let (r, c) = plan_create_partitions(&meta, topics, &control.limits);
                 (ControlReply::PartitionsAdded(r), c, *validate_only)
+            }
+            ControlRequest::AllocateProducerId => {
+                let (id, c) = plan_producer_id(&meta, control.next_producer_id.get());
+                control.next_producer_id.set(id + 1);
+                (ControlReply::ProducerId(Ok(id)), c, false)
             }
         }
     };
@@ -132,11 +127,7 @@ pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlRep
     let load_before = broker.meta.borrow().shard_load().to_vec();
     apply_changes(broker, &changes);
     broadcast(broker, &changes).await;
-    warn_on_partition_limit(
-        broker,
-        &load_before,
-        control.limits.max_partitions_per_shard,
-    );
+    warn_on_partition_limit(broker, &load_before, control.limits.max_partitions_per_shard);
     reply
 }
 
@@ -187,8 +178,7 @@ pub fn apply_changes(broker: &Broker, changes: &[MetaChange]) {
         }
         drop(meta);
         match change {
-            MetaChange::TopicCreated { partitions, .. }
-            | MetaChange::PartitionsAdded { partitions, .. } => {
+            MetaChange::TopicCreated { partitions, .. } | MetaChange::PartitionsAdded { partitions, .. } => {
                 let mine: Vec<_> = partitions
                     .iter()
                     .filter(|p| p.shard_id() == me)
@@ -197,17 +187,14 @@ pub fn apply_changes(broker: &Broker, changes: &[MetaChange]) {
                 broker.shard.create_partitions(&mine);
             }
             MetaChange::TopicDeleted { .. } => broker.shard.delete_partitions(&gone),
+            MetaChange::ProducerIdsReserved { .. } => {}
         }
     }
 }
 
 fn warn_on_partition_limit(broker: &Broker, before: &[usize], limit: usize) {
     let threshold = limit * 8 / 10;
-    for (shard, (&old, &new)) in before
-        .iter()
-        .zip(broker.meta.borrow().shard_load())
-        .enumerate()
-    {
+    for (shard, (&old, &new)) in before.iter().zip(broker.meta.borrow().shard_load()).enumerate() {
         if old < threshold && new >= threshold {
             tracing::warn!(
                 shard,

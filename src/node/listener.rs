@@ -9,12 +9,8 @@ use super::broker::Broker;
 use crate::kafka;
 
 pub async fn serve(broker: Rc<Broker>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(broker.config.listen).map_err(|e| {
-        anyhow::anyhow!(
-            "binding the Kafka listener on {}: {e}",
-            broker.config.listen
-        )
-    })?;
+    let listener = TcpListener::bind(broker.config.listen)
+        .map_err(|e| anyhow::anyhow!("binding the Kafka listener on {}: {e}", broker.config.listen))?;
     let max = broker.config.limits.max_connections_per_shard;
     loop {
         let stream = match listener.accept().await {

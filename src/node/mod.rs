@@ -38,9 +38,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (meta_log, changes) = MetaLog::open(&config.data_dir.join("metadata"))?;
     let mut meta = ClusterMeta::new(cores.len());
     for c in &changes {
-        meta.apply(c).map_err(|e| {
-            anyhow::anyhow!("replaying metadata from {}: {e}", config.data_dir.display())
-        })?;
+        meta.apply(c)
+            .map_err(|e| anyhow::anyhow!("replaying metadata from {}: {e}", config.data_dir.display()))?;
     }
     check_shard_dirs(&config.data_dir, cores.len())?;
     let topics = meta.topics.len();
@@ -56,21 +55,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut meta_log = Some(meta_log);
     let mut handles = Vec::new();
     for (k, &core) in cores.iter().enumerate() {
-        let (config, cluster_id, mesh, meta) = (
-            config.clone(),
-            cluster_id.clone(),
-            mesh.clone(),
-            meta.clone(),
-        );
+        let (config, cluster_id, mesh, meta) = (config.clone(), cluster_id.clone(), mesh.clone(), meta.clone());
         let log = if k == 0 { meta_log.take() } else { None };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{k}"))
-            .spawn(move || async move {
-                shard_main(ShardId(k as u16), config, cluster_id, mesh, meta, log).await
-            })
-            .map_err(|e| {
-                anyhow::anyhow!("starting shard {k} on core {core}: {e}{}", memlock_hint())
-            })?;
+            .spawn(move || async move { shard_main(ShardId(k as u16), config, cluster_id, mesh, meta, log).await })
+            .map_err(|e| anyhow::anyhow!("starting shard {k} on core {core}: {e}{}", memlock_hint()))?;
         handles.push(handle);
     }
     let mut failed = None;
@@ -91,10 +81,7 @@ async fn shard_main(
     id: ShardId,
     config: Arc<Config>,
     cluster_id: Arc<str>,
-    mesh: glommio::channels::channel_mesh::MeshBuilder<
-        NodeMsg,
-        glommio::channels::channel_mesh::Full,
-    >,
+    mesh: glommio::channels::channel_mesh::MeshBuilder<NodeMsg, glommio::channels::channel_mesh::Full>,
     meta: ClusterMeta,
     meta_log: Option<MetaLog>,
 ) -> anyhow::Result<()> {
@@ -108,6 +95,7 @@ async fn shard_main(
     let shard = Shard::open(shard_cfg.clone(), &owned)
         .await
         .with_context(|| format!("opening shard {id} at {}", shard_cfg.wal_dir.display()))?;
+    let producer_ids_reserved = meta.producer_ids_reserved;
     let control = meta_log.map(|log| {
         Control::new(
             log,
@@ -117,15 +105,13 @@ async fn shard_main(
                 socket_request_max_bytes: config.limits.socket_request_max_bytes.0,
                 default_partitions: config.topics.default_partitions,
             },
+            producer_ids_reserved,
         )
     });
     let slot: Rc<RefCell<Option<Rc<Broker>>>> = Rc::new(RefCell::new(None));
     let inbox = slot.clone();
     let mesh = Mesh::join(mesh, move |from, msg| {
-        let broker = inbox
-            .borrow()
-            .clone()
-            .expect("broker is set before peers can reach it");
+        let broker = inbox.borrow().clone().expect("broker is set before peers can reach it");
         broker.handle(from, msg);
     })
     .await;
@@ -180,9 +166,7 @@ fn refuse_if_listening(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(300))
-        .is_ok()
-    {
+    while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(300)).is_ok() {
         if std::time::Instant::now() > deadline {
             bail!("another process is already listening on {listen}; stop it or choose another --listen address");
         }

@@ -67,10 +67,7 @@ pub fn items(payload: &[u8]) -> impl Iterator<Item = EntryItem> + '_ {
             at: at + ITEM_HEADER_BYTES,
             len,
         };
-        assert!(
-            item.at + len <= payload.len(),
-            "entry payload item overruns the entry"
-        );
+        assert!(item.at + len <= payload.len(), "entry payload item overruns the entry");
         at = item.at + len;
         Some(item)
     })
@@ -89,10 +86,7 @@ mod tests {
         let payload = b.take();
         let got: Vec<_> = items(&payload).collect();
         assert_eq!(got.len(), 2);
-        assert_eq!(
-            (got[0].partition, got[0].base),
-            (PartitionId(7), Offset(10))
-        );
+        assert_eq!((got[0].partition, got[0].base), (PartitionId(7), Offset(10)));
         let first = &payload[got[0].at..got[0].at + got[0].len];
         assert_eq!(batch::base_offset(first), 10);
         assert!(batch::validate(first, 1 << 20).is_ok());

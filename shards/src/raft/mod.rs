@@ -180,8 +180,7 @@ impl RaftGroup {
         let positions = self.wal.append(&records).await?;
         for (e, pos) in entries.iter().zip(positions) {
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                out.persisted
-                    .push((RaftIndex(e.index), e.data.clone(), pos));
+                out.persisted.push((RaftIndex(e.index), e.data.clone(), pos));
             }
         }
         if let Some(last) = entries.last() {

@@ -17,12 +17,7 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn new(
-        voters: Vec<u64>,
-        hard_state: HardState,
-        applied: (u64, u64),
-        entries: Vec<Entry>,
-    ) -> Self {
+    pub fn new(voters: Vec<u64>, hard_state: HardState, applied: (u64, u64), entries: Vec<Entry>) -> Self {
         let mut s = Self {
             hard_state,
             conf_state: ConfState::from((voters, vec![])),
@@ -50,22 +45,12 @@ impl LogStore {
     /// the tail from there (Raft log overwrite).
     pub fn append(&mut self, ents: &[Entry]) {
         let Some(first) = ents.first() else { return };
-        assert!(
-            first.index > self.applied_index,
-            "append below the applied index"
-        );
+        assert!(first.index > self.applied_index, "append below the applied index");
         let keep = (first.index - self.applied_index - 1) as usize;
-        assert!(
-            keep <= self.entries.len(),
-            "append leaves a gap in the Raft log"
-        );
+        assert!(keep <= self.entries.len(), "append leaves a gap in the Raft log");
         self.entries.truncate(keep);
         for (i, e) in ents.iter().enumerate() {
-            assert_eq!(
-                e.index,
-                first.index + i as u64,
-                "Raft entries not contiguous"
-            );
+            assert_eq!(e.index, first.index + i as u64, "Raft entries not contiguous");
         }
         self.entries.extend_from_slice(ents);
     }
@@ -95,10 +80,7 @@ impl LogStore {
 
 impl raft::Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(
-            self.hard_state.clone(),
-            self.conf_state.clone(),
-        ))
+        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
     }
 
     fn entries(
@@ -143,9 +125,7 @@ impl raft::Storage for LogStore {
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // Followers that fall behind the compacted prefix are caught up from
         // the WAL by the replication transport, not by raft snapshots.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }
 
@@ -172,14 +152,7 @@ mod tests {
         s.compact_to(2);
         assert_eq!(s.first_index().unwrap(), 3);
         assert_eq!(s.term(2).unwrap(), 1);
-        assert!(s
-            .entries(1, 3, None, GetEntriesContext::empty(false))
-            .is_err());
-        assert_eq!(
-            s.entries(3, 5, None, GetEntriesContext::empty(false))
-                .unwrap()
-                .len(),
-            2
-        );
+        assert!(s.entries(1, 3, None, GetEntriesContext::empty(false)).is_err());
+        assert_eq!(s.entries(3, 5, None, GetEntriesContext::empty(false)).unwrap().len(), 2);
     }
 }

@@ -92,9 +92,7 @@ pub enum Decoded {
 pub fn decode(buf: &[u8], space_left: u64) -> Decoded {
     if buf.len() < HEADER_BYTES {
         return if (HEADER_BYTES as u64) <= space_left {
-            Decoded::NeedMore {
-                framed: HEADER_BYTES,
-            }
+            Decoded::NeedMore { framed: HEADER_BYTES }
         } else {
             Decoded::Invalid
         };
@@ -175,16 +173,8 @@ mod tests {
     fn zeros_partial_and_flipped_bits() {
         assert_eq!(decode(&[0u8; 64], 64), Decoded::Invalid);
         let b = framed(1, 1, b"payload");
-        assert_eq!(
-            decode(&b[..10], 4096),
-            Decoded::NeedMore {
-                framed: HEADER_BYTES
-            }
-        );
-        assert_eq!(
-            decode(&b[..30], 4096),
-            Decoded::NeedMore { framed: b.len() }
-        );
+        assert_eq!(decode(&b[..10], 4096), Decoded::NeedMore { framed: HEADER_BYTES });
+        assert_eq!(decode(&b[..30], 4096), Decoded::NeedMore { framed: b.len() });
         assert_eq!(decode(&b, 10), Decoded::Invalid);
         for byte in 0..b.len() {
             for bit in 0..8 {

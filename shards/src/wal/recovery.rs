@@ -64,9 +64,7 @@ impl Scanner {
                     payload_pos: pos + HEADER_BYTES as u64,
                 }
             }
-            Decoded::NeedMore { .. } if self.next_read_pos() < self.segment_bytes => {
-                Step::NeedBytes
-            }
+            Decoded::NeedMore { .. } if self.next_read_pos() < self.segment_bytes => Step::NeedBytes,
             Decoded::NeedMore { .. } | Decoded::Invalid => Step::End { valid_end: pos },
         }
     }
@@ -113,10 +111,7 @@ pub fn scan_bytes(bytes: &[u8], continuity: &mut Continuity) -> (Vec<(Record, u6
     let mut out = Vec::new();
     loop {
         match s.step() {
-            Step::Record {
-                record,
-                payload_pos,
-            } => {
+            Step::Record { record, payload_pos } => {
                 if !continuity.accept(&record) {
                     return (out, payload_pos - HEADER_BYTES as u64);
                 }

@@ -119,11 +119,7 @@ impl WalWriter {
         debug_assert_eq!(self.active_state, SegmentState::Active);
         let start = align_down(self.write_pos);
         let head = (self.write_pos - start) as usize;
-        assert_eq!(
-            head,
-            self.tail.len(),
-            "WAL tail block out of step with write position"
-        );
+        assert_eq!(head, self.tail.len(), "WAL tail block out of step with write position");
         let buf_len = align_up(self.write_pos + total) - start;
         let mut buf = self.active.alloc_dma_buffer(buf_len as usize);
         let out = buf.as_bytes_mut();
@@ -148,11 +144,7 @@ impl WalWriter {
             .await
             .map_err(|e| io_err("write", &path, e))?;
         if written as u64 != buf_len {
-            return Err(io_err(
-                "write",
-                &path,
-                format!("short write: {written} of {buf_len}"),
-            ));
+            return Err(io_err("write", &path, format!("short write: {written} of {buf_len}")));
         }
         self.active
             .fdatasync()
@@ -187,11 +179,7 @@ impl WalWriter {
     }
 }
 
-async fn create_segment(
-    dir: &Path,
-    first: RaftIndex,
-    capacity: u64,
-) -> Result<(Rc<DmaFile>, u64), WalError> {
+async fn create_segment(dir: &Path, first: RaftIndex, capacity: u64) -> Result<(Rc<DmaFile>, u64), WalError> {
     let path = segment_path(dir, first);
     let file = OpenOptions::new()
         .read(true)
@@ -261,12 +249,8 @@ pub async fn open(
             .dma_open(&path)
             .await
             .map_err(|e| io_err("open", &path, e))?;
-        let size = file
-            .file_size()
-            .await
-            .map_err(|e| io_err("stat", &path, e))?;
-        let valid_end =
-            scan_segment(&file, &path, size, first, &mut continuity, &mut visit).await?;
+        let size = file.file_size().await.map_err(|e| io_err("stat", &path, e))?;
+        let valid_end = scan_segment(&file, &path, size, first, &mut continuity, &mut visit).await?;
         let file = Rc::new(file);
         files.borrow_mut().insert(first, file.clone());
         active = Some((first, file, size.max(segment_bytes), valid_end));
@@ -314,14 +298,9 @@ async fn settle_iopoll_probe(dir: &Path) -> Result<(), WalError> {
     std::fs::write(&path, vec![0xa5u8; ALIGN as usize])
         .and_then(|_| std::fs::File::open(&path)?.sync_all())
         .map_err(|e| io_err("write probe", &path, e))?;
-    let probe = DmaFile::open(&path)
-        .await
-        .map_err(|e| io_err("open probe", &path, e));
+    let probe = DmaFile::open(&path).await.map_err(|e| io_err("open probe", &path, e));
     let _ = std::fs::remove_file(&path);
-    probe?
-        .close()
-        .await
-        .map_err(|e| io_err("close probe", &path, e))
+    probe?.close().await.map_err(|e| io_err("close probe", &path, e))
 }
 
 async fn scan_segment(
@@ -335,10 +314,7 @@ async fn scan_segment(
     let mut scanner = Scanner::new(size);
     loop {
         match scanner.step() {
-            Step::Record {
-                record,
-                payload_pos,
-            } => {
+            Step::Record { record, payload_pos } => {
                 if !continuity.accept(&record) {
                     return Ok(payload_pos - HEADER_BYTES as u64);
                 }
@@ -374,12 +350,7 @@ fn remove_segments(dir: &Path, segments: &[RaftIndex]) -> Result<(), WalError> {
 
 /// Zeroes everything after `valid_end`, so bytes of a torn or stale tail can
 /// never be mistaken for records later, and returns the kept partial block.
-async fn erase_after(
-    file: &DmaFile,
-    path: &Path,
-    valid_end: u64,
-    capacity: u64,
-) -> Result<Vec<u8>, WalError> {
+async fn erase_after(file: &DmaFile, path: &Path, valid_end: u64, capacity: u64) -> Result<Vec<u8>, WalError> {
     let start = align_down(valid_end);
     let head = (valid_end - start) as usize;
     let mut tail = Vec::new();
@@ -400,9 +371,7 @@ async fn erase_after(
     if rest_from < capacity {
         zero_range(file, path, rest_from, capacity - rest_from).await?;
     }
-    file.fdatasync()
-        .await
-        .map_err(|e| io_err("fdatasync", path, e))?;
+    file.fdatasync().await.map_err(|e| io_err("fdatasync", path, e))?;
     Ok(tail)
 }
 
@@ -426,9 +395,7 @@ async fn zero_range(file: &DmaFile, path: &Path, from: u64, len: u64) -> Result<
         let n = chunk.min(from + len - at);
         let mut buf = file.alloc_dma_buffer(n as usize);
         buf.as_bytes_mut().fill(0);
-        file.write_at(buf, at)
-            .await
-            .map_err(|e| io_err("write", path, e))?;
+        file.write_at(buf, at).await.map_err(|e| io_err("write", path, e))?;
         at += n;
     }
     Ok(())

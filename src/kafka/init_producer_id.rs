@@ -1,0 +1,32 @@
+//! InitProducerId for idempotent producers (the default of the Java client
+//! and kafka-python 3). Ids come from the controller, in blocks recorded in
+//! the metadata log, so they are unique for the life of the data directory.
+//! A producer re-initialising with its id (v3+, KIP-360) gets the next epoch.
+//! Transactions are not served: a transactional id is refused.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::errors;
+use crate::node::broker::Broker;
+use crate::node::control::{ControlReply, ControlRequest};
+
+pub const VERSIONS: (i16, i16) = (0, 4);
+
+pub async fn handle(b: &Rc<Broker>, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default();
+    if req.transactional_id.is_some() {
+        return resp.with_error_code(errors::INVALID_REQUEST);
+    }
+    if version >= 3 && req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return resp
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch + 1);
+    }
+    match b.control(ControlRequest::AllocateProducerId).await {
+        ControlReply::ProducerId(Ok(id)) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        ControlReply::ProducerId(Err(e)) => resp.with_error_code(errors::control(&e)),
+        _ => unreachable!("AllocateProducerId gets a ProducerId reply"),
+    }
+}
