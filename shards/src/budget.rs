@@ -4,6 +4,7 @@
 //! sized per partition.
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use glommio::sync::{Semaphore, StaticPermit};
 
@@ -16,6 +17,8 @@ pub struct Budget {
 pub struct Charge {
     _permit: StaticPermit,
     pub bytes: u64,
+    /// How long the caller waited for the budget: the throttle a client is told.
+    pub waited: Duration,
 }
 
 impl Budget {
@@ -31,6 +34,7 @@ impl Budget {
     /// charged the whole budget, so it runs alone rather than never.
     pub async fn charge(&self, bytes: u64) -> Charge {
         let units = bytes.clamp(1, self.limit_bytes);
+        let start = Instant::now();
         let permit = self
             .sem
             .acquire_static_permit(units)
@@ -39,6 +43,7 @@ impl Budget {
         Charge {
             _permit: permit,
             bytes: units,
+            waited: start.elapsed(),
         }
     }
 

@@ -125,7 +125,8 @@ fn start_request(broker: &Rc<Broker>, mut frame: Bytes, charge: Charge) -> Resul
     let b = broker.clone();
     tracing::trace!(shard = %b.me(), ?api, version, correlation_id, "request");
     Ok(glommio::spawn_local(async move {
-        match dispatch(b, header, frame).await {
+        let throttle_ms = charge.waited.as_millis().min(i32::MAX as u128) as i32;
+        match dispatch(b, header, frame, throttle_ms).await {
             Ok(reply) => (Outcome::Respond(reply), charge),
             Err(e) => {
                 tracing::debug!(error = %e, "closing connection after a broken frame");

@@ -53,9 +53,13 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
             });
         }
     }
-    let _charge = b.shard.budget.charge(max_bytes as u64).await;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
+    // The response is charged to the budget while it is read and encoded,
+    // never while the fetch is parked. One fetch takes at most a quarter of
+    // the budget, so a consumer cannot starve the shard's producers.
+    let charge_bytes = (max_bytes as u64).min(b.shard.budget.limit_bytes() / 4);
+    let mut charge = b.shard.budget.charge(charge_bytes).await;
     let mut results = read_all(b, &wanted).await;
     loop {
         let have: usize = results.iter().flatten().flatten().map(|r| r.records.len()).sum();
@@ -64,12 +68,17 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
         if have >= min_bytes || failed || now >= deadline {
             break;
         }
-        if !wait_for_data(b, &wanted, &results, deadline - now).await {
+        drop(charge);
+        let woken = wait_for_data(b, &wanted, &results, deadline - now).await;
+        charge = b.shard.budget.charge(charge_bytes).await;
+        if !woken {
             break;
         }
         results = read_all(b, &wanted).await;
     }
-    respond(topic_names, wanted, results, max_bytes, req.isolation_level, version)
+    let resp = respond(topic_names, wanted, results, max_bytes, req.isolation_level, version);
+    drop(charge);
+    resp
 }
 
 /// Reads every located partition, each owner shard in parallel.

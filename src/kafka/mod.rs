@@ -93,7 +93,14 @@ fn decode<R: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<R
 }
 
 /// Runs one request whose header is decoded and whose version is served.
-pub async fn dispatch(broker: Rc<Broker>, header: RequestHeader, mut body: Bytes) -> Result<Reply, FrameError> {
+/// `throttle_ms` is how long its frame waited for the shard's memory budget;
+/// Produce reports it as `throttle_time_ms`, so the client backs off too.
+pub async fn dispatch(
+    broker: Rc<Broker>,
+    header: RequestHeader,
+    mut body: Bytes,
+    throttle_ms: i32,
+) -> Result<Reply, FrameError> {
     let version = header.request_api_version;
     let corr = header.correlation_id;
     let api = ApiKey::try_from(header.request_api_key).expect("dispatch gets known API keys");
@@ -107,7 +114,7 @@ pub async fn dispatch(broker: Rc<Broker>, header: RequestHeader, mut body: Bytes
     match api {
         ApiKey::Produce => {
             let req = decode(api, version, &mut body)?;
-            match produce::handle(&broker, req, version).await {
+            match produce::handle(&broker, req, version, throttle_ms).await {
                 Some(resp) => Ok(Some(encode_response(api, corr, version, &resp)?)),
                 None => Ok(None),
             }

@@ -1,7 +1,8 @@
 //! Produce: validate each partition's batches here (CRC, magic, sizes,
 //! max.message.bytes), send each partition's batches to its owner shard,
 //! answer per partition. A bad batch fails its partition with a Kafka error
-//! code; it never drops the connection.
+//! code; it never drops the connection. Time the request waited for the
+//! shard's memory budget comes back as `throttle_time_ms`.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -22,7 +23,7 @@ pub const VERSIONS: (i16, i16) = (3, 11);
 type Slot = (usize, usize);
 
 /// Returns `None` for acks=0, which gets no response.
-pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_ms: i32) -> Option<ProduceResponse> {
     let durability = match req.acks {
         0 | 1 => Some(Durability::Persisted),
         -1 => Some(Durability::Committed),
@@ -107,7 +108,11 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16) -> Option
     if req.acks == 0 {
         return None;
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Some(
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle_ms),
+    )
 }
 
 fn reject(out: &mut PartitionProduceResponse, e: &BatchError, version: i16) {
