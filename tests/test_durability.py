@@ -152,3 +152,28 @@ def test_flipped_bit_cuts_the_log_before_that_record(broker_factory, tmp_path):
     values, next_offset = recovered_values(broker_factory, tmp_path, orig, cfg, "flip", flip)
     assert values == [b"record-%d" % i for i in range(victim)]
     assert next_offset == victim
+
+
+def test_segments_roll_and_recover_across_segments(broker_factory, tmp_path):
+    cfg = tmp_path / "wal.toml"
+    cfg.write_text(WAL_CONFIG)
+    b = broker_factory(shards=1, extra_args=["--config", str(cfg)])
+    create_topic(b.bootstrap, "roll", 2)
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 2, "compression.type": "none"})
+    n = 6000
+    for i in range(n):
+        p.produce("roll", value=(b"%06d" % i) * 170, partition=i % 2)  # ~1 KB each: ~6 MB in all
+        if i % 500 == 0:
+            p.flush(10)
+    p.flush(30)
+    segments = b.wal_segments(0)
+    assert len(segments) >= 5, "1 MiB segments must have rolled"
+    names = [int(s.stem) for s in segments]
+    assert names == sorted(names) and names[0] == 1
+    b.kill9()
+    b.start()
+    got = consume_all(b.bootstrap, "roll", 2, n, timeout=60)
+    assert len(got) == n
+    for part in (0, 1):
+        vals = [m.value()[:6] for m in got if m.partition() == part]
+        assert vals == [b"%06d" % i for i in range(part, n, 2)]

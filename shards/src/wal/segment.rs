@@ -15,7 +15,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use glommio::io::{DmaFile, OpenOptions};
 
-use super::record::{Record, RecordRef, HEADER_BYTES};
+use super::record::{Record, RecordKind, RecordRef, HEADER_BYTES};
 use super::recovery::{Continuity, Scanner, Step};
 use super::WalError;
 use crate::types::RaftIndex;
@@ -97,6 +97,8 @@ pub struct WalWriter {
     write_pos: u64,
     /// Bytes of the partial block `[align_down(write_pos), write_pos)`.
     tail: Vec<u8>,
+    /// Index of the last entry in the log (0 when there is none).
+    last_entry: RaftIndex,
     bytes_written: u64,
 }
 
@@ -108,12 +110,14 @@ impl WalWriter {
         if total == 0 {
             return Ok(Vec::new());
         }
-        if self.write_pos + total > self.capacity {
-            let first = records
-                .iter()
-                .find(|r| r.index != 0)
-                .map(|r| RaftIndex(r.index))
-                .unwrap_or(RaftIndex(self.active_first.0 + 1));
+        // A segment is named by its first entry, which must continue the
+        // previous segment (recovery checks that). A segment holding no
+        // entry yet just grows instead of rolling.
+        let first = records
+            .iter()
+            .find(|r| r.kind != RecordKind::HardState)
+            .map_or(RaftIndex(self.last_entry.0 + 1), |r| RaftIndex(r.index));
+        if self.write_pos + total > self.capacity && first != self.active_first {
             self.roll(first, total).await?;
         }
         debug_assert_eq!(self.active_state, SegmentState::Active);
@@ -153,6 +157,9 @@ impl WalWriter {
         self.write_pos = new_pos;
         self.tail = new_tail;
         self.bytes_written += total;
+        if let Some(last) = records.iter().rev().find(|r| r.kind != RecordKind::HardState) {
+            self.last_entry = RaftIndex(last.index);
+        }
         Ok(positions)
     }
 
@@ -282,6 +289,7 @@ pub async fn open(
         capacity,
         write_pos,
         tail,
+        last_entry: RaftIndex(continuity.last_index().unwrap_or(active_first.0 - 1)),
         bytes_written: 0,
     };
     Ok((writer, WalReader { files }))
