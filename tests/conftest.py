@@ -114,8 +114,10 @@ class Broker:
 def broker_factory(tmp_path):
     started = []
 
-    def make(name="data", **kw):
-        b = Broker(tmp_path / name, **kw)
+    def make(name="data", data_dir=None, **kw):
+        if data_dir is not None:
+            kw.setdefault("log_path", tmp_path / f"{name}.log")
+        b = Broker(data_dir or tmp_path / name, **kw)
         started.append(b)
         return b.start()
 

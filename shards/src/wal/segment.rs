@@ -196,9 +196,11 @@ async fn create_segment(dir: &Path, first: RaftIndex, capacity: u64) -> Result<(
         .dma_open(&path)
         .await
         .map_err(|e| io_err("create", &path, e))?;
-    file.pre_allocate(capacity, false)
-        .await
-        .map_err(|e| io_err("fallocate", &path, e))?;
+    if let Err(e) = file.pre_allocate(capacity, false).await {
+        // Leave no half-made segment behind for recovery to trip over.
+        let _ = std::fs::remove_file(&path);
+        return Err(io_err("fallocate", &path, e));
+    }
     sync_dir(dir)?;
     Ok((Rc::new(file), capacity))
 }

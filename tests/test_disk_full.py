@@ -1,0 +1,51 @@
+"""A full disk: producers get KAFKA_STORAGE_ERROR, never a success for data
+that was not kept; everything acknowledged before stays readable, and the
+broker stays up. The data dir is a small tmpfs this test mounts itself."""
+import os
+import subprocess
+
+import pytest
+from confluent_kafka import Producer
+
+from test_roundtrip import consume_all, create_topic
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_gives_storage_errors_and_keeps_acknowledged_data(broker_factory, small_disk, tmp_path):
+    cfg = tmp_path / "wal.toml"
+    cfg.write_text('[wal]\nsegment_bytes = "1MiB"\n')
+    b = broker_factory(shards=1, data_dir=small_disk / "data", extra_args=["--config", str(cfg)])
+    create_topic(b.bootstrap, "full", 1)
+    acked, failed = [], []
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "compression.type": "none",
+                  "message.send.max.retries": 0})
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked.append((msg.offset(), msg.value()))
+        else:
+            failed.append(err.name())
+
+    for i in range(10_000):  # ~10 MB into a 6 MB disk
+        p.produce("full", value=(b"%06d" % i) * 170, partition=0, on_delivery=on_delivery)
+        if i % 200 == 0:
+            p.flush(10)
+    p.flush(30)
+    print(f"\n{len(acked)} acknowledged, {len(failed)} refused with {set(failed)}")
+    assert failed, "a full disk must fail some writes"
+    assert set(failed) == {"KAFKA_STORAGE_ERROR"}, set(failed)
+    assert acked, "writes before the disk filled are acknowledged"
+    got = consume_all(b.bootstrap, "full", 1, len(acked), timeout=30)
+    assert [(m.offset(), m.value()) for m in got] == sorted(acked)
+    assert b.alive()
+    b.stop()
