@@ -1,15 +1,348 @@
-//! corestream-bench: the Kafka load generator (produce, consume, e2e,
-//! scenarios, hdrhistogram latencies) is being built in its own issue.
-//! Until then, `bench/kcat-1m.sh` measures the broker with kcat.
+//! corestream-bench: a thread-per-core Kafka load generator.
+//!
+//! It speaks the Kafka protocol itself (kafka-protocol codec) on glommio:
+//! one executor per core, several connections per executor, many requests
+//! in flight per connection, batching like a real producer. It works
+//! against any Kafka-compatible broker.
+//!
+//! - `client.rs`: a pipelined connection.
+//! - `cluster.rs`: Metadata (leaders), topic creation, offsets.
+//! - `batch.rs`: record batch building and counting on the hot path.
+//! - `produce.rs`, `consume.rs`: the workloads of one executor.
+//! - `rate.rs`: fixed-rate pacing with coordinated-omission correction.
+//! - `report.rs`: counters, histograms, progress and summary.
 
-use clap::Parser;
+mod batch;
+mod client;
+mod cluster;
+mod consume;
+mod produce;
+mod rate;
+mod report;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use consume::ConsumeConfig;
+use produce::ProduceConfig;
+use report::{Kind, Snapshot};
 
 #[derive(Parser)]
-#[command(name = "corestream-bench", version, about = "Kafka load generator (in progress)")]
-struct Cli {}
+#[command(
+    name = "corestream-bench",
+    version,
+    about = "Kafka load generator (any Kafka-compatible broker)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce to a topic (created if missing) and report throughput and ack latency.
+    Produce(ProduceArgs),
+    /// Consume a topic from the beginning and report throughput.
+    Consume(ConsumeArgs),
+    /// Produce at a fixed rate while consuming, and report end-to-end latency.
+    E2e(ProduceArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "corestream-bench")]
+    topic: String,
+    /// Partitions of the topic when it has to be created.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// How long to run, e.g. 30s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Executors (one per core) [default: all cores].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ProduceArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, default_value_t = 100)]
+    message_bytes: usize,
+    /// Messages per second in all; without it, as fast as the broker allows.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// 0, 1, or all.
+    #[arg(long, default_value = "1", value_parser = parse_acks)]
+    acks: i16,
+    /// Records per batch (one batch per request).
+    #[arg(long, default_value_t = 1000)]
+    batch_messages: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// Connections per executor and leader.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+}
+
+#[derive(Args, Clone)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Stop once every partition is read up to where it ended at start.
+    #[arg(long)]
+    until_end: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 30s)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "" | "s" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("unknown unit in '{s}': use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_acks(s: &str) -> Result<i16, String> {
+    match s {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "all" | "-1" => Ok(-1),
+        _ => Err(format!("acks '{s}': use 0, 1 or all")),
+    }
+}
 
 fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("corestream-bench: the load generator is not built yet; use bench/kcat-1m.sh meanwhile");
-    std::process::ExitCode::from(2)
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corestream-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (common, produce, consume) = match cli.command {
+        Command::Produce(a) => (a.common.clone(), Some(produce_config(&a)), None),
+        Command::Consume(a) => (
+            a.common.clone(),
+            None,
+            Some(consume_config(&a.common, a.until_end, false, false)),
+        ),
+        Command::E2e(a) => {
+            if a.rate.is_none() {
+                bail!("e2e needs --rate: latency at an unbounded rate measures queueing, not the broker");
+            }
+            let mut c = consume_config(&a.common, false, true, true);
+            c.duration += Duration::from_secs(2); // drain what was produced last
+            (a.common.clone(), Some(produce_config(&a)), Some(c))
+        }
+    };
+    let bootstrap = cluster::resolve(&common.bootstrap)?;
+    let leaders =
+        on_executor(move || async move { cluster::prepare_topic(bootstrap, &common.topic, common.partitions).await })
+            .context("preparing the topic")??;
+    let executors = common
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let results = run_executors(executors, &leaders, produce, consume)?;
+    let mut summaries = Vec::new();
+    for (kind, total, elapsed) in results {
+        let s = report::summarize(kind.name(), &total, elapsed);
+        report::print_summary(&s);
+        summaries.push(s);
+    }
+    if let Some(path) = &common.json {
+        std::fs::write(path, serde_json::to_string_pretty(&summaries)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn produce_config(a: &ProduceArgs) -> ProduceConfig {
+    ProduceConfig {
+        topic: a.common.topic.clone(),
+        message_bytes: a.message_bytes,
+        batch_messages: a.batch_messages.max(1),
+        in_flight: a.in_flight.max(1),
+        connections: a.connections.max(1),
+        acks: a.acks,
+        duration: a.common.duration,
+        rate: a.rate,
+        executors: 1, // set once the executor count is known
+    }
+}
+
+fn consume_config(c: &Common, until_end: bool, from_end: bool, e2e: bool) -> ConsumeConfig {
+    ConsumeConfig {
+        topic: c.topic.clone(),
+        duration: if until_end {
+            Duration::from_secs(3600)
+        } else {
+            c.duration
+        },
+        until_end,
+        from_end,
+        max_bytes: 64 << 20,
+        partition_max_bytes: 8 << 20,
+        e2e,
+    }
+}
+
+/// Runs a future on a short-lived executor (set-up work before the run).
+fn on_executor<F, Fut, T>(f: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(f)
+        .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
+        .join()
+        .map_err(|e| anyhow::anyhow!("executor failed: {e}"))
+}
+
+type KindResult = (Kind, Snapshot, Duration);
+
+fn run_executors(
+    executors: usize,
+    leaders: &cluster::Leaders,
+    produce: Option<ProduceConfig>,
+    consume: Option<ConsumeConfig>,
+) -> anyhow::Result<Vec<KindResult>> {
+    let (tx, rx) = mpsc::channel::<Snapshot>();
+    let start = Instant::now() + Duration::from_millis(200);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut handles = Vec::new();
+    // Executors beyond the partition count would have nothing to do.
+    let executors = executors.min(leaders.len()).max(1);
+    for e in 0..executors {
+        // Partitions are dealt round-robin over executors.
+        let mine: Vec<(i32, SocketAddr)> = leaders
+            .iter()
+            .skip(e)
+            .step_by(executors)
+            .map(|(p, a)| (*p, *a))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let (tx, produce, consume) = (tx.clone(), produce.clone(), consume.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(e % cpus))
+            .name(&format!("bench-{e}"))
+            .spawn(move || async move {
+                let consumer = consume.map(|c| {
+                    let tx = tx.clone();
+                    let mine = mine.clone();
+                    glommio::spawn_local(async move { consume::run(c, e, mine, start, tx).await })
+                });
+                let producer = produce.map(|mut p| {
+                    p.executors = executors;
+                    glommio::spawn_local(async move {
+                        let now = Instant::now();
+                        if start > now {
+                            glommio::timer::sleep(start - now).await;
+                        }
+                        produce::run(p, e, mine, start, tx).await
+                    })
+                });
+                let mut out = Vec::new();
+                if let Some(p) = producer {
+                    out.push(p.await);
+                }
+                if let Some(c) = consumer {
+                    out.push(c.await);
+                }
+                out
+            })
+            .map_err(|e| anyhow::anyhow!("starting executor {e}: {e}"))?;
+        handles.push(handle);
+    }
+    drop(tx);
+    let kinds: Vec<Kind> = [(produce.is_some(), Kind::Produce), (consume.is_some(), Kind::Consume)]
+        .into_iter()
+        .filter_map(|(on, k)| on.then_some(k))
+        .collect();
+    let ended = progress_loop(rx, start, &kinds);
+    let mut totals: BTreeMap<Kind, Vec<Snapshot>> = BTreeMap::new();
+    for h in handles {
+        for r in h.join().map_err(|e| anyhow::anyhow!("executor failed: {e}"))? {
+            let snap = r?;
+            totals.entry(snap.kind).or_default().push(snap);
+        }
+    }
+    Ok(kinds
+        .into_iter()
+        .map(|k| {
+            let snaps = totals.remove(&k).unwrap_or_default();
+            let elapsed = ended.get(&k).copied().unwrap_or_else(|| start.elapsed());
+            (k, report::merge(k, &snaps), elapsed)
+        })
+        .collect())
+}
+
+/// Prints a line a second until every executor is done; returns when each
+/// kind of work ended, measured from `start`.
+fn progress_loop(rx: mpsc::Receiver<Snapshot>, start: Instant, kinds: &[Kind]) -> BTreeMap<Kind, Duration> {
+    let mut latest: BTreeMap<(Kind, usize), Snapshot> = BTreeMap::new();
+    let mut previous: BTreeMap<Kind, (u64, u64)> = BTreeMap::new();
+    let mut ended = BTreeMap::new();
+    let mut next_tick = start + Duration::from_secs(1);
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(s) => {
+                latest.insert((s.kind, s.executor), s);
+                for &k in kinds {
+                    let all_done = latest.values().filter(|s| s.kind == k).all(|s| s.done);
+                    if all_done && latest.keys().any(|(kind, _)| *kind == k) {
+                        ended.entry(k).or_insert_with(|| start.elapsed());
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return ended,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let mut line = format!("[{:>4.0}s]", start.elapsed().as_secs_f64());
+        for &k in kinds {
+            let total = report::merge(k, latest.values());
+            let (msgs_before, bytes_before) = previous.get(&k).copied().unwrap_or((0, 0));
+            previous.insert(k, (total.messages, total.bytes));
+            let p99 = if total.latency_us.is_empty() {
+                0.0
+            } else {
+                total.latency_us.value_at_percentile(99.0) as f64 / 1000.0
+            };
+            let errors: u64 = total.errors.values().sum();
+            line += &format!(
+                "  {} {:>10} msg/s {:>7.1} MiB/s p99 {:>7.2} ms errors {}",
+                k.name(),
+                total.messages - msgs_before,
+                (total.bytes - bytes_before) as f64 / (1 << 20) as f64,
+                p99,
+                errors
+            );
+        }
+        println!("{line}");
+        next_tick += Duration::from_secs(1);
+    }
 }

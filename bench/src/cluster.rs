@@ -1,0 +1,116 @@
+//! What the generator learns from the cluster: partition leaders (through
+//! Metadata), topic creation, and partition end offsets.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use anyhow::{anyhow, bail, Context};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::Conn;
+
+pub const METADATA_VERSION: i16 = 9;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// Partition index -> leader address.
+pub type Leaders = BTreeMap<i32, SocketAddr>;
+
+pub fn resolve(bootstrap: &str) -> anyhow::Result<SocketAddr> {
+    bootstrap
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {bootstrap}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{bootstrap} resolves to no address"))
+}
+
+fn topic_name(t: &str) -> TopicName {
+    TopicName(StrBytes::from_string(t.to_string()))
+}
+
+/// Creates `topic` with `partitions` unless it exists, then returns its leaders.
+pub async fn prepare_topic(bootstrap: SocketAddr, topic: &str, partitions: i32) -> anyhow::Result<Leaders> {
+    let conn = Conn::connect(bootstrap).await?;
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1)])
+        .with_timeout_ms(30_000);
+    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 4, &req).await?;
+    for t in &resp.topics {
+        if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
+            bail!("creating topic {topic}: Kafka error code {}", t.error_code);
+        }
+    }
+    leaders(&conn, topic).await
+}
+
+pub async fn leaders(conn: &Conn, topic: &str) -> anyhow::Result<Leaders> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+    let brokers: BTreeMap<BrokerId, SocketAddr> = md
+        .brokers
+        .iter()
+        .filter_map(|b| {
+            resolve(&format!("{}:{}", b.host.as_str(), b.port))
+                .ok()
+                .map(|a| (b.node_id, a))
+        })
+        .collect();
+    let t = md.topics.first().ok_or_else(|| anyhow!("no metadata for {topic}"))?;
+    if t.error_code != 0 {
+        bail!("metadata for {topic}: Kafka error code {}", t.error_code);
+    }
+    let mut out = Leaders::new();
+    for p in &t.partitions {
+        let addr = brokers
+            .get(&p.leader_id)
+            .ok_or_else(|| anyhow!("partition {} has no live leader", p.partition_index))?;
+        out.insert(p.partition_index, *addr);
+    }
+    Ok(out)
+}
+
+/// Latest (-1) or earliest (-2) offsets of the given partitions.
+pub async fn offsets(conn: &Conn, topic: &str, partitions: &[i32], which: i64) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(which)
+                    })
+                    .collect(),
+            )]);
+    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 4, &req).await?;
+    let mut out = BTreeMap::new();
+    for t in resp.topics {
+        for p in t.partitions {
+            if p.error_code != 0 {
+                bail!(
+                    "ListOffsets {topic}/{}: Kafka error code {}",
+                    p.partition_index,
+                    p.error_code
+                );
+            }
+            out.insert(p.partition_index, p.offset);
+        }
+    }
+    Ok(out)
+}

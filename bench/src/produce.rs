@@ -1,0 +1,173 @@
+//! The producer workload of one executor: several connections per leader,
+//! several requests in flight per connection, batches of `batch_messages`
+//! records per partition, at a fixed rate or as fast as the broker answers.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::batch;
+use crate::client::{decode_response, Conn};
+use crate::rate::Pacer;
+use crate::report::{Kind, Snapshot};
+
+pub const PRODUCE_VERSION: i16 = 9;
+/// Error code counted when a connection fails (not a Kafka code).
+pub const NETWORK_ERROR: i16 = -1;
+
+#[derive(Clone, Debug)]
+pub struct ProduceConfig {
+    pub topic: String,
+    pub message_bytes: usize,
+    pub batch_messages: usize,
+    pub in_flight: usize,
+    pub connections: usize,
+    pub acks: i16,
+    pub duration: Duration,
+    /// Messages per second for the whole run; `None`: as fast as possible.
+    pub rate: Option<f64>,
+    pub executors: usize,
+}
+
+pub async fn run(
+    cfg: ProduceConfig,
+    executor: usize,
+    partitions: Vec<(i32, SocketAddr)>,
+    start: Instant,
+    progress: mpsc::Sender<Snapshot>,
+) -> anyhow::Result<Snapshot> {
+    let stats = Rc::new(RefCell::new(Snapshot::new(executor, Kind::Produce)));
+    let reporter = crate::report::spawn_reporter(stats.clone(), progress.clone());
+    let mut leaders: Vec<SocketAddr> = partitions.iter().map(|p| p.1).collect();
+    leaders.sort();
+    leaders.dedup();
+    let value = Bytes::from(vec![b'x'; cfg.message_bytes]);
+    // (connection, its partitions, worker number on it)
+    let mut plan = Vec::new();
+    for leader in leaders {
+        let mine: Vec<i32> = partitions.iter().filter(|p| p.1 == leader).map(|p| p.0).collect();
+        for c in 0..cfg.connections.min(mine.len()) {
+            let conn = Conn::connect(leader).await?;
+            // Each connection serves every c-th partition of this leader.
+            let parts: Vec<i32> = mine.iter().copied().skip(c).step_by(cfg.connections).collect();
+            for w in 0..cfg.in_flight {
+                plan.push((conn.clone(), parts.clone(), w));
+            }
+        }
+    }
+    let rate_per_worker = cfg.rate.map(|r| r / (cfg.executors * plan.len().max(1)) as f64);
+    let workers: Vec<_> = plan
+        .into_iter()
+        .map(|(conn, parts, w)| {
+            let (cfg, stats, value) = (cfg.clone(), stats.clone(), value.clone());
+            glommio::spawn_local(async move { worker(conn, cfg, stats, value, parts, w, start, rate_per_worker).await })
+        })
+        .collect();
+    for w in workers {
+        w.await;
+    }
+    reporter.cancel().await;
+    let mut last = stats.borrow().clone();
+    last.done = true;
+    let _ = progress.send(last.clone());
+    Ok(last)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn worker(
+    conn: Rc<Conn>,
+    cfg: ProduceConfig,
+    stats: Rc<RefCell<Snapshot>>,
+    value: Bytes,
+    parts: Vec<i32>,
+    offset: usize,
+    start: Instant,
+    rate: Option<f64>,
+) {
+    let deadline = start + cfg.duration;
+    let wall_start_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let mut pacer = Pacer::new(start, rate);
+    let mut intended = Vec::with_capacity(cfg.batch_messages);
+    let mut stamps = Vec::with_capacity(cfg.batch_messages);
+    let topic = TopicName(StrBytes::from_string(cfg.topic.clone()));
+    let mut i = offset;
+    loop {
+        let now = Instant::now();
+        pacer.next_batch(cfg.batch_messages as u64, now, &mut intended);
+        let due = *intended.last().expect("batch is not empty");
+        if due >= deadline || now >= deadline {
+            return;
+        }
+        if pacer.is_paced() && due > now {
+            glommio::timer::sleep(due - now).await;
+        }
+        stamps.clear();
+        stamps.extend(intended.iter().map(|t| wall_start_ms + (*t - start).as_millis() as i64));
+        let partition = parts[i % parts.len()];
+        i += 1;
+        let req = ProduceRequest::default()
+            .with_acks(cfg.acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic.clone())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch::build(&value, &stamps)))])]);
+        let n = intended.len() as u64;
+        match conn.send(ApiKey::Produce, PRODUCE_VERSION, &req, cfg.acks != 0) {
+            Ok(None) => {
+                let mut s = stats.borrow_mut();
+                s.messages += n;
+                s.bytes += n * cfg.message_bytes as u64;
+            }
+            Ok(Some(rx)) => {
+                let body = rx.recv_async().await;
+                let acked = Instant::now();
+                let code = match body
+                    .map_err(|_| ())
+                    .and_then(|b| decode_response::<ProduceResponse>(b, PRODUCE_VERSION).map_err(|_| ()))
+                {
+                    Ok(resp) => first_error(&resp),
+                    Err(()) => NETWORK_ERROR,
+                };
+                let mut s = stats.borrow_mut();
+                if code == 0 {
+                    s.messages += n;
+                    s.bytes += n * cfg.message_bytes as u64;
+                    for t in &intended {
+                        let us = acked.saturating_duration_since(*t).as_micros().max(1) as u64;
+                        s.latency_us.saturating_record(us);
+                    }
+                } else {
+                    *s.errors.entry(code).or_default() += n;
+                    if code == NETWORK_ERROR {
+                        return;
+                    }
+                }
+            }
+            Err(_) => {
+                *stats.borrow_mut().errors.entry(NETWORK_ERROR).or_default() += n;
+                return;
+            }
+        }
+    }
+}
+
+fn first_error(resp: &ProduceResponse) -> i16 {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .map(|p| p.error_code)
+        .find(|&c| c != 0)
+        .unwrap_or(0)
+}
