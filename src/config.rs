@@ -16,6 +16,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address advertised to clients; defaults to `listen`.
     pub advertised: Option<SocketAddr>,
+    /// Admin HTTP port: /metrics (Prometheus) and /health. Loopback by
+    /// default; other addresses only when configured.
+    pub admin_listen: SocketAddr,
     pub data_dir: PathBuf,
     /// Number of shards (one per core). Default: all online cores.
     pub shards: Option<usize>,
@@ -65,6 +68,7 @@ impl Default for Config {
             node_id: 0,
             listen: "127.0.0.1:9092".parse().expect("valid literal"),
             advertised: None,
+            admin_listen: "127.0.0.1:9644".parse().expect("valid literal"),
             data_dir: PathBuf::from("corestream-data"),
             shards: None,
             cores: None,

@@ -50,6 +50,9 @@ struct StartArgs {
     /// Address advertised to clients in Metadata [default: the listen address].
     #[arg(long, value_name = "ADDR")]
     advertised: Option<std::net::SocketAddr>,
+    /// Admin HTTP address for /metrics and /health [default: 127.0.0.1:9644].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<std::net::SocketAddr>,
     /// Data directory [default: ./corestream-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -84,6 +87,9 @@ impl StartArgs {
         }
         if let Some(v) = self.advertised {
             c.advertised = Some(v);
+        }
+        if let Some(v) = self.admin_listen {
+            c.admin_listen = v;
         }
         if let Some(v) = self.data_dir {
             c.data_dir = v;

@@ -28,6 +28,7 @@ class Broker:
     def __init__(self, data_dir, shards=2, extra_args=(), env=None, log_path=None):
         self.data_dir = Path(data_dir)
         self.port = free_port()
+        self.admin_port = free_port()
         self.shards = shards
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **(env or {}))
@@ -43,7 +44,7 @@ class Broker:
         assert self.proc is None, "already running"
         self.log = open(self.log_path, "ab")
         args = [str(BIN), "start", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-                "--shards", str(self.shards)] + self.extra_args
+                "--admin-listen", f"127.0.0.1:{self.admin_port}", "--shards", str(self.shards)] + self.extra_args
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -63,6 +64,16 @@ class Broker:
                 return len(s.recv(4)) == 4
         except OSError:
             return False
+
+    def admin_get(self, path):
+        """(status, body) of an HTTP GET on the admin port."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)

@@ -12,7 +12,7 @@ def run(*args):
 
 def test_help_documents_every_option():
     out = run("start", "--help").stdout
-    for flag in ["--config", "--listen", "--advertised", "--data-dir", "--shards", "--cores",
+    for flag in ["--config", "--listen", "--advertised", "--admin-listen", "--data-dir", "--shards", "--cores",
                  "--memory-per-shard", "--node-id", "--max-partitions-per-shard", "--print-config"]:
         assert flag in out
 

@@ -11,6 +11,8 @@ use glommio::sync::{Semaphore, StaticPermit};
 pub struct Budget {
     sem: Rc<Semaphore>,
     limit_bytes: u64,
+    /// Charges that had to wait: backpressure events.
+    waits: std::cell::Cell<u64>,
 }
 
 /// Bytes held against the budget; given back on drop.
@@ -27,6 +29,7 @@ impl Budget {
         Self {
             sem: Rc::new(Semaphore::new(limit_bytes)),
             limit_bytes,
+            waits: std::cell::Cell::new(0),
         }
     }
 
@@ -35,6 +38,9 @@ impl Budget {
     pub async fn charge(&self, bytes: u64) -> Charge {
         let units = bytes.clamp(1, self.limit_bytes);
         let start = Instant::now();
+        if self.would_wait(units) {
+            self.waits.set(self.waits.get() + 1);
+        }
         let permit = self
             .sem
             .acquire_static_permit(units)
@@ -45,6 +51,10 @@ impl Budget {
             bytes: units,
             waited: start.elapsed(),
         }
+    }
+
+    pub fn waits(&self) -> u64 {
+        self.waits.get()
     }
 
     pub fn limit_bytes(&self) -> u64 {

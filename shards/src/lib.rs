@@ -9,6 +9,7 @@
 //! - `raft/`: the shard's Raft group over the WAL (raft-rs `RawNode`).
 //! - `budget.rs`: the per-shard memory budget (backpressure).
 //! - `mesh.rs`: bounded channels between shards.
+//! - `metrics.rs`: the shard's own counters and the report a scrape gathers.
 //! - `types.rs`: newtypes for ids and positions.
 //!
 //! Invariants held here: offsets are dense and assigned by the leader;
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod budget;
 pub mod mesh;
+pub mod metrics;
 pub mod partition;
 pub mod producer;
 pub mod raft;

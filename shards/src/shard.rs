@@ -12,6 +12,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use crate::batch;
 use crate::budget::Budget;
+use crate::metrics::{StorageReport, WalMetrics};
 use crate::partition::{IndexEntry, Partition};
 use crate::producer::{SeqCheck, SeqError};
 use crate::raft::entry::{items, EntryBuilder};
@@ -122,7 +123,9 @@ pub struct Shard {
     kick: LocalSender<()>,
     pub budget: Budget,
     leader: Cell<bool>,
-    wal_bytes: Cell<u64>,
+    raft_term: Cell<u64>,
+    raft_commit: Cell<u64>,
+    wal_metrics: Rc<WalMetrics>,
 }
 
 /// Entries replayed from the WAL, applied as the recorded commit index passes them.
@@ -168,7 +171,9 @@ impl Shard {
             kick,
             budget: Budget::new(cfg.memory_bytes),
             leader: Cell::new(group.is_leader()),
-            wal_bytes: Cell::new(0),
+            raft_term: Cell::new(group.term()),
+            raft_commit: Cell::new(group.commit_index()),
+            wal_metrics: group.wal().metrics(),
         });
         glommio::spawn_local(drive(shard.clone(), group, kicked)).detach();
         // Elections and recovered entries produce a first Ready.
@@ -184,8 +189,25 @@ impl Shard {
         self.state.borrow().partitions.len()
     }
 
-    pub fn wal_bytes_written(&self) -> u64 {
-        self.wal_bytes.get()
+    /// The shard's storage-side state, for a metrics scrape or a health check.
+    pub fn report(&self) -> StorageReport {
+        let st = self.state.borrow();
+        let wal = &self.wal_metrics;
+        StorageReport {
+            partitions: st.partitions.len() as u64,
+            budget_limit_bytes: self.budget.limit_bytes(),
+            budget_used_bytes: self.budget.used_bytes(),
+            budget_waits: self.budget.waits(),
+            wal_appends: wal.appends.get(),
+            wal_bytes: wal.bytes.get(),
+            wal_records: wal.records.get(),
+            wal_segments: wal.segments.get(),
+            wal_fsync: wal.fsync_summary(),
+            raft_term: self.raft_term.get(),
+            raft_commit_index: self.raft_commit.get(),
+            raft_leader: self.leader.get(),
+            failed: st.failed.clone(),
+        }
     }
 
     pub fn create_partitions(&self, ids: &[PartitionId]) {
@@ -537,7 +559,8 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
             match group.step().await {
                 Ok(Some(out)) => {
                     shard.leader.set(group.is_leader());
-                    shard.wal_bytes.set(group.wal().bytes_written());
+                    shard.raft_term.set(group.term());
+                    shard.raft_commit.set(group.commit_index());
                     shard.apply(out);
                 }
                 Ok(None) => break,

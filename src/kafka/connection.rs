@@ -124,10 +124,16 @@ fn start_request(broker: &Rc<Broker>, mut frame: Bytes, charge: Charge) -> Resul
         .map_err(|e| format!("bad request header: {e}"))?;
     let b = broker.clone();
     tracing::trace!(shard = %b.me(), ?api, version, correlation_id, "request");
+    let bytes_in = frame.len() + 4;
     Ok(glommio::spawn_local(async move {
         let throttle_ms = charge.waited.as_millis().min(i32::MAX as u128) as i32;
-        match dispatch(b, header, frame, throttle_ms).await {
-            Ok(reply) => (Outcome::Respond(reply), charge),
+        let started = std::time::Instant::now();
+        match dispatch(b.clone(), header, frame, throttle_ms).await {
+            Ok(reply) => {
+                let bytes_out = reply.as_ref().map_or(0, |r| r.len());
+                b.metrics.record(api, bytes_in, bytes_out, started.elapsed());
+                (Outcome::Respond(reply), charge)
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "closing connection after a broken frame");
                 (Outcome::Close, charge)

@@ -48,3 +48,75 @@ pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = E::FetchSessionIdNotFound.code();
 pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
 pub const INVALID_TOPIC: i16 = E::InvalidTopicException.code();
+
+/// The Kafka error codes a response carries (top level, per topic, per
+/// partition), so the errors metric is counted in one place, `dispatch`.
+pub trait ErrorCodes {
+    fn error_codes(&self, each: &mut dyn FnMut(i16));
+}
+
+mod codes {
+    use super::ErrorCodes;
+    use kafka_protocol::messages::*;
+
+    impl ErrorCodes for ProduceResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.responses
+                .iter()
+                .flat_map(|t| &t.partition_responses)
+                .for_each(|p| each(p.error_code));
+        }
+    }
+    impl ErrorCodes for FetchResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+            self.responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| each(p.error_code));
+        }
+    }
+    impl ErrorCodes for ListOffsetsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| each(p.error_code));
+        }
+    }
+    impl ErrorCodes for MetadataResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.topics.iter().for_each(|t| each(t.error_code));
+        }
+    }
+    impl ErrorCodes for ApiVersionsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+    impl ErrorCodes for CreateTopicsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.topics.iter().for_each(|t| each(t.error_code));
+        }
+    }
+    impl ErrorCodes for DeleteTopicsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.responses.iter().for_each(|t| each(t.error_code));
+        }
+    }
+    impl ErrorCodes for CreatePartitionsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.results.iter().for_each(|t| each(t.error_code));
+        }
+    }
+    impl ErrorCodes for DescribeConfigsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.results.iter().for_each(|r| each(r.error_code));
+        }
+    }
+    impl ErrorCodes for InitProducerIdResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+}

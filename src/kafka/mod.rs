@@ -23,6 +23,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::node::broker::Broker;
+use errors::ErrorCodes;
 
 /// Every API corestream serves, with the version range it serves. Produce
 /// and Fetch stop below v13, where topics are named by id only.
@@ -108,6 +109,7 @@ pub async fn dispatch(
         ($module:ident) => {{
             let req = decode(api, version, &mut body)?;
             let resp = $module::handle(&broker, req, version).await;
+            resp.error_codes(&mut |code| broker.metrics.error(code));
             Ok(Some(encode_response(api, corr, version, &resp)?))
         }};
     }
@@ -115,7 +117,10 @@ pub async fn dispatch(
         ApiKey::Produce => {
             let req = decode(api, version, &mut body)?;
             match produce::handle(&broker, req, version, throttle_ms).await {
-                Some(resp) => Ok(Some(encode_response(api, corr, version, &resp)?)),
+                Some(resp) => {
+                    resp.error_codes(&mut |code| broker.metrics.error(code));
+                    Ok(Some(encode_response(api, corr, version, &resp)?))
+                }
                 None => Ok(None),
             }
         }

@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use corestream_shards::mesh::Mesh;
 use corestream_shards::{
@@ -12,6 +13,7 @@ use corestream_shards::{
 };
 
 use super::control::{Control, ControlReply, ControlRequest};
+use super::metrics::{RequestMetrics, ShardReport};
 use crate::config::Config;
 use crate::controller::{ClusterMeta, MetaChange};
 
@@ -55,6 +57,8 @@ pub enum NodeMsg {
         changes: Vec<MetaChange>,
         ack: flume::Sender<()>,
     },
+    /// From the admin port: this shard's counters.
+    Report { reply: flume::Sender<ShardReport> },
 }
 
 pub struct Broker {
@@ -67,6 +71,8 @@ pub struct Broker {
     /// The controller; only shard 0 has one.
     pub control: Option<Control>,
     pub connections: Cell<usize>,
+    pub metrics: RequestMetrics,
+    pub started: Instant,
 }
 
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
@@ -139,6 +145,23 @@ impl Broker {
             .unwrap_or(fallback)
     }
 
+    /// This shard's counters, for a scrape.
+    pub fn local_report(&self) -> ShardReport {
+        ShardReport {
+            shard: self.me().0,
+            storage: self.shard.report(),
+            requests: self.metrics.report(),
+            connections: self.connections.get() as u64,
+        }
+    }
+
+    pub async fn report(&self, to: ShardId) -> Option<ShardReport> {
+        if to == self.me() {
+            return Some(self.local_report());
+        }
+        self.ask(to, |reply| NodeMsg::Report { reply }).await
+    }
+
     /// Serves a message from another shard. Work runs in its own task so the
     /// mesh receiver keeps draining.
     pub fn handle(self: &Rc<Self>, _from: ShardId, msg: NodeMsg) {
@@ -170,6 +193,9 @@ impl Broker {
                 NodeMsg::Meta { changes, ack } => {
                     super::control::apply_changes(&b, &changes);
                     let _ = ack.send_async(()).await;
+                }
+                NodeMsg::Report { reply } => {
+                    let _ = reply.send_async(b.local_report()).await;
                 }
             }
         })

@@ -28,6 +28,10 @@ pub async fn serve(broker: Rc<Broker>) -> anyhow::Result<()> {
             continue;
         }
         broker.connections.set(broker.connections.get() + 1);
+        broker
+            .metrics
+            .connections_accepted
+            .set(broker.metrics.connections_accepted.get() + 1);
         let b = broker.clone();
         glommio::spawn_local(async move {
             kafka::connection::serve(b.clone(), stream).await;

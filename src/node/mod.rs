@@ -4,10 +4,14 @@
 //! - `broker.rs`: the per-shard context and the routing path (`NodeMsg`).
 //! - `control.rs`: controller execution on shard 0 and metadata broadcast.
 //! - `listener.rs`: the SO_REUSEPORT accept loop of every shard.
+//! - `metrics.rs`, `admin.rs`: per-shard counters, and the admin HTTP port
+//!   (/metrics, /health) on shard 0 that gathers them.
 
+mod admin;
 pub mod broker;
 pub mod control;
 mod listener;
+pub mod metrics;
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -32,6 +36,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let cores = config.shard_cores();
     preflight(cores.len())?;
     refuse_if_listening(config.listen)?;
+    if config.admin_listen.port() != 0 {
+        refuse_if_listening(config.admin_listen)?;
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let cluster_id = cluster_id(&config.data_dir)?;
@@ -123,8 +130,16 @@ async fn shard_main(
         meta: RefCell::new(meta),
         control,
         connections: Cell::new(0),
+        metrics: Default::default(),
+        started: std::time::Instant::now(),
     });
     *slot.borrow_mut() = Some(broker.clone());
+    if broker.control.is_some() {
+        let addr = broker.config.admin_listen;
+        let admin = glommio::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("binding the admin port (admin_listen) on {addr}: {e}"))?;
+        glommio::spawn_local(admin::serve(broker.clone(), admin)).detach();
+    }
     tracing::debug!(shard = %id, partitions = owned.len(), "shard ready");
     listener::serve(broker).await
 }

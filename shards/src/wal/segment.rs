@@ -18,6 +18,7 @@ use glommio::io::{DmaFile, OpenOptions};
 use super::record::{Record, RecordKind, RecordRef, HEADER_BYTES};
 use super::recovery::{Continuity, Scanner, Step};
 use super::WalError;
+use crate::metrics::WalMetrics;
 use crate::types::RaftIndex;
 
 const ALIGN: u64 = 4096;
@@ -99,7 +100,7 @@ pub struct WalWriter {
     tail: Vec<u8>,
     /// Index of the last entry in the log (0 when there is none).
     last_entry: RaftIndex,
-    bytes_written: u64,
+    metrics: Rc<WalMetrics>,
 }
 
 impl WalWriter {
@@ -150,13 +151,15 @@ impl WalWriter {
         if written as u64 != buf_len {
             return Err(io_err("write", &path, format!("short write: {written} of {buf_len}")));
         }
+        let synced = std::time::Instant::now();
         self.active
             .fdatasync()
             .await
             .map_err(|e| io_err("fdatasync", &path, e))?;
+        self.metrics
+            .record_append(records.len(), total, synced.elapsed().as_micros() as u64);
         self.write_pos = new_pos;
         self.tail = new_tail;
-        self.bytes_written += total;
         if let Some(last) = records.iter().rev().find(|r| r.kind != RecordKind::HardState) {
             self.last_entry = RaftIndex(last.index);
         }
@@ -168,6 +171,7 @@ impl WalWriter {
         let capacity = self.segment_bytes.max(align_up(needed));
         let (file, _) = create_segment(&self.dir, first, capacity).await?;
         self.files.borrow_mut().insert(first, file.clone());
+        self.metrics.segments.set(self.files.borrow().len() as u64);
         self.active = file;
         self.active_first = first;
         self.active_state = SegmentState::Active;
@@ -177,12 +181,8 @@ impl WalWriter {
         Ok(())
     }
 
-    pub fn bytes_written(&self) -> u64 {
-        self.bytes_written
-    }
-
-    pub fn segment_count(&self) -> usize {
-        self.files.borrow().len()
+    pub fn metrics(&self) -> Rc<WalMetrics> {
+        self.metrics.clone()
     }
 }
 
@@ -292,8 +292,9 @@ pub async fn open(
         write_pos,
         tail,
         last_entry: RaftIndex(continuity.last_index().unwrap_or(active_first.0 - 1)),
-        bytes_written: 0,
+        metrics: Rc::new(WalMetrics::default()),
     };
+    writer.metrics.segments.set(writer.files.borrow().len() as u64);
     Ok((writer, WalReader { files }))
 }
 

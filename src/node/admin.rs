@@ -1,0 +1,130 @@
+//! The admin HTTP port (default 127.0.0.1:9644), served by shard 0:
+//! `GET /metrics` (Prometheus text) and `GET /health` (200 "ready", or 503
+//! with the reasons). A small HTTP/1.1 server: one request per connection.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use super::broker::Broker;
+use super::metrics::{render, NodeFacts, ShardReport};
+
+const REQUEST_BYTES_MAX: usize = 8 << 10;
+
+pub async fn serve(broker: Rc<Broker>, listener: TcpListener) {
+    loop {
+        let Ok(stream) = listener.accept().await else {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let b = broker.clone();
+        glommio::spawn_local(async move {
+            let _ = handle(&b, stream).await;
+        })
+        .detach();
+    }
+}
+
+async fn handle(broker: &Rc<Broker>, mut stream: TcpStream) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() + n > REQUEST_BYTES_MAX {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let reports = gather(broker).await;
+            let facts = NodeFacts {
+                uptime: broker.started.elapsed(),
+                max_partitions_per_shard: broker.config.limits.max_partitions_per_shard,
+                version: env!("CARGO_PKG_VERSION"),
+            };
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                render(&facts, &reports),
+            )
+        }
+        ("GET", "/health") => {
+            let reports = gather(broker).await;
+            let (ready, text) = health(broker, &reports);
+            (
+                if ready { "200 OK" } else { "503 Service Unavailable" },
+                "text/plain; charset=utf-8",
+                text,
+            )
+        }
+        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics or /health\n".to_string()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.close().await
+}
+
+/// Asks every shard for its report; a shard that does not answer in time
+/// is left out (and /health says so).
+async fn gather(broker: &Rc<Broker>) -> Vec<ShardReport> {
+    let mut out = Vec::with_capacity(broker.mesh.shard_count());
+    for s in 0..broker.mesh.shard_count() {
+        let to = corestream_shards::ShardId(s as u16);
+        let ask = broker.report(to);
+        let late = async {
+            glommio::timer::sleep(Duration::from_secs(2)).await;
+            None
+        };
+        if let Some(r) = futures_lite::future::or(ask, late).await {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn health(broker: &Broker, reports: &[ShardReport]) -> (bool, String) {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let shards = broker.mesh.shard_count();
+    if reports.len() < shards {
+        problems.push(format!("{} of {shards} shards did not answer", shards - reports.len()));
+    }
+    let limit = broker.config.limits.max_partitions_per_shard as u64;
+    for r in reports {
+        if let Some(why) = &r.storage.failed {
+            problems.push(format!("shard {} refuses writes: {why}", r.shard));
+        }
+        if !r.storage.raft_leader {
+            problems.push(format!("shard {} does not lead its Raft group", r.shard));
+        }
+        if r.storage.partitions * 10 >= limit * 8 {
+            warnings.push(format!(
+                "shard {} holds {} of {limit} partitions (limits.max_partitions_per_shard)",
+                r.shard, r.storage.partitions
+            ));
+        }
+    }
+    let mut text = if problems.is_empty() {
+        "ready\n".to_string()
+    } else {
+        "not ready\n".to_string()
+    };
+    for p in &problems {
+        text += &format!("problem: {p}\n");
+    }
+    for w in &warnings {
+        text += &format!("warning: {w}\n");
+    }
+    (problems.is_empty(), text)
+}

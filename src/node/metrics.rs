@@ -1,0 +1,342 @@
+//! Metrics: each shard counts its Kafka requests here and its storage in
+//! `corestream_shards::metrics`, in plain cells on its own core. A scrape
+//! (`admin.rs`, on shard 0) asks every shard for an owned `ShardReport`
+//! over the mesh and renders Prometheus text; nothing on the request path
+//! crosses cores.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use corestream_shards::metrics::{new_histogram, summarize, LatencySummary, StorageReport};
+use hdrhistogram::Histogram;
+use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::messages::ApiKey;
+
+struct ApiStats {
+    requests: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    latency_us: Histogram<u64>,
+    latency_us_sum: u64,
+}
+
+#[derive(Default)]
+pub struct RequestMetrics {
+    apis: RefCell<BTreeMap<i16, ApiStats>>,
+    errors: RefCell<BTreeMap<i16, u64>>,
+    pub connections_accepted: Cell<u64>,
+}
+
+impl RequestMetrics {
+    pub fn record(&self, api: ApiKey, bytes_in: usize, bytes_out: usize, took: Duration) {
+        let mut apis = self.apis.borrow_mut();
+        let s = apis.entry(api as i16).or_insert_with(|| ApiStats {
+            requests: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            latency_us: new_histogram(),
+            latency_us_sum: 0,
+        });
+        let us = took.as_micros() as u64;
+        s.requests += 1;
+        s.bytes_in += bytes_in as u64;
+        s.bytes_out += bytes_out as u64;
+        s.latency_us.saturating_record(us.max(1));
+        s.latency_us_sum += us;
+    }
+
+    /// Counts a Kafka error code sent back to a client (0 is not an error).
+    pub fn error(&self, code: i16) {
+        if code != 0 {
+            *self.errors.borrow_mut().entry(code).or_default() += 1;
+        }
+    }
+
+    pub fn report(&self) -> RequestReport {
+        RequestReport {
+            apis: self
+                .apis
+                .borrow()
+                .iter()
+                .map(|(&k, s)| ApiReport {
+                    api: ApiKey::try_from(k).map_or_else(|_| k.to_string(), |a| format!("{a:?}")),
+                    requests: s.requests,
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                    latency: summarize(&s.latency_us, s.latency_us_sum),
+                })
+                .collect(),
+            errors: self.errors.borrow().iter().map(|(&c, &n)| (c, n)).collect(),
+            connections_accepted: self.connections_accepted.get(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiReport {
+    pub api: String,
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub latency: LatencySummary,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestReport {
+    pub apis: Vec<ApiReport>,
+    pub errors: Vec<(i16, u64)>,
+    pub connections_accepted: u64,
+}
+
+/// Everything one shard reports to a scrape.
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    pub shard: u16,
+    pub storage: StorageReport,
+    pub requests: RequestReport,
+    pub connections: u64,
+}
+
+/// Node-wide facts for the scrape.
+pub struct NodeFacts {
+    pub uptime: Duration,
+    pub max_partitions_per_shard: usize,
+    pub version: &'static str,
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn line(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        let _ = if labels.is_empty() {
+            writeln!(self.out, "{name} {value}")
+        } else {
+            writeln!(self.out, "{name}{{{labels}}} {value}")
+        };
+    }
+
+    fn summary(&mut self, name: &str, labels: &str, s: &LatencySummary) {
+        for (q, v) in &s.quantiles {
+            self.line(name, &format!("{labels},quantile=\"{q}\""), v);
+        }
+        self.line(&format!("{name}_sum"), labels, s.sum_seconds);
+        self.line(&format!("{name}_count"), labels, s.count);
+    }
+}
+
+/// Renders the Prometheus text exposition format (version 0.0.4).
+pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
+    let mut out = String::with_capacity(16 << 10);
+    let mut f = Family { out: &mut out };
+    f.head("corestream_build_info", "gauge", "Build of the running broker.");
+    f.line("corestream_build_info", &format!("version=\"{}\"", node.version), 1);
+    f.head(
+        "corestream_uptime_seconds",
+        "gauge",
+        "Seconds since the broker started.",
+    );
+    f.line("corestream_uptime_seconds", "", node.uptime.as_secs_f64());
+    f.head("corestream_shards", "gauge", "Shards (pinned executors) of this node.");
+    f.line("corestream_shards", "", shards.len());
+
+    let per_shard = |f: &mut Family, name: &str, kind: &str, help: &str, value: &dyn Fn(&ShardReport) -> String| {
+        f.head(name, kind, help);
+        for s in shards {
+            f.line(name, &format!("shard=\"{}\"", s.shard), value(s));
+        }
+    };
+    per_shard(
+        &mut f,
+        "corestream_connections",
+        "gauge",
+        "Open client connections.",
+        &|s| s.connections.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_connections_accepted_total",
+        "counter",
+        "Client connections accepted.",
+        &|s| s.requests.connections_accepted.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_partitions",
+        "gauge",
+        "Partitions the shard owns.",
+        &|s| s.storage.partitions.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_partitions_limit",
+        "gauge",
+        "limits.max_partitions_per_shard (new partitions are refused beyond it).",
+        &|_| node.max_partitions_per_shard.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_memory_budget_bytes",
+        "gauge",
+        "The shard's memory budget (memory_per_shard).",
+        &|s| s.storage.budget_limit_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_memory_budget_used_bytes",
+        "gauge",
+        "Budget held by requests in flight.",
+        &|s| s.storage.budget_used_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_backpressure_waits_total",
+        "counter",
+        "Requests that waited for the memory budget (backpressure).",
+        &|s| s.storage.budget_waits.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_wal_bytes_total",
+        "counter",
+        "Bytes appended to the WAL.",
+        &|s| s.storage.wal_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_wal_appends_total",
+        "counter",
+        "WAL group commits (write + fdatasync).",
+        &|s| s.storage.wal_appends.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_wal_records_total",
+        "counter",
+        "WAL records appended; divided by appends: the group commit batch size.",
+        &|s| s.storage.wal_records.to_string(),
+    );
+    per_shard(&mut f, "corestream_wal_segments", "gauge", "WAL segment files.", &|s| {
+        s.storage.wal_segments.to_string()
+    });
+    per_shard(
+        &mut f,
+        "corestream_raft_term",
+        "gauge",
+        "Current Raft term of the shard's group.",
+        &|s| s.storage.raft_term.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_raft_commit_index",
+        "gauge",
+        "Raft commit index of the shard's group.",
+        &|s| s.storage.raft_commit_index.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_raft_leader",
+        "gauge",
+        "1 if this shard leads its Raft group.",
+        &|s| u8::from(s.storage.raft_leader).to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_storage_failed",
+        "gauge",
+        "1 if the shard refuses writes after a storage failure.",
+        &|s| u8::from(s.storage.failed.is_some()).to_string(),
+    );
+
+    f.head(
+        "corestream_wal_fsync_seconds",
+        "summary",
+        "Duration of the WAL fdatasync of each group commit.",
+    );
+    for s in shards {
+        f.summary(
+            "corestream_wal_fsync_seconds",
+            &format!("shard=\"{}\"", s.shard),
+            &s.storage.wal_fsync,
+        );
+    }
+    f.head(
+        "corestream_kafka_requests_total",
+        "counter",
+        "Kafka requests served, by API.",
+    );
+    for s in shards {
+        for a in &s.requests.apis {
+            f.line(
+                "corestream_kafka_requests_total",
+                &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api),
+                a.requests,
+            );
+        }
+    }
+    f.head(
+        "corestream_kafka_request_bytes_total",
+        "counter",
+        "Bytes of Kafka request frames, by API.",
+    );
+    for s in shards {
+        for a in &s.requests.apis {
+            f.line(
+                "corestream_kafka_request_bytes_total",
+                &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api),
+                a.bytes_in,
+            );
+        }
+    }
+    f.head(
+        "corestream_kafka_response_bytes_total",
+        "counter",
+        "Bytes of Kafka response frames, by API.",
+    );
+    for s in shards {
+        for a in &s.requests.apis {
+            f.line(
+                "corestream_kafka_response_bytes_total",
+                &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api),
+                a.bytes_out,
+            );
+        }
+    }
+    f.head(
+        "corestream_kafka_request_latency_seconds",
+        "summary",
+        "Time from a decoded request to its encoded response.",
+    );
+    for s in shards {
+        for a in &s.requests.apis {
+            f.summary(
+                "corestream_kafka_request_latency_seconds",
+                &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api),
+                &a.latency,
+            );
+        }
+    }
+    f.head(
+        "corestream_kafka_errors_total",
+        "counter",
+        "Kafka error codes sent to clients (per partition or topic).",
+    );
+    for s in shards {
+        for (code, n) in &s.requests.errors {
+            let name = code.err().map_or_else(|| "NONE".to_string(), |e| format!("{e:?}"));
+            f.line(
+                "corestream_kafka_errors_total",
+                &format!("shard=\"{}\",code=\"{code}\",error=\"{name}\"", s.shard),
+                n,
+            );
+        }
+    }
+    out
+}
