@@ -10,6 +10,7 @@
 
 mod config;
 mod controller;
+mod doctor;
 mod kafka;
 mod node;
 
@@ -37,6 +38,32 @@ enum Command {
     /// Run a broker. With no options: a single node on 127.0.0.1:9092, data
     /// in ./corestream-data, one shard per core.
     Start(StartArgs),
+    /// Check this machine for what corestream needs (io_uring, locked
+    /// memory, open files, CPUs, the data dir's file system and space, clock
+    /// sync); prints pass/warn/fail with the fix, exits 1 on a failure.
+    Doctor(DoctorArgs),
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// Config file to check against (data dir, shards, limits).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory to check [default: from the config, or ./corestream-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of shards to check for [default: from the config, or one per core].
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -113,6 +140,29 @@ impl StartArgs {
     }
 }
 
+fn doctor_command(args: DoctorArgs) -> anyhow::Result<()> {
+    let mut c = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        c.data_dir = d;
+    }
+    if let Some(n) = args.shards {
+        c.shards = Some(n);
+    }
+    let checks = doctor::run_all(&c);
+    match args.output {
+        Output::Text => doctor::print(&checks),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
+    }
+    let failed = checks.iter().filter(|c| c.status == doctor::Status::Fail).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
@@ -128,6 +178,7 @@ fn main() -> ExitCode {
                 .map(|_| print!("{}", toml::to_string_pretty(&c).expect("config serializes"))),
             Ok((c, false)) => node::run(c),
         },
+        Command::Doctor(args) => doctor_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

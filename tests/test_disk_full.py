@@ -1,6 +1,7 @@
 """A full disk: producers get KAFKA_STORAGE_ERROR, never a success for data
 that was not kept; everything acknowledged before stays readable, and the
-broker stays up. The data dir is a small tmpfs this test mounts itself."""
+broker stays up. The data dir is a small ext4 image this test loop-mounts
+itself (ext4, because corestream refuses file systems without O_DIRECT)."""
 import os
 import subprocess
 
@@ -13,12 +14,14 @@ from test_roundtrip import consume_all, create_topic
 @pytest.fixture
 def small_disk(tmp_path):
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "small"
+        pytest.skip("loop-mounting a file system needs root")
+    image, mnt = tmp_path / "small.ext4", tmp_path / "small"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["truncate", "-s", "12M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
     yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_disk_full_gives_storage_errors_and_keeps_acknowledged_data(broker_factory, small_disk, tmp_path):
@@ -36,7 +39,7 @@ def test_disk_full_gives_storage_errors_and_keeps_acknowledged_data(broker_facto
         else:
             failed.append(err.name())
 
-    for i in range(10_000):  # ~10 MB into a 6 MB disk
+    for i in range(15_000):  # ~15 MB into a 12 MB file system
         p.produce("full", value=(b"%06d" % i) * 170, partition=0, on_delivery=on_delivery)
         if i % 200 == 0:
             p.flush(10)

@@ -34,13 +34,13 @@ use control::Control;
 pub fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let cores = config.shard_cores();
-    preflight(cores.len())?;
     refuse_if_listening(config.listen)?;
     if config.admin_listen.port() != 0 {
         refuse_if_listening(config.admin_listen)?;
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    preflight(&config)?;
     let cluster_id = cluster_id(&config.data_dir)?;
     let (meta_log, changes) = MetaLog::open(&config.data_dir.join("metadata"))?;
     let mut meta = ClusterMeta::new(cores.len());
@@ -144,28 +144,19 @@ async fn shard_main(
     listener::serve(broker).await
 }
 
-/// The start-up subset of the preflight checks: fatal problems are reported
-/// as a sentence with the fix, not as a backtrace.
-fn preflight(shards: usize) -> anyhow::Result<()> {
+/// The fatal subset of `corestream doctor`: a machine that cannot run a
+/// shard is told why and how to fix it, not shown a backtrace.
+fn preflight(config: &Config) -> anyhow::Result<()> {
     raise_memlock();
-    if let Err(e) = io_uring::IoUring::new(8) {
-        bail!(
-            "io_uring is not available: {e}. corestream needs Linux 5.8+ with io_uring enabled \
-             (check `sysctl kernel.io_uring_disabled`, it must be 0) and not blocked by seccomp."
-        );
+    let failures = crate::doctor::fatal_failures(config);
+    if failures.is_empty() {
+        return Ok(());
     }
-    let (soft, _) = memlock_limit();
-    let needed = shards as u64 * (16 << 20);
-    if soft != libc::RLIM_INFINITY && soft < needed && !is_root() {
-        bail!(
-            "the locked-memory limit is {} KiB, but {shards} shards need about {} KiB (glommio pins its I/O memory). \
-             Raise it: `ulimit -l unlimited` in the shell, LimitMEMLOCK=infinity in the systemd unit, \
-             or a memlock line in /etc/security/limits.conf.",
-            soft / 1024,
-            needed / 1024
-        );
-    }
-    Ok(())
+    let lines: Vec<String> = failures
+        .iter()
+        .map(|c| format!("{}: {}. Fix: {}", c.name, c.detail, c.fix.as_deref().unwrap_or("see `corestream doctor`")))
+        .collect();
+    bail!("this machine cannot run corestream as configured:\n  {}", lines.join("\n  "))
 }
 
 /// Shards bind with SO_REUSEPORT, which would silently share the port with
@@ -208,11 +199,6 @@ fn raise_memlock() {
     };
     // SAFETY: setrlimit reads the struct we pass; failure leaves the limit as it was.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn memlock_hint() -> String {
