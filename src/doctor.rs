@@ -90,11 +90,25 @@ fn io_uring_ring() -> Check {
     let fix = "corestream needs Linux 5.8 or newer with io_uring allowed for this user (kernel.io_uring_disabled = 0, and no seccomp profile blocking io_uring_setup, e.g. Docker's default)".to_string();
     let ring = match io_uring::IoUring::new(8) {
         Ok(r) => r,
-        Err(e) => return check(name, true, Status::Fail, format!("cannot set up a ring: {e}"), Some(fix)),
+        Err(e) => {
+            return check(
+                name,
+                true,
+                Status::Fail,
+                format!("cannot set up a ring: {e}"),
+                Some(fix),
+            )
+        }
     };
     let mut probe = io_uring::Probe::new();
     if let Err(e) = ring.submitter().register_probe(&mut probe) {
-        return check(name, true, Status::Fail, format!("cannot probe opcodes: {e}"), Some(fix));
+        return check(
+            name,
+            true,
+            Status::Fail,
+            format!("cannot probe opcodes: {e}"),
+            Some(fix),
+        );
     }
     let needed = [
         ("read", opcode::Read::CODE),
@@ -113,16 +127,38 @@ fn io_uring_ring() -> Check {
         ("poll_add", opcode::PollAdd::CODE),
         ("timeout", opcode::Timeout::CODE),
     ];
-    let missing: Vec<&str> = needed.iter().filter(|(_, c)| !probe.is_supported(*c)).map(|(n, _)| *n).collect();
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(_, c)| !probe.is_supported(*c))
+        .map(|(n, _)| *n)
+        .collect();
     if missing.is_empty() {
-        check(name, true, Status::Pass, format!("ring set up; all {} opcodes corestream uses are supported", needed.len()), None)
+        check(
+            name,
+            true,
+            Status::Pass,
+            format!(
+                "ring set up; all {} opcodes corestream uses are supported",
+                needed.len()
+            ),
+            None,
+        )
     } else {
-        check(name, true, Status::Fail, format!("the kernel lacks io_uring opcodes: {}", missing.join(", ")), Some(fix))
+        check(
+            name,
+            true,
+            Status::Fail,
+            format!("the kernel lacks io_uring opcodes: {}", missing.join(", ")),
+            Some(fix),
+        )
     }
 }
 
 fn rlimit(resource: libc::__rlimit_resource_t) -> (u64, u64) {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass.
     unsafe { libc::getrlimit(resource, &mut r) };
     (r.rlim_cur, r.rlim_max)
@@ -132,7 +168,11 @@ fn has_ipc_lock() -> bool {
     // CAP_IPC_LOCK (bit 14) in the effective set lifts RLIMIT_MEMLOCK.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("CapEff:")).map(|l| l[7..].trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("CapEff:"))
+                .map(|l| l[7..].trim().to_string())
+        })
         .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
         .is_some_and(|caps| caps & (1 << 14) != 0)
 }
@@ -151,10 +191,22 @@ fn memlock(shards: usize) -> Check {
     // `start` raises the soft limit to the hard one itself, so the hard limit counts.
     let (soft, hard) = rlimit(libc::RLIMIT_MEMLOCK);
     if has_ipc_lock() {
-        return check(name, true, Status::Pass, format!("CAP_IPC_LOCK held: the limit ({}) does not apply", fmt_limit(soft)), None);
+        return check(
+            name,
+            true,
+            Status::Pass,
+            format!("CAP_IPC_LOCK held: the limit ({}) does not apply", fmt_limit(soft)),
+            None,
+        );
     }
     if hard == libc::RLIM_INFINITY || hard >= needed {
-        return check(name, true, Status::Pass, format!("hard limit {} covers {shards} shards x 16 MiB", fmt_limit(hard)), None);
+        return check(
+            name,
+            true,
+            Status::Pass,
+            format!("hard limit {} covers {shards} shards x 16 MiB", fmt_limit(hard)),
+            None,
+        );
     }
     check(
         name,
@@ -169,32 +221,56 @@ fn open_files(config: &Config) -> Check {
     let name = "open files";
     let (soft, hard) = rlimit(libc::RLIMIT_NOFILE);
     let want = (config.limits.max_connections_per_shard * config.shard_cores().len()) as u64 + 1024;
-    let usable = if hard == libc::RLIM_INFINITY { hard } else { hard.max(soft) };
+    let usable = if hard == libc::RLIM_INFINITY {
+        hard
+    } else {
+        hard.max(soft)
+    };
     let status = if usable >= want { Status::Pass } else { Status::Warn };
     check(
         name,
         false,
         status,
-        format!("RLIMIT_NOFILE soft {soft}, hard {hard}; limits.max_connections_per_shard x shards + files wants {want}"),
-        Some("LimitNOFILE=1048576 in the systemd unit, or 'corestream - nofile 1048576' in /etc/security/limits.conf".into()),
+        format!(
+            "RLIMIT_NOFILE soft {soft}, hard {hard}; limits.max_connections_per_shard x shards + files wants {want}"
+        ),
+        Some(
+            "LimitNOFILE=1048576 in the systemd unit, or 'corestream - nofile 1048576' in /etc/security/limits.conf"
+                .into(),
+        ),
     )
 }
 
 fn cpus(shards: usize) -> Check {
     let name = "cpus";
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let isolated = std::fs::read_to_string("/sys/devices/system/cpu/isolated").unwrap_or_default().trim().to_string();
-    let iso = if isolated.is_empty() { "none isolated".to_string() } else { format!("isolated: {isolated}") };
+    let isolated = std::fs::read_to_string("/sys/devices/system/cpu/isolated")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let iso = if isolated.is_empty() {
+        "none isolated".to_string()
+    } else {
+        format!("isolated: {isolated}")
+    };
     if shards > online {
         return check(
             name,
             false,
             Status::Warn,
             format!("{shards} shards on {online} online cores ({iso}): shards share cores"),
-            Some(format!("run at most {online} shards (--shards or `shards` in the config)")),
+            Some(format!(
+                "run at most {online} shards (--shards or `shards` in the config)"
+            )),
         );
     }
-    check(name, false, Status::Pass, format!("{shards} shards on {online} online cores ({iso})"), None)
+    check(
+        name,
+        false,
+        Status::Pass,
+        format!("{shards} shards on {online} online cores ({iso})"),
+        None,
+    )
 }
 
 /// f_type values from statfs(2).
@@ -240,7 +316,10 @@ fn data_dir(dir: &Path) -> Check {
             name,
             true,
             Status::Fail,
-            format!("{} is on tmpfs: it lives in memory, so acknowledged data would not survive a reboot or power cut", dir.display()),
+            format!(
+                "{} is on tmpfs: it lives in memory, so acknowledged data would not survive a reboot or power cut",
+                dir.display()
+            ),
             Some(fix.into()),
         );
     }
@@ -248,12 +327,22 @@ fn data_dir(dir: &Path) -> Check {
     let result = o_direct_write(&probe);
     let _ = std::fs::remove_file(&probe);
     match result {
-        Ok(()) => check(name, true, Status::Pass, format!("{} ({fs}): writable with O_DIRECT", dir.display()), None),
+        Ok(()) => check(
+            name,
+            true,
+            Status::Pass,
+            format!("{} ({fs}): writable with O_DIRECT", dir.display()),
+            None,
+        ),
         Err(e) => check(
             name,
             true,
             Status::Fail,
-            format!("{} ({fs}, checked at {}): an O_DIRECT write failed: {e}", dir.display(), at.display()),
+            format!(
+                "{} ({fs}, checked at {}): an O_DIRECT write failed: {e}",
+                dir.display(),
+                at.display()
+            ),
             Some(fix.into()),
         ),
     }
@@ -279,7 +368,13 @@ fn o_direct_write(path: &Path) -> std::io::Result<()> {
 fn disk_space(dir: &Path) -> Check {
     let name = "free disk";
     let Some(s) = statfs(existing(dir)) else {
-        return check(name, false, Status::Warn, format!("cannot statfs {}", dir.display()), Some("check the data_dir path".into()));
+        return check(
+            name,
+            false,
+            Status::Warn,
+            format!("cannot statfs {}", dir.display()),
+            Some("check the data_dir path".into()),
+        );
     };
     let free = s.f_bavail as u64 * s.f_bsize as u64;
     let gib = free as f64 / (1u64 << 30) as f64;
@@ -295,7 +390,10 @@ fn disk_space(dir: &Path) -> Check {
         false,
         status,
         format!("{gib:.1} GiB free for {}", dir.display()),
-        Some("free space or point data_dir at a larger disk: WAL segments are preallocated (wal.segment_bytes each)".into()),
+        Some(
+            "free space or point data_dir at a larger disk: WAL segments are preallocated (wal.segment_bytes each)"
+                .into(),
+        ),
     )
 }
 
@@ -313,7 +411,13 @@ fn clock() -> Check {
             Some("run a time daemon (chrony or systemd-timesyncd): timestamps and time-based retention follow this clock".into()),
         );
     }
-    check(name, false, Status::Pass, format!("synchronized (estimated error {} us)", t.esterror), None)
+    check(
+        name,
+        false,
+        Status::Pass,
+        format!("synchronized (estimated error {} us)", t.esterror),
+        None,
+    )
 }
 
 pub fn print(checks: &[Check]) {

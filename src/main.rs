@@ -8,6 +8,7 @@
 //! - the storage, Raft and per-shard runtime live in the `corestream-shards`
 //!   crate (`shards/`).
 
+mod cli;
 mod config;
 mod controller;
 mod doctor;
@@ -42,6 +43,20 @@ enum Command {
     /// memory, open files, CPUs, the data dir's file system and space, clock
     /// sync); prints pass/warn/fail with the fix, exits 1 on a failure.
     Doctor(DoctorArgs),
+    /// Topic administration over the Kafka protocol (any Kafka broker).
+    Topic {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        command: cli::TopicCommand,
+    },
+    /// Cluster overview over the Kafka protocol.
+    Cluster {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        command: cli::ClusterCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -179,6 +194,8 @@ fn main() -> ExitCode {
             Ok((c, false)) => node::run(c),
         },
         Command::Doctor(args) => doctor_command(args),
+        Command::Topic { target, command } => cli::topic(target, command),
+        Command::Cluster { target, command } => cli::cluster(target, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ import kafka_raw as raw
 from test_bad_input import still_serving
 
 SUPPORTED = {0: (3, 11), 1: (4, 12), 2: (1, 8), 3: (0, 12), 18: (0, 4), 19: (2, 7), 20: (1, 6),
-             22: (0, 4), 32: (1, 4), 37: (0, 3)}
+             22: (0, 4), 32: (1, 4), 37: (0, 3), 44: (0, 1)}
 
 
 def random_body(rng):

@@ -67,6 +67,12 @@ pub enum MetaChange {
     ProducerIdsReserved {
         end: i64,
     },
+    /// Topic config overrides set or removed (back to the default).
+    TopicConfigsAltered {
+        name: String,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +159,16 @@ impl ClusterMeta {
                     .expect("checked above")
                     .partitions
                     .extend_from_slice(partitions);
+            }
+            MetaChange::TopicConfigsAltered { name, set, delete } => {
+                let t = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| format!("altering configs of unknown topic {name}"))?;
+                for k in delete {
+                    t.configs.remove(k);
+                }
+                t.configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             MetaChange::ProducerIdsReserved { end } => {
                 if *end < self.producer_ids_reserved {

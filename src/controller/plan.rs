@@ -232,6 +232,75 @@ pub fn plan_create_partitions(
     (results, changes)
 }
 
+/// One IncrementalAlterConfigs operation (Kafka's OpType codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+impl ConfigOp {
+    pub fn from_code(code: i8) -> Option<Self> {
+        Some(match code {
+            0 => Self::Set,
+            1 => Self::Delete,
+            2 => Self::Append,
+            3 => Self::Subtract,
+            _ => return None,
+        })
+    }
+}
+
+/// Plans config changes of topics: each topic all or nothing.
+pub fn plan_alter_topic_configs(
+    meta: &ClusterMeta,
+    topics: &[(String, Vec<(String, ConfigOp, Option<String>)>)],
+    limits: &ControlLimits,
+) -> (Vec<Result<(), ControlError>>, Vec<MetaChange>) {
+    let mut changes = Vec::new();
+    let results = topics
+        .iter()
+        .map(|(name, ops)| {
+            if meta.topic(name).is_none() {
+                return Err(ControlError::UnknownTopic(name.clone()));
+            }
+            let (mut set, mut delete) = (BTreeMap::new(), Vec::new());
+            for (key, op, value) in ops {
+                match (op, value) {
+                    (ConfigOp::Set, Some(v)) => {
+                        topic_config::validate(key, v, limits.socket_request_max_bytes)
+                            .map_err(ControlError::InvalidConfig)?;
+                        set.insert(key.clone(), v.clone());
+                    }
+                    (ConfigOp::Set, None) => {
+                        return Err(ControlError::InvalidConfig(format!("{key}: SET needs a value")))
+                    }
+                    (ConfigOp::Delete, _) => {
+                        if topic_config::default_value(key, 0).is_none() {
+                            return Err(ControlError::InvalidConfig(format!("unknown topic config '{key}'")));
+                        }
+                        delete.push(key.clone());
+                    }
+                    (ConfigOp::Append | ConfigOp::Subtract, _) => {
+                        return Err(ControlError::InvalidConfig(format!(
+                            "{key}: APPEND and SUBTRACT are not supported; SET the whole value"
+                        )))
+                    }
+                }
+            }
+            changes.push(MetaChange::TopicConfigsAltered {
+                name: name.clone(),
+                set,
+                delete,
+            });
+            Ok(())
+        })
+        .collect();
+    (results, changes)
+}
+
 /// Producer ids are reserved in blocks, so the metadata log grows by one
 /// record per this many idempotent producers.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -313,6 +382,44 @@ mod tests {
         assert!(matches!(res[4], Err(ControlError::InvalidReplicationFactor(_))));
         assert!(matches!(res[5], Err(ControlError::InvalidPartitions(_))));
         assert_eq!(changes.len(), 1);
+    }
+
+    #[test]
+    fn config_alterations_are_validated_per_topic() {
+        let mut meta = ClusterMeta::new(1);
+        let (_, c) = plan_create_topics(&meta, &[topic("t", 1)], &limits(100));
+        meta.apply(&c[0]).unwrap();
+        let set = |k: &str, v: &str| (k.to_string(), ConfigOp::Set, Some(v.to_string()));
+        let (res, c) = plan_alter_topic_configs(
+            &meta,
+            &[
+                (
+                    "t".into(),
+                    vec![set("retention.ms", "1000"), set("max.message.bytes", "4096")],
+                ),
+                ("t".into(), vec![set("retention.ms", "x")]),
+                ("nope".into(), vec![]),
+                (
+                    "t".into(),
+                    vec![("cleanup.policy".into(), ConfigOp::Append, Some("compact".into()))],
+                ),
+            ],
+            &limits(100),
+        );
+        assert!(res[0].is_ok());
+        assert!(matches!(res[1], Err(ControlError::InvalidConfig(_))));
+        assert!(matches!(res[2], Err(ControlError::UnknownTopic(_))));
+        assert!(matches!(res[3], Err(ControlError::InvalidConfig(_))));
+        assert_eq!(c.len(), 1);
+        meta.apply(&c[0]).unwrap();
+        assert_eq!(meta.topic("t").unwrap().configs["max.message.bytes"], "4096");
+        let (_, c) = plan_alter_topic_configs(
+            &meta,
+            &[("t".into(), vec![("max.message.bytes".into(), ConfigOp::Delete, None)])],
+            &limits(100),
+        );
+        meta.apply(&c[0]).unwrap();
+        assert!(!meta.topic("t").unwrap().configs.contains_key("max.message.bytes"));
     }
 
     #[test]

@@ -114,6 +114,11 @@ mod codes {
             self.results.iter().for_each(|r| each(r.error_code));
         }
     }
+    impl ErrorCodes for IncrementalAlterConfigsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.responses.iter().for_each(|r| each(r.error_code));
+        }
+    }
     impl ErrorCodes for InitProducerIdResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             each(self.error_code);

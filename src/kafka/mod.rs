@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod errors;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -38,6 +39,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     served(ApiKey::InitProducerId, init_producer_id::VERSIONS),
     served(ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     served(ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    served(ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
 ];
 
 const fn served(key: ApiKey, versions: (i16, i16)) -> (ApiKey, i16, i16) {
@@ -133,6 +135,7 @@ pub async fn dispatch(
         ApiKey::DescribeConfigs => serve!(describe_configs),
         ApiKey::CreatePartitions => serve!(create_partitions),
         ApiKey::InitProducerId => serve!(init_producer_id),
+        ApiKey::IncrementalAlterConfigs => serve!(incremental_alter_configs),
         other => unreachable!("{other:?} is not in SUPPORTED"),
     }
 }

@@ -13,8 +13,8 @@ use glommio::sync::Semaphore;
 use super::broker::{Broker, NodeMsg};
 use crate::controller::log::MetaLog;
 use crate::controller::plan::{
-    plan_create_partitions, plan_create_topics, plan_delete_topics, plan_producer_id, ControlError, ControlLimits,
-    NewTopic, TopicCreated,
+    plan_alter_topic_configs, plan_create_partitions, plan_create_topics, plan_delete_topics, plan_producer_id,
+    ConfigOp, ControlError, ControlLimits, NewTopic, TopicCreated,
 };
 use crate::controller::MetaChange;
 
@@ -31,6 +31,10 @@ pub enum ControlRequest {
         validate_only: bool,
     },
     AllocateProducerId,
+    AlterTopicConfigs {
+        topics: Vec<(String, Vec<(String, ConfigOp, Option<String>)>)>,
+        validate_only: bool,
+    },
 }
 
 pub enum ControlReply {
@@ -38,6 +42,7 @@ pub enum ControlReply {
     Deleted(Vec<Result<uuid::Uuid, ControlError>>),
     PartitionsAdded(Vec<Result<(), ControlError>>),
     ProducerId(Result<i64, ControlError>),
+    ConfigsAltered(Vec<Result<(), ControlError>>),
 }
 
 impl ControlRequest {
@@ -51,6 +56,7 @@ impl ControlRequest {
             ControlRequest::DeleteTopics { names } => ControlReply::Deleted(all(names.len(), why)),
             ControlRequest::CreatePartitions { topics, .. } => ControlReply::PartitionsAdded(all(topics.len(), why)),
             ControlRequest::AllocateProducerId => ControlReply::ProducerId(Err(ControlError::Storage(why.to_string()))),
+            ControlRequest::AlterTopicConfigs { topics, .. } => ControlReply::ConfigsAltered(all(topics.len(), why)),
         }
     }
 }
@@ -65,6 +71,7 @@ impl ControlReply {
             ControlReply::Deleted(v) => fail(v, e),
             ControlReply::PartitionsAdded(v) => fail(v, e),
             ControlReply::ProducerId(r) => *r = Err(e.clone()),
+            ControlReply::ConfigsAltered(v) => fail(v, e),
         }
     }
 }
@@ -111,6 +118,10 @@ pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlRep
                 let (id, c) = plan_producer_id(&meta, control.next_producer_id.get());
                 control.next_producer_id.set(id + 1);
                 (ControlReply::ProducerId(Ok(id)), c, false)
+            }
+            ControlRequest::AlterTopicConfigs { topics, validate_only } => {
+                let (r, c) = plan_alter_topic_configs(&meta, topics, &control.limits);
+                (ControlReply::ConfigsAltered(r), c, *validate_only)
             }
         }
     };
@@ -187,7 +198,7 @@ pub fn apply_changes(broker: &Broker, changes: &[MetaChange]) {
                 broker.shard.create_partitions(&mine);
             }
             MetaChange::TopicDeleted { .. } => broker.shard.delete_partitions(&gone),
-            MetaChange::ProducerIdsReserved { .. } => {}
+            MetaChange::ProducerIdsReserved { .. } | MetaChange::TopicConfigsAltered { .. } => {}
         }
     }
 }

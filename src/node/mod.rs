@@ -154,9 +154,19 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
     }
     let lines: Vec<String> = failures
         .iter()
-        .map(|c| format!("{}: {}. Fix: {}", c.name, c.detail, c.fix.as_deref().unwrap_or("see `corestream doctor`")))
+        .map(|c| {
+            format!(
+                "{}: {}. Fix: {}",
+                c.name,
+                c.detail,
+                c.fix.as_deref().unwrap_or("see `corestream doctor`")
+            )
+        })
         .collect();
-    bail!("this machine cannot run corestream as configured:\n  {}", lines.join("\n  "))
+    bail!(
+        "this machine cannot run corestream as configured:\n  {}",
+        lines.join("\n  ")
+    )
 }
 
 /// Shards bind with SO_REUSEPORT, which would silently share the port with

@@ -1,0 +1,475 @@
+//! Admin commands: `corestream topic ...` and `corestream cluster status`,
+//! speaking the Kafka protocol (`client.rs`), so they work against any
+//! Kafka-compatible broker. Human-readable tables by default, `--output
+//! json` for scripts. A Kafka error code becomes a non-zero exit with the
+//! error's name and the broker's message.
+
+mod client;
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use serde::Serialize;
+
+use client::Client;
+
+#[derive(Args)]
+pub struct Target {
+    /// A broker to ask (any Kafka-compatible broker).
+    #[arg(long, short = 'b', default_value = "127.0.0.1:9092", global = true)]
+    bootstrap: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, short = 'p', default_value_t = -1)]
+        partitions: i32,
+        #[arg(long, short = 'r', default_value_t = -1)]
+        replication_factor: i16,
+        /// A topic config, KEY=VALUE (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics with their partition counts.
+    List,
+    /// Partitions (leader, replicas, offsets) and configs of a topic.
+    Describe { name: String },
+    /// Delete a topic and its data.
+    Delete { name: String },
+    /// Set (KEY=VALUE) or remove (KEY) topic config overrides.
+    AlterConfig {
+        name: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Grow a topic to COUNT partitions.
+    AddPartitions {
+        name: String,
+        #[arg(long)]
+        count: i32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Brokers, controller and topic counts.
+    Status,
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
+    match code.err() {
+        None => Ok(()),
+        Some(e) => match message {
+            Some(m) if !m.is_empty() => bail!("{what}: {e:?} (error {code}): {}", m.as_str()),
+            _ => bail!("{what}: {e:?} (error {code})"),
+        },
+    }
+}
+
+fn key_value(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s.split_once('=').with_context(|| format!("'{s}' is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn emit<T: Serialize>(output: Output, value: &T, text: impl FnOnce(&T)) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Text => text(value),
+    }
+    Ok(())
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = width[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn metadata(c: &mut Client, topics: Option<Vec<String>>) -> anyhow::Result<MetadataResponse> {
+    let req = MetadataRequest::default()
+        .with_topics(topics.map(|ts| {
+            ts.iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+                .collect()
+        }))
+        .with_allow_auto_topic_creation(false);
+    c.call(ApiKey::Metadata, (1, 12), &req)
+}
+
+#[derive(Serialize)]
+struct TopicRow {
+    name: String,
+    id: String,
+    partitions: usize,
+}
+
+#[derive(Serialize)]
+struct PartitionRow {
+    partition: i32,
+    leader: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    log_start_offset: i64,
+    high_watermark: i64,
+}
+
+#[derive(Serialize)]
+struct ConfigRow {
+    name: String,
+    value: Option<String>,
+    default: bool,
+}
+
+#[derive(Serialize)]
+struct TopicDescription {
+    name: String,
+    id: String,
+    partitions: Vec<PartitionRow>,
+    configs: Vec<ConfigRow>,
+}
+
+pub fn topic(target: Target, cmd: TopicCommand) -> anyhow::Result<()> {
+    let mut c = Client::connect(&target.bootstrap)?;
+    let out = target.output;
+    match cmd {
+        TopicCommand::Create {
+            name: topic,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let mut t = CreatableTopic::default()
+                .with_name(name(&topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor);
+            for kv in &configs {
+                let (k, v) = key_value(kv)?;
+                t.configs.push(
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k))
+                        .with_value(Some(StrBytes::from_string(v))),
+                );
+            }
+            let req = CreateTopicsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(30_000);
+            let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, (2, 7), &req)?;
+            let r = &resp.topics[0];
+            check(
+                r.error_code,
+                r.error_message.as_ref(),
+                &format!("creating topic {topic}"),
+            )?;
+            let created = serde_json::json!({"created": topic, "partitions": r.num_partitions});
+            emit(out, &created, |_| {
+                println!("created topic {topic} with {} partitions", r.num_partitions)
+            })
+        }
+        TopicCommand::List => {
+            let md = metadata(&mut c, None)?;
+            let rows: Vec<TopicRow> = md
+                .topics
+                .iter()
+                .filter_map(|t| {
+                    t.name.as_ref().map(|n| TopicRow {
+                        name: n.0.to_string(),
+                        id: t.topic_id.to_string(),
+                        partitions: t.partitions.len(),
+                    })
+                })
+                .collect();
+            emit(out, &rows, |rows| {
+                table(
+                    &["TOPIC", "PARTITIONS"],
+                    &rows
+                        .iter()
+                        .map(|r| vec![r.name.clone(), r.partitions.to_string()])
+                        .collect::<Vec<_>>(),
+                )
+            })
+        }
+        TopicCommand::Describe { name: topic } => {
+            let d = describe(&mut c, &topic)?;
+            emit(out, &d, |d| {
+                println!("topic {}  (id {})", d.name, d.id);
+                table(
+                    &["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK"],
+                    &d.partitions
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.partition.to_string(),
+                                p.leader.to_string(),
+                                format!("{:?}", p.replicas),
+                                format!("{:?}", p.isr),
+                                p.log_start_offset.to_string(),
+                                p.high_watermark.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                println!();
+                table(
+                    &["CONFIG", "VALUE", "SOURCE"],
+                    &d.configs
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.name.clone(),
+                                c.value.clone().unwrap_or_default(),
+                                if c.default { "default" } else { "topic" }.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            })
+        }
+        TopicCommand::Delete { name: topic } => {
+            let req = DeleteTopicsRequest::default()
+                .with_topic_names(vec![name(&topic)])
+                .with_timeout_ms(30_000);
+            let resp: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, (1, 5), &req)?;
+            let r = &resp.responses[0];
+            check(
+                r.error_code,
+                r.error_message.as_ref(),
+                &format!("deleting topic {topic}"),
+            )?;
+            emit(out, &serde_json::json!({"deleted": topic}), |_| {
+                println!("deleted topic {topic}")
+            })
+        }
+        TopicCommand::AlterConfig {
+            name: topic,
+            set,
+            delete,
+        } => {
+            let mut configs = Vec::new();
+            for kv in &set {
+                let (k, v) = key_value(kv)?;
+                configs.push(
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(k))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_string(v))),
+                );
+            }
+            for k in &delete {
+                configs.push(
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(k.clone()))
+                        .with_config_operation(1),
+                );
+            }
+            if configs.is_empty() {
+                bail!("nothing to alter: give --set KEY=VALUE or --delete KEY");
+            }
+            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.clone()))
+                .with_configs(configs)]);
+            let resp: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, (0, 1), &req)?;
+            let r = &resp.responses[0];
+            check(
+                r.error_code,
+                r.error_message.as_ref(),
+                &format!("altering configs of {topic}"),
+            )?;
+            emit(
+                out,
+                &serde_json::json!({"altered": topic, "set": set, "deleted": delete}),
+                |_| println!("altered configs of topic {topic}"),
+            )
+        }
+        TopicCommand::AddPartitions { name: topic, count } => {
+            let req = CreatePartitionsRequest::default()
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(name(&topic))
+                    .with_count(count)])
+                .with_timeout_ms(30_000);
+            let resp: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, (0, 3), &req)?;
+            let r = &resp.results[0];
+            check(
+                r.error_code,
+                r.error_message.as_ref(),
+                &format!("adding partitions to {topic}"),
+            )?;
+            emit(out, &serde_json::json!({"topic": topic, "partitions": count}), |_| {
+                println!("topic {topic} now has {count} partitions")
+            })
+        }
+    }
+}
+
+fn describe(c: &mut Client, topic: &str) -> anyhow::Result<TopicDescription> {
+    let md = metadata(c, Some(vec![topic.to_string()]))?;
+    let t = md.topics.first().context("no metadata in the response")?;
+    check(t.error_code, None, &format!("describing topic {topic}"))?;
+    let ids: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+    let earliest = list_offsets(c, topic, &ids, -2)?;
+    let latest = list_offsets(c, topic, &ids, -1)?;
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|p| PartitionRow {
+            partition: p.partition_index,
+            leader: p.leader_id.0,
+            replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+            isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+            log_start_offset: earliest.get(&p.partition_index).copied().unwrap_or(-1),
+            high_watermark: latest.get(&p.partition_index).copied().unwrap_or(-1),
+        })
+        .collect();
+    let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(topic.to_string()))
+        .with_configuration_keys(None)]); // null: all of them
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, (1, 4), &req)?;
+    let r = resp.results.first().context("no configs in the response")?;
+    check(
+        r.error_code,
+        r.error_message.as_ref(),
+        &format!("describing configs of {topic}"),
+    )?;
+    const DEFAULT_CONFIG: i8 = 5;
+    let configs = r
+        .configs
+        .iter()
+        .map(|c| ConfigRow {
+            name: c.name.to_string(),
+            value: c.value.as_ref().map(|v| v.to_string()),
+            default: c.config_source == DEFAULT_CONFIG,
+        })
+        .collect();
+    Ok(TopicDescription {
+        name: topic.to_string(),
+        id: t.topic_id.to_string(),
+        partitions,
+        configs,
+    })
+}
+
+fn list_offsets(c: &mut Client, topic: &str, partitions: &[i32], at: i64) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(at)
+                    })
+                    .collect(),
+            )]);
+    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, (1, 7), &req)?;
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| p.error_code == 0)
+        .map(|p| (p.partition_index, p.offset))
+        .collect())
+}
+
+#[derive(Serialize)]
+struct BrokerRow {
+    id: i32,
+    host: String,
+    port: i32,
+}
+
+#[derive(Serialize)]
+struct ClusterStatus {
+    cluster_id: Option<String>,
+    controller: i32,
+    brokers: Vec<BrokerRow>,
+    topics: usize,
+    partitions: usize,
+}
+
+pub fn cluster(target: Target, cmd: ClusterCommand) -> anyhow::Result<()> {
+    let mut c = Client::connect(&target.bootstrap)?;
+    match cmd {
+        ClusterCommand::Status => {
+            let md = metadata(&mut c, None)?;
+            let status = ClusterStatus {
+                cluster_id: md.cluster_id.as_ref().map(|s| s.to_string()),
+                controller: md.controller_id.0,
+                brokers: md
+                    .brokers
+                    .iter()
+                    .map(|b| BrokerRow {
+                        id: b.node_id.0,
+                        host: b.host.to_string(),
+                        port: b.port,
+                    })
+                    .collect(),
+                topics: md.topics.len(),
+                partitions: md.topics.iter().map(|t| t.partitions.len()).sum(),
+            };
+            emit(target.output, &status, |s| {
+                println!(
+                    "cluster {}  controller {}  {} topics, {} partitions",
+                    s.cluster_id.as_deref().unwrap_or("?"),
+                    s.controller,
+                    s.topics,
+                    s.partitions
+                );
+                table(
+                    &["BROKER", "HOST", "PORT"],
+                    &s.brokers
+                        .iter()
+                        .map(|b| vec![b.id.to_string(), b.host.clone(), b.port.to_string()])
+                        .collect::<Vec<_>>(),
+                );
+            })
+        }
+    }
+}
