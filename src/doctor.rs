@@ -309,7 +309,7 @@ fn existing(path: &Path) -> &Path {
 fn data_dir(dir: &Path) -> Check {
     let name = "data dir";
     let at = existing(dir);
-    let fs = statfs(at).map_or("unknown", |s| fs_name(s.f_type as i64));
+    let fs = statfs(at).map_or("unknown", |s| fs_name(s.f_type));
     let fix = "put data_dir on a local ext4 or xfs file system (not tmpfs, overlayfs or NFS), writable by the corestream user";
     if fs == "tmpfs" {
         return check(
@@ -376,7 +376,7 @@ fn disk_space(dir: &Path) -> Check {
             Some("check the data_dir path".into()),
         );
     };
-    let free = s.f_bavail as u64 * s.f_bsize as u64;
+    let free = s.f_bavail * s.f_bsize as u64;
     let gib = free as f64 / (1u64 << 30) as f64;
     let status = if free < (1 << 30) {
         Status::Fail

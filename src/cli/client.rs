@@ -40,7 +40,11 @@ impl Client {
             versions: BTreeMap::new(),
         };
         let resp: ApiVersionsResponse = client.call_version(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())?;
-        client.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+        client.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
         Ok(client)
     }
 
@@ -56,7 +60,11 @@ impl Client {
         };
         let version = hi.min(ours.1);
         if version < lo.max(ours.0) {
-            bail!("no common {api:?} version: the broker serves {lo}..{hi}, this tool {}..{}", ours.0, ours.1);
+            bail!(
+                "no common {api:?} version: the broker serves {lo}..{hi}, this tool {}..{}",
+                ours.0,
+                ours.1
+            );
         }
         self.call_version(api, version, req)
     }

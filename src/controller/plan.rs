@@ -253,10 +253,13 @@ impl ConfigOp {
     }
 }
 
+/// One topic's config operations: (key, operation, value).
+pub type TopicConfigOps = (String, Vec<(String, ConfigOp, Option<String>)>);
+
 /// Plans config changes of topics: each topic all or nothing.
 pub fn plan_alter_topic_configs(
     meta: &ClusterMeta,
-    topics: &[(String, Vec<(String, ConfigOp, Option<String>)>)],
+    topics: &[TopicConfigOps],
     limits: &ControlLimits,
 ) -> (Vec<Result<(), ControlError>>, Vec<MetaChange>) {
     let mut changes = Vec::new();

@@ -14,7 +14,7 @@ use super::broker::{Broker, NodeMsg};
 use crate::controller::log::MetaLog;
 use crate::controller::plan::{
     plan_alter_topic_configs, plan_create_partitions, plan_create_topics, plan_delete_topics, plan_producer_id,
-    ConfigOp, ControlError, ControlLimits, NewTopic, TopicCreated,
+    ControlError, ControlLimits, NewTopic, TopicConfigOps, TopicCreated,
 };
 use crate::controller::MetaChange;
 
@@ -32,7 +32,7 @@ pub enum ControlRequest {
     },
     AllocateProducerId,
     AlterTopicConfigs {
-        topics: Vec<(String, Vec<(String, ConfigOp, Option<String>)>)>,
+        topics: Vec<TopicConfigOps>,
         validate_only: bool,
     },
 }
