@@ -32,9 +32,11 @@ fn varint_len(v: i64) -> usize {
 }
 
 /// Builds an uncompressed magic-2 batch of `count` records, each carrying
-/// `value`; record i gets timestamp `timestamps_ms[i]` (so an end-to-end
-/// consumer can compute its latency).
-pub fn build(value: &[u8], timestamps_ms: &[i64]) -> Bytes {
+/// `value`; record i gets timestamp `timestamps_ms[i]`. With `sent_us`,
+/// the first 8 bytes of record i's value hold `sent_us[i]` (microseconds
+/// since the epoch), so an end-to-end consumer measures latency finer than
+/// Kafka's millisecond timestamps.
+pub fn build(value: &[u8], timestamps_ms: &[i64], sent_us: Option<&[i64]>) -> Bytes {
     assert!(!timestamps_ms.is_empty(), "a batch holds at least one record");
     let base_ts = timestamps_ms[0];
     let max_ts = *timestamps_ms.iter().max().expect("non-empty");
@@ -67,7 +69,13 @@ pub fn build(value: &[u8], timestamps_ms: &[i64]) -> Bytes {
         put_varint(&mut buf, i as i64);
         put_varint(&mut buf, -1); // null key
         put_varint(&mut buf, value.len() as i64);
-        buf.put_slice(value);
+        match sent_us {
+            Some(stamps) if value.len() >= 8 => {
+                buf.put_i64(stamps[i]);
+                buf.put_slice(&value[8..]);
+            }
+            _ => buf.put_slice(value),
+        }
         put_varint(&mut buf, 0); // no headers
     }
     let len = (buf.len() - 12) as i32;
@@ -110,9 +118,9 @@ pub fn last_offset(records: &[u8]) -> Option<i64> {
     last
 }
 
-/// Record timestamps of the uncompressed batches in `records` (for
-/// end-to-end latency); compressed batches are skipped.
-pub fn timestamps(records: &[u8], out: &mut Vec<i64>) {
+/// The send stamps (first 8 bytes of each value, see `build`) of the
+/// records of the uncompressed batches in `records`.
+pub fn sent_stamps(records: &[u8], out: &mut Vec<i64>) {
     let mut at = 0usize;
     while at + HEADER_BYTES <= records.len() {
         let len = 12 + i32::from_be_bytes(records[at + 8..at + 12].try_into().expect("4")) as usize;
@@ -120,24 +128,36 @@ pub fn timestamps(records: &[u8], out: &mut Vec<i64>) {
             break;
         }
         let b = &records[at..at + len];
-        let attributes = i16::from_be_bytes([b[21], b[22]]);
-        if attributes & 0x7 == 0 {
-            let base_ts = i64::from_be_bytes(b[27..35].try_into().expect("8"));
+        if i16::from_be_bytes([b[21], b[22]]) & 0x7 == 0 {
             let mut p = HEADER_BYTES;
             while p < b.len() {
                 let Some((body_len, n)) = get_varint(&b[p..]) else {
                     break;
                 };
-                let body = &b[p + n..];
-                let Some((delta, _)) = get_varint(body.get(1..).unwrap_or(&[])) else {
-                    break;
-                };
-                out.push(base_ts + delta);
-                p += n + body_len as usize;
+                let end = (p + n + body_len as usize).min(b.len());
+                if let Some(v) = record_value(&b[p + n..end]) {
+                    if v.len() >= 8 {
+                        out.push(i64::from_be_bytes(v[..8].try_into().expect("8")));
+                    }
+                }
+                p = end;
             }
         }
         at += len;
     }
+}
+
+/// The value of one record body (after its length varint).
+fn record_value(body: &[u8]) -> Option<&[u8]> {
+    let mut p = 1; // attributes
+    for _ in 0..2 {
+        p += get_varint(body.get(p..)?)?.1; // timestamp delta, offset delta
+    }
+    let (key_len, n) = get_varint(body.get(p..)?)?;
+    p += n + key_len.max(0) as usize;
+    let (value_len, n) = get_varint(body.get(p..)?)?;
+    p += n;
+    body.get(p..p + value_len.max(0) as usize)
 }
 
 fn get_varint(b: &[u8]) -> Option<(i64, usize)> {
@@ -160,26 +180,29 @@ mod tests {
     fn kafka_protocol_decodes_what_we_build() {
         let value = b"0123456789".repeat(10);
         let ts: Vec<i64> = (0..50).map(|i| 1_700_000_000_000 + i * 3).collect();
-        let batch = build(&value, &ts);
+        let sent: Vec<i64> = (0..50).map(|i| 1_700_000_000_000_000 + i * 7).collect();
+        let batch = build(&value, &ts, Some(&sent));
         let mut buf = batch.clone();
         let set = RecordBatchDecoder::decode(&mut buf).expect("valid batch");
         assert_eq!(set.records.len(), 50);
         for (i, r) in set.records.iter().enumerate() {
-            assert_eq!(r.value.as_deref(), Some(&value[..]));
+            let v = r.value.as_deref().expect("a value");
+            assert_eq!(&v[8..], &value[8..]);
+            assert_eq!(i64::from_be_bytes(v[..8].try_into().unwrap()), sent[i]);
             assert_eq!(r.timestamp, ts[i]);
             assert_eq!(r.offset, i as i64);
             assert!(r.key.is_none());
         }
         assert_eq!(count(&batch), (1, 50, batch.len() as u64));
-        let mut got = Vec::new();
-        timestamps(&batch, &mut got);
-        assert_eq!(got, ts);
+        let mut stamps = Vec::new();
+        sent_stamps(&batch, &mut stamps);
+        assert_eq!(stamps, sent);
     }
 
     #[test]
     fn counting_stops_at_a_partial_batch() {
-        let a = build(b"x", &[1, 2]);
-        let b = build(b"yy", &[3]);
+        let a = build(b"x", &[1, 2], None);
+        let b = build(b"yy", &[3], None);
         let mut both = a.to_vec();
         both.extend_from_slice(&b);
         assert_eq!(count(&both).1, 3);

@@ -119,10 +119,10 @@ async fn fetch_loop(
                 return;
             }
         };
-        let now_ms = SystemTime::now()
+        let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
-            .as_millis() as i64;
+            .as_micros() as i64;
         let mut s = stats.borrow_mut();
         for t in resp.responses {
             for p in t.partitions {
@@ -142,10 +142,9 @@ async fn fetch_loop(
                 }
                 if cfg.e2e {
                     stamps.clear();
-                    batch::timestamps(&records, &mut stamps);
-                    for ts in &stamps {
-                        s.latency_us
-                            .saturating_record(((now_ms - ts).max(0) as u64 * 1000).max(1));
+                    batch::sent_stamps(&records, &mut stamps);
+                    for sent in &stamps {
+                        s.latency_us.saturating_record((now_us - sent).max(1) as u64);
                     }
                 }
             }

@@ -87,9 +87,12 @@ struct ProduceArgs {
     /// 0, 1, or all.
     #[arg(long, default_value = "1", value_parser = parse_acks)]
     acks: i16,
-    /// Records per batch (one batch per request).
+    /// Records per batch (one batch per request), at most.
     #[arg(long, default_value_t = 1000)]
     batch_messages: usize,
+    /// With --rate: longest a message waits for its batch to fill.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    linger: Duration,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
@@ -181,6 +184,7 @@ fn produce_config(a: &ProduceArgs) -> ProduceConfig {
         topic: a.common.topic.clone(),
         message_bytes: a.message_bytes,
         batch_messages: a.batch_messages.max(1),
+        linger: a.linger,
         in_flight: a.in_flight.max(1),
         connections: a.connections.max(1),
         acks: a.acks,

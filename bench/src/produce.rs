@@ -27,6 +27,8 @@ pub struct ProduceConfig {
     pub topic: String,
     pub message_bytes: usize,
     pub batch_messages: usize,
+    /// Longest a message waits for its batch to fill (fixed-rate mode).
+    pub linger: Duration,
     pub in_flight: usize,
     pub connections: usize,
     pub acks: i16,
@@ -92,18 +94,28 @@ async fn worker(
     rate: Option<f64>,
 ) {
     let deadline = start + cfg.duration;
-    let wall_start_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64;
+    // Wall-clock time of `start`, so the consumer (another executor, same
+    // clock) can measure end-to-end latency from the intended send time.
+    let wall_start = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970")
+        - Instant::now().saturating_duration_since(start);
+    let wall_start_ms = wall_start.as_millis() as i64;
+    let wall_start_us = wall_start.as_micros() as i64;
+    let mut sent_us = Vec::with_capacity(cfg.batch_messages);
     let mut pacer = Pacer::new(start, rate);
+    // At a fixed rate a batch holds what arrives within the linger time,
+    // as a real producer's linger.ms would: a message waits at most that
+    // long for its batch to fill.
+    let batch_messages = match rate {
+        Some(r) => ((r * cfg.linger.as_secs_f64()) as usize).clamp(1, cfg.batch_messages),
+        None => cfg.batch_messages,
+    };
     let mut intended = Vec::with_capacity(cfg.batch_messages);
     let mut stamps = Vec::with_capacity(cfg.batch_messages);
     let topic = TopicName(StrBytes::from_string(cfg.topic.clone()));
     let mut i = offset;
     loop {
         let now = Instant::now();
-        pacer.next_batch(cfg.batch_messages as u64, now, &mut intended);
+        pacer.next_batch(batch_messages as u64, now, &mut intended);
         let due = *intended.last().expect("batch is not empty");
         if due >= deadline || now >= deadline {
             return;
@@ -113,6 +125,8 @@ async fn worker(
         }
         stamps.clear();
         stamps.extend(intended.iter().map(|t| wall_start_ms + (*t - start).as_millis() as i64));
+        sent_us.clear();
+        sent_us.extend(intended.iter().map(|t| wall_start_us + (*t - start).as_micros() as i64));
         let partition = parts[i % parts.len()];
         i += 1;
         let req = ProduceRequest::default()
@@ -122,7 +136,7 @@ async fn worker(
                 .with_name(topic.clone())
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(batch::build(&value, &stamps)))])]);
+                    .with_records(Some(batch::build(&value, &stamps, Some(&sent_us))))])]);
         let n = intended.len() as u64;
         match conn.send(ApiKey::Produce, PRODUCE_VERSION, &req, cfg.acks != 0) {
             Ok(None) => {
