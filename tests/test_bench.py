@@ -43,3 +43,31 @@ def test_fixed_rate_and_end_to_end_latency(broker, tmp_path):
     assert 36_000 <= produced["messages"] <= 40_000, produced["messages"]
     assert consumed["messages"] == produced["messages"]
     assert consumed["latency_us"]["max"] >= consumed["latency_us"]["p50"] > 0
+
+
+def test_many_topics_scenario_delivers_everything(broker, tmp_path):
+    out = tmp_path / "seed.json"
+    text = bench("scenario", str(ROOT / "bench" / "scenarios" / "many-topics.toml"),
+                 "--bootstrap", broker.bootstrap, "--json", str(out))
+    assert "delivered 3000/3000" in text
+    seed = json.loads(out.read_text())[0]
+    assert seed["mode"] == "seed" and seed["partitions"] == 3000
+    assert seed["produced"] == seed["delivered"] == seed["expected"] == 3000
+    assert seed["errors"] == {}
+    rss, _threads = broker.proc_status()
+    assert rss < 256 * 2**20, f"broker RSS {rss / 2**20:.0f} MiB"
+
+
+def test_scenario_files_parse_and_plot_draws(broker, tmp_path):
+    for f in sorted((ROOT / "bench" / "scenarios").glob("*.toml")):
+        assert "step 1:" in bench("scenario", str(f), "--check")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('description = "x"\n[[step]]\nkind = "produce"\ntopik = "t"\n')
+    r = subprocess.run([str(BENCH), "scenario", str(bad), "--bootstrap", broker.bootstrap],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "topik" in r.stderr
+    svg = tmp_path / "lat.svg"
+    bench("produce", "--bootstrap", broker.bootstrap, "--topic", "plot", "--partitions", "2",
+          "--duration", "1s", "--plot", str(svg))
+    drawing = svg.read_text()
+    assert drawing.startswith("<svg") and drawing.count("<polyline") == 1 and "99.99%" in drawing

@@ -9,16 +9,21 @@
 //! - `cluster.rs`: Metadata (leaders), topic creation, offsets.
 //! - `batch.rs`: record batch building and counting on the hot path.
 //! - `produce.rs`, `consume.rs`: the workloads of one executor.
+//! - `seed.rs`: many topics, a message per partition, consume all.
+//! - `scenario.rs`: declarative workloads (TOML) made of those steps.
 //! - `rate.rs`: fixed-rate pacing with coordinated-omission correction.
-//! - `report.rs`: counters, histograms, progress and summary.
+//! - `report.rs`: counters, histograms, progress and summary; `plot.rs`: SVG.
 
 mod batch;
 mod client;
 mod cluster;
 mod consume;
+mod plot;
 mod produce;
 mod rate;
 mod report;
+mod scenario;
+mod seed;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +58,25 @@ enum Command {
     Consume(ConsumeArgs),
     /// Produce at a fixed rate while consuming, and report end-to-end latency.
     E2e(ProduceArgs),
+    /// Run a declarative workload (see bench/scenarios/).
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Args, Clone)]
+struct ScenarioArgs {
+    /// The scenario file (TOML).
+    file: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Executors (one per core) [default: all cores].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Write every step's results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Only parse and check the file, then list its steps.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Args, Clone)]
@@ -73,6 +97,9 @@ struct Common {
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Draw the latency percentile curve as SVG to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -110,7 +137,7 @@ struct ConsumeArgs {
     until_end: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
     let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 30s)"))?;
     let secs = match unit {
@@ -122,7 +149,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_acks(s: &str) -> Result<i16, String> {
+pub fn parse_acks(s: &str) -> Result<i16, String> {
     match s {
         "0" => Ok(0),
         "1" => Ok(1),
@@ -157,26 +184,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             c.duration += Duration::from_secs(2); // drain what was produced last
             (a.common.clone(), Some(produce_config(&a)), Some(c))
         }
+        Command::Scenario(a) => return scenario::run(&a.file, &a.bootstrap, a.cores, a.json.as_deref(), a.check),
     };
-    let bootstrap = cluster::resolve(&common.bootstrap)?;
-    let leaders =
-        on_executor(move || async move { cluster::prepare_topic(bootstrap, &common.topic, common.partitions).await })
-            .context("preparing the topic")??;
-    let executors = common
-        .cores
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let results = run_executors(executors, &leaders, produce, consume)?;
-    let mut summaries = Vec::new();
-    for (kind, total, elapsed) in results {
-        let s = report::summarize(kind.name(), &total, elapsed);
-        report::print_summary(&s);
-        summaries.push(s);
+    let results = run_workload(
+        &common.bootstrap,
+        &common.topic,
+        common.partitions,
+        common.cores,
+        produce,
+        consume,
+    )?;
+    if let Some(path) = &common.plot {
+        let curves: Vec<(&str, &hdrhistogram::Histogram<u64>)> = results
+            .iter()
+            .map(|(s, snap)| (s.mode.as_str(), &snap.latency_us))
+            .collect();
+        let title = format!("corestream-bench: {} latency", common.topic);
+        std::fs::write(path, plot::svg(&title, &curves)).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &common.json {
+        let summaries: Vec<&report::Summary> = results.iter().map(|(s, _)| s).collect();
         std::fs::write(path, serde_json::to_string_pretty(&summaries)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Prepares the topic, runs the producer and/or consumer on every core,
+/// prints the summaries, and returns them with the merged counters.
+pub fn run_workload(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    cores: Option<usize>,
+    produce: Option<ProduceConfig>,
+    consume: Option<ConsumeConfig>,
+) -> anyhow::Result<Vec<(report::Summary, Snapshot)>> {
+    let bootstrap = cluster::resolve(bootstrap)?;
+    let topic_name = topic.to_string();
+    let leaders = on_executor(move || async move { cluster::prepare_topic(bootstrap, &topic_name, partitions).await })
+        .context("preparing the topic")??;
+    let executors = cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let results = run_executors(executors, &leaders, produce, consume)?;
+    Ok(results
+        .into_iter()
+        .map(|(kind, total, elapsed)| {
+            let s = report::summarize(kind.name(), &total, elapsed);
+            report::print_summary(&s);
+            (s, total)
+        })
+        .collect())
 }
 
 fn produce_config(a: &ProduceArgs) -> ProduceConfig {
@@ -211,7 +268,7 @@ fn consume_config(c: &Common, until_end: bool, from_end: bool, e2e: bool) -> Con
 }
 
 /// Runs a future on a short-lived executor (set-up work before the run).
-fn on_executor<F, Fut, T>(f: F) -> anyhow::Result<T>
+pub fn on_executor<F, Fut, T>(f: F) -> anyhow::Result<T>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,

@@ -264,46 +264,71 @@ impl Shard {
         }
     }
 
-    /// Reads committed batches of `partition` from `offset`, about
-    /// `max_bytes` at most (always at least one batch if any is there).
-    pub async fn read(
+    /// Reads committed batches of several partitions, in order: each from
+    /// its offset, up to its own limit, and all together up to about
+    /// `budget` bytes (the first batch found always goes, as KIP-74
+    /// requires; partitions after the budget is spent return no records).
+    /// Every WAL read of every partition is issued at once.
+    pub async fn read_many(
         &self,
-        partition: PartitionId,
-        offset: Offset,
-        max_bytes: usize,
-    ) -> Result<PartitionRead, ShardError> {
-        let (batches, high_watermark, log_start) = {
+        reads: &[(PartitionId, Offset, usize)],
+        budget: usize,
+    ) -> Vec<Result<PartitionRead, ShardError>> {
+        let mut plans = Vec::with_capacity(reads.len());
+        {
             let st = self.state.borrow();
-            let p = st
-                .partitions
-                .get(&partition)
-                .ok_or(ShardError::UnknownPartition(partition))?;
-            let (hw, start) = (p.high_watermark(), p.log_start());
-            if offset < start || offset > hw {
-                return Err(ShardError::OffsetOutOfRange {
-                    offset,
-                    log_start: start,
-                    high_watermark: hw,
-                });
+            let mut remaining = budget;
+            let mut taken_any = false;
+            for &(partition, offset, max_bytes) in reads {
+                let Some(p) = st.partitions.get(&partition) else {
+                    plans.push(Err(ShardError::UnknownPartition(partition)));
+                    continue;
+                };
+                let (hw, start) = (p.high_watermark(), p.log_start());
+                if offset < start || offset > hw {
+                    plans.push(Err(ShardError::OffsetOutOfRange {
+                        offset,
+                        log_start: start,
+                        high_watermark: hw,
+                    }));
+                    continue;
+                }
+                let limit = max_bytes.min(remaining);
+                let batches = if limit > 0 || !taken_any {
+                    p.committed_batches_from(offset, limit)
+                } else {
+                    Vec::new()
+                };
+                let bytes: usize = batches.iter().map(|b| b.len as usize).sum();
+                remaining = remaining.saturating_sub(bytes);
+                taken_any |= bytes > 0;
+                plans.push(Ok((batches, hw, start)));
             }
-            (p.committed_batches_from(offset, max_bytes), hw, start)
-        };
-        let records = self
-            .read_batches(&batches)
-            .await
-            .inspect_err(|e| tracing::warn!(shard = %self.id, %partition, error = %e, "read failed"))?;
-        Ok(PartitionRead {
-            high_watermark,
-            log_start,
-            records,
-        })
+        }
+        // Start every read before waiting for any.
+        let pending: Vec<_> = plans
+            .into_iter()
+            .map(|plan| plan.map(|(batches, hw, start)| (self.start_reads(&batches), hw, start)))
+            .collect();
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Err(e) => Err(e),
+                Ok((reads, high_watermark, log_start)) => {
+                    Self::finish_reads(reads).await.map(|records| PartitionRead {
+                        high_watermark,
+                        log_start,
+                        records,
+                    })
+                }
+            });
+        }
+        out
     }
 
-    async fn read_batches(&self, batches: &[IndexEntry]) -> Result<Bytes, ShardError> {
-        if batches.is_empty() {
-            return Ok(Bytes::new());
-        }
-        // Coalesce batches that sit back to back in one WAL segment.
+    /// Issues the WAL reads of `batches`, one per run of batches that sit
+    /// back to back in one segment.
+    fn start_reads(&self, batches: &[IndexEntry]) -> Vec<glommio::Task<Result<Bytes, WalError>>> {
         let mut runs: Vec<(WalPos, usize)> = Vec::new();
         for b in batches {
             match runs.last_mut() {
@@ -313,13 +338,24 @@ impl Shard {
                 _ => runs.push((b.pos, b.len as usize)),
             }
         }
-        if runs.len() == 1 {
-            return Ok(self.reader.read(runs[0].0, runs[0].1).await?);
+        runs.into_iter()
+            .map(|(pos, len)| {
+                let reader = self.reader.clone();
+                glommio::spawn_local(async move { reader.read(pos, len).await })
+            })
+            .collect()
+    }
+
+    async fn finish_reads(reads: Vec<glommio::Task<Result<Bytes, WalError>>>) -> Result<Bytes, ShardError> {
+        if reads.len() <= 1 {
+            return match reads.into_iter().next() {
+                Some(r) => Ok(r.await?),
+                None => Ok(Bytes::new()),
+            };
         }
-        let total = runs.iter().map(|r| r.1).sum();
-        let mut out = BytesMut::with_capacity(total);
-        for (pos, len) in runs {
-            out.extend_from_slice(&self.reader.read(pos, len).await?);
+        let mut out = BytesMut::new();
+        for r in reads {
+            out.extend_from_slice(&r.await?);
         }
         Ok(out.freeze())
     }

@@ -60,7 +60,7 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
     // the budget, so a consumer cannot starve the shard's producers.
     let charge_bytes = (max_bytes as u64).min(b.shard.budget.limit_bytes() / 4);
     let mut charge = b.shard.budget.charge(charge_bytes).await;
-    let mut results = read_all(b, &wanted).await;
+    let mut results = read_all(b, &wanted, max_bytes).await;
     loop {
         let have: usize = results.iter().flatten().flatten().map(|r| r.records.len()).sum();
         let failed = results.iter().any(|r| !matches!(r, Some(Ok(_))));
@@ -74,15 +74,16 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
         if !woken {
             break;
         }
-        results = read_all(b, &wanted).await;
+        results = read_all(b, &wanted, max_bytes).await;
     }
     let resp = respond(topic_names, wanted, results, max_bytes, req.isolation_level, version);
     drop(charge);
     resp
 }
 
-/// Reads every located partition, each owner shard in parallel.
-async fn read_all(b: &Rc<Broker>, wanted: &[Wanted]) -> Vec<Option<ReadResult>> {
+/// Reads every located partition, each owner shard in parallel, each
+/// within the response's `max_bytes`.
+async fn read_all(b: &Rc<Broker>, wanted: &[Wanted], max_bytes: usize) -> Vec<Option<ReadResult>> {
     let mut by_shard: BTreeMap<ShardId, (Vec<ReadRequest>, Vec<usize>)> = BTreeMap::new();
     for (i, w) in wanted.iter().enumerate() {
         if let Some(loc) = w.loc {
@@ -99,7 +100,10 @@ async fn read_all(b: &Rc<Broker>, wanted: &[Wanted]) -> Vec<Option<ReadResult>> 
         .into_iter()
         .map(|(shard, (reads, slots))| {
             let b = b.clone();
-            (slots, glommio::spawn_local(async move { b.read(shard, reads).await }))
+            (
+                slots,
+                glommio::spawn_local(async move { b.read(shard, reads, max_bytes).await }),
+            )
         })
         .collect();
     let mut out: Vec<Option<ReadResult>> = (0..wanted.len()).map(|_| None).collect();

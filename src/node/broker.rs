@@ -37,6 +37,7 @@ pub enum NodeMsg {
     },
     Read {
         reads: Vec<ReadRequest>,
+        budget: usize,
         reply: flume::Sender<Vec<ReadResult>>,
     },
     Watch {
@@ -102,12 +103,13 @@ impl Broker {
         .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
     }
 
-    pub async fn read(&self, to: ShardId, reads: Vec<ReadRequest>) -> Vec<ReadResult> {
+    /// Reads partitions of shard `to`, in order, about `budget` bytes in all.
+    pub async fn read(&self, to: ShardId, reads: Vec<ReadRequest>, budget: usize) -> Vec<ReadResult> {
         if to == self.me() {
-            return read_local(&self.shard, reads).await;
+            return read_local(&self.shard, reads, budget).await;
         }
         let n = reads.len();
-        self.ask(to, |reply| NodeMsg::Read { reads, reply })
+        self.ask(to, |reply| NodeMsg::Read { reads, budget, reply })
             .await
             .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
     }
@@ -175,8 +177,8 @@ impl Broker {
                 } => {
                     let _ = reply.send_async(b.shard.produce(items, durability).await).await;
                 }
-                NodeMsg::Read { reads, reply } => {
-                    let _ = reply.send_async(read_local(&b.shard, reads).await).await;
+                NodeMsg::Read { reads, budget, reply } => {
+                    let _ = reply.send_async(read_local(&b.shard, reads, budget).await).await;
                 }
                 NodeMsg::Watch { watches, notify } => {
                     for (p, o) in watches {
@@ -203,12 +205,9 @@ impl Broker {
     }
 }
 
-async fn read_local(shard: &Shard, reads: Vec<ReadRequest>) -> Vec<ReadResult> {
-    let mut out = Vec::with_capacity(reads.len());
-    for r in reads {
-        out.push(shard.read(r.partition, r.offset, r.max_bytes).await);
-    }
-    out
+async fn read_local(shard: &Shard, reads: Vec<ReadRequest>, budget: usize) -> Vec<ReadResult> {
+    let reads: Vec<_> = reads.iter().map(|r| (r.partition, r.offset, r.max_bytes)).collect();
+    shard.read_many(&reads, budget).await
 }
 
 fn unreachable_shard(to: ShardId) -> ShardError {

@@ -1,0 +1,254 @@
+//! The seed workload: many topics, a few partitions each, a few messages
+//! per partition, then every partition consumed by assignment and counted.
+//! 1000 topics x 3 partitions x 1 message is the workload that killed the
+//! broker corestream replaces (0 of 3000 delivered).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use serde::{Deserialize, Serialize};
+
+use crate::batch;
+use crate::client::Conn;
+use crate::cluster::{self, METADATA_VERSION};
+
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Topics per request.
+const CHUNK: usize = 100;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedConfig {
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    pub topics: usize,
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub messages_per_partition: usize,
+    #[serde(default = "hundred")]
+    pub message_bytes: usize,
+}
+
+fn default_prefix() -> String {
+    "seed".into()
+}
+fn one() -> usize {
+    1
+}
+fn hundred() -> usize {
+    100
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeedSummary {
+    pub mode: &'static str,
+    pub topics: usize,
+    pub partitions: usize,
+    pub expected: u64,
+    pub produced: u64,
+    pub delivered: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub create_seconds: f64,
+    pub produce_seconds: f64,
+    pub consume_seconds: f64,
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+pub async fn run(bootstrap: SocketAddr, cfg: SeedConfig) -> anyhow::Result<SeedSummary> {
+    let names: Vec<String> = (0..cfg.topics)
+        .map(|i| format!("{}-{i:05}", cfg.topic_prefix))
+        .collect();
+    let conn = Conn::connect(bootstrap).await?;
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let t0 = Instant::now();
+    for chunk in names.chunks(CHUNK) {
+        let req = CreateTopicsRequest::default().with_timeout_ms(60_000).with_topics(
+            chunk
+                .iter()
+                .map(|n| {
+                    CreatableTopic::default()
+                        .with_name(name(n))
+                        .with_num_partitions(cfg.partitions)
+                        .with_replication_factor(-1)
+                })
+                .collect(),
+        );
+        let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 4, &req).await?;
+        for t in resp.topics {
+            if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
+                *errors.entry(t.error_code.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let create_seconds = t0.elapsed().as_secs_f64();
+
+    // Leaders of every partition, then one connection per leader.
+    let mut leaders: BTreeMap<SocketAddr, Vec<(String, i32)>> = BTreeMap::new();
+    for chunk in names.chunks(CHUNK) {
+        let req = MetadataRequest::default()
+            .with_topics(Some(
+                chunk
+                    .iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(name(n))))
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(false);
+        let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+        let brokers: BTreeMap<BrokerId, SocketAddr> = md
+            .brokers
+            .iter()
+            .filter_map(|b| {
+                cluster::resolve(&format!("{}:{}", b.host.as_str(), b.port))
+                    .ok()
+                    .map(|a| (b.node_id, a))
+            })
+            .collect();
+        for t in md.topics {
+            let topic = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+            if t.error_code != 0 {
+                *errors.entry(t.error_code.to_string()).or_default() += 1;
+                continue;
+            }
+            for p in t.partitions {
+                let leader = *brokers.get(&p.leader_id).context("a partition without a live leader")?;
+                leaders
+                    .entry(leader)
+                    .or_default()
+                    .push((topic.clone(), p.partition_index));
+            }
+        }
+    }
+    let partitions: usize = leaders.values().map(Vec::len).sum();
+    let expected = (partitions * cfg.messages_per_partition) as u64;
+
+    let t1 = Instant::now();
+    let value = vec![b's'; cfg.message_bytes];
+    let stamps: Vec<i64> = vec![0; cfg.messages_per_partition];
+    let mut produced = 0u64;
+    let mut conns = BTreeMap::new();
+    for (leader, parts) in &leaders {
+        let c = Conn::connect(*leader).await?;
+        for chunk in parts.chunks(CHUNK * cfg.partitions.max(1) as usize) {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (t, p) in chunk {
+                by_topic.entry(t).or_default().push(*p);
+            }
+            let req = ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(30_000)
+                .with_topic_data(
+                    by_topic
+                        .iter()
+                        .map(|(t, ps)| {
+                            TopicProduceData::default().with_name(name(t)).with_partition_data(
+                                ps.iter()
+                                    .map(|&p| {
+                                        PartitionProduceData::default()
+                                            .with_index(p)
+                                            .with_records(Some(batch::build(&value, &stamps, None)))
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                );
+            let resp: ProduceResponse = c.call(ApiKey::Produce, crate::produce::PRODUCE_VERSION, &req).await?;
+            for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
+                if p.error_code == 0 {
+                    produced += cfg.messages_per_partition as u64;
+                } else {
+                    *errors.entry(p.error_code.to_string()).or_default() += 1;
+                }
+            }
+        }
+        conns.insert(*leader, c);
+    }
+    let produce_seconds = t1.elapsed().as_secs_f64();
+
+    let t2 = Instant::now();
+    let mut delivered = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (leader, parts) in &leaders {
+        let c = &conns[leader];
+        let mut next: BTreeMap<(String, i32), i64> = parts.iter().map(|(t, p)| ((t.clone(), *p), 0)).collect();
+        while !next.is_empty() {
+            if Instant::now() > deadline {
+                bail!(
+                    "consuming the seed topics took over 60 s: {} partitions unfinished",
+                    next.len()
+                );
+            }
+            let chunk: Vec<((String, i32), i64)> = next.iter().take(CHUNK * 3).map(|(k, v)| (k.clone(), *v)).collect();
+            let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+            for ((t, p), o) in &chunk {
+                by_topic.entry(t).or_default().push((*p, *o));
+            }
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(500)
+                .with_min_bytes(1)
+                .with_max_bytes(64 << 20)
+                .with_session_epoch(-1)
+                .with_topics(
+                    by_topic
+                        .iter()
+                        .map(|(t, ps)| {
+                            FetchTopic::default().with_topic(name(t)).with_partitions(
+                                ps.iter()
+                                    .map(|&(p, o)| {
+                                        FetchPartition::default()
+                                            .with_partition(p)
+                                            .with_fetch_offset(o)
+                                            .with_partition_max_bytes(1 << 20)
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                );
+            let resp: FetchResponse = c.call(ApiKey::Fetch, crate::consume::FETCH_VERSION, &req).await?;
+            for t in resp.responses {
+                let topic = t.topic.0.to_string();
+                for p in t.partitions {
+                    let key = (topic.clone(), p.partition_index);
+                    if p.error_code != 0 {
+                        *errors.entry(p.error_code.to_string()).or_default() += 1;
+                        continue;
+                    }
+                    let Some(records) = p.records else { continue };
+                    let (_, n, _) = batch::count(&records);
+                    delivered += n;
+                    if let Some(last) = batch::last_offset(&records) {
+                        next.insert(key.clone(), last + 1);
+                    }
+                    if next.get(&key).is_some_and(|&o| o >= cfg.messages_per_partition as i64) {
+                        next.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+    Ok(SeedSummary {
+        mode: "seed",
+        topics: cfg.topics,
+        partitions,
+        expected,
+        produced,
+        delivered,
+        errors,
+        create_seconds,
+        produce_seconds,
+        consume_seconds: t2.elapsed().as_secs_f64(),
+    })
+}
