@@ -71,3 +71,23 @@ def test_scenario_files_parse_and_plot_draws(broker, tmp_path):
           "--duration", "1s", "--plot", str(svg))
     drawing = svg.read_text()
     assert drawing.startswith("<svg") and drawing.count("<polyline") == 1 and "99.99%" in drawing
+
+
+def test_compressed_batches_are_what_kafka_clients_read(broker, tmp_path):
+    from confluent_kafka import Consumer, TopicPartition
+
+    for codec in ["gzip", "snappy", "lz4", "zstd"]:
+        p, c = tmp_path / f"{codec}.json", tmp_path / f"{codec}-c.json"
+        bench("produce", "--bootstrap", broker.bootstrap, "--topic", f"z-{codec}", "--partitions", "1",
+              "--duration", "1s", "--compression", codec, "--message-bytes", "64", "--json", str(p))
+        bench("consume", "--bootstrap", broker.bootstrap, "--topic", f"z-{codec}", "--until-end", "--json", str(c))
+        produced = results(p)["produce"]["messages"]
+        assert produced > 0 and results(c)["consume"]["messages"] == produced
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "z", "enable.auto.commit": False})
+        consumer.assign([TopicPartition(f"z-{codec}", 0, 0)])
+        got = []
+        while len(got) < 1000:
+            got += [m for m in consumer.consume(1000, 5) if not m.error()]
+        consumer.close()
+        assert all(len(m.value()) == 64 for m in got), codec
+        assert [m.offset() for m in got[:1000]] == list(range(1000)), codec

@@ -114,6 +114,9 @@ struct ProduceArgs {
     /// 0, 1, or all.
     #[arg(long, default_value = "1", value_parser = parse_acks)]
     acks: i16,
+    /// Compression of each batch's records.
+    #[arg(long, value_enum, default_value = "none")]
+    compression: batch::Codec,
     /// Records per batch (one batch per request), at most.
     #[arg(long, default_value_t = 1000)]
     batch_messages: usize,
@@ -245,6 +248,7 @@ fn produce_config(a: &ProduceArgs) -> ProduceConfig {
         in_flight: a.in_flight.max(1),
         connections: a.connections.max(1),
         acks: a.acks,
+        codec: a.compression,
         duration: a.common.duration,
         rate: a.rate,
         executors: 1, // set once the executor count is known

@@ -32,6 +32,7 @@ pub struct ProduceConfig {
     pub in_flight: usize,
     pub connections: usize,
     pub acks: i16,
+    pub codec: batch::Codec,
     pub duration: Duration,
     /// Messages per second for the whole run; `None`: as fast as possible.
     pub rate: Option<f64>,
@@ -136,7 +137,12 @@ async fn worker(
                 .with_name(topic.clone())
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(batch::build(&value, &stamps, Some(&sent_us))))])]);
+                    .with_records(Some(batch::build_with(
+                        cfg.codec,
+                        &value,
+                        &stamps,
+                        Some(&sent_us),
+                    )))])]);
         let n = intended.len() as u64;
         match conn.send(ApiKey::Produce, PRODUCE_VERSION, &req, cfg.acks != 0) {
             Ok(None) => {

@@ -43,6 +43,8 @@ struct Workload {
     rate: Option<f64>,
     #[serde(default = "ack_one")]
     acks: String,
+    #[serde(default = "no_compression")]
+    compression: crate::batch::Codec,
     #[serde(default = "thousand")]
     batch_messages: usize,
     #[serde(default = "five_ms")]
@@ -77,6 +79,9 @@ fn ten_seconds() -> String {
 fn five_ms() -> String {
     "5ms".into()
 }
+fn no_compression() -> crate::batch::Codec {
+    crate::batch::Codec::None
+}
 fn ack_one() -> String {
     "1".into()
 }
@@ -91,6 +96,7 @@ impl Workload {
             in_flight: self.in_flight.max(1),
             connections: self.connections.max(1),
             acks: parse_acks(&self.acks).map_err(anyhow::Error::msg)?,
+            codec: self.compression,
             duration: parse_duration(&self.duration).map_err(anyhow::Error::msg)?,
             rate: self.rate,
             executors: 1,
