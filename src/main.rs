@@ -178,7 +178,21 @@ fn doctor_command(args: DoctorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keeps glibc from serving large buffers (produce frames, fetch
+/// responses: up to tens of MiB) with a fresh mmap each time, whose page
+/// faults and zeroing cost more than the copies themselves; memory stays
+/// bounded by the shards' budgets.
+fn tune_allocator() {
+    const LARGE: libc::c_int = 256 << 20;
+    // SAFETY: mallopt only adjusts allocator thresholds; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, LARGE);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::io::ReadResult;
 
 use crate::batch;
 use crate::budget::Budget;
@@ -328,7 +329,7 @@ impl Shard {
 
     /// Issues the WAL reads of `batches`, one per run of batches that sit
     /// back to back in one segment.
-    fn start_reads(&self, batches: &[IndexEntry]) -> Vec<glommio::Task<Result<Bytes, WalError>>> {
+    fn start_reads(&self, batches: &[IndexEntry]) -> Vec<glommio::Task<Result<ReadResult, WalError>>> {
         let mut runs: Vec<(WalPos, usize)> = Vec::new();
         for b in batches {
             match runs.last_mut() {
@@ -346,16 +347,13 @@ impl Shard {
             .collect()
     }
 
-    async fn finish_reads(reads: Vec<glommio::Task<Result<Bytes, WalError>>>) -> Result<Bytes, ShardError> {
-        if reads.len() <= 1 {
-            return match reads.into_iter().next() {
-                Some(r) => Ok(r.await?),
-                None => Ok(Bytes::new()),
-            };
-        }
+    /// Gathers a partition's reads into one buffer: the only copy of the
+    /// data on the read path before the response frame.
+    async fn finish_reads(reads: Vec<glommio::Task<Result<ReadResult, WalError>>>) -> Result<Bytes, ShardError> {
         let mut out = BytesMut::new();
         for r in reads {
-            out.extend_from_slice(&r.await?);
+            let got = r.await?;
+            out.extend_from_slice(&got);
         }
         Ok(out.freeze())
     }

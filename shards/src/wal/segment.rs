@@ -12,8 +12,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::Bytes;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::{DmaFile, OpenOptions, ReadResult};
 
 use super::record::{Record, RecordKind, RecordRef, HEADER_BYTES};
 use super::recovery::{Continuity, Scanner, Step};
@@ -62,7 +61,9 @@ pub struct WalReader {
 }
 
 impl WalReader {
-    pub async fn read(&self, pos: WalPos, len: usize) -> Result<Bytes, WalError> {
+    /// Reads `len` bytes at `pos` into a DMA buffer of this shard; the
+    /// caller copies them where they go (once).
+    pub async fn read(&self, pos: WalPos, len: usize) -> Result<ReadResult, WalError> {
         let file = self.files.borrow().get(&pos.segment).cloned();
         let file = file.ok_or(WalError::MissingSegment(pos.segment))?;
         let got = file
@@ -75,7 +76,7 @@ impl WalReader {
                 format!("short read: {} of {len}", got.len()),
             ));
         }
-        Ok(Bytes::copy_from_slice(&got))
+        Ok(got)
     }
 }
 
