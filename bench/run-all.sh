@@ -37,7 +37,7 @@ for shards in 1 2; do
             half=$(field "$WORK/p.json" "int(d['produce']['msgs_per_sec'] / 2)")
             "$BENCH" e2e --bootstrap "127.0.0.1:$port" --topic e2e --partitions 8 --message-bytes 100 \
                 --duration "${SECS}s" --rate "$half" --acks all --json "$WORK/e.json" >/dev/null
-            e=$(field "$WORK/e.json" "f\"ack p50 {d['produce']['latency_us']['p50']/1000:.2f} ms, ack p99 {d['produce']['latency_us']['p99']/1000:.2f} ms, end-to-end p99 {d["consume"]["latency_us"]["p99"]/1000:.2f} ms\"")
+            e=$(field "$WORK/e.json" "f\"ack p50 {d['produce']['latency_us']['p50']/1000:.2f} ms, ack p99 {d['produce']['latency_us']['p99']/1000:.2f} ms, end-to-end p99 {d['consume']['latency_us']['p99']/1000:.2f} ms\"")
             echo "100 B, acks=all at $half msg/s: $e"
         fi
         kill "$broker"; wait "$broker" || true
