@@ -2,7 +2,6 @@
 //! gets UNSUPPORTED_VERSION in a v0-shaped reply that still lists our
 //! versions, as KIP-511 specifies, so the client retries with one we do.
 
-use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
@@ -29,7 +28,7 @@ pub async fn handle(_b: &Broker, _req: ApiVersionsRequest, _version: i16) -> Api
         .with_api_keys(api_keys())
 }
 
-pub fn unsupported_version_reply(correlation_id: i32) -> Bytes {
+pub fn unsupported_version_reply(correlation_id: i32) -> super::frame::Frame {
     let resp = ApiVersionsResponse::default()
         .with_error_code(errors::UNSUPPORTED_VERSION)
         .with_api_keys(api_keys());

@@ -61,7 +61,14 @@ async fn write_responses(
         let (outcome, _charge) = pending.await;
         match outcome {
             Outcome::Respond(Some(frame)) => {
-                if wr.write_all(&frame).await.is_err() {
+                let mut failed = false;
+                for segment in frame.segments() {
+                    if wr.write_all(segment).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
                     break;
                 }
             }
@@ -130,7 +137,7 @@ fn start_request(broker: &Rc<Broker>, mut frame: Bytes, charge: Charge) -> Resul
         let started = std::time::Instant::now();
         match dispatch(b.clone(), header, frame, throttle_ms).await {
             Ok(reply) => {
-                let bytes_out = reply.as_ref().map_or(0, |r| r.len());
+                let bytes_out = reply.as_ref().map_or(0, |f| f.len());
                 b.metrics.record(api, bytes_in, bytes_out, started.elapsed());
                 (Outcome::Respond(reply), charge)
             }

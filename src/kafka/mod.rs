@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod errors;
 pub mod fetch;
+pub mod frame;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -19,8 +20,8 @@ pub mod produce;
 
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::node::broker::Broker;
@@ -61,8 +62,8 @@ pub enum FrameError {
     Encode { api: ApiKey, version: i16, reason: String },
 }
 
-/// A response frame (length prefix included), or nothing (acks=0 produce).
-pub type Reply = Option<Bytes>;
+/// A response frame, or nothing (acks=0 produce).
+pub type Reply = Option<frame::Frame>;
 
 /// Encodes `resp` behind its response header, length-prefixed.
 pub fn encode_response<R: Encodable + HeaderVersion>(
@@ -70,21 +71,8 @@ pub fn encode_response<R: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     resp: &R,
-) -> Result<Bytes, FrameError> {
-    let err = |e: anyhow::Error| FrameError::Encode {
-        api,
-        version,
-        reason: e.to_string(),
-    };
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = resp.compute_size(version).map_err(err)? + 16;
-    let mut buf = BytesMut::with_capacity(size);
-    buf.put_i32(0);
-    header.encode(&mut buf, R::header_version(version)).map_err(err)?;
-    resp.encode(&mut buf, version).map_err(err)?;
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.freeze())
+) -> Result<frame::Frame, FrameError> {
+    frame::encode(api, correlation_id, version, resp, Vec::new())
 }
 
 fn decode<R: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<R, FrameError> {
@@ -126,7 +114,19 @@ pub async fn dispatch(
                 None => Ok(None),
             }
         }
-        ApiKey::Fetch => serve!(fetch),
+        ApiKey::Fetch => {
+            let req = decode(api, version, &mut body)?;
+            let resp = fetch::handle(&broker, req, version).await;
+            resp.error_codes(&mut |code| broker.metrics.error(code));
+            // The fetched batches go to the socket as read, not copied into the frame.
+            let borrowed = resp
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .filter_map(|p| p.records.clone())
+                .collect();
+            Ok(Some(frame::encode(api, corr, version, &resp, borrowed)?))
+        }
         ApiKey::ListOffsets => serve!(list_offsets),
         ApiKey::Metadata => serve!(metadata),
         ApiKey::ApiVersions => serve!(api_versions),
