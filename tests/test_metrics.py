@@ -61,3 +61,23 @@ def test_health_ready_and_partition_warning(broker_factory):
     status, body = b.admin_get("/health")
     assert status == 200 and "warning: shard 0 holds 4 of 5 partitions (limits.max_partitions_per_shard)" in body
     assert b.admin_get("/nope")[0] == 404
+
+
+def test_recent_batches_are_read_from_the_cache(broker):
+    create_topic(broker.bootstrap, "hot", 1)
+    before = scrape(broker)
+    for i in range(5):
+        assert produce_raw(broker, "hot", 0, raw.record_batch([b"v%d" % i]))[0][2] == 0
+    from test_roundtrip import consume_all
+    assert len(consume_all(broker.bootstrap, "hot", 1, 5)) == 5
+    after = scrape(broker)
+    hits = total(after, "corestream_read_cache_hits_total") - total(before, "corestream_read_cache_hits_total")
+    misses = total(after, "corestream_read_cache_misses_total") - total(before, "corestream_read_cache_misses_total")
+    assert hits >= 1 and misses == 0, (hits, misses)
+    assert 0 < total(after, "corestream_read_cache_bytes") <= 2 * 512 * 2**20 / 8
+    # After a restart the cache is empty: the same data comes from the WAL.
+    broker.restart()
+    before = scrape(broker)
+    assert [m.value() for m in consume_all(broker.bootstrap, "hot", 1, 5)] == [b"v%d" % i for i in range(5)]
+    after = scrape(broker)
+    assert total(after, "corestream_read_cache_misses_total") - total(before, "corestream_read_cache_misses_total") >= 1

@@ -53,6 +53,16 @@ impl Budget {
         }
     }
 
+    /// Takes `bytes` if they are free now; never waits.
+    pub fn try_charge(&self, bytes: u64) -> Option<Charge> {
+        let units = bytes.clamp(1, self.limit_bytes);
+        self.sem.try_acquire_static_permit(units).ok().map(|permit| Charge {
+            _permit: permit,
+            bytes: units,
+            waited: std::time::Duration::ZERO,
+        })
+    }
+
     pub fn waits(&self) -> u64 {
         self.waits.get()
     }

@@ -8,6 +8,7 @@
 //! - `wal/`: the shard's write-ahead log (segments, framing, recovery).
 //! - `raft/`: the shard's Raft group over the WAL (raft-rs `RawNode`).
 //! - `budget.rs`: the per-shard memory budget (backpressure).
+//! - `read_cache.rs`: recently written batches, served without a disk read.
 //! - `mesh.rs`: bounded channels between shards.
 //! - `metrics.rs`: the shard's own counters and the report a scrape gathers.
 //! - `types.rs`: newtypes for ids and positions.
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod partition;
 pub mod producer;
 pub mod raft;
+pub mod read_cache;
 pub mod shard;
 pub mod types;
 pub mod wal;

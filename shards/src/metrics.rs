@@ -97,6 +97,9 @@ pub struct StorageReport {
     pub raft_term: u64,
     pub raft_commit_index: u64,
     pub raft_leader: bool,
+    pub read_cache_bytes: u64,
+    pub read_cache_hits: u64,
+    pub read_cache_misses: u64,
     /// Why the shard refuses writes, if it does.
     pub failed: Option<String>,
 }

@@ -18,8 +18,18 @@ use crate::partition::{IndexEntry, Partition};
 use crate::producer::{SeqCheck, SeqError};
 use crate::raft::entry::{items, EntryBuilder};
 use crate::raft::{RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
+use crate::read_cache::ReadCache;
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
 use crate::wal::{self, decode_hard_state, Record, RecordKind, WalError, WalPos, WalReader};
+
+/// The read cache may hold up to this fraction (1/N) of the memory budget.
+const READ_CACHE_SHARE: u64 = 8;
+
+/// Part of a partition's read: from the cache, or a WAL read in flight.
+enum Piece {
+    Cached(Bytes),
+    Disk(glommio::Task<Result<ReadResult, WalError>>),
+}
 
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -123,6 +133,7 @@ pub struct Shard {
     reader: WalReader,
     kick: LocalSender<()>,
     pub budget: Budget,
+    cache: RefCell<ReadCache>,
     leader: Cell<bool>,
     raft_term: Cell<u64>,
     raft_commit: Cell<u64>,
@@ -171,6 +182,7 @@ impl Shard {
             reader,
             kick,
             budget: Budget::new(cfg.memory_bytes),
+            cache: RefCell::new(ReadCache::new((cfg.memory_bytes / READ_CACHE_SHARE) as usize)),
             leader: Cell::new(group.is_leader()),
             raft_term: Cell::new(group.term()),
             raft_commit: Cell::new(group.commit_index()),
@@ -207,6 +219,9 @@ impl Shard {
             raft_term: self.raft_term.get(),
             raft_commit_index: self.raft_commit.get(),
             raft_leader: self.leader.get(),
+            read_cache_bytes: self.cache.borrow().bytes() as u64,
+            read_cache_hits: self.cache.borrow().hits,
+            read_cache_misses: self.cache.borrow().misses,
             failed: st.failed.clone(),
         }
     }
@@ -329,7 +344,7 @@ impl Shard {
 
     /// Issues the WAL reads of `batches`, one per run of batches that sit
     /// back to back in one segment.
-    fn start_reads(&self, batches: &[IndexEntry]) -> Vec<glommio::Task<Result<ReadResult, WalError>>> {
+    fn start_reads(&self, batches: &[IndexEntry]) -> Vec<Piece> {
         let mut runs: Vec<(WalPos, usize)> = Vec::new();
         for b in batches {
             match runs.last_mut() {
@@ -339,23 +354,53 @@ impl Shard {
                 _ => runs.push((b.pos, b.len as usize)),
             }
         }
+        let mut cache = self.cache.borrow_mut();
         runs.into_iter()
-            .map(|(pos, len)| {
-                let reader = self.reader.clone();
-                glommio::spawn_local(async move { reader.read(pos, len).await })
+            .map(|(pos, len)| match cache.get(pos, len) {
+                Some(bytes) => Piece::Cached(bytes),
+                None => {
+                    let reader = self.reader.clone();
+                    Piece::Disk(glommio::spawn_local(async move { reader.read(pos, len).await }))
+                }
             })
             .collect()
     }
 
     /// Gathers a partition's reads into one buffer: the only copy of the
     /// data on the read path before the response frame.
-    async fn finish_reads(reads: Vec<glommio::Task<Result<ReadResult, WalError>>>) -> Result<Bytes, ShardError> {
+    async fn finish_reads(mut pieces: Vec<Piece>) -> Result<Bytes, ShardError> {
+        if pieces.len() == 1 {
+            if let Piece::Cached(_) = &pieces[0] {
+                let Some(Piece::Cached(bytes)) = pieces.pop() else {
+                    unreachable!()
+                };
+                return Ok(bytes); // no copy at all
+            }
+        }
         let mut out = BytesMut::new();
-        for r in reads {
-            let got = r.await?;
-            out.extend_from_slice(&got);
+        for p in pieces {
+            match p {
+                Piece::Cached(bytes) => out.extend_from_slice(&bytes),
+                Piece::Disk(read) => out.extend_from_slice(&read.await?),
+            }
         }
         Ok(out.freeze())
+    }
+
+    /// Keeps a just-persisted entry for readers, charged to the budget; the
+    /// cache gives way (oldest first) when the budget is short.
+    fn cache_entry(&self, pos: WalPos, payload: &Bytes) {
+        let mut cache = self.cache.borrow_mut();
+        let charge = loop {
+            match self.budget.try_charge(payload.len() as u64) {
+                Some(c) => break Some(c),
+                None if cache.evict_oldest() => continue,
+                None => break None,
+            }
+        };
+        if charge.is_some() {
+            cache.insert(pos, payload.clone(), charge);
+        }
     }
 
     pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
@@ -392,6 +437,9 @@ impl Shard {
     }
 
     fn apply(&self, out: ReadyOutcome) {
+        for (_, payload, pos) in &out.persisted {
+            self.cache_entry(*pos, payload);
+        }
         let mut st = self.state.borrow_mut();
         for (_, payload, pos) in &out.persisted {
             st.index_entry(payload, *pos, false);

@@ -228,6 +228,27 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     });
     per_shard(
         &mut f,
+        "corestream_read_cache_bytes",
+        "gauge",
+        "Recent batches held for readers.",
+        &|s| s.storage.read_cache_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_read_cache_hits_total",
+        "counter",
+        "WAL reads served from the read cache.",
+        &|s| s.storage.read_cache_hits.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_read_cache_misses_total",
+        "counter",
+        "WAL reads that went to disk.",
+        &|s| s.storage.read_cache_misses.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_raft_term",
         "gauge",
         "Current Raft term of the shard's group.",
