@@ -33,7 +33,10 @@ def test_full_budget_throttles_and_loses_nothing(broker_factory):
     assert not errors, errors[:3]
     assert len(acked) == n
     print(f"\n{len(throttles)} throttle events, max {max(throttles, default=0):.3f} s")
-    assert throttles, "120 MB through a 16 MiB budget must have throttled"
+    from test_metrics import scrape, total
+    waits = total(scrape(b), "corestream_backpressure_waits_total")
+    assert waits > 0, "120 MB through a 16 MiB budget must have waited for the budget"
+    assert throttles, "and the producer was told, through throttle_time_ms"
     got = consume_all(b.bootstrap, "flood", 4, n, timeout=120)
     assert len(got) == n
     assert sorted((m.partition(), m.offset()) for m in got) == sorted(acked)

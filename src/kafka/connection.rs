@@ -133,7 +133,8 @@ fn start_request(broker: &Rc<Broker>, mut frame: Bytes, charge: Charge) -> Resul
     tracing::trace!(shard = %b.me(), ?api, version, correlation_id, "request");
     let bytes_in = frame.len() + 4;
     Ok(glommio::spawn_local(async move {
-        let throttle_ms = charge.waited.as_millis().min(i32::MAX as u128) as i32;
+        // Any wait counts: a request held back for 0.3 ms was throttled.
+        let throttle_ms = charge.waited.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let started = std::time::Instant::now();
         match dispatch(b.clone(), header, frame, throttle_ms).await {
             Ok(reply) => {
