@@ -15,6 +15,8 @@
 mod record;
 mod recovery;
 mod segment;
+#[cfg(test)]
+mod sim_tests;
 
 pub use record::{decode_hard_state, encode_hard_state, Record, RecordKind, RecordRef};
 pub use recovery::{scan_bytes, Continuity};
