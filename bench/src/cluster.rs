@@ -59,15 +59,7 @@ pub async fn leaders(conn: &Conn, topic: &str) -> anyhow::Result<Leaders> {
         ]))
         .with_allow_auto_topic_creation(false);
     let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
-    let brokers: BTreeMap<BrokerId, SocketAddr> = md
-        .brokers
-        .iter()
-        .filter_map(|b| {
-            resolve(&format!("{}:{}", b.host.as_str(), b.port))
-                .ok()
-                .map(|a| (b.node_id, a))
-        })
-        .collect();
+    let brokers = broker_addresses(&md);
     let t = md.topics.first().ok_or_else(|| anyhow!("no metadata for {topic}"))?;
     if t.error_code != 0 {
         bail!("metadata for {topic}: Kafka error code {}", t.error_code);
@@ -80,6 +72,18 @@ pub async fn leaders(conn: &Conn, topic: &str) -> anyhow::Result<Leaders> {
         out.insert(p.partition_index, *addr);
     }
     Ok(out)
+}
+
+/// Broker id -> address, from a Metadata response.
+pub fn broker_addresses(md: &MetadataResponse) -> BTreeMap<BrokerId, SocketAddr> {
+    md.brokers
+        .iter()
+        .filter_map(|b| {
+            resolve(&format!("{}:{}", b.host.as_str(), b.port))
+                .ok()
+                .map(|a| (b.node_id, a))
+        })
+        .collect()
 }
 
 /// Latest (-1) or earliest (-2) offsets of the given partitions.

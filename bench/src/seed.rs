@@ -105,15 +105,7 @@ pub async fn run(bootstrap: SocketAddr, cfg: SeedConfig) -> anyhow::Result<SeedS
             ))
             .with_allow_auto_topic_creation(false);
         let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
-        let brokers: BTreeMap<BrokerId, SocketAddr> = md
-            .brokers
-            .iter()
-            .filter_map(|b| {
-                cluster::resolve(&format!("{}:{}", b.host.as_str(), b.port))
-                    .ok()
-                    .map(|a| (b.node_id, a))
-            })
-            .collect();
+        let brokers = cluster::broker_addresses(&md);
         for t in md.topics {
             let topic = t.name.map(|n| n.0.to_string()).unwrap_or_default();
             if t.error_code != 0 {

@@ -132,6 +132,9 @@ impl Family<'_> {
     }
 }
 
+/// Reads one counter of an API's report.
+type ApiCounter = fn(&ApiReport) -> u64;
+
 /// Renders the Prometheus text exposition format (version 0.0.4).
 pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     let mut out = String::with_capacity(16 << 10);
@@ -288,46 +291,29 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
             &s.storage.wal_fsync,
         );
     }
-    f.head(
-        "corestream_kafka_requests_total",
-        "counter",
-        "Kafka requests served, by API.",
-    );
-    for s in shards {
-        for a in &s.requests.apis {
-            f.line(
-                "corestream_kafka_requests_total",
-                &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api),
-                a.requests,
-            );
-        }
-    }
-    f.head(
-        "corestream_kafka_request_bytes_total",
-        "counter",
-        "Bytes of Kafka request frames, by API.",
-    );
-    for s in shards {
-        for a in &s.requests.apis {
-            f.line(
-                "corestream_kafka_request_bytes_total",
-                &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api),
-                a.bytes_in,
-            );
-        }
-    }
-    f.head(
-        "corestream_kafka_response_bytes_total",
-        "counter",
-        "Bytes of Kafka response frames, by API.",
-    );
-    for s in shards {
-        for a in &s.requests.apis {
-            f.line(
-                "corestream_kafka_response_bytes_total",
-                &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api),
-                a.bytes_out,
-            );
+    let per_api_counters: [(&str, &str, ApiCounter); 3] = [
+        (
+            "corestream_kafka_requests_total",
+            "Kafka requests served, by API.",
+            |a| a.requests,
+        ),
+        (
+            "corestream_kafka_request_bytes_total",
+            "Bytes of Kafka request frames, by API.",
+            |a| a.bytes_in,
+        ),
+        (
+            "corestream_kafka_response_bytes_total",
+            "Bytes of Kafka response frames, by API.",
+            |a| a.bytes_out,
+        ),
+    ];
+    for (name, help, value) in per_api_counters {
+        f.head(name, "counter", help);
+        for s in shards {
+            for a in &s.requests.apis {
+                f.line(name, &format!("shard=\"{}\",api=\"{}\"", s.shard, a.api), value(a));
+            }
         }
     }
     f.head(
