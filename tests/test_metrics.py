@@ -81,3 +81,13 @@ def test_recent_batches_are_read_from_the_cache(broker):
     assert [m.value() for m in consume_all(broker.bootstrap, "hot", 1, 5)] == [b"v%d" % i for i in range(5)]
     after = scrape(broker)
     assert total(after, "corestream_read_cache_misses_total") - total(before, "corestream_read_cache_misses_total") >= 1
+
+
+def test_group_commit_counts_batches(broker):
+    create_topic(broker.bootstrap, "gc", 2)
+    before = scrape(broker)
+    for i in range(6):
+        assert produce_raw(broker, "gc", i % 2, raw.record_batch([b"x"]))[0][2] == 0
+    after = scrape(broker)
+    moved = total(after, "corestream_produce_batches_total") - total(before, "corestream_produce_batches_total")
+    assert moved == 6

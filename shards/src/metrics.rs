@@ -97,6 +97,7 @@ pub struct StorageReport {
     pub raft_term: u64,
     pub raft_commit_index: u64,
     pub raft_leader: bool,
+    pub batches_staged: u64,
     pub read_cache_bytes: u64,
     pub read_cache_hits: u64,
     pub read_cache_misses: u64,

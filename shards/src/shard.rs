@@ -125,6 +125,9 @@ struct State {
     /// Fetches long-polling a partition; only present while someone waits.
     data_waiters: HashMap<PartitionId, Vec<flume::Sender<()>>>,
     failed: Option<String>,
+    /// Record batches staged for the log (divided by WAL appends: how many
+    /// batches each group commit carried).
+    batches_staged: u64,
 }
 
 pub struct Shard {
@@ -219,6 +222,7 @@ impl Shard {
             raft_term: self.raft_term.get(),
             raft_commit_index: self.raft_commit.get(),
             raft_leader: self.leader.get(),
+            batches_staged: st.batches_staged,
             read_cache_bytes: self.cache.borrow().bytes() as u64,
             read_cache_hits: self.cache.borrow().hits,
             read_cache_misses: self.cache.borrow().misses,
@@ -493,6 +497,7 @@ impl State {
             }
             first.get_or_insert(base);
             self.proposal.push(item.partition, base, bytes);
+            self.batches_staged += 1;
         }
         Ok(first.expect("a produce item has at least one batch"))
     }

@@ -223,12 +223,18 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
         &mut f,
         "corestream_wal_records_total",
         "counter",
-        "WAL records appended; divided by appends: the group commit batch size.",
+        "WAL records appended (Raft entries and hard states).",
         &|s| s.storage.wal_records.to_string(),
     );
     per_shard(&mut f, "corestream_wal_segments", "gauge", "WAL segment files.", &|s| {
         s.storage.wal_segments.to_string()
     });
+    per_shard(
+        &mut f,
+        "corestream_produce_batches_total",
+        "Record batches written; divided by WAL appends: the batches each group commit carried.",
+        &|s| s.storage.batches_staged.to_string(),
+    );
     per_shard(
         &mut f,
         "corestream_read_cache_bytes",
