@@ -232,6 +232,7 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     per_shard(
         &mut f,
         "corestream_produce_batches_total",
+        "counter",
         "Record batches written; divided by WAL appends: the batches each group commit carried.",
         &|s| s.storage.batches_staged.to_string(),
     );
