@@ -38,7 +38,8 @@ impl Budget {
     pub async fn charge(&self, bytes: u64) -> Charge {
         let units = bytes.clamp(1, self.limit_bytes);
         let start = Instant::now();
-        if self.would_wait(units) {
+        let waits = self.would_wait(units);
+        if waits {
             self.waits.set(self.waits.get() + 1);
         }
         let permit = self
@@ -49,7 +50,8 @@ impl Budget {
         Charge {
             _permit: permit,
             bytes: units,
-            waited: start.elapsed(),
+            // Only a real wait is a throttle; acquiring at once is not.
+            waited: if waits { start.elapsed() } else { Duration::ZERO },
         }
     }
 
