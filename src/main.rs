@@ -110,6 +110,9 @@ struct StartArgs {
     /// Broker id [default: 0].
     #[arg(long, value_name = "ID")]
     node_id: Option<i32>,
+    /// Size WAL segments are preallocated to, e.g. 128MiB [default: 128MiB].
+    #[arg(long, value_name = "SIZE")]
+    wal_segment_bytes: Option<ByteSize>,
     /// Most partitions one shard may own [default: 10000].
     #[arg(long, value_name = "N")]
     max_partitions_per_shard: Option<usize>,
@@ -147,6 +150,9 @@ impl StartArgs {
         }
         if let Some(v) = self.node_id {
             c.node_id = v;
+        }
+        if let Some(v) = self.wal_segment_bytes {
+            c.wal.segment_bytes = v;
         }
         if let Some(v) = self.max_partitions_per_shard {
             c.limits.max_partitions_per_shard = v;

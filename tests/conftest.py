@@ -45,6 +45,10 @@ class Broker:
         self.log = open(self.log_path, "ab")
         args = [str(BIN), "start", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
                 "--admin-listen", f"127.0.0.1:{self.admin_port}", "--shards", str(self.shards)] + self.extra_args
+        if "--config" not in self.extra_args:
+            # Each broker preallocates a segment per shard: keep the suite's
+            # disk use small (the default is 128 MiB).
+            args += ["--wal-segment-bytes", "8MiB"]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -13,7 +13,8 @@ def run(*args):
 def test_help_documents_every_option():
     out = run("start", "--help").stdout
     for flag in ["--config", "--listen", "--advertised", "--admin-listen", "--data-dir", "--shards", "--cores",
-                 "--memory-per-shard", "--node-id", "--max-partitions-per-shard", "--print-config"]:
+                 "--memory-per-shard", "--node-id", "--max-partitions-per-shard", "--wal-segment-bytes",
+                 "--print-config"]:
         assert flag in out
 
 
