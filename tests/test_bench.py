@@ -21,8 +21,9 @@ def results(path):
 
 def test_produce_then_consume_counts_every_message_once(broker, tmp_path):
     p, c = tmp_path / "p.json", tmp_path / "c.json"
+    # A fixed rate keeps the run's data (and disk) small; the counts are what matter.
     out = bench("produce", "--bootstrap", broker.bootstrap, "--topic", "b", "--partitions", "4",
-                "--duration", "2s", "--acks", "all", "--json", str(p))
+                "--duration", "2s", "--acks", "all", "--rate", "200000", "--json", str(p))
     assert "msg/s" in out and "latency ms: p50" in out
     bench("consume", "--bootstrap", broker.bootstrap, "--topic", "b", "--until-end", "--json", str(c))
     produced, consumed = results(p)["produce"], results(c)["consume"]
@@ -69,7 +70,7 @@ def test_scenario_files_parse_and_plot_draws(broker, tmp_path):
     assert r.returncode != 0 and "topik" in r.stderr
     svg = tmp_path / "lat.svg"
     bench("produce", "--bootstrap", broker.bootstrap, "--topic", "plot", "--partitions", "2",
-          "--duration", "1s", "--plot", str(svg))
+          "--duration", "1s", "--rate", "100000", "--plot", str(svg))
     drawing = svg.read_text()
     assert drawing.startswith("<svg") and drawing.count("<polyline") == 1 and "99.99%" in drawing
 
