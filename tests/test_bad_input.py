@@ -116,3 +116,26 @@ def test_client_sees_message_too_large(broker):
     p.flush(10)
     codes = sorted(str(e.name()) if e else "OK" for e in errs)
     assert codes == ["MSG_SIZE_TOO_LARGE", "OK"]
+
+
+def test_connections_beyond_the_per_shard_limit_are_refused(broker_factory, tmp_path):
+    cfg = tmp_path / "limits.toml"
+    cfg.write_text("[limits]\nmax_connections_per_shard = 3\n[wal]\nsegment_bytes = \"8MiB\"\n")
+    b = broker_factory(shards=1, extra_args=["--config", str(cfg)])
+    kept = [raw.Conn(b.port) for _ in range(3)]
+    for c in kept:
+        c.send(raw.frame(18, 0, 1, b""))
+        assert c.recv_frame() is not None
+    extra = raw.Conn(b.port)
+    assert extra.closed_by_peer(), "a fourth connection on a 3-connection shard is closed"
+    assert "max_connections_per_shard" in b.log_text()
+    kept[0].close()
+    import time
+    deadline = time.time() + 5
+    while True:  # the slot frees once the broker sees the close
+        c = raw.Conn(b.port)
+        c.send(raw.frame(18, 0, 2, b""))
+        if c.recv_frame() is not None:
+            break
+        assert time.time() < deadline, "a freed slot is usable again"
+        time.sleep(0.05)
