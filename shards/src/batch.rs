@@ -211,3 +211,34 @@ pub(crate) mod tests {
         assert_eq!(split_batches(&[], 1 << 20), Err(BatchError::Truncated));
     }
 }
+
+#[cfg(test)]
+mod garbage_tests {
+    use super::*;
+
+    /// Produce payloads come from clients: garbage gets an error, never a panic.
+    #[test]
+    fn random_records_fields_never_panic() {
+        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = tests::make_batch(3, b"payload");
+        for round in 0..5000 {
+            let mut b = if round % 2 == 0 {
+                valid.clone()
+            } else {
+                (0..(next() % 200) as usize).map(|_| next() as u8).collect()
+            };
+            if !b.is_empty() {
+                let at = (next() as usize) % b.len();
+                b[at] = next() as u8;
+                b.truncate(b.len() - (next() as usize % (b.len().min(3) + 1)));
+            }
+            let _ = split_batches(&b, 1 << 20);
+        }
+    }
+}
