@@ -122,6 +122,12 @@ def test_connections_beyond_the_per_shard_limit_are_refused(broker_factory, tmp_
     cfg = tmp_path / "limits.toml"
     cfg.write_text("[limits]\nmax_connections_per_shard = 3\n[wal]\nsegment_bytes = \"8MiB\"\n")
     b = broker_factory(shards=1, extra_args=["--config", str(cfg)])
+    import time
+    from test_metrics import scrape, total
+    deadline = time.time() + 5
+    while total(scrape(b), "corestream_connections") > 0:  # the start-up probe's connection
+        assert time.time() < deadline
+        time.sleep(0.02)
     kept = [raw.Conn(b.port) for _ in range(3)]
     for c in kept:
         c.send(raw.frame(18, 0, 1, b""))
@@ -130,7 +136,6 @@ def test_connections_beyond_the_per_shard_limit_are_refused(broker_factory, tmp_
     assert extra.closed_by_peer(), "a fourth connection on a 3-connection shard is closed"
     assert "max_connections_per_shard" in b.log_text()
     kept[0].close()
-    import time
     deadline = time.time() + 5
     while True:  # the slot frees once the broker sees the close
         c = raw.Conn(b.port)
