@@ -129,10 +129,6 @@ pub fn max_timestamp(b: &[u8]) -> i64 {
     be_i64(b, MAX_TIMESTAMP_AT)
 }
 
-pub fn base_timestamp(b: &[u8]) -> i64 {
-    be_i64(b, BASE_TIMESTAMP_AT)
-}
-
 /// Idempotent producer fields: `(producer id, epoch, base sequence)`;
 /// producer id -1 means a plain producer.
 pub fn producer(b: &[u8]) -> (i64, i16, i32) {

@@ -30,4 +30,4 @@ pub mod types;
 pub mod wal;
 
 pub use shard::{Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, Shard, ShardConfig, ShardError};
-pub use types::{NodeId, Offset, PartitionId, RaftIndex, ShardId, Term};
+pub use types::{Offset, PartitionId, RaftIndex, ShardId};

@@ -142,10 +142,6 @@ impl Partition {
             .max_by_key(|e| e.max_timestamp_ms)
             .map(|e| (e.last, e.max_timestamp_ms))
     }
-
-    pub fn batch_count(&self) -> usize {
-        self.index.len()
-    }
 }
 
 #[cfg(test)]

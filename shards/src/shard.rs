@@ -197,14 +197,6 @@ impl Shard {
         Ok(shard)
     }
 
-    pub fn is_leader(&self) -> bool {
-        self.leader.get()
-    }
-
-    pub fn partition_count(&self) -> usize {
-        self.state.borrow().partitions.len()
-    }
-
     /// The shard's storage-side state, for a metrics scrape or a health check.
     pub fn report(&self) -> StorageReport {
         let st = self.state.borrow();

@@ -35,19 +35,9 @@ id_type!(
     i64
 );
 id_type!(
-    /// A Raft term.
-    Term,
-    u64
-);
-id_type!(
     /// A Raft log index; also the name of the WAL segment it starts.
     RaftIndex,
     u64
-);
-id_type!(
-    /// A broker (node) id as Kafka clients see it.
-    NodeId,
-    i32
 );
 
 impl ShardId {

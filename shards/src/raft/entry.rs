@@ -18,10 +18,6 @@ impl EntryBuilder {
         self.buf.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Copies `batch_bytes` in (the one copy on the write path: into the
     /// entry that is then written to disk) and stamps its base offset.
     pub fn push(&mut self, partition: PartitionId, base: Offset, batch_bytes: &[u8]) {
