@@ -215,13 +215,8 @@ mod garbage_tests {
     /// Produce payloads come from clients: garbage gets an error, never a panic.
     #[test]
     fn random_records_fields_never_panic() {
-        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::Rng::new(0xD1B5_4A32_D192_ED03);
+        let mut next = || rng.next();
         let valid = tests::make_batch(3, b"payload");
         for round in 0..5000 {
             let mut b = if round % 2 == 0 {

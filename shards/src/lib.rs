@@ -26,6 +26,8 @@ pub mod producer;
 pub mod raft;
 pub mod read_cache;
 pub mod shard;
+#[cfg(test)]
+mod test_rng;
 pub mod types;
 pub mod wal;
 

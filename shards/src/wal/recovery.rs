@@ -227,13 +227,8 @@ mod garbage_tests {
     /// scanner, whatever they are; seeded, so a failure replays.
     #[test]
     fn random_bytes_never_panic_the_scanner() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::Rng::new(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next();
         for round in 0..2000 {
             let len = (next() % 600) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();

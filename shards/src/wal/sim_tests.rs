@@ -8,25 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::record::{RecordKind, RecordRef, HEADER_BYTES};
 use super::{open, WalPos};
+use crate::test_rng::Rng;
 use crate::types::RaftIndex;
 
 const SEGMENT_BYTES: u64 = 64 << 10;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// One record as written: where its frame sits, and what it holds.
 #[derive(Clone)]
@@ -60,7 +45,7 @@ async fn recover(dir: &Path) -> (super::WalWriter, Vec<(u64, Vec<u8>, WalPos)>) 
 }
 
 async fn run(seed: u64, dir: PathBuf) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut model: Vec<Written> = Vec::new();
     let mut most_segments = 0;
     let (mut writer, got) = recover(&dir).await;
