@@ -9,6 +9,8 @@
 //! - `raft/`: the shard's Raft group over the WAL (raft-rs `RawNode`).
 //! - `budget.rs`: the per-shard memory budget (backpressure).
 //! - `read_cache.rs`: recently written batches, served without a disk read.
+//! - `read_ahead.rs`: the next batches of consumers behind the tail, read
+//!   before they are asked for.
 //! - `mesh.rs`: bounded channels between shards.
 //! - `metrics.rs`: the shard's own counters and the report a scrape gathers.
 //! - `types.rs`: newtypes for ids and positions.
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod partition;
 pub mod producer;
 pub mod raft;
+pub mod read_ahead;
 pub mod read_cache;
 pub mod shard;
 #[cfg(test)]

@@ -101,6 +101,9 @@ pub struct StorageReport {
     pub read_cache_bytes: u64,
     pub read_cache_hits: u64,
     pub read_cache_misses: u64,
+    pub read_ahead_bytes: u64,
+    pub read_ahead_runs: u64,
+    pub read_ahead_hits: u64,
     /// Why the shard refuses writes, if it does.
     pub failed: Option<String>,
 }

@@ -77,16 +77,25 @@ impl ReadCache {
         });
     }
 
-    /// The `len` bytes at `pos`, if one cached entry holds all of them.
-    pub fn get(&mut self, pos: WalPos, len: usize) -> Option<Bytes> {
+    /// Whether one cached entry holds the `len` bytes at `pos`.
+    pub fn holds(&self, pos: WalPos, len: usize) -> bool {
+        self.find(pos, len).is_some()
+    }
+
+    fn find(&self, pos: WalPos, len: usize) -> Option<Bytes> {
         let i = self
             .entries
             .partition_point(|e| (e.segment, e.start) <= (pos.segment, pos.offset));
-        let hit = i.checked_sub(1).and_then(|i| {
+        i.checked_sub(1).and_then(|i| {
             let e = &self.entries[i];
             let from = (pos.offset - e.start) as usize;
             (e.segment == pos.segment && from + len <= e.data.len()).then(|| e.data.slice(from..from + len))
-        });
+        })
+    }
+
+    /// The `len` bytes at `pos`, if one cached entry holds all of them.
+    pub fn get(&mut self, pos: WalPos, len: usize) -> Option<Bytes> {
+        let hit = self.find(pos, len);
         if hit.is_some() {
             self.hits += 1;
         } else {

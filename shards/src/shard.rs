@@ -18,16 +18,20 @@ use crate::partition::{IndexEntry, Partition};
 use crate::producer::{SeqCheck, SeqError};
 use crate::raft::entry::{items, EntryBuilder};
 use crate::raft::{RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
+use crate::read_ahead::{Lookup, ReadAhead};
 use crate::read_cache::ReadCache;
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
 use crate::wal::{self, decode_hard_state, Record, RecordKind, WalError, WalPos, WalReader};
 
-/// The read cache may hold up to this fraction (1/N) of the memory budget.
+/// The read cache, and the read-ahead, may each hold up to this fraction
+/// (1/N) of the memory budget.
 const READ_CACHE_SHARE: u64 = 8;
 
-/// Part of a partition's read: from the cache, or a WAL read in flight.
+/// Part of a partition's read: in memory, a read-ahead still reading, or a
+/// WAL read in flight.
 enum Piece {
     Cached(Bytes),
+    Ahead(glommio::Task<Result<Bytes, WalError>>),
     Disk(glommio::Task<Result<ReadResult, WalError>>),
 }
 
@@ -137,6 +141,7 @@ pub struct Shard {
     kick: LocalSender<()>,
     pub budget: Budget,
     cache: RefCell<ReadCache>,
+    ahead: Rc<RefCell<ReadAhead>>,
     leader: Cell<bool>,
     raft_term: Cell<u64>,
     raft_commit: Cell<u64>,
@@ -186,6 +191,9 @@ impl Shard {
             kick,
             budget: Budget::new(cfg.memory_bytes),
             cache: RefCell::new(ReadCache::new((cfg.memory_bytes / READ_CACHE_SHARE) as usize)),
+            ahead: Rc::new(RefCell::new(ReadAhead::new(
+                (cfg.memory_bytes / READ_CACHE_SHARE) as usize,
+            ))),
             leader: Cell::new(group.is_leader()),
             raft_term: Cell::new(group.term()),
             raft_commit: Cell::new(group.commit_index()),
@@ -218,6 +226,9 @@ impl Shard {
             read_cache_bytes: self.cache.borrow().bytes() as u64,
             read_cache_hits: self.cache.borrow().hits,
             read_cache_misses: self.cache.borrow().misses,
+            read_ahead_bytes: self.ahead.borrow().bytes() as u64,
+            read_ahead_runs: self.ahead.borrow().started,
+            read_ahead_hits: self.ahead.borrow().hits,
             failed: st.failed.clone(),
         }
     }
@@ -236,6 +247,7 @@ impl Shard {
         for id in ids {
             st.partitions.remove(id);
             st.data_waiters.remove(id);
+            self.ahead.borrow_mut().forget(*id);
         }
     }
 
@@ -287,6 +299,7 @@ impl Shard {
         budget: usize,
     ) -> Vec<Result<PartitionRead, ShardError>> {
         let mut plans = Vec::with_capacity(reads.len());
+        let mut read_ahead = Vec::new();
         {
             let st = self.state.borrow();
             let mut remaining = budget;
@@ -314,20 +327,31 @@ impl Shard {
                 let bytes: usize = batches.iter().map(|b| b.len as usize).sum();
                 remaining = remaining.saturating_sub(bytes);
                 taken_any |= bytes > 0;
-                plans.push(Ok((batches, hw, start)));
+                if let Some(next) = self.next_to_read_ahead(p, &batches, bytes) {
+                    read_ahead.push((partition, next));
+                }
+                plans.push(Ok((partition, batches, hw, start)));
             }
         }
         // Start every read before waiting for any.
         let pending: Vec<_> = plans
             .into_iter()
-            .map(|plan| plan.map(|(batches, hw, start)| (self.start_reads(&batches), hw, start)))
+            .map(|plan| {
+                plan.map(|(partition, batches, hw, start)| {
+                    let len = batches.iter().map(|b| b.len as usize).sum();
+                    (self.start_reads(partition, &batches), len, hw, start)
+                })
+            })
             .collect();
+        for (partition, batches) in read_ahead {
+            self.start_read_ahead(partition, batches);
+        }
         let mut out = Vec::with_capacity(pending.len());
         for p in pending {
             out.push(match p {
                 Err(e) => Err(e),
-                Ok((reads, high_watermark, log_start)) => {
-                    Self::finish_reads(reads).await.map(|records| PartitionRead {
+                Ok((reads, len, high_watermark, log_start)) => {
+                    Self::finish_reads(reads, len).await.map(|records| PartitionRead {
                         high_watermark,
                         log_start,
                         records,
@@ -338,49 +362,119 @@ impl Shard {
         out
     }
 
-    /// Issues the WAL reads of `batches`, one per run of batches that sit
-    /// back to back in one segment.
-    fn start_reads(&self, batches: &[IndexEntry]) -> Vec<Piece> {
-        let mut runs: Vec<(WalPos, usize)> = Vec::new();
-        for b in batches {
-            match runs.last_mut() {
-                Some((pos, len)) if pos.segment == b.pos.segment && pos.offset + *len as u64 == b.pos.offset => {
-                    *len += b.len as usize
-                }
-                _ => runs.push((b.pos, b.len as usize)),
+    /// Starts reading a partition's planned `batches`: what the read-ahead
+    /// holds (or is reading) first, then one WAL read per run of batches
+    /// that sit back to back in one segment, unless the read cache has it.
+    fn start_reads(&self, partition: PartitionId, batches: &[IndexEntry]) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        let mut rest = batches;
+        let found = self.ahead.borrow_mut().lookup(partition, batches);
+        match found {
+            Lookup::Miss => {}
+            Lookup::Ready { bytes, covered } => {
+                pieces.push(Piece::Cached(bytes));
+                rest = &batches[covered..];
+            }
+            Lookup::Reading { done, covered } => {
+                let (ahead, reader) = (self.ahead.clone(), self.reader.clone());
+                let mine = batches[..covered].to_vec();
+                pieces.push(Piece::Ahead(glommio::spawn_local(async move {
+                    let _ = done.recv_async().await;
+                    let again = ahead.borrow_mut().lookup(partition, &mine);
+                    match again {
+                        Lookup::Ready { bytes, covered } if covered == mine.len() => Ok(bytes),
+                        // The read failed or was evicted already: read for ourselves.
+                        _ => read_batches(reader, &mine).await,
+                    }
+                })));
+                rest = &batches[covered..];
             }
         }
+        if !pieces.is_empty() {
+            self.ahead.borrow_mut().hits += 1;
+        }
         let mut cache = self.cache.borrow_mut();
-        runs.into_iter()
-            .map(|(pos, len)| match cache.get(pos, len) {
-                Some(bytes) => Piece::Cached(bytes),
-                None => {
-                    let reader = self.reader.clone();
-                    Piece::Disk(glommio::spawn_local(async move { reader.read(pos, len).await }))
-                }
-            })
-            .collect()
+        pieces.extend(wal_runs(rest).into_iter().map(|(pos, len)| match cache.get(pos, len) {
+            Some(bytes) => Piece::Cached(bytes),
+            None => {
+                let reader = self.reader.clone();
+                Piece::Disk(glommio::spawn_local(async move { reader.read(pos, len).await }))
+            }
+        }));
+        pieces
     }
 
     /// Gathers a partition's reads into one buffer: the only copy of the
-    /// data on the read path before the response frame.
-    async fn finish_reads(mut pieces: Vec<Piece>) -> Result<Bytes, ShardError> {
+    /// data on the read path before the response frame, and none when one
+    /// piece in memory holds it all.
+    async fn finish_reads(mut pieces: Vec<Piece>, len: usize) -> Result<Bytes, ShardError> {
         if pieces.len() == 1 {
-            if let Piece::Cached(_) = &pieces[0] {
-                let Some(Piece::Cached(bytes)) = pieces.pop() else {
-                    unreachable!()
-                };
-                return Ok(bytes); // no copy at all
+            match pieces.pop().expect("one piece") {
+                Piece::Cached(bytes) => return Ok(bytes),
+                Piece::Ahead(read) => return Ok(read.await?),
+                Piece::Disk(read) => return Ok(Bytes::copy_from_slice(&read.await?)),
             }
         }
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(len);
         for p in pieces {
             match p {
                 Piece::Cached(bytes) => out.extend_from_slice(&bytes),
+                Piece::Ahead(read) => out.extend_from_slice(&read.await?),
                 Piece::Disk(read) => out.extend_from_slice(&read.await?),
             }
         }
         Ok(out.freeze())
+    }
+
+    /// The batches to read ahead after a fetch of `partition` planned
+    /// `batches` (`bytes` in all): about as much again, if the fetch left
+    /// committed data behind it that neither cache holds yet.
+    fn next_to_read_ahead(&self, p: &Partition, batches: &[IndexEntry], bytes: usize) -> Option<Vec<IndexEntry>> {
+        let next = Offset(batches.last()?.last.0 + 1);
+        if next >= p.high_watermark() {
+            return None; // at the tail: the read cache serves it
+        }
+        let ahead = self.ahead.borrow();
+        let want = bytes.min(ahead.run_limit());
+        let next_batches = p.committed_batches_from(next, want);
+        let first = next_batches.first()?;
+        if ahead.covers(p.id, first.pos) || self.cache.borrow().holds(first.pos, first.len as usize) {
+            return None;
+        }
+        Some(next_batches)
+    }
+
+    /// Reads `batches` of `partition` into the read-ahead in the background,
+    /// if the read-ahead and the budget have room for them now.
+    fn start_read_ahead(&self, partition: PartitionId, batches: Vec<IndexEntry>) {
+        let len: usize = batches.iter().map(|b| b.len as usize).sum();
+        let charge = {
+            let mut ahead = self.ahead.borrow_mut();
+            if !ahead.make_room(len) {
+                return;
+            }
+            loop {
+                match self.budget.try_charge(len as u64) {
+                    Some(c) => break c,
+                    None if ahead.evict_oldest() => continue,
+                    None => return,
+                }
+            }
+        };
+        let id = self.ahead.borrow_mut().begin(partition, &batches);
+        let (ahead, reader) = (self.ahead.clone(), self.reader.clone());
+        glommio::spawn_local(async move {
+            match read_batches(reader, &batches).await {
+                Ok(data) => ahead.borrow_mut().complete(partition, id, data, charge),
+                Err(e) => {
+                    // The fetch that wants these batches reads them itself
+                    // and reports the error.
+                    tracing::trace!(%partition, error = %e, "read-ahead failed");
+                    ahead.borrow_mut().abort(partition, id);
+                }
+            }
+        })
+        .detach();
     }
 
     /// Keeps a just-persisted entry for readers, charged to the budget; the
@@ -460,6 +554,52 @@ impl Shard {
         }
         st.failed = Some(reason);
     }
+}
+
+/// The largest single WAL read. The executor's registered I/O memory (a
+/// pool reused read after read, pinned once) serves reads of this size;
+/// a larger one would get a fresh buffer whose pages the kernel must
+/// fault in, zero and pin for every read.
+const READ_CHUNK_BYTES: u64 = 1 << 20;
+
+/// The WAL reads that fetch `batches`: runs of batches that sit back to
+/// back in one segment, cut at `READ_CHUNK_BYTES` boundaries.
+fn wal_runs(batches: &[IndexEntry]) -> Vec<(WalPos, usize)> {
+    let mut runs: Vec<(WalPos, usize)> = Vec::new();
+    for b in batches {
+        match runs.last_mut() {
+            Some((pos, len)) if pos.segment == b.pos.segment && pos.offset + *len as u64 == b.pos.offset => {
+                *len += b.len as usize
+            }
+            _ => runs.push((b.pos, b.len as usize)),
+        }
+    }
+    let mut reads = Vec::with_capacity(runs.len());
+    for (mut pos, len) in runs {
+        let end = pos.offset + len as u64;
+        while pos.offset < end {
+            let cut = ((pos.offset / READ_CHUNK_BYTES + 1) * READ_CHUNK_BYTES).min(end);
+            reads.push((pos, (cut - pos.offset) as usize));
+            pos.offset = cut;
+        }
+    }
+    reads
+}
+
+/// Reads `batches` from the WAL, all runs at once, into one buffer.
+async fn read_batches(reader: WalReader, batches: &[IndexEntry]) -> Result<Bytes, WalError> {
+    let reads: Vec<_> = wal_runs(batches)
+        .into_iter()
+        .map(|(pos, len)| {
+            let reader = reader.clone();
+            glommio::spawn_local(async move { reader.read(pos, len).await })
+        })
+        .collect();
+    let mut out = BytesMut::with_capacity(batches.iter().map(|b| b.len as usize).sum());
+    for read in reads {
+        out.extend_from_slice(&read.await?);
+    }
+    Ok(out.freeze())
 }
 
 impl State {

@@ -259,6 +259,27 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     );
     per_shard(
         &mut f,
+        "corestream_read_ahead_bytes",
+        "gauge",
+        "Batches read ahead of consumers behind the tail, held or being read.",
+        &|s| s.storage.read_ahead_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_read_ahead_runs_total",
+        "counter",
+        "Read-ahead runs started.",
+        &|s| s.storage.read_ahead_runs.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_read_ahead_hits_total",
+        "counter",
+        "Partition reads answered by read-ahead instead of a disk read.",
+        &|s| s.storage.read_ahead_hits.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_raft_term",
         "gauge",
         "Current Raft term of the shard's group.",

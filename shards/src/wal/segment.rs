@@ -32,8 +32,9 @@ fn align_up(v: u64) -> u64 {
 }
 
 /// Where a payload byte lives: the segment (named by its first Raft index)
-/// and the byte offset inside it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// and the byte offset inside it. Ordered as the WAL is written (segment,
+/// then offset), so a partition's batch positions increase with offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WalPos {
     pub segment: RaftIndex,
     pub offset: u64,
