@@ -184,21 +184,17 @@ fn doctor_command(args: DoctorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps glibc from serving large buffers (produce frames, fetch
-/// responses: up to tens of MiB) with a fresh mmap each time, whose page
-/// faults and zeroing cost more than the copies themselves; memory stays
-/// bounded by the shards' budgets.
-fn tune_allocator() {
-    const LARGE: libc::c_int = 256 << 20;
-    // SAFETY: mallopt only adjusts allocator thresholds; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, LARGE);
-    }
-}
+/// mimalloc instead of glibc malloc. The data path allocates and frees
+/// buffers of MiBs all the time (produce frames, read-ahead runs, fetch
+/// responses); glibc gives each thread an arena of 64 MiB heaps and unmaps
+/// a heap once it is empty, so each new large buffer came back as fresh
+/// pages to fault in and zero: 9-12% of the broker's CPU while consuming,
+/// and 1 KiB consumes ran at 1.8-2.0 GB/s instead of 2.5-2.9 GB/s with
+/// mimalloc's per-thread heaps (same machine, same run).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

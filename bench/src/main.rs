@@ -161,6 +161,12 @@ pub fn parse_acks(s: &str) -> Result<i16, String> {
     }
 }
 
+/// The same allocator as the broker: consuming, the generator receives
+/// responses of tens of MiB, and glibc would hand each one back as fresh
+/// pages (see the broker's src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
