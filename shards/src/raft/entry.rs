@@ -11,6 +11,10 @@ const ITEM_HEADER_BYTES: usize = 16;
 #[derive(Default)]
 pub struct EntryBuilder {
     buf: Vec<u8>,
+    /// Size of the last entry taken: the next one starts with that much
+    /// room, so a group commit of MiBs does not grow by doubling (each
+    /// step a reallocation that copies everything gathered so far).
+    last_len: usize,
 }
 
 impl EntryBuilder {
@@ -22,6 +26,10 @@ impl EntryBuilder {
     /// entry that is then written to disk) and stamps its base offset.
     pub fn push(&mut self, partition: PartitionId, base: Offset, batch_bytes: &[u8]) {
         let len = u32::try_from(batch_bytes.len()).expect("batch over 4 GiB");
+        if self.buf.capacity() == 0 {
+            self.buf
+                .reserve(self.last_len.max(ITEM_HEADER_BYTES + batch_bytes.len()));
+        }
         self.buf.extend_from_slice(&partition.0.to_le_bytes());
         self.buf.extend_from_slice(&base.0.to_le_bytes());
         self.buf.extend_from_slice(&len.to_le_bytes());
@@ -31,6 +39,9 @@ impl EntryBuilder {
     }
 
     pub fn take(&mut self) -> Vec<u8> {
+        if !self.buf.is_empty() {
+            self.last_len = self.buf.len();
+        }
         std::mem::take(&mut self.buf)
     }
 }
