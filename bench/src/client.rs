@@ -25,6 +25,8 @@ pub struct Conn {
     frames: LocalSender<Bytes>,
     waiters: Waiters,
     next_correlation: Cell<i32>,
+    /// Cleared when the connection breaks, so callers reconnect.
+    open: Rc<Cell<bool>>,
 }
 
 impl Conn {
@@ -38,15 +40,18 @@ impl Conn {
         let (rd, mut wr) = futures_lite::io::split(stream);
         let (frames, queued) = local_channel::new_bounded::<Bytes>(WRITE_QUEUE);
         let waiters: Waiters = Rc::new(RefCell::new(VecDeque::new()));
+        let open = Rc::new(Cell::new(true));
+        let writer_open = open.clone();
         glommio::spawn_local(async move {
             while let Some(frame) = queued.recv().await {
                 if wr.write_all(&frame).await.is_err() {
+                    writer_open.set(false);
                     return;
                 }
             }
         })
         .detach();
-        let w = waiters.clone();
+        let (w, reader_open) = (waiters.clone(), open.clone());
         glommio::spawn_local(async move {
             let mut rd = BufReader::with_capacity(1 << 20, rd);
             loop {
@@ -67,6 +72,7 @@ impl Conn {
                 }
                 let _ = tx.try_send(body.freeze());
             }
+            reader_open.set(false);
             w.borrow_mut().clear();
         })
         .detach();
@@ -74,7 +80,13 @@ impl Conn {
             frames,
             waiters,
             next_correlation: Cell::new(1),
+            open,
         }))
+    }
+
+    /// False once the connection broke (either direction).
+    pub fn is_open(&self) -> bool {
+        self.open.get()
     }
 
     /// Sends a request and waits for its response.

@@ -53,6 +53,19 @@ pub async fn prepare_topic(bootstrap: SocketAddr, topic: &str, partitions: i32) 
 }
 
 pub async fn leaders(conn: &Conn, topic: &str) -> anyhow::Result<Leaders> {
+    let (leaders, partitions, _) = metadata(conn, topic).await?;
+    if leaders.len() != partitions {
+        bail!(
+            "{} of the {partitions} partitions of {topic} have no live leader",
+            partitions - leaders.len()
+        );
+    }
+    Ok(leaders)
+}
+
+/// The live leaders of `topic`'s partitions (those without one are left
+/// out), how many partitions it has, and every broker's address.
+pub async fn metadata(conn: &Conn, topic: &str) -> anyhow::Result<(Leaders, usize, Vec<SocketAddr>)> {
     let req = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
@@ -64,14 +77,12 @@ pub async fn leaders(conn: &Conn, topic: &str) -> anyhow::Result<Leaders> {
     if t.error_code != 0 {
         bail!("metadata for {topic}: Kafka error code {}", t.error_code);
     }
-    let mut out = Leaders::new();
-    for p in &t.partitions {
-        let addr = brokers
-            .get(&p.leader_id)
-            .ok_or_else(|| anyhow!("partition {} has no live leader", p.partition_index))?;
-        out.insert(p.partition_index, *addr);
-    }
-    Ok(out)
+    let leaders = t
+        .partitions
+        .iter()
+        .filter_map(|p| brokers.get(&p.leader_id).map(|a| (p.partition_index, *a)))
+        .collect();
+    Ok((leaders, t.partitions.len(), brokers.into_values().collect()))
 }
 
 /// Broker id -> address, from a Metadata response.

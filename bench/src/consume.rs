@@ -1,10 +1,10 @@
 //! The consumer workload of one executor: one fetch loop per leader over
-//! the executor's partitions, counting records from batch headers (so
+//! the executor's partitions (following leaders when they move), counting records from batch headers (so
 //! compressed data counts too) and, for end-to-end runs, the latency from
 //! each record's timestamp to its arrival.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -15,10 +15,10 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, To
 use kafka_protocol::protocol::StrBytes;
 
 use crate::batch;
-use crate::client::Conn;
 use crate::cluster;
 use crate::produce::NETWORK_ERROR;
 use crate::report::{Kind, Snapshot};
+use crate::router::{leadership_lost, Router};
 
 pub const FETCH_VERSION: i16 = 11;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -40,32 +40,39 @@ pub struct ConsumeConfig {
 pub async fn run(
     cfg: ConsumeConfig,
     executor: usize,
-    partitions: Vec<(i32, SocketAddr)>,
+    router: Rc<Router>,
+    partitions: Vec<i32>,
     start: Instant,
     progress: mpsc::Sender<Snapshot>,
 ) -> anyhow::Result<Snapshot> {
     let stats = Rc::new(RefCell::new(Snapshot::new(executor, Kind::Consume)));
     let reporter = crate::report::spawn_reporter(stats.clone(), progress.clone());
-    let mut by_leader: BTreeMap<SocketAddr, Vec<i32>> = BTreeMap::new();
-    for (p, leader) in &partitions {
-        by_leader.entry(*leader).or_default().push(*p);
+    let mut position = BTreeMap::new();
+    let mut end = cfg.until_end.then(BTreeMap::new);
+    for (leader, parts) in by_leader(&router, &partitions) {
+        let conn = router.conn_to(leader, CONSUMER_SLOT).await?;
+        position.extend(cluster::offsets(&conn, &cfg.topic, &parts, if cfg.from_end { -1 } else { -2 }).await?);
+        if let Some(end) = &mut end {
+            end.extend(cluster::offsets(&conn, &cfg.topic, &parts, -1).await?);
+        }
     }
-    let mut loops = Vec::new();
-    for (leader, parts) in by_leader {
-        let conn = Conn::connect(leader).await?;
-        let first = cluster::offsets(&conn, &cfg.topic, &parts, if cfg.from_end { -1 } else { -2 }).await?;
-        let end = if cfg.until_end {
-            Some(cluster::offsets(&conn, &cfg.topic, &parts, -1).await?)
-        } else {
-            None
-        };
-        let (cfg, stats) = (cfg.clone(), stats.clone());
-        loops.push(glommio::spawn_local(async move {
-            fetch_loop(conn, cfg, stats, first, end, start).await
-        }));
-    }
-    for l in loops {
-        l.await;
+    let shared = Rc::new(Shared {
+        cfg,
+        router,
+        stats: stats.clone(),
+        position: RefCell::new(position),
+        end,
+        start,
+        fetching: RefCell::new(BTreeSet::new()),
+        loops: RefCell::new(VecDeque::new()),
+    });
+    shared.start_missing_loops();
+    loop {
+        let next = shared.loops.borrow_mut().pop_front();
+        match next {
+            Some(l) => l.await,
+            None => break,
+        }
     }
     reporter.cancel().await;
     let mut last = stats.borrow().clone();
@@ -74,56 +81,127 @@ pub async fn run(
     Ok(last)
 }
 
-async fn fetch_loop(
-    conn: Rc<Conn>,
+/// Consumer connections use their own slot, apart from the producer's.
+const CONSUMER_SLOT: usize = usize::MAX;
+
+fn by_leader(router: &Router, partitions: &[i32]) -> BTreeMap<SocketAddr, Vec<i32>> {
+    let mut out: BTreeMap<SocketAddr, Vec<i32>> = BTreeMap::new();
+    for &p in partitions {
+        if let Some(leader) = router.leader(p) {
+            out.entry(leader).or_default().push(p);
+        }
+    }
+    out
+}
+
+/// The executor's consumer: one fetch loop per leader (one fetch in flight
+/// per broker, as Kafka consumers do), over positions they share, so a
+/// partition whose leader moved is fetched by the new leader's loop.
+struct Shared {
     cfg: ConsumeConfig,
+    router: Rc<Router>,
     stats: Rc<RefCell<Snapshot>>,
-    mut position: BTreeMap<i32, i64>,
+    position: RefCell<BTreeMap<i32, i64>>,
+    /// With `until_end`: where each partition ended when the run began.
     end: Option<BTreeMap<i32, i64>>,
     start: Instant,
-) {
-    let deadline = start + cfg.duration;
-    let topic = TopicName(StrBytes::from_string(cfg.topic.clone()));
-    let mut stamps = Vec::new();
-    loop {
-        if Instant::now() >= deadline {
-            return;
-        }
-        if let Some(end) = &end {
-            if end.iter().all(|(p, e)| position.get(p).is_some_and(|at| at >= e)) {
-                return;
+    /// Leaders with a fetch loop running.
+    fetching: RefCell<BTreeSet<SocketAddr>>,
+    loops: RefCell<VecDeque<glommio::Task<()>>>,
+}
+
+impl Shared {
+    fn finished(&self) -> bool {
+        let position = self.position.borrow();
+        self.end
+            .as_ref()
+            .is_some_and(|end| end.iter().all(|(p, e)| position.get(p).is_some_and(|at| at >= e)))
+    }
+
+    /// Starts a fetch loop for every leader that has partitions and none.
+    fn start_missing_loops(self: &Rc<Self>) {
+        let partitions: Vec<i32> = self.position.borrow().keys().copied().collect();
+        for leader in by_leader(&self.router, &partitions).into_keys() {
+            if self.fetching.borrow_mut().insert(leader) {
+                let me = self.clone();
+                let task = glommio::spawn_local(async move {
+                    me.fetch_loop(leader).await;
+                    me.fetching.borrow_mut().remove(&leader);
+                });
+                self.loops.borrow_mut().push_back(task);
             }
         }
-        let wait_ms = (deadline - Instant::now()).as_millis().min(500) as i32;
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(wait_ms)
-            .with_min_bytes(1)
-            .with_max_bytes(cfg.max_bytes)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default().with_topic(topic.clone()).with_partitions(
-                position
-                    .iter()
-                    .map(|(&p, &o)| {
-                        FetchPartition::default()
-                            .with_partition(p)
-                            .with_fetch_offset(o)
-                            .with_partition_max_bytes(cfg.partition_max_bytes)
-                    })
-                    .collect(),
-            )]);
-        let resp: FetchResponse = match conn.call(ApiKey::Fetch, FETCH_VERSION, &req).await {
-            Ok(r) => r,
-            Err(_) => {
-                *stats.borrow_mut().errors.entry(NETWORK_ERROR).or_default() += 1;
+    }
+
+    async fn refresh(self: &Rc<Self>, seen: u64) {
+        self.router.refresh(seen).await;
+        self.start_missing_loops();
+    }
+
+    async fn fetch_loop(self: &Rc<Self>, leader: SocketAddr) {
+        let deadline = self.start + self.cfg.duration;
+        let topic = TopicName(StrBytes::from_string(self.cfg.topic.clone()));
+        let mut stamps = Vec::new();
+        loop {
+            if Instant::now() >= deadline || self.finished() {
                 return;
             }
-        };
+            let mine: Vec<(i32, i64)> = self
+                .position
+                .borrow()
+                .iter()
+                .filter(|(p, _)| self.router.leader(**p) == Some(leader))
+                .map(|(p, o)| (*p, *o))
+                .collect();
+            if mine.is_empty() {
+                return; // every partition moved to other leaders
+            }
+            let seen = self.router.epoch();
+            let wait_ms = (deadline - Instant::now()).as_millis().min(500) as i32;
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(wait_ms)
+                .with_min_bytes(1)
+                .with_max_bytes(self.cfg.max_bytes)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default().with_topic(topic.clone()).with_partitions(
+                    mine.iter()
+                        .map(|&(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(o)
+                                .with_partition_max_bytes(self.cfg.partition_max_bytes)
+                        })
+                        .collect(),
+                )]);
+            let resp = match self.router.conn_to(leader, CONSUMER_SLOT).await {
+                Ok(conn) => conn.call::<_, FetchResponse>(ApiKey::Fetch, FETCH_VERSION, &req).await,
+                Err(e) => Err(e),
+            };
+            let resp = match resp {
+                Ok(r) => r,
+                Err(_) => {
+                    *self.stats.borrow_mut().errors.entry(NETWORK_ERROR).or_default() += 1;
+                    self.refresh(seen).await;
+                    continue;
+                }
+            };
+            if self.take(resp, &mut stamps) {
+                self.refresh(seen).await;
+            }
+        }
+    }
+
+    /// Counts a fetch response's records and moves positions past them.
+    /// Returns whether a partition's leadership moved.
+    fn take(&self, resp: FetchResponse, stamps: &mut Vec<i64>) -> bool {
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
             .as_micros() as i64;
-        let mut s = stats.borrow_mut();
+        let mut moved = false;
+        let mut s = self.stats.borrow_mut();
+        let mut position = self.position.borrow_mut();
         for t in resp.responses {
             for p in t.partitions {
                 if p.error_code != 0 {
@@ -131,6 +209,7 @@ async fn fetch_loop(
                     if p.error_code == OFFSET_OUT_OF_RANGE {
                         position.insert(p.partition_index, p.log_start_offset.max(0));
                     }
+                    moved |= leadership_lost(p.error_code);
                     continue;
                 }
                 let Some(records) = p.records else { continue };
@@ -140,14 +219,15 @@ async fn fetch_loop(
                 if let Some(last) = batch::last_offset(&records) {
                     position.insert(p.partition_index, last + 1);
                 }
-                if cfg.e2e {
+                if self.cfg.e2e {
                     stamps.clear();
-                    batch::sent_stamps(&records, &mut stamps);
-                    for sent in &stamps {
+                    batch::sent_stamps(&records, stamps);
+                    for sent in stamps.iter() {
                         s.latency_us.saturating_record((now_us - sent).max(1) as u64);
                     }
                 }
             }
         }
+        moved
     }
 }

@@ -22,6 +22,7 @@ mod plot;
 mod produce;
 mod rate;
 mod report;
+mod router;
 mod scenario;
 mod seed;
 
@@ -234,7 +235,7 @@ pub fn run_workload(
     let leaders = on_executor(move || async move { cluster::prepare_topic(bootstrap, &topic_name, partitions).await })
         .context("preparing the topic")??;
     let executors = cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let results = run_executors(executors, &leaders, produce, consume)?;
+    let results = run_executors(executors, bootstrap, &leaders, produce, consume)?;
     Ok(results
         .into_iter()
         .map(|(kind, total, elapsed)| {
@@ -295,6 +296,7 @@ type KindResult = (Kind, Snapshot, Duration);
 
 fn run_executors(
     executors: usize,
+    bootstrap: SocketAddr,
     leaders: &cluster::Leaders,
     produce: Option<ProduceConfig>,
     consume: Option<ConsumeConfig>,
@@ -307,7 +309,7 @@ fn run_executors(
     let executors = executors.min(leaders.len()).max(1);
     for e in 0..executors {
         // Partitions are dealt round-robin over executors.
-        let mine: Vec<(i32, SocketAddr)> = leaders
+        let mine: cluster::Leaders = leaders
             .iter()
             .skip(e)
             .step_by(executors)
@@ -320,10 +322,11 @@ fn run_executors(
         let handle = LocalExecutorBuilder::new(Placement::Fixed(e % cpus))
             .name(&format!("bench-{e}"))
             .spawn(move || async move {
+                let partitions: Vec<i32> = mine.keys().copied().collect();
                 let consumer = consume.map(|c| {
-                    let tx = tx.clone();
-                    let mine = mine.clone();
-                    glommio::spawn_local(async move { consume::run(c, e, mine, start, tx).await })
+                    let (tx, partitions) = (tx.clone(), partitions.clone());
+                    let router = router::Router::new(&c.topic, bootstrap, mine.clone());
+                    glommio::spawn_local(async move { consume::run(c, e, router, partitions, start, tx).await })
                 });
                 let producer = produce.map(|mut p| {
                     p.executors = executors;
@@ -332,7 +335,8 @@ fn run_executors(
                         if start > now {
                             glommio::timer::sleep(start - now).await;
                         }
-                        produce::run(p, e, mine, start, tx).await
+                        let router = router::Router::new(&p.topic, bootstrap, mine);
+                        produce::run(p, e, router, partitions, start, tx).await
                     })
                 });
                 let mut out = Vec::new();
