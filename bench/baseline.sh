@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The machine's physical limits, measured the same way every time:
-# loopback TCP bandwidth (iperf3), sequential O_DIRECT write bandwidth and
-# fdatasync latency of 16 KiB writes (fio) on the filesystem of DIR.
+# loopback TCP bandwidth (iperf3), sequential O_DIRECT write bandwidth,
+# fdatasync latency after 16 KiB writes, and the latency of a whole durable
+# 16 KiB write as a WAL does it (O_DIRECT + O_DSYNC: the write and the flush)
+# (fio) on the filesystem of DIR.
 #
 #   bench/baseline.sh [DIR]        (needs iperf3 and fio: apt-get install iperf3 fio)
 set -euo pipefail
@@ -28,5 +30,14 @@ s = j["sync"]["lat_ns"]
 p = s.get("percentile", {})
 print(f"fdatasync after 16 KiB writes (fio): p50 {p.get('50.000000', 0)/1e3:.0f} us, "
       f"p99 {p.get('99.000000', 0)/1e3:.0f} us, mean {s['mean']/1e3:.0f} us")
+PY
+durable_json=$(fio --name=durable --filename="$f" --rw=write --bs=16k --size=256M --runtime=10 --time_based \
+      --direct=1 --sync=dsync --ioengine=sync --output-format=json 2>/dev/null)
+python3 - "$durable_json" <<'PY'
+import json, sys
+w = json.loads(sys.argv[1])["jobs"][0]["write"]["clat_ns"]
+p = w.get("percentile", {})
+print(f"durable 16 KiB write (fio, O_DIRECT + O_DSYNC): p50 {p.get('50.000000', 0)/1e3:.0f} us, "
+      f"p99 {p.get('99.000000', 0)/1e3:.0f} us, mean {w['mean']/1e3:.0f} us")
 PY
 rm -f "$f"

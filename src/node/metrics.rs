@@ -310,7 +310,7 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     f.head(
         "corestream_wal_fsync_seconds",
         "summary",
-        "Duration of the WAL fdatasync of each group commit.",
+        "How long each group commit waited to be durable: its fdatasync, or its O_DSYNC write on a zero-filled segment.",
     );
     for s in shards {
         f.summary(

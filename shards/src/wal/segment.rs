@@ -5,6 +5,23 @@
 //! read-only). Each file is `<first-raft-index>.log`, preallocated to
 //! `segment_bytes`. Appends always rewrite the partial last block (O_DIRECT
 //! needs aligned writes), so the writer keeps that block in memory.
+//!
+//! Durability. A new segment is zero-filled before it is used, and small
+//! appends go through a second descriptor opened O_DSYNC: one write that
+//! is durable when it completes. Writing into merely preallocated
+//! (unwritten) extents would make every flush also commit the file
+//! system's journal (the extents change state); measured on this
+//! project's machine with fio, 4 KiB appends took 165 us (p50) and 225 us
+//! (p99) as write + fdatasync on a preallocated file, and 94 us / 141 us as
+//! one O_DSYNC write on a written one. Large appends (group commits under
+//! load) still write and then fdatasync: as O_DSYNC writes they cut the
+//! broker's 1 KiB produce throughput by a quarter. The writer zero-fills
+//! the next segment in the background once the active one is half full
+//! (`next.prep`, renamed at the roll), so rolls do not stall appends, and
+//! only while most appends are small: zeroes double the bytes written,
+//! which cost 10-25% of the 1 KiB produce ceiling here, and large appends
+//! gain little from them. Other segments are only preallocated, as are
+//! those found at start-up: their appends write and then fdatasync.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,6 +39,14 @@ use crate::types::RaftIndex;
 
 const ALIGN: u64 = 4096;
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// The segment being prepared for the next roll.
+const NEXT_SEGMENT: &str = "next.prep";
+/// Appends up to this size are written O_DSYNC on zero-filled segments.
+const DSYNC_APPEND_MAX: u64 = 256 << 10;
+/// fallocate(2) mode that writes zeroes (Linux 6.17+, on devices that can
+/// zero without a data transfer); older kernels and other devices refuse
+/// it, and the zeroes are written instead.
+const FALLOC_FL_WRITE_ZEROES: libc::c_int = 0x80;
 
 fn align_down(v: u64) -> u64 {
     v & !(ALIGN - 1)
@@ -96,6 +121,15 @@ pub struct WalWriter {
     active_first: RaftIndex,
     active: Rc<DmaFile>,
     active_state: SegmentState,
+    /// The active segment opened O_DSYNC, if it was zero-filled: a small
+    /// append written through it is durable when the write completes.
+    active_dsync: Option<Rc<DmaFile>>,
+    /// The next segment, being zero-filled in the background, and its size.
+    next: Option<(u64, glommio::Task<Result<Prepared, WalError>>)>,
+    /// Appends to the active segment, and those of them small enough to
+    /// be written O_DSYNC: whether the next segment is worth zero-filling.
+    appends_in_segment: u64,
+    small_appends_in_segment: u64,
     capacity: u64,
     write_pos: u64,
     /// Bytes of the partial block `[align_down(write_pos), write_pos)`.
@@ -145,22 +179,40 @@ impl WalWriter {
         let tail_from = (align_down(new_pos) - start) as usize;
         let new_tail = out[tail_from..at].to_vec();
         let path = segment_path(&self.dir, self.active_first);
-        let written = self
-            .active
+        let written_at = std::time::Instant::now();
+        let dsync = self.active_dsync.clone().filter(|_| buf_len <= DSYNC_APPEND_MAX);
+        let written = dsync
+            .as_ref()
+            .unwrap_or(&self.active)
             .write_at(buf, start)
             .await
             .map_err(|e| io_err("write", &path, e))?;
         if written as u64 != buf_len {
             return Err(io_err("write", &path, format!("short write: {written} of {buf_len}")));
         }
-        let synced = std::time::Instant::now();
-        self.active
-            .fdatasync()
-            .await
-            .map_err(|e| io_err("fdatasync", &path, e))?;
+        let durable_wait = if dsync.is_some() {
+            written_at.elapsed()
+        } else {
+            let synced = std::time::Instant::now();
+            self.active
+                .fdatasync()
+                .await
+                .map_err(|e| io_err("fdatasync", &path, e))?;
+            synced.elapsed()
+        };
         self.metrics
-            .record_append(records.len(), total, synced.elapsed().as_micros() as u64);
+            .record_append(records.len(), total, durable_wait.as_micros() as u64);
         self.write_pos = new_pos;
+        self.appends_in_segment += 1;
+        if buf_len <= DSYNC_APPEND_MAX {
+            self.small_appends_in_segment += 1;
+        }
+        if self.next.is_none()
+            && self.write_pos * 2 >= self.capacity
+            && self.small_appends_in_segment * 2 > self.appends_in_segment
+        {
+            self.prepare_next();
+        }
         self.tail = new_tail;
         if let Some(last) = records.iter().rev().find(|r| r.kind != RecordKind::HardState) {
             self.last_entry = RaftIndex(last.index);
@@ -168,15 +220,53 @@ impl WalWriter {
         Ok(positions)
     }
 
+    /// Starts zero-filling the segment the next roll will use.
+    fn prepare_next(&mut self) {
+        let path = self.dir.join(NEXT_SEGMENT);
+        let capacity = self.segment_bytes;
+        let task = glommio::spawn_local(async move { prepare_segment(&path, capacity).await });
+        self.next = Some((capacity, task));
+    }
+
     async fn roll(&mut self, first: RaftIndex, needed: u64) -> Result<(), WalError> {
         self.active_state = SegmentState::Sealed;
         let capacity = self.segment_bytes.max(align_up(needed));
-        let (file, _) = create_segment(&self.dir, first, capacity).await?;
+        let prepared = match self.next.take() {
+            // Usually long done: it started when this segment was half full.
+            Some((size, task)) => match task.await {
+                Ok(file) if size >= capacity => Some((file, size)),
+                Ok(_) => {
+                    let _ = std::fs::remove_file(self.dir.join(NEXT_SEGMENT)); // too small for this entry
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "preparing the next WAL segment failed; creating it at the roll");
+                    None
+                }
+            },
+            None => None,
+        };
+        let (file, capacity, dsync) = match prepared {
+            Some((prepared, size)) => {
+                let path = segment_path(&self.dir, first);
+                let from = self.dir.join(NEXT_SEGMENT);
+                std::fs::rename(&from, &path).map_err(|e| io_err("rename", &from, e))?;
+                sync_dir(&self.dir)?;
+                (Rc::new(prepared.plain), size, Some(Rc::new(prepared.dsync)))
+            }
+            None => {
+                let (file, capacity) = create_segment(&self.dir, first, capacity).await?;
+                (file, capacity, None)
+            }
+        };
         self.files.borrow_mut().insert(first, file.clone());
         self.metrics.segments.set(self.files.borrow().len() as u64);
         self.active = file;
         self.active_first = first;
         self.active_state = SegmentState::Active;
+        self.active_dsync = dsync;
+        self.appends_in_segment = 0;
+        self.small_appends_in_segment = 0;
         self.capacity = capacity;
         self.write_pos = 0;
         self.tail.clear();
@@ -185,6 +275,12 @@ impl WalWriter {
 
     pub fn metrics(&self) -> Rc<WalMetrics> {
         self.metrics.clone()
+    }
+
+    /// Whether small appends to the active segment are written O_DSYNC.
+    #[cfg(test)]
+    pub(crate) fn writes_dsync(&self) -> bool {
+        self.active_dsync.is_some()
     }
 }
 
@@ -205,6 +301,66 @@ async fn create_segment(dir: &Path, first: RaftIndex, capacity: u64) -> Result<(
     }
     sync_dir(dir)?;
     Ok((Rc::new(file), capacity))
+}
+
+/// A zero-filled segment, open twice: plain, and O_DSYNC for small appends.
+struct Prepared {
+    plain: DmaFile,
+    dsync: DmaFile,
+}
+
+/// Makes a segment whose every block is written (zeroes), so appends to it
+/// need no journal commit (see the module comment). Leaves nothing behind
+/// when it fails (a full disk).
+async fn prepare_segment(path: &Path, capacity: u64) -> Result<Prepared, WalError> {
+    let plain = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| io_err("create", path, e))?;
+    let made = async {
+        fill_with_zeroes(&plain, path, capacity).await?;
+        plain.fdatasync().await.map_err(|e| io_err("fdatasync", path, e))?;
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .dma_open(path)
+            .await
+            .map_err(|e| io_err("open", path, e))
+    };
+    match made.await {
+        Ok(dsync) => Ok(Prepared { plain, dsync }),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
+}
+
+async fn fill_with_zeroes(file: &DmaFile, path: &Path, capacity: u64) -> Result<(), WalError> {
+    file.pre_allocate(capacity, false)
+        .await
+        .map_err(|e| io_err("fallocate", path, e))?;
+    // SAFETY: plain fallocate(2) on a descriptor we own; no memory is passed.
+    let offloaded = unsafe { libc::fallocate(file.as_raw_fd(), FALLOC_FL_WRITE_ZEROES, 0, capacity as libc::off_t) };
+    if offloaded == 0 {
+        return Ok(());
+    }
+    let chunk = (1u64 << 20).min(capacity) as usize;
+    let mut zeroes = file.alloc_dma_buffer(chunk);
+    zeroes.as_bytes_mut().fill(0);
+    let zeroes = Rc::new(zeroes);
+    let mut at = 0;
+    while at < capacity {
+        file.write_rc_at(zeroes.clone(), at)
+            .await
+            .map_err(|e| io_err("write", path, e))?;
+        at += chunk as u64;
+    }
+    Ok(())
 }
 
 /// A new or removed file name is durable only once its directory is synced.
@@ -239,6 +395,12 @@ pub async fn open(
     mut visit: impl FnMut(Record, WalPos),
 ) -> Result<(WalWriter, WalReader), WalError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+    // A segment being prepared when the process stopped: never part of the log.
+    match std::fs::remove_file(dir.join(NEXT_SEGMENT)) {
+        Ok(()) => sync_dir(dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("remove", &dir.join(NEXT_SEGMENT), e)),
+    }
     settle_iopoll_probe(dir).await?;
     let segments = list_segments(dir)?;
     let files: Files = Rc::new(RefCell::new(BTreeMap::new()));
@@ -273,16 +435,23 @@ pub async fn open(
             }
         }
     }
-    let (active_first, file, capacity, write_pos) = match active {
-        Some(a) => a,
+    let (active_first, file, capacity, write_pos, dsync) = match active {
+        Some((first, file, capacity, write_pos)) => (first, file, capacity, write_pos, None),
         None => {
             let first = RaftIndex(1);
-            let (file, capacity) = create_segment(dir, first, segment_bytes).await?;
+            let path = segment_path(dir, first);
+            let prepared = prepare_segment(&path, segment_bytes).await?;
+            sync_dir(dir)?;
+            let file = Rc::new(prepared.plain);
             files.borrow_mut().insert(first, file.clone());
-            (first, file, capacity, 0)
+            (first, file, segment_bytes, 0, Some(Rc::new(prepared.dsync)))
         }
     };
-    let tail = erase_after(&file, &segment_path(dir, active_first), write_pos, capacity).await?;
+    let tail = if dsync.is_some() {
+        Vec::new() // all zeroes already
+    } else {
+        erase_after(&file, &segment_path(dir, active_first), write_pos, capacity).await?
+    };
     let writer = WalWriter {
         dir: dir.to_path_buf(),
         segment_bytes,
@@ -290,6 +459,10 @@ pub async fn open(
         active_first,
         active: file,
         active_state: SegmentState::Active,
+        active_dsync: dsync,
+        next: None,
+        appends_in_segment: 0,
+        small_appends_in_segment: 0,
         capacity,
         write_pos,
         tail,
