@@ -303,7 +303,7 @@ fn run_executors(
 ) -> anyhow::Result<Vec<KindResult>> {
     let (tx, rx) = mpsc::channel::<Snapshot>();
     let start = Instant::now() + Duration::from_millis(200);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = allowed_cpus();
     let mut handles = Vec::new();
     // Executors beyond the partition count would have nothing to do.
     let executors = executors.min(leaders.len()).max(1);
@@ -319,7 +319,7 @@ fn run_executors(
             continue;
         }
         let (tx, produce, consume) = (tx.clone(), produce.clone(), consume.clone());
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(e % cpus))
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[e % cpus.len()]))
             .name(&format!("bench-{e}"))
             .spawn(move || async move {
                 let partitions: Vec<i32> = mine.keys().copied().collect();
@@ -372,6 +372,27 @@ fn run_executors(
             (k, report::merge(k, &snaps), elapsed)
         })
         .collect())
+}
+
+/// The CPUs this process may run on (its affinity mask: `taskset -c 1
+/// corestream-bench ...` keeps the generator off the broker's cores), in
+/// order. Executors are pinned to these, one each, round-robin.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills the zeroed cpu_set_t we pass with its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let cpus: Vec<usize> = if ok {
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    } else {
+        cpus
+    }
 }
 
 /// Prints a line a second until every executor is done; returns when each
