@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod controller;
 mod doctor;
+mod group;
 mod kafka;
 mod node;
 

@@ -48,6 +48,17 @@ pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = E::FetchSessionIdNotFound.code();
 pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
 pub const INVALID_TOPIC: i16 = E::InvalidTopicException.code();
+pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();
+pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
+pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
+pub const INVALID_GROUP_ID: i16 = E::InvalidGroupId.code();
+pub const OFFSET_METADATA_TOO_LARGE: i16 = E::OffsetMetadataTooLarge.code();
+pub const REBALANCE_IN_PROGRESS: i16 = E::RebalanceInProgress.code();
+pub const UNKNOWN_MEMBER_ID: i16 = E::UnknownMemberId.code();
+pub const ILLEGAL_GENERATION: i16 = E::IllegalGeneration.code();
+pub const INVALID_SESSION_TIMEOUT: i16 = E::InvalidSessionTimeout.code();
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = E::InconsistentGroupProtocol.code();
+pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
 
 /// The Kafka error codes a response carries (top level, per topic, per
 /// partition), so the errors metric is counted in one place, `dispatch`.
@@ -119,6 +130,64 @@ mod codes {
             self.responses.iter().for_each(|r| each(r.error_code));
         }
     }
+    impl ErrorCodes for FindCoordinatorResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+            self.coordinators.iter().for_each(|c| each(c.error_code));
+        }
+    }
+
+    impl ErrorCodes for OffsetCommitResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| each(p.error_code));
+        }
+    }
+
+    impl ErrorCodes for OffsetFetchResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+            self.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| each(p.error_code));
+            for g in &self.groups {
+                each(g.error_code);
+                g.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .for_each(|p| each(p.error_code));
+            }
+        }
+    }
+
+    impl ErrorCodes for JoinGroupResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+
+    impl ErrorCodes for SyncGroupResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+
+    impl ErrorCodes for HeartbeatResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+
+    impl ErrorCodes for LeaveGroupResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+            self.members.iter().for_each(|m| each(m.error_code));
+        }
+    }
+
     impl ErrorCodes for InitProducerIdResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             each(self.error_code);

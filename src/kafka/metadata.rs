@@ -95,6 +95,7 @@ fn topic_entry(name: &str, topic: Option<&TopicMeta>, me: BrokerId, version: i16
         };
         return out;
     };
+    out.is_internal = name == crate::group::OFFSETS_TOPIC;
     if version >= 10 {
         out.topic_id = t.id;
     }

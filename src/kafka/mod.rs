@@ -11,12 +11,19 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod frame;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::rc::Rc;
 
@@ -41,6 +48,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     served(ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     served(ApiKey::CreatePartitions, create_partitions::VERSIONS),
     served(ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
+    served(ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    served(ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    served(ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    served(ApiKey::JoinGroup, join_group::VERSIONS),
+    served(ApiKey::Heartbeat, heartbeat::VERSIONS),
+    served(ApiKey::LeaveGroup, leave_group::VERSIONS),
+    served(ApiKey::SyncGroup, sync_group::VERSIONS),
 ];
 
 const fn served(key: ApiKey, versions: (i16, i16)) -> (ApiKey, i16, i16) {
@@ -136,6 +150,13 @@ pub async fn dispatch(
         ApiKey::CreatePartitions => serve!(create_partitions),
         ApiKey::InitProducerId => serve!(init_producer_id),
         ApiKey::IncrementalAlterConfigs => serve!(incremental_alter_configs),
+        ApiKey::FindCoordinator => serve!(find_coordinator),
+        ApiKey::OffsetCommit => serve!(offset_commit),
+        ApiKey::OffsetFetch => serve!(offset_fetch),
+        ApiKey::JoinGroup => serve!(join_group),
+        ApiKey::SyncGroup => serve!(sync_group),
+        ApiKey::Heartbeat => serve!(heartbeat),
+        ApiKey::LeaveGroup => serve!(leave_group),
         other => unreachable!("{other:?} is not in SUPPORTED"),
     }
 }

@@ -16,6 +16,7 @@ use super::control::{Control, ControlReply, ControlRequest};
 use super::metrics::{RequestMetrics, ShardReport};
 use crate::config::Config;
 use crate::controller::{ClusterMeta, MetaChange};
+use crate::group::{self, GroupReply, GroupRequest};
 
 pub type ReadResult = Result<PartitionRead, ShardError>;
 pub type OffsetResult = Result<Option<(Offset, i64)>, ShardError>;
@@ -58,6 +59,11 @@ pub enum NodeMsg {
         changes: Vec<MetaChange>,
         ack: flume::Sender<()>,
     },
+    /// To a group's coordinator shard.
+    Group {
+        request: GroupRequest,
+        reply: flume::Sender<GroupReply>,
+    },
     /// From the admin port: this shard's counters.
     Report { reply: flume::Sender<ShardReport> },
 }
@@ -72,6 +78,8 @@ pub struct Broker {
     /// The controller; only shard 0 has one.
     pub control: Option<Control>,
     pub connections: Cell<usize>,
+    /// Consumer groups whose coordinator is this shard.
+    pub groups: group::Coordinator,
     pub metrics: RequestMetrics,
     pub started: Instant,
 }
@@ -136,6 +144,14 @@ impl Broker {
             .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
     }
 
+    /// Runs a group request on the group's coordinator shard `to`.
+    pub async fn group(self: &Rc<Self>, to: ShardId, request: GroupRequest) -> Option<GroupReply> {
+        if to == self.me() {
+            return Some(group::serve(self, request).await);
+        }
+        self.ask(to, |reply| NodeMsg::Group { request, reply }).await
+    }
+
     /// Runs a metadata request on the controller shard.
     pub async fn control(self: &Rc<Self>, request: ControlRequest) -> ControlReply {
         if self.control.is_some() {
@@ -195,6 +211,9 @@ impl Broker {
                 NodeMsg::Meta { changes, ack } => {
                     super::control::apply_changes(&b, &changes);
                     let _ = ack.send_async(()).await;
+                }
+                NodeMsg::Group { request, reply } => {
+                    let _ = reply.send_async(group::serve(&b, request).await).await;
                 }
                 NodeMsg::Report { reply } => {
                     let _ = reply.send_async(b.local_report()).await;

@@ -138,6 +138,7 @@ async fn shard_main(
         meta: RefCell::new(meta),
         control,
         connections: Cell::new(0),
+        groups: crate::group::Coordinator::new(),
         metrics: Default::default(),
         started: std::time::Instant::now(),
     });

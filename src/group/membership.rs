@@ -1,0 +1,535 @@
+//! Group membership: Kafka's classic rebalance protocol (JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup), run by the group's coordinator shard.
+//!
+//! A rebalance starts when a member joins or leaves, or its session
+//! expires. Members rejoin (they learn of it from their heartbeat); once
+//! every known member has, or the rebalance timeout passes (members that
+//! did not rejoin are dropped), a new generation begins: every member gets
+//! the generation and the chosen protocol, the leader also every member's
+//! subscription. The leader computes the assignment and sends it with its
+//! SyncGroup; each member's SyncGroup returns its share.
+//!
+//! Not served: static membership (a `group.instance.id` is accepted and
+//! the member treated as dynamic), and Kafka's initial rebalance delay (the
+//! first member to join an empty group starts generation 1 at once; others
+//! joining right after cause another rebalance).
+//!
+//! Timers: one sweep per shard every `SWEEP` while it coordinates a group
+//! with members (session expiry, rebalance deadlines); none otherwise.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::kafka::errors;
+use crate::node::broker::Broker;
+
+/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
+/// How often expired sessions and passed rebalance deadlines are found.
+const SWEEP: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+struct Member {
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    /// Protocol names and the member's metadata for each, in preference order.
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_seen: Instant,
+    /// A JoinGroup waiting for the rebalance to complete, and its version.
+    joining: Option<(flume::Sender<JoinGroupResponse>, i16)>,
+    /// A SyncGroup waiting for the leader's assignment.
+    syncing: Option<flume::Sender<SyncGroupResponse>>,
+}
+
+impl Member {
+    fn alive(&self, now: Instant) -> bool {
+        self.joining.is_some() || self.syncing.is_some() || now < self.last_seen + self.session_timeout
+    }
+}
+
+struct Group {
+    phase: Phase,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    /// Members in join order (the oldest becomes leader).
+    order: Vec<String>,
+    members: HashMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or
+    /// their session timeout passes.
+    pending: HashMap<String, Instant>,
+    rebalance_deadline: Option<Instant>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            phase: Phase::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            order: Vec::new(),
+            members: HashMap::new(),
+            pending: HashMap::new(),
+            rebalance_deadline: None,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.members.is_empty() && self.pending.is_empty()
+    }
+
+    /// Whether a member with these protocols may join: same protocol type,
+    /// and at least one protocol every current member also speaks.
+    fn accepts(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.members.is_empty() {
+            return !protocols.is_empty();
+        }
+        self.protocol_type.as_deref() == Some(protocol_type)
+            && protocols.iter().any(|(name, _)| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Member> {
+        self.order.retain(|m| m != id);
+        self.members.remove(id)
+    }
+
+    /// Starts a rebalance: pending SyncGroups learn of it, and every member
+    /// has until the longest rebalance timeout to rejoin.
+    fn prepare_rebalance(&mut self, now: Instant) {
+        for m in self.members.values_mut() {
+            if let Some(tx) = m.syncing.take() {
+                let _ = tx.try_send(SyncGroupResponse::default().with_error_code(errors::REBALANCE_IN_PROGRESS));
+            }
+        }
+        let longest = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.phase = Phase::PreparingRebalance;
+        self.rebalance_deadline = Some(now + longest);
+    }
+
+    /// Completes the rebalance if every member has rejoined, or (`force`)
+    /// its deadline passed: those that did not rejoin are dropped.
+    fn maybe_complete_join(&mut self, force: bool) {
+        if self.phase != Phase::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.members.values().all(|m| m.joining.is_some());
+        if !all_joined && !force {
+            return;
+        }
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.joining.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.remove(&id);
+        }
+        self.generation += 1;
+        self.rebalance_deadline = None;
+        if self.members.is_empty() {
+            self.phase = Phase::Empty;
+            self.protocol = None;
+            self.protocol_type = None;
+            self.leader = None;
+            return;
+        }
+        if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
+            self.leader = self.order.first().cloned();
+        }
+        let leader = self.leader.clone().expect("a group with members has a leader");
+        // The leader's most preferred protocol that every member speaks
+        // (`accepts` guaranteed there is one).
+        let protocol = self.members[&leader]
+            .protocols
+            .iter()
+            .map(|(n, _)| n.clone())
+            .find(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
+            .expect("members share a protocol");
+        self.protocol = Some(protocol.clone());
+        self.phase = Phase::CompletingRebalance;
+        let roster: Vec<JoinGroupResponseMember> = self
+            .order
+            .iter()
+            .map(|id| {
+                let m = &self.members[id];
+                let metadata = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                JoinGroupResponseMember::default()
+                    .with_member_id(StrBytes::from_string(id.clone()))
+                    .with_metadata(metadata)
+            })
+            .collect();
+        for (id, m) in self.members.iter_mut() {
+            m.assignment = Bytes::new();
+            m.last_seen = Instant::now();
+            let Some((tx, version)) = m.joining.take() else {
+                continue;
+            };
+            let mut resp = JoinGroupResponse::default()
+                .with_generation_id(self.generation)
+                .with_protocol_name(Some(StrBytes::from_string(protocol.clone())))
+                .with_leader(StrBytes::from_string(leader.clone()))
+                .with_member_id(StrBytes::from_string(id.clone()));
+            if version >= 7 {
+                resp.protocol_type = self.protocol_type.clone().map(StrBytes::from_string);
+            }
+            if *id == leader {
+                resp.members = roster.clone();
+            }
+            let _ = tx.try_send(resp);
+        }
+    }
+}
+
+/// The groups this shard coordinates.
+#[derive(Default)]
+pub struct Groups {
+    groups: RefCell<HashMap<String, Group>>,
+    sweeping: Cell<bool>,
+    next_member: Cell<u64>,
+}
+
+impl Groups {
+    /// For OffsetCommit: whether `member` of `generation` may commit now.
+    /// A commit without a member and generation (-1) is a standalone
+    /// consumer's and always may.
+    pub fn check_commit(&self, group: &str, member: &str, generation: i32) -> Result<(), i16> {
+        if member.is_empty() && generation < 0 {
+            return Ok(());
+        }
+        let groups = self.groups.borrow();
+        let Some(g) = groups.get(group) else {
+            return Err(errors::UNKNOWN_MEMBER_ID);
+        };
+        if !g.members.contains_key(member) {
+            return Err(errors::UNKNOWN_MEMBER_ID);
+        }
+        if g.phase == Phase::PreparingRebalance {
+            return Err(errors::REBALANCE_IN_PROGRESS);
+        }
+        if generation != g.generation {
+            return Err(errors::ILLEGAL_GENERATION);
+        }
+        Ok(())
+    }
+
+    fn new_member_id(&self, client: &str) -> String {
+        let n = self.next_member.get();
+        self.next_member.set(n + 1);
+        format!("{client}-{n}-{}", uuid::Uuid::new_v4())
+    }
+}
+
+fn join_error(code: i16, member_id: StrBytes) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_error_code(code)
+        .with_generation_id(-1)
+        .with_member_id(member_id)
+}
+
+pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+    let groups = &b.groups.members;
+    let group_id = req.group_id.0.to_string();
+    if group_id.is_empty() {
+        return join_error(errors::INVALID_GROUP_ID, req.member_id);
+    }
+    if !SESSION_TIMEOUT_MS.contains(&req.session_timeout_ms) {
+        return join_error(errors::INVALID_SESSION_TIMEOUT, req.member_id);
+    }
+    let protocols: Vec<(String, Bytes)> = req
+        .protocols
+        .iter()
+        .map(|p| (p.name.to_string(), p.metadata.clone()))
+        .collect();
+    let session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
+    // v0 has no rebalance timeout: the session timeout stands in.
+    let rebalance_timeout = if version >= 1 && req.rebalance_timeout_ms > 0 {
+        Duration::from_millis(req.rebalance_timeout_ms as u64)
+    } else {
+        session_timeout
+    };
+    let now = Instant::now();
+    let rx = {
+        let mut all = groups.groups.borrow_mut();
+        let g = all.entry(group_id.clone()).or_insert_with(Group::new);
+        if !g.accepts(req.protocol_type.as_str(), &protocols) {
+            return join_error(errors::INCONSISTENT_GROUP_PROTOCOL, req.member_id);
+        }
+        let mut member_id = req.member_id.to_string();
+        if member_id.is_empty() {
+            member_id = groups.new_member_id("consumer");
+            if version >= 4 {
+                // KIP-394: the client must come back with its id, so a
+                // retried join does not leave a ghost member behind.
+                g.pending.insert(member_id.clone(), now + session_timeout);
+                drop(all);
+                ensure_sweeping(b);
+                return join_error(errors::MEMBER_ID_REQUIRED, StrBytes::from_string(member_id));
+            }
+        } else if !g.members.contains_key(&member_id) && g.pending.remove(&member_id).is_none() {
+            return join_error(errors::UNKNOWN_MEMBER_ID, req.member_id);
+        }
+        let (tx, rx) = flume::bounded(1);
+        match g.members.get_mut(&member_id) {
+            Some(m) => {
+                m.protocols = protocols;
+                m.session_timeout = session_timeout;
+                m.rebalance_timeout = rebalance_timeout;
+                m.last_seen = now;
+                m.joining = Some((tx, version));
+            }
+            None => {
+                g.order.push(member_id.clone());
+                g.members.insert(
+                    member_id.clone(),
+                    Member {
+                        session_timeout,
+                        rebalance_timeout,
+                        protocols,
+                        assignment: Bytes::new(),
+                        last_seen: now,
+                        joining: Some((tx, version)),
+                        syncing: None,
+                    },
+                );
+            }
+        }
+        g.protocol_type = Some(req.protocol_type.to_string());
+        if g.phase != Phase::PreparingRebalance {
+            g.prepare_rebalance(now);
+        }
+        g.maybe_complete_join(false);
+        rx
+    };
+    ensure_sweeping(b);
+    // The sweep completes the join by the rebalance deadline at the latest;
+    // a dropped sender means the member was removed meanwhile.
+    rx.recv_async()
+        .await
+        .unwrap_or_else(|_| join_error(errors::UNKNOWN_MEMBER_ID, req.member_id))
+}
+
+pub async fn sync(b: &Rc<Broker>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let groups = &b.groups.members;
+    let fail = |code| SyncGroupResponse::default().with_error_code(code);
+    let member_id = req.member_id.to_string();
+    let rx = {
+        let mut all = groups.groups.borrow_mut();
+        let Some(g) = all.get_mut(req.group_id.0.as_str()) else {
+            return fail(errors::UNKNOWN_MEMBER_ID);
+        };
+        if !g.members.contains_key(&member_id) {
+            return fail(errors::UNKNOWN_MEMBER_ID);
+        }
+        if req.generation_id != g.generation {
+            return fail(errors::ILLEGAL_GENERATION);
+        }
+        let named = |mut resp: SyncGroupResponse, g: &Group| {
+            if version >= 5 {
+                resp.protocol_type = g.protocol_type.clone().map(StrBytes::from_string);
+                resp.protocol_name = g.protocol.clone().map(StrBytes::from_string);
+            }
+            resp
+        };
+        match g.phase {
+            Phase::Empty => return fail(errors::UNKNOWN_MEMBER_ID),
+            Phase::PreparingRebalance => return fail(errors::REBALANCE_IN_PROGRESS),
+            Phase::Stable => {
+                let m = g.members.get_mut(&member_id).expect("checked above");
+                m.last_seen = Instant::now();
+                let resp = SyncGroupResponse::default().with_assignment(m.assignment.clone());
+                return named(resp, g);
+            }
+            Phase::CompletingRebalance => {}
+        }
+        let (tx, rx) = flume::bounded(1);
+        let m = g.members.get_mut(&member_id).expect("checked above");
+        m.last_seen = Instant::now();
+        m.syncing = Some(tx);
+        if g.leader.as_deref() == Some(member_id.as_str()) {
+            for a in &req.assignments {
+                if let Some(m) = g.members.get_mut(a.member_id.as_str()) {
+                    m.assignment = a.assignment.clone();
+                }
+            }
+            g.phase = Phase::Stable;
+            let ids: Vec<String> = g.members.keys().cloned().collect();
+            for id in ids {
+                let m = g.members.get_mut(&id).expect("listed");
+                if let Some(tx) = m.syncing.take() {
+                    let resp = SyncGroupResponse::default().with_assignment(m.assignment.clone());
+                    let _ = tx.try_send(named(resp, g));
+                }
+            }
+        }
+        rx
+    };
+    rx.recv_async()
+        .await
+        .unwrap_or_else(|_| fail(errors::REBALANCE_IN_PROGRESS))
+}
+
+pub fn heartbeat(b: &Rc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let code = {
+        let mut all = b.groups.members.groups.borrow_mut();
+        match all.get_mut(req.group_id.0.as_str()) {
+            None => errors::UNKNOWN_MEMBER_ID,
+            Some(g) => match g.members.get_mut(req.member_id.as_str()) {
+                None => errors::UNKNOWN_MEMBER_ID,
+                Some(m) => {
+                    m.last_seen = Instant::now();
+                    if req.generation_id != g.generation {
+                        errors::ILLEGAL_GENERATION
+                    } else if g.phase == Phase::PreparingRebalance {
+                        errors::REBALANCE_IN_PROGRESS
+                    } else {
+                        errors::NONE
+                    }
+                }
+            },
+        }
+    };
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub fn leave(b: &Rc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let leaving: Vec<StrBytes> = if version >= 3 {
+        req.members.iter().map(|m| m.member_id.clone()).collect()
+    } else {
+        vec![req.member_id.clone()]
+    };
+    let mut codes = Vec::with_capacity(leaving.len());
+    {
+        let mut all = b.groups.members.groups.borrow_mut();
+        let now = Instant::now();
+        let g = all.get_mut(req.group_id.0.as_str());
+        match g {
+            None => codes.resize(leaving.len(), errors::UNKNOWN_MEMBER_ID),
+            Some(g) => {
+                let mut any = false;
+                for id in &leaving {
+                    let found = g.remove(id.as_str()).is_some();
+                    any |= found;
+                    codes.push(if found { errors::NONE } else { errors::UNKNOWN_MEMBER_ID });
+                }
+                if any {
+                    on_members_gone(g, now);
+                }
+            }
+        }
+    }
+    if version >= 3 {
+        let members = leaving
+            .into_iter()
+            .zip(codes)
+            .map(|(id, code)| MemberResponse::default().with_member_id(id).with_error_code(code))
+            .collect();
+        LeaveGroupResponse::default().with_members(members)
+    } else {
+        LeaveGroupResponse::default().with_error_code(codes[0])
+    }
+}
+
+/// After members left or expired: the rest rebalance, or the group empties.
+fn on_members_gone(g: &mut Group, now: Instant) {
+    if g.members.is_empty() {
+        g.phase = Phase::Empty;
+        g.leader = None;
+        g.protocol = None;
+        g.protocol_type = None;
+        g.rebalance_deadline = None;
+        g.generation += 1;
+        return;
+    }
+    if g.phase != Phase::PreparingRebalance {
+        g.prepare_rebalance(now);
+    }
+    g.maybe_complete_join(false);
+}
+
+/// Starts the shard's sweep unless it runs; it stops once no group has
+/// members or handed-out member ids left.
+fn ensure_sweeping(b: &Rc<Broker>) {
+    if b.groups.members.sweeping.replace(true) {
+        return;
+    }
+    let b = b.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(SWEEP).await;
+            if !sweep(&b.groups.members) {
+                b.groups.members.sweeping.set(false);
+                return;
+            }
+        }
+    })
+    .detach();
+}
+
+/// Expires sessions and handed-out ids, completes overdue rebalances, and
+/// forgets empty groups (their offsets stay). False when nothing is left
+/// to watch.
+fn sweep(groups: &Groups) -> bool {
+    let now = Instant::now();
+    let mut all = groups.groups.borrow_mut();
+    for g in all.values_mut() {
+        g.pending.retain(|_, until| now < *until);
+        let expired: Vec<String> = g
+            .members
+            .iter()
+            .filter(|(_, m)| !m.alive(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !expired.is_empty() {
+            for id in &expired {
+                g.remove(id);
+            }
+            on_members_gone(g, now);
+        }
+        if g.rebalance_deadline.is_some_and(|d| now >= d) {
+            g.maybe_complete_join(true);
+        }
+    }
+    all.retain(|_, g| !g.idle());
+    !all.is_empty()
+}

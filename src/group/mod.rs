@@ -1,0 +1,384 @@
+//! Consumer group offsets. A group's coordinator is the shard that owns
+//! the partition of `__consumer_offsets` that the group id hashes to (as
+//! Kafka hashes it, so the same group lands on the same partition number).
+//! Committed offsets are records in that partition, in Kafka's own key and
+//! value layout, written through the produce path with acks=all: a commit
+//! is acknowledged once it is durable, and it is replicated like data when
+//! data is. The shard rebuilds its groups' offsets from those records the
+//! first time it serves one of its offsets partitions after a start.
+//!
+//! Group state lives only on its coordinator shard (`!Send`, reached
+//! through `Broker::group`, which routes like produce does). Membership
+//! (the rebalance protocol) is in `membership.rs`.
+
+pub mod membership;
+pub mod records;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use corestream_shards::batch;
+use corestream_shards::{Durability, Offset, PartitionId, ProduceItem, ShardId};
+use kafka_protocol::messages::{
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+
+use crate::controller::plan::{ControlError, NewTopic};
+use crate::kafka::errors;
+use crate::node::broker::Broker;
+use crate::node::control::{ControlReply, ControlRequest};
+use records::{CommitKey, CommitValue};
+
+/// Kafka's internal topic for committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's default `offsets.topic.num.partitions`: groups spread over this
+/// many coordinators (and so over up to this many shards).
+pub const OFFSETS_PARTITIONS: i32 = 50;
+
+/// The partition of `__consumer_offsets` that holds `group`: Kafka's
+/// `Utils.abs(groupId.hashCode()) % partitions`, with Java's String hash
+/// (and `Utils.abs`, which maps i32::MIN to 0).
+pub fn partition_for(group: &str) -> i32 {
+    let mut h: i32 = 0;
+    for unit in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(unit as i32);
+    }
+    h.checked_abs().unwrap_or(0) % OFFSETS_PARTITIONS
+}
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// A group request for the coordinator shard.
+pub enum GroupRequest {
+    Commit {
+        group: String,
+        /// Empty and -1 for a standalone consumer's commit.
+        member: String,
+        generation: i32,
+        /// Where the group's offsets live on the coordinator shard.
+        partition: PartitionId,
+        offsets: Vec<(String, i32, Committed)>,
+    },
+    Fetch {
+        group: String,
+        partition: PartitionId,
+        /// `None`: every partition the group has committed.
+        wanted: Option<Vec<(String, i32)>>,
+    },
+    Join(JoinGroupRequest, i16),
+    Sync(SyncGroupRequest, i16),
+    Heartbeat(HeartbeatRequest),
+    Leave(LeaveGroupRequest, i16),
+}
+
+pub enum GroupReply {
+    /// One error code per committed offset, in order.
+    Committed(Vec<i16>),
+    /// The group's offsets, or an error code for the whole group.
+    Fetched(Result<Vec<(String, i32, Option<Committed>)>, i16>),
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+    Heartbeat(HeartbeatResponse),
+    Leave(LeaveGroupResponse),
+}
+
+/// The groups whose coordinator is this shard.
+pub struct Coordinator {
+    /// Offsets partitions whose records were replayed since start.
+    loaded: RefCell<HashSet<PartitionId>>,
+    /// Replays one partition at a time, so two requests never both replay.
+    loading: glommio::sync::Semaphore,
+    offsets: RefCell<HashMap<String, GroupOffsets>>,
+    pub members: membership::Groups,
+}
+
+/// One group's committed offsets by (topic, partition).
+type GroupOffsets = HashMap<(String, i32), Committed>;
+
+impl Coordinator {
+    pub fn new() -> Self {
+        Self {
+            loaded: RefCell::new(HashSet::new()),
+            loading: glommio::sync::Semaphore::new(1),
+            offsets: RefCell::new(HashMap::new()),
+            members: membership::Groups::default(),
+        }
+    }
+}
+
+/// Where `group`'s coordinator is: the owner shard of its offsets
+/// partition, and that partition. The offsets topic is created on first
+/// use (as Kafka does) when `create`; without it, `Ok(None)`.
+pub async fn coordinator_of(b: &Rc<Broker>, group: &str, create: bool) -> Result<Option<(ShardId, PartitionId)>, i16> {
+    if group.is_empty() {
+        return Err(errors::INVALID_GROUP_ID);
+    }
+    let p = partition_for(group);
+    if let Some(loc) = crate::kafka::locate(b, OFFSETS_TOPIC, p) {
+        return Ok(Some((loc.shard_id(), loc.partition_id())));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let reply = b
+        .control(ControlRequest::CreateTopics {
+            topics: vec![NewTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                num_partitions: OFFSETS_PARTITIONS,
+                replication_factor: -1,
+                assignments: Vec::new(),
+                configs: Vec::new(),
+            }],
+            validate_only: false,
+        })
+        .await;
+    let ControlReply::Created(mut results) = reply else {
+        unreachable!("CreateTopics gets a Created reply")
+    };
+    match results.pop() {
+        Some(Ok(_)) | Some(Err(ControlError::TopicExists(_))) => {}
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+            return Err(errors::COORDINATOR_NOT_AVAILABLE);
+        }
+        None => return Err(errors::COORDINATOR_NOT_AVAILABLE),
+    }
+    // The controller applied the change to every shard before answering.
+    crate::kafka::locate(b, OFFSETS_TOPIC, p)
+        .map(|loc| Some((loc.shard_id(), loc.partition_id())))
+        .ok_or(errors::COORDINATOR_NOT_AVAILABLE)
+}
+
+/// Sends a membership request to `group`'s coordinator shard; `None` when
+/// there is no coordinator (the error code says why).
+pub async fn route(b: &Rc<Broker>, group: &str, request: GroupRequest) -> Result<GroupReply, i16> {
+    match coordinator_of(b, group, true).await? {
+        Some((shard, _)) => b.group(shard, request).await.ok_or(errors::COORDINATOR_NOT_AVAILABLE),
+        None => Err(errors::COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+/// Runs a group request on this shard, the coordinator of its partition.
+pub async fn serve(b: &Rc<Broker>, req: GroupRequest) -> GroupReply {
+    match req {
+        GroupRequest::Commit {
+            group,
+            member,
+            generation,
+            partition,
+            offsets,
+        } => {
+            if let Err(code) = b.groups.members.check_commit(&group, &member, generation) {
+                return GroupReply::Committed(vec![code; offsets.len()]);
+            }
+            GroupReply::Committed(commit(b, &group, partition, offsets).await)
+        }
+        GroupRequest::Fetch {
+            group,
+            partition,
+            wanted,
+        } => GroupReply::Fetched(fetch(b, &group, partition, wanted).await),
+        GroupRequest::Join(req, version) => GroupReply::Join(membership::join(b, req, version).await),
+        GroupRequest::Sync(req, version) => GroupReply::Sync(membership::sync(b, req, version).await),
+        GroupRequest::Heartbeat(req) => GroupReply::Heartbeat(membership::heartbeat(b, req)),
+        GroupRequest::Leave(req, version) => GroupReply::Leave(membership::leave(b, req, version)),
+    }
+}
+
+async fn commit(
+    b: &Rc<Broker>,
+    group: &str,
+    partition: PartitionId,
+    offsets: Vec<(String, i32, Committed)>,
+) -> Vec<i16> {
+    if let Err(code) = ensure_loaded(b, partition).await {
+        return vec![code; offsets.len()];
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let recs: Vec<kafka_protocol::records::Record> = offsets
+        .iter()
+        .enumerate()
+        .map(|(i, (topic, p, c))| {
+            records::record(
+                i as i64,
+                &CommitKey {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *p,
+                },
+                Some(&CommitValue {
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.clone(),
+                    commit_timestamp: now_ms,
+                }),
+                now_ms,
+            )
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    if RecordBatchEncoder::encode(&mut buf, &recs, &options).is_err() {
+        return vec![errors::UNKNOWN_SERVER_ERROR; offsets.len()];
+    }
+    let records = buf.freeze();
+    // The same checks as a client's batch: the shard trusts what it is given.
+    let batches = match batch::split_batches(&records, usize::MAX) {
+        Ok(b) => b.iter().map(|(at, info)| (*at, info.record_count)).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "built an invalid offsets batch");
+            return vec![errors::UNKNOWN_SERVER_ERROR; offsets.len()];
+        }
+    };
+    let item = ProduceItem {
+        partition,
+        batches,
+        records,
+    };
+    let result = b
+        .shard
+        .produce(vec![item], Durability::Committed)
+        .await
+        .pop()
+        .expect("one result per item");
+    match result {
+        Ok(_) => {
+            let mut all = b.groups.offsets.borrow_mut();
+            let mine = all.entry(group.to_string()).or_default();
+            for (topic, p, c) in offsets.iter() {
+                mine.insert((topic.clone(), *p), c.clone());
+            }
+            vec![errors::NONE; offsets.len()]
+        }
+        Err(e) => vec![errors::shard(&e); offsets.len()],
+    }
+}
+
+async fn fetch(
+    b: &Rc<Broker>,
+    group: &str,
+    partition: PartitionId,
+    wanted: Option<Vec<(String, i32)>>,
+) -> Result<Vec<(String, i32, Option<Committed>)>, i16> {
+    ensure_loaded(b, partition).await?;
+    let all = b.groups.offsets.borrow();
+    let mine = all.get(group);
+    Ok(match wanted {
+        Some(list) => list
+            .into_iter()
+            .map(|(t, p)| {
+                let c = mine.and_then(|m| m.get(&(t.clone(), p)).cloned());
+                (t, p, c)
+            })
+            .collect(),
+        None => {
+            let mut out: Vec<_> = mine
+                .map(|m| m.iter().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect())
+                .unwrap_or_default();
+            out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            out
+        }
+    })
+}
+
+/// Replays `partition`'s commits into memory, once per start.
+async fn ensure_loaded(b: &Rc<Broker>, partition: PartitionId) -> Result<(), i16> {
+    if b.groups.loaded.borrow().contains(&partition) {
+        return Ok(());
+    }
+    let _one = b
+        .groups
+        .loading
+        .acquire_permit(1)
+        .await
+        .expect("the semaphore is never closed");
+    if b.groups.loaded.borrow().contains(&partition) {
+        return Ok(());
+    }
+    let mut at = Offset(0);
+    loop {
+        let read = b
+            .shard
+            .read_many(&[(partition, at, 1 << 20)], 1 << 20)
+            .await
+            .pop()
+            .expect("one result per read");
+        let read = match read {
+            Ok(r) => r,
+            // Nothing at `at` any more: start from where the log starts.
+            Err(corestream_shards::ShardError::OffsetOutOfRange { log_start, .. }) if at < log_start => {
+                at = log_start;
+                continue;
+            }
+            Err(e) => return Err(errors::shard(&e)),
+        };
+        if read.records.is_empty() {
+            break;
+        }
+        let mut buf = read.records.clone();
+        let sets =
+            kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).map_err(|_| errors::CORRUPT_MESSAGE)?;
+        let mut offsets = b.groups.offsets.borrow_mut();
+        for set in sets {
+            for r in set.records {
+                at = Offset(r.offset + 1);
+                let Some(key) = r.key.as_ref().and_then(records::decode_key) else {
+                    continue; // not an offset commit (group metadata, or not ours)
+                };
+                match r.value.as_ref().and_then(records::decode_value) {
+                    Some(v) => {
+                        offsets.entry(key.group).or_default().insert(
+                            (key.topic, key.partition),
+                            Committed {
+                                offset: v.offset,
+                                leader_epoch: v.leader_epoch,
+                                metadata: v.metadata,
+                            },
+                        );
+                    }
+                    None => {
+                        if let Some(g) = offsets.get_mut(&key.group) {
+                            g.remove(&(key.topic, key.partition));
+                        }
+                    }
+                }
+            }
+        }
+        if at >= read.high_watermark {
+            break;
+        }
+    }
+    b.groups.loaded.borrow_mut().insert(partition);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kafka's own assignment of groups to offsets partitions (Java's
+    /// `"...".hashCode()`, worked out by hand and with a script).
+    #[test]
+    fn groups_hash_to_the_partition_kafka_picks() {
+        assert_eq!(partition_for("group"), 47); // hashCode 98629247
+        assert_eq!(partition_for(""), 0);
+        assert_eq!(partition_for("orders-service"), 17); // 23943117
+        assert_eq!(partition_for("analytics"), 10); // -1693017210: abs, not a mask
+        assert_eq!(partition_for("billing-pipeline-v2"), 37); // -80587
+    }
+}

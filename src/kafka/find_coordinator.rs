@@ -1,0 +1,62 @@
+//! FindCoordinator: on a single node every group's coordinator is this
+//! broker; asking creates `__consumer_offsets` if it is missing, as Kafka
+//! does. Transaction coordinators (key type 1) are not served.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::errors;
+use crate::group;
+use crate::node::broker::Broker;
+
+pub const VERSIONS: (i16, i16) = (0, 4);
+
+const GROUP_KEY: i8 = 0;
+
+pub async fn handle(b: &Rc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let keys = if version >= 4 {
+        req.coordinator_keys.clone()
+    } else {
+        vec![req.key.clone()]
+    };
+    let adv = b.config.advertised();
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        let found = if req.key_type != GROUP_KEY {
+            Err((errors::COORDINATOR_NOT_AVAILABLE, "transactions are not supported"))
+        } else {
+            match group::coordinator_of(b, key.as_str(), true).await {
+                Ok(_) => Ok(()),
+                Err(code) => Err((code, "no coordinator for this group")),
+            }
+        };
+        let mut c = Coordinator::default().with_key(key);
+        match found {
+            Ok(()) => {
+                c.node_id = BrokerId(b.config.node_id);
+                c.host = StrBytes::from_string(adv.ip().to_string());
+                c.port = adv.port() as i32;
+            }
+            Err((code, why)) => {
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+                c.error_code = code;
+                c.error_message = Some(StrBytes::from_static_str(why));
+            }
+        }
+        coordinators.push(c);
+    }
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = coordinators.pop().expect("one key before v4");
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_error_message(c.error_message)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}

@@ -1,0 +1,24 @@
+//! JoinGroup: routed to the group's coordinator shard, which answers once
+//! the rebalance completes (group/membership.rs).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+
+use crate::group::{self, GroupReply, GroupRequest};
+use crate::node::broker::Broker;
+
+pub const VERSIONS: (i16, i16) = (0, 9);
+
+pub async fn handle(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+    let group = req.group_id.0.to_string();
+    let member = req.member_id.clone();
+    match group::route(b, &group, GroupRequest::Join(req, version)).await {
+        Ok(GroupReply::Join(resp)) => resp,
+        Ok(_) => unreachable!("JoinGroup gets a Join reply"),
+        Err(code) => JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_member_id(member),
+    }
+}

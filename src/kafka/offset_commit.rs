@@ -1,0 +1,88 @@
+//! OffsetCommit: each partition's offset is checked here (known partition,
+//! metadata size), then the group's coordinator shard writes them all as
+//! one record batch to the group's `__consumer_offsets` partition, with
+//! acks=all, and answers once that batch is durable.
+//!
+//! A group member's commit must carry its member id and the current
+//! generation (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS
+//! otherwise); a standalone consumer's (no member, generation -1) always
+//! may commit.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use super::{errors, locate};
+use crate::group::{self, Committed, GroupReply, GroupRequest};
+use crate::node::broker::Broker;
+
+pub const VERSIONS: (i16, i16) = (2, 8);
+
+/// Kafka's default `offset.metadata.max.bytes`.
+const METADATA_MAX_BYTES: usize = 4096;
+
+pub async fn handle(b: &Rc<Broker>, req: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
+    let mut topics: Vec<OffsetCommitResponseTopic> = req
+        .topics
+        .iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| OffsetCommitResponsePartition::default().with_partition_index(p.partition_index))
+                        .collect(),
+                )
+        })
+        .collect();
+    // (topic index, partition index) of each offset sent to the coordinator.
+    let mut slots = Vec::new();
+    let mut offsets = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
+            let out = &mut topics[ti].partitions[pi];
+            if metadata.len() > METADATA_MAX_BYTES {
+                out.error_code = errors::OFFSET_METADATA_TOO_LARGE;
+            } else if locate(b, t.name.0.as_str(), p.partition_index).is_none() {
+                out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+            } else {
+                slots.push((ti, pi));
+                offsets.push((
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: metadata.to_string(),
+                    },
+                ));
+            }
+        }
+    }
+    if !offsets.is_empty() {
+        let codes = match group::coordinator_of(b, req.group_id.0.as_str(), true).await {
+            Ok(Some((shard, partition))) => {
+                let request = GroupRequest::Commit {
+                    group: req.group_id.0.to_string(),
+                    member: req.member_id.to_string(),
+                    generation: req.generation_id_or_member_epoch,
+                    partition,
+                    offsets,
+                };
+                match b.group(shard, request).await {
+                    Some(GroupReply::Committed(codes)) => codes,
+                    _ => vec![errors::COORDINATOR_NOT_AVAILABLE; slots.len()],
+                }
+            }
+            Ok(None) => vec![errors::COORDINATOR_NOT_AVAILABLE; slots.len()],
+            Err(code) => vec![code; slots.len()],
+        };
+        for ((ti, pi), code) in slots.into_iter().zip(codes) {
+            topics[ti].partitions[pi].error_code = code;
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,123 @@
+//! OffsetFetch: a group's committed offsets, from its coordinator shard;
+//! -1 for a partition the group never committed. v8 asks for several
+//! groups at once; earlier versions for one.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::errors;
+use crate::group::{self, Committed, GroupReply, GroupRequest};
+use crate::node::broker::Broker;
+
+pub const VERSIONS: (i16, i16) = (1, 8);
+
+/// One group's answer: (topic, partition, committed) in request order (or
+/// every committed partition), or an error for the whole group.
+type GroupOffsets = Result<Vec<(String, i32, Option<Committed>)>, i16>;
+
+pub async fn handle(b: &Rc<Broker>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in &req.groups {
+            let wanted = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p)))
+                    .collect()
+            });
+            let got = fetch_group(b, g.group_id.0.as_str(), wanted).await;
+            groups.push(group_response(g.group_id.clone(), got));
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = req.topics.as_ref().map(|ts| {
+        ts.iter()
+            .flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p)))
+            .collect()
+    });
+    match fetch_group(b, req.group_id.0.as_str(), wanted).await {
+        Ok(list) => OffsetFetchResponse::default().with_topics(
+            by_topic(list, |p, c| {
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
+                    .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
+                    .with_metadata(Some(StrBytes::from_string(c.map(|c| c.metadata).unwrap_or_default())))
+            })
+            .into_iter()
+            .map(|(name, partitions)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+        ),
+        Err(code) => OffsetFetchResponse::default().with_error_code(code),
+    }
+}
+
+fn group_response(group_id: GroupId, got: GroupOffsets) -> OffsetFetchResponseGroup {
+    match got {
+        Ok(list) => OffsetFetchResponseGroup::default().with_group_id(group_id).with_topics(
+            by_topic(list, |p, c| {
+                OffsetFetchResponsePartitions::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
+                    .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
+                    .with_metadata(Some(StrBytes::from_string(c.map(|c| c.metadata).unwrap_or_default())))
+            })
+            .into_iter()
+            .map(|(name, partitions)| {
+                OffsetFetchResponseTopics::default()
+                    .with_name(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+        ),
+        Err(code) => OffsetFetchResponseGroup::default()
+            .with_group_id(group_id)
+            .with_error_code(code),
+    }
+}
+
+/// Groups `(topic, partition, committed)` by topic, keeping first-seen order.
+fn by_topic<P>(
+    list: Vec<(String, i32, Option<Committed>)>,
+    make: impl Fn(i32, Option<Committed>) -> P,
+) -> Vec<(String, Vec<P>)> {
+    let mut out: Vec<(String, Vec<P>)> = Vec::new();
+    for (t, p, c) in list {
+        match out.iter_mut().find(|(name, _)| *name == t) {
+            Some((_, parts)) => parts.push(make(p, c)),
+            None => out.push((t, vec![make(p, c)])),
+        }
+    }
+    out
+}
+
+async fn fetch_group(b: &Rc<Broker>, group: &str, wanted: Option<Vec<(String, i32)>>) -> GroupOffsets {
+    match group::coordinator_of(b, group, false).await? {
+        // No offsets topic yet: nothing was ever committed.
+        None => Ok(wanted
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, p)| (t, p, None))
+            .collect()),
+        Some((shard, partition)) => {
+            let request = GroupRequest::Fetch {
+                group: group.to_string(),
+                partition,
+                wanted,
+            };
+            match b.group(shard, request).await {
+                Some(GroupReply::Fetched(r)) => r,
+                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+            }
+        }
+    }
+}
