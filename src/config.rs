@@ -29,6 +29,23 @@ pub struct Config {
     pub limits: Limits,
     pub wal: WalConfig,
     pub topics: TopicDefaults,
+    pub groups: GroupConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// How long an empty group's first rebalance waits for more members
+    /// after each join (Kafka's group.initial.rebalance.delay.ms).
+    pub initial_rebalance_delay_ms: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay_ms: 3000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +93,7 @@ impl Default for Config {
             limits: Limits::default(),
             wal: WalConfig::default(),
             topics: TopicDefaults::default(),
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -220,6 +238,12 @@ impl Config {
             }
         }
         check("memory_per_shard", self.memory_per_shard.0, 16 << 20, 1 << 40)?;
+        check(
+            "groups.initial_rebalance_delay_ms",
+            self.groups.initial_rebalance_delay_ms,
+            0,
+            300_000,
+        )?;
         check(
             "limits.max_partitions_per_shard",
             self.limits.max_partitions_per_shard,

@@ -117,6 +117,10 @@ struct StartArgs {
     /// Most partitions one shard may own [default: 10000].
     #[arg(long, value_name = "N")]
     max_partitions_per_shard: Option<usize>,
+    /// How long an empty consumer group's first rebalance waits for more
+    /// members after each join [default: 3000].
+    #[arg(long, value_name = "MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -157,6 +161,9 @@ impl StartArgs {
         }
         if let Some(v) = self.max_partitions_per_shard {
             c.limits.max_partitions_per_shard = v;
+        }
+        if let Some(v) = self.group_initial_rebalance_delay_ms {
+            c.groups.initial_rebalance_delay_ms = v;
         }
         Ok((c, self.print_config))
     }

@@ -77,6 +77,31 @@ def test_a_broker_restart_mid_run_is_followed(broker, tmp_path):
     assert consumed["messages"] >= produced["messages"], (consumed, produced)
 
 
+def test_consuming_as_a_group_reads_everything_once_and_commits(broker, tmp_path):
+    """Two executors consume as two members of one group: the group splits
+    the partitions, every message is counted once, and the positions are
+    committed, so the group's next run reads nothing."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    p, c = tmp_path / "p.json", tmp_path / "c.json"
+    bench("produce", "--bootstrap", broker.bootstrap, "--topic", "grp", "--partitions", "6",
+          "--duration", "1s", "--acks", "all", "--rate", "100000", "--json", str(p))
+    produced = results(p)["produce"]["messages"]
+    assert produced > 0
+    bench("consume", "--bootstrap", broker.bootstrap, "--topic", "grp", "--until-end", "--group", "bench-group",
+          "--cores", "2", "--json", str(c))
+    assert results(c)["consume"]["messages"] == produced
+    assert results(c)["consume"]["errors"] == {}
+    k = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "bench-group"})
+    committed = k.committed([TopicPartition("grp", i) for i in range(6)], timeout=10)
+    ends = [k.get_watermark_offsets(TopicPartition("grp", i), timeout=10)[1] for i in range(6)]
+    k.close()
+    assert [tp.offset for tp in committed] == ends
+    bench("consume", "--bootstrap", broker.bootstrap, "--topic", "grp", "--until-end", "--group", "bench-group",
+          "--cores", "2", "--json", str(c))
+    assert results(c)["consume"]["messages"] == 0
+
+
 def test_many_topics_scenario_delivers_everything(broker, tmp_path):
     out = tmp_path / "seed.json"
     text = bench("scenario", str(ROOT / "bench" / "scenarios" / "many-topics.toml"),

@@ -324,3 +324,22 @@ def offset_commit_v2_member(port, group, generation, member, topic, offset):
     _topic, at = rstring(r, at)
     _parts, _part, err = struct.unpack_from(">iih", r, at)
     return err
+
+
+def test_members_starting_together_share_the_first_generation(broker):
+    """The initial rebalance delay (Kafka's group.initial.rebalance.delay.ms,
+    3 s by default): two members joining an empty group within it start
+    generation 1 together, instead of a generation each."""
+    import threading
+
+    results = []
+    joins = [threading.Thread(target=lambda: results.append(join_v0(broker.port, "together", "")))
+             for _ in range(2)]
+    for t in joins:
+        t.start()
+    for t in joins:
+        t.join(30)
+    assert len(results) == 2 and all(r[0] == 0 for r in results), results
+    assert {r[1] for r in results} == {1}, "both in generation 1"
+    leaders = [r for r in results if r[3] == r[4]]
+    assert len(leaders) == 1 and leaders[0][5] == 2, "one leader, told of both members"

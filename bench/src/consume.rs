@@ -3,7 +3,7 @@
 //! compressed data counts too) and, for end-to-end runs, the latency from
 //! each record's timestamp to its arrival.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::batch;
 use crate::cluster;
+use crate::group;
 use crate::produce::NETWORK_ERROR;
 use crate::report::{Kind, Snapshot};
 use crate::router::{leadership_lost, Router};
@@ -35,6 +36,9 @@ pub struct ConsumeConfig {
     pub partition_max_bytes: i32,
     /// Record end-to-end latency from record timestamps.
     pub e2e: bool,
+    /// Consume as a member of this group: the group assigns the partitions
+    /// (each executor is a member) and positions are committed.
+    pub group: Option<String>,
 }
 
 pub async fn run(
@@ -47,22 +51,58 @@ pub async fn run(
 ) -> anyhow::Result<Snapshot> {
     let stats = Rc::new(RefCell::new(Snapshot::new(executor, Kind::Consume)));
     let reporter = crate::report::spawn_reporter(stats.clone(), progress.clone());
-    let mut position = BTreeMap::new();
-    let mut end = cfg.until_end.then(BTreeMap::new);
-    for (leader, parts) in by_leader(&router, &partitions) {
-        let conn = router.conn_to(leader, CONSUMER_SLOT).await?;
-        position.extend(cluster::offsets(&conn, &cfg.topic, &parts, if cfg.from_end { -1 } else { -2 }).await?);
-        if let Some(end) = &mut end {
-            end.extend(cluster::offsets(&conn, &cfg.topic, &parts, -1).await?);
+    match cfg.group.clone() {
+        None => {
+            let position = offsets(&cfg, &router, &partitions, if cfg.from_end { -1 } else { -2 }).await?;
+            let end = match cfg.until_end {
+                true => Some(offsets(&cfg, &router, &partitions, -1).await?),
+                false => None,
+            };
+            read(&cfg, &router, &stats, position, end, start, None).await;
         }
+        Some(group) => consume_as_member(&cfg, &group, &router, &partitions, &stats, start).await?,
     }
+    reporter.cancel().await;
+    let mut last = stats.borrow().clone();
+    last.done = true;
+    let _ = progress.send(last.clone());
+    Ok(last)
+}
+
+/// Latest (-1) or earliest (-2) offsets of `partitions`, from their leaders.
+async fn offsets(
+    cfg: &ConsumeConfig,
+    router: &Router,
+    partitions: &[i32],
+    which: i64,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let mut out = BTreeMap::new();
+    for (leader, parts) in by_leader(router, partitions) {
+        let conn = router.conn_to(leader, CONSUMER_SLOT).await?;
+        out.extend(cluster::offsets(&conn, &cfg.topic, &parts, which).await?);
+    }
+    Ok(out)
+}
+
+/// Fetches from `position` until the run's end, `end` (if given), or
+/// `stop`; returns the positions reached.
+async fn read(
+    cfg: &ConsumeConfig,
+    router: &Rc<Router>,
+    stats: &Rc<RefCell<Snapshot>>,
+    position: BTreeMap<i32, i64>,
+    end: Option<BTreeMap<i32, i64>>,
+    start: Instant,
+    stop: Option<Rc<Cell<bool>>>,
+) -> BTreeMap<i32, i64> {
     let shared = Rc::new(Shared {
-        cfg,
-        router,
+        cfg: cfg.clone(),
+        router: router.clone(),
         stats: stats.clone(),
         position: RefCell::new(position),
         end,
         start,
+        stop,
         fetching: RefCell::new(BTreeSet::new()),
         loops: RefCell::new(VecDeque::new()),
     });
@@ -74,11 +114,53 @@ pub async fn run(
             None => break,
         }
     }
-    reporter.cancel().await;
-    let mut last = stats.borrow().clone();
-    last.done = true;
-    let _ = progress.send(last.clone());
-    Ok(last)
+    let reached = shared.position.borrow().clone();
+    reached
+}
+
+/// One executor as a member of `group`: read what the group assigns,
+/// commit where it got to, rejoin at each rebalance, leave at the end.
+async fn consume_as_member(
+    cfg: &ConsumeConfig,
+    group: &str,
+    router: &Rc<Router>,
+    partitions: &[i32],
+    stats: &Rc<RefCell<Snapshot>>,
+    start: Instant,
+) -> anyhow::Result<()> {
+    // With --until-end, each partition's end when the run began.
+    let end_all = match cfg.until_end {
+        true => Some(offsets(cfg, router, partitions, -1).await?),
+        false => None,
+    };
+    let deadline = start + cfg.duration;
+    let mut member_id = String::new();
+    loop {
+        let mut m = group::join(&router.seeds(), group, &cfg.topic, partitions, member_id).await?;
+        member_id = m.member_id.clone();
+        let committed = m.committed().await?;
+        let initial = offsets(cfg, router, &m.assigned, if cfg.from_end { -1 } else { -2 }).await?;
+        let position: BTreeMap<i32, i64> = m
+            .assigned
+            .iter()
+            .filter_map(|p| committed.get(p).or(initial.get(p)).map(|o| (*p, *o)))
+            .collect();
+        let end = end_all.as_ref().map(|e| {
+            e.iter()
+                .filter(|(p, _)| position.contains_key(p))
+                .map(|(p, o)| (*p, *o))
+                .collect()
+        });
+        let reached = read(cfg, router, stats, position, end, start, Some(m.rebalance.clone())).await;
+        // Refused if the rebalance already moved on: the next owner then
+        // rereads from the last commit (at-least-once, as Kafka consumers).
+        let _ = m.commit(&reached).await;
+        if m.rebalance.get() && Instant::now() < deadline {
+            m.stop_heartbeat().await;
+            continue;
+        }
+        return m.leave().await;
+    }
 }
 
 /// Consumer connections use their own slot, apart from the producer's.
@@ -105,6 +187,8 @@ struct Shared {
     /// With `until_end`: where each partition ended when the run began.
     end: Option<BTreeMap<i32, i64>>,
     start: Instant,
+    /// Set when the group rebalances: stop, commit, rejoin.
+    stop: Option<Rc<Cell<bool>>>,
     /// Leaders with a fetch loop running.
     fetching: RefCell<BTreeSet<SocketAddr>>,
     loops: RefCell<VecDeque<glommio::Task<()>>>,
@@ -112,6 +196,9 @@ struct Shared {
 
 impl Shared {
     fn finished(&self) -> bool {
+        if self.stop.as_ref().is_some_and(|s| s.get()) {
+            return true;
+        }
         let position = self.position.borrow();
         self.end
             .as_ref()

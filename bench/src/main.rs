@@ -18,6 +18,7 @@ mod batch;
 mod client;
 mod cluster;
 mod consume;
+mod group;
 mod plot;
 mod produce;
 mod rate;
@@ -139,6 +140,10 @@ struct ConsumeArgs {
     /// Stop once every partition is read up to where it ended at start.
     #[arg(long)]
     until_end: bool,
+    /// Consume as members of this consumer group (one per executor): the
+    /// group assigns partitions, positions are committed.
+    #[arg(long)]
+    group: Option<String>,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -184,7 +189,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(a) => (
             a.common.clone(),
             None,
-            Some(consume_config(&a.common, a.until_end, false, false)),
+            Some(ConsumeConfig {
+                group: a.group.clone(),
+                ..consume_config(&a.common, a.until_end, false, false)
+            }),
         ),
         Command::E2e(a) => {
             if a.rate.is_none() {
@@ -275,6 +283,7 @@ fn consume_config(c: &Common, until_end: bool, from_end: bool, e2e: bool) -> Con
         max_bytes: 64 << 20,
         partition_max_bytes: 8 << 20,
         e2e,
+        group: None,
     }
 }
 
@@ -318,15 +327,25 @@ fn run_executors(
         if mine.is_empty() {
             continue;
         }
-        let (tx, produce, consume) = (tx.clone(), produce.clone(), consume.clone());
+        let (tx, produce, consume, all) = (tx.clone(), produce.clone(), consume.clone(), leaders.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[e % cpus.len()]))
             .name(&format!("bench-{e}"))
             .spawn(move || async move {
                 let partitions: Vec<i32> = mine.keys().copied().collect();
                 let consumer = consume.map(|c| {
-                    let (tx, partitions) = (tx.clone(), partitions.clone());
-                    let router = router::Router::new(&c.topic, bootstrap, mine.clone());
-                    glommio::spawn_local(async move { consume::run(c, e, router, partitions, start, tx).await })
+                    // In a group, the group deals the partitions, not the generator.
+                    let mine = if c.group.is_some() { all.clone() } else { mine.clone() };
+                    let (tx, partitions) = (tx.clone(), mine.keys().copied().collect());
+                    let router = router::Router::new(&c.topic, bootstrap, mine);
+                    glommio::spawn_local(async move {
+                        // An end-to-end consumer takes its positions before
+                        // the producer starts; any other starts with the clock.
+                        let now = Instant::now();
+                        if !c.from_end && start > now {
+                            glommio::timer::sleep(start - now).await;
+                        }
+                        consume::run(c, e, router, partitions, start, tx).await
+                    })
                 });
                 let producer = produce.map(|mut p| {
                     p.executors = executors;
@@ -356,7 +375,7 @@ fn run_executors(
         .into_iter()
         .filter_map(|(on, k)| on.then_some(k))
         .collect();
-    let ended = progress_loop(rx, start, &kinds);
+    let ended = progress_loop(rx, start, &kinds, handles.len());
     let mut totals: BTreeMap<Kind, Vec<Snapshot>> = BTreeMap::new();
     for h in handles {
         for r in h.join().map_err(|e| anyhow::anyhow!("executor failed: {e}"))? {
@@ -396,8 +415,14 @@ fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Prints a line a second until every executor is done; returns when each
-/// kind of work ended, measured from `start`.
-fn progress_loop(rx: mpsc::Receiver<Snapshot>, start: Instant, kinds: &[Kind]) -> BTreeMap<Kind, Duration> {
+/// kind of work ended (all `executors` reported it done), measured from
+/// `start`.
+fn progress_loop(
+    rx: mpsc::Receiver<Snapshot>,
+    start: Instant,
+    kinds: &[Kind],
+    executors: usize,
+) -> BTreeMap<Kind, Duration> {
     let mut latest: BTreeMap<(Kind, usize), Snapshot> = BTreeMap::new();
     let mut previous: BTreeMap<Kind, (u64, u64)> = BTreeMap::new();
     let mut ended = BTreeMap::new();
@@ -408,8 +433,8 @@ fn progress_loop(rx: mpsc::Receiver<Snapshot>, start: Instant, kinds: &[Kind]) -
             Ok(s) => {
                 latest.insert((s.kind, s.executor), s);
                 for &k in kinds {
-                    let all_done = latest.values().filter(|s| s.kind == k).all(|s| s.done);
-                    if all_done && latest.keys().any(|(kind, _)| *kind == k) {
+                    let done = latest.values().filter(|s| s.kind == k && s.done).count();
+                    if done == executors {
                         ended.entry(k).or_insert_with(|| start.elapsed());
                     }
                 }

@@ -78,6 +78,11 @@ impl Router {
         })
     }
 
+    /// Brokers known so far (the bootstrap first, among them).
+    pub fn seeds(&self) -> Vec<SocketAddr> {
+        self.seeds.borrow().clone()
+    }
+
     pub fn epoch(&self) -> u64 {
         self.epoch.get()
     }

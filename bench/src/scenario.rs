@@ -56,6 +56,8 @@ struct Workload {
     /// consume: stop at the end of each partition as it was at start.
     #[serde(default)]
     until_end: bool,
+    /// consume: read as members of this consumer group.
+    group: Option<String>,
 }
 
 fn eight() -> i32 {
@@ -117,6 +119,7 @@ impl Workload {
             max_bytes: 64 << 20,
             partition_max_bytes: 8 << 20,
             e2e,
+            group: self.group.clone(),
         })
     }
 }

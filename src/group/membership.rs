@@ -9,10 +9,13 @@
 //! subscription. The leader computes the assignment and sends it with its
 //! SyncGroup; each member's SyncGroup returns its share.
 //!
+//! An empty group's first rebalance waits `groups.initial_rebalance_delay_ms`
+//! (Kafka's group.initial.rebalance.delay.ms, 3 s) after each join, up to
+//! the rebalance timeout, so consumers started together land in one
+//! generation instead of one rebalance each.
+//!
 //! Not served: static membership (a `group.instance.id` is accepted and
-//! the member treated as dynamic), and Kafka's initial rebalance delay (the
-//! first member to join an empty group starts generation 1 at once; others
-//! joining right after cause another rebalance).
+//! the member treated as dynamic).
 //!
 //! Timers: one sweep per shard every `SWEEP` while it coordinates a group
 //! with members (session expiry, rebalance deadlines); none otherwise.
@@ -79,6 +82,9 @@ struct Group {
     /// their session timeout passes.
     pending: HashMap<String, Instant>,
     rebalance_deadline: Option<Instant>,
+    /// During an empty group's first rebalance: the latest the initial
+    /// delay may extend to. Joins only complete at the deadline then.
+    initial_delay_limit: Option<Instant>,
 }
 
 impl Group {
@@ -93,6 +99,7 @@ impl Group {
             members: HashMap::new(),
             pending: HashMap::new(),
             rebalance_deadline: None,
+            initial_delay_limit: None,
         }
     }
 
@@ -140,9 +147,10 @@ impl Group {
     /// Completes the rebalance if every member has rejoined, or (`force`)
     /// its deadline passed: those that did not rejoin are dropped.
     fn maybe_complete_join(&mut self, force: bool) {
-        if self.phase != Phase::PreparingRebalance {
+        if self.phase != Phase::PreparingRebalance || (self.initial_delay_limit.is_some() && !force) {
             return;
         }
+        self.initial_delay_limit = None;
         let all_joined = self.members.values().all(|m| m.joining.is_some());
         if !all_joined && !force {
             return;
@@ -222,30 +230,43 @@ impl Group {
 }
 
 /// The groups this shard coordinates.
-#[derive(Default)]
 pub struct Groups {
     groups: RefCell<HashMap<String, Group>>,
     sweeping: Cell<bool>,
     next_member: Cell<u64>,
+    initial_delay: Duration,
 }
 
 impl Groups {
-    /// For OffsetCommit: whether `member` of `generation` may commit now.
-    /// A commit without a member and generation (-1) is a standalone
-    /// consumer's and always may.
+    pub fn new(initial_delay: Duration) -> Self {
+        Self {
+            groups: RefCell::new(HashMap::new()),
+            sweeping: Cell::new(false),
+            next_member: Cell::new(0),
+            initial_delay,
+        }
+    }
+
+    /// For OffsetCommit, as Kafka decides it: a standalone consumer's
+    /// commit (no generation) only to a group without members; a member's
+    /// only for the current generation, and not while the new generation's
+    /// assignment is being synced. During PreparingRebalance a member still
+    /// may: that is when consumers commit what they read before rejoining.
     pub fn check_commit(&self, group: &str, member: &str, generation: i32) -> Result<(), i16> {
-        if member.is_empty() && generation < 0 {
+        let groups = self.groups.borrow();
+        let g = groups.get(group);
+        let members = g.map_or(0, |g| g.members.len());
+        if generation < 0 && members == 0 {
             return Ok(());
         }
-        let groups = self.groups.borrow();
-        let Some(g) = groups.get(group) else {
+        let Some(g) = g else {
             return Err(errors::UNKNOWN_MEMBER_ID);
         };
+        if g.phase == Phase::CompletingRebalance {
+            return Err(errors::REBALANCE_IN_PROGRESS);
+        }
         if !g.members.contains_key(member) {
             return Err(errors::UNKNOWN_MEMBER_ID);
-        }
-        if g.phase == Phase::PreparingRebalance {
-            return Err(errors::REBALANCE_IN_PROGRESS);
         }
         if generation != g.generation {
             return Err(errors::ILLEGAL_GENERATION);
@@ -335,7 +356,14 @@ pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGr
             }
         }
         g.protocol_type = Some(req.protocol_type.to_string());
-        if g.phase != Phase::PreparingRebalance {
+        if g.phase == Phase::Empty && !groups.initial_delay.is_zero() {
+            g.prepare_rebalance(now);
+            g.initial_delay_limit = Some(now + rebalance_timeout);
+        }
+        if let Some(limit) = g.initial_delay_limit {
+            // Each join during the initial delay waits for more joiners.
+            g.rebalance_deadline = Some((now + groups.initial_delay).min(limit));
+        } else if g.phase != Phase::PreparingRebalance {
             g.prepare_rebalance(now);
         }
         g.maybe_complete_join(false);

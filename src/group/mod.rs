@@ -106,12 +106,12 @@ pub struct Coordinator {
 type GroupOffsets = HashMap<(String, i32), Committed>;
 
 impl Coordinator {
-    pub fn new() -> Self {
+    pub fn new(initial_rebalance_delay: std::time::Duration) -> Self {
         Self {
             loaded: RefCell::new(HashSet::new()),
             loading: glommio::sync::Semaphore::new(1),
             offsets: RefCell::new(HashMap::new()),
-            members: membership::Groups::default(),
+            members: membership::Groups::new(initial_rebalance_delay),
         }
     }
 }

@@ -5,8 +5,8 @@
 //!
 //! A group member's commit must carry its member id and the current
 //! generation (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS
-//! otherwise); a standalone consumer's (no member, generation -1) always
-//! may commit.
+//! otherwise); a standalone consumer's (generation -1) is taken for a group
+//! without members (group/membership.rs, `check_commit`).
 
 use std::rc::Rc;
 

@@ -130,6 +130,7 @@ async fn shard_main(
         broker.handle(from, msg);
     })
     .await;
+    let initial_rebalance_delay = std::time::Duration::from_millis(config.groups.initial_rebalance_delay_ms);
     let broker = Rc::new(Broker {
         config,
         cluster_id,
@@ -138,7 +139,7 @@ async fn shard_main(
         meta: RefCell::new(meta),
         control,
         connections: Cell::new(0),
-        groups: crate::group::Coordinator::new(),
+        groups: crate::group::Coordinator::new(initial_rebalance_delay),
         metrics: Default::default(),
         started: std::time::Instant::now(),
     });
