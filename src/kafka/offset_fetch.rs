@@ -17,6 +17,27 @@ use crate::node::broker::Broker;
 
 pub const VERSIONS: (i16, i16) = (1, 8);
 
+/// The response topics for one group's offsets. v8 answers with types of
+/// its own (`...Topics`, `...Partitions`) shaped like the older ones.
+macro_rules! topics {
+    ($list:expr, $topic:ident, $partition:ident) => {
+        by_topic($list, |p, c: Option<Committed>| {
+            $partition::default()
+                .with_partition_index(p)
+                .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
+                .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
+                .with_metadata(Some(StrBytes::from_string(c.map(|c| c.metadata).unwrap_or_default())))
+        })
+        .into_iter()
+        .map(|(name, partitions)| {
+            $topic::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_partitions(partitions)
+        })
+        .collect()
+    };
+}
+
 /// One group's answer: (topic, partition, committed) in request order (or
 /// every committed partition), or an error for the whole group.
 type GroupOffsets = Result<Vec<(String, i32, Option<Committed>)>, i16>;
@@ -41,44 +62,20 @@ pub async fn handle(b: &Rc<Broker>, req: OffsetFetchRequest, version: i16) -> Of
             .collect()
     });
     match fetch_group(b, req.group_id.0.as_str(), wanted).await {
-        Ok(list) => OffsetFetchResponse::default().with_topics(
-            by_topic(list, |p, c| {
-                OffsetFetchResponsePartition::default()
-                    .with_partition_index(p)
-                    .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
-                    .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
-                    .with_metadata(Some(StrBytes::from_string(c.map(|c| c.metadata).unwrap_or_default())))
-            })
-            .into_iter()
-            .map(|(name, partitions)| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(name)))
-                    .with_partitions(partitions)
-            })
-            .collect(),
-        ),
+        Ok(list) => OffsetFetchResponse::default().with_topics(topics!(
+            list,
+            OffsetFetchResponseTopic,
+            OffsetFetchResponsePartition
+        )),
         Err(code) => OffsetFetchResponse::default().with_error_code(code),
     }
 }
 
 fn group_response(group_id: GroupId, got: GroupOffsets) -> OffsetFetchResponseGroup {
     match got {
-        Ok(list) => OffsetFetchResponseGroup::default().with_group_id(group_id).with_topics(
-            by_topic(list, |p, c| {
-                OffsetFetchResponsePartitions::default()
-                    .with_partition_index(p)
-                    .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
-                    .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
-                    .with_metadata(Some(StrBytes::from_string(c.map(|c| c.metadata).unwrap_or_default())))
-            })
-            .into_iter()
-            .map(|(name, partitions)| {
-                OffsetFetchResponseTopics::default()
-                    .with_name(TopicName(StrBytes::from_string(name)))
-                    .with_partitions(partitions)
-            })
-            .collect(),
-        ),
+        Ok(list) => OffsetFetchResponseGroup::default()
+            .with_group_id(group_id)
+            .with_topics(topics!(list, OffsetFetchResponseTopics, OffsetFetchResponsePartitions)),
         Err(code) => OffsetFetchResponseGroup::default()
             .with_group_id(group_id)
             .with_error_code(code),
