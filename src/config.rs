@@ -30,6 +30,41 @@ pub struct Config {
     pub wal: WalConfig,
     pub topics: TopicDefaults,
     pub groups: GroupConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// The nodes of a cluster. Empty: a single node. Every node gets the same
+/// list (this one included) and the same shard count: shard k of every
+/// node forms Raft group k, which replicates the partitions on shard k to
+/// every node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub nodes: Vec<NodeAddress>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddress {
+    /// The node's `node_id`.
+    pub id: i32,
+    /// Where clients reach its Kafka listener (advertised in Metadata).
+    pub kafka: SocketAddr,
+    /// Where its shard 0 takes Raft traffic; shard k uses this port + k.
+    pub raft: SocketAddr,
+}
+
+/// A peer as a shard sees it: its Raft id and the address of the same
+/// shard on it.
+pub type RaftPeer = (u64, SocketAddr);
+
+/// raft-rs ids must be non-zero; Kafka node ids start at 0.
+pub fn raft_id(node_id: i32) -> u64 {
+    node_id as u64 + 1
+}
+
+pub fn node_of_raft_id(id: u64) -> i32 {
+    (id - 1) as i32
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +129,7 @@ impl Default for Config {
             wal: WalConfig::default(),
             topics: TopicDefaults::default(),
             groups: GroupConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -214,7 +250,39 @@ impl Config {
     }
 
     pub fn advertised(&self) -> SocketAddr {
-        self.advertised.unwrap_or(self.listen)
+        self.advertised
+            .or_else(|| self.node(self.node_id).map(|n| n.kafka))
+            .unwrap_or(self.listen)
+    }
+
+    /// The cluster's node with this id (none on a single node).
+    pub fn node(&self, id: i32) -> Option<&NodeAddress> {
+        self.cluster.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Every broker id of the cluster, sorted (this node alone when single).
+    pub fn brokers(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.cluster.nodes.iter().map(|n| n.id).collect();
+        if ids.is_empty() {
+            ids.push(self.node_id);
+        }
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Shard `k`'s Raft port on this node, and its peers (shard `k` of the
+    /// other nodes). `None` on a single node.
+    pub fn raft_endpoints(&self, shard: u16) -> Option<(SocketAddr, Vec<RaftPeer>)> {
+        let me = self.node(self.node_id)?;
+        let at = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() + shard);
+        let peers = self
+            .cluster
+            .nodes
+            .iter()
+            .filter(|n| n.id != self.node_id)
+            .map(|n| (raft_id(n.id), at(n.raft)))
+            .collect();
+        Some((at(me.raft), peers))
     }
 
     /// The cores shards run on, one shard per entry.
@@ -276,12 +344,59 @@ impl Config {
         )?;
         check("wal.segment_bytes", self.wal.segment_bytes.0, 1 << 20, 1 << 40)?;
         check("topics.default_partitions", self.topics.default_partitions, 1, 100_000)?;
+        self.validate_cluster()?;
         if !self.wal.segment_bytes.0.is_multiple_of(4096) {
             return Err(ConfigError::Invalid {
                 key: "wal.segment_bytes",
                 value: self.wal.segment_bytes.0.to_string(),
                 expected: "must be a multiple of 4096".into(),
             });
+        }
+        Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let nodes = &self.cluster.nodes;
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let invalid = |expected: String| ConfigError::Invalid {
+            key: "cluster.nodes",
+            value: format!("{} node(s)", nodes.len()),
+            expected,
+        };
+        check("cluster.nodes (count)", nodes.len(), 1, 64)?;
+        for n in nodes {
+            check("cluster.nodes.id", n.id, 0, i32::MAX - 1)?;
+            if nodes.iter().filter(|m| m.id == n.id).count() > 1 {
+                return Err(invalid(format!("node id {} appears twice; ids must be unique", n.id)));
+            }
+            let shards = self.shard_cores().len() as u32;
+            if n.raft.port() as u32 + shards > 65_536 {
+                return Err(invalid(format!(
+                    "node {}: raft port {} + {shards} shards passes 65535 (shard k uses the raft port + k)",
+                    n.id,
+                    n.raft.port()
+                )));
+            }
+        }
+        let Some(me) = self.node(self.node_id) else {
+            return Err(invalid(format!(
+                "node_id {} is not in the list; list every node of the cluster, this one included",
+                self.node_id
+            )));
+        };
+        if let Some(adv) = self.advertised {
+            if adv != me.kafka {
+                return Err(ConfigError::Invalid {
+                    key: "advertised",
+                    value: adv.to_string(),
+                    expected: format!(
+                        "must match this node's kafka address in cluster.nodes ({}), or be left out",
+                        me.kafka
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -309,6 +424,28 @@ mod tests {
         assert_eq!(c.limits.max_partitions_per_shard, 10);
         assert_eq!(c.limits.message_max_bytes.0, 1_048_588);
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn cluster_nodes_parse_and_name_this_node() {
+        let text = r#"
+node_id = 2
+[cluster]
+nodes = [
+  { id = 1, kafka = "10.0.0.1:9092", raft = "10.0.0.1:9093" },
+  { id = 2, kafka = "10.0.0.2:9092", raft = "10.0.0.2:9093" },
+]
+"#;
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.advertised().to_string(), "10.0.0.2:9092");
+        assert_eq!(c.brokers(), vec![1, 2]);
+        let (listen, peers) = c.raft_endpoints(3).unwrap();
+        assert_eq!(listen.to_string(), "10.0.0.2:9096");
+        assert_eq!(peers, vec![(raft_id(1), "10.0.0.1:9096".parse().unwrap())]);
+        let stranger = Config { node_id: 7, ..c };
+        let e = stranger.validate().unwrap_err().to_string();
+        assert!(e.contains("cluster.nodes") && e.contains("node_id 7"), "{e}");
     }
 
     #[test]

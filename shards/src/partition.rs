@@ -90,6 +90,30 @@ impl Partition {
         }
     }
 
+    /// Drops the stored batches from `offset` on: an uncommitted tail that
+    /// a new Raft leader replaced. Committed offsets never go.
+    pub fn truncate_from(&mut self, offset: Offset) {
+        assert!(
+            offset >= self.high_watermark,
+            "partition {}: truncating to {} below the high watermark {}",
+            self.id,
+            offset,
+            self.high_watermark
+        );
+        let keep = self.index.partition_point(|e| e.base < offset);
+        self.index.truncate(keep);
+        self.forget_unstored();
+    }
+
+    /// Takes back offsets handed out for batches that were never stored
+    /// (the leader lost its leadership before they were written).
+    pub fn forget_unstored(&mut self) {
+        self.next_offset = self.indexed_end();
+        if let Some(p) = self.producers.as_deref_mut() {
+            p.forget_from(self.next_offset);
+        }
+    }
+
     /// Makes offsets below `end` visible. Never moves backwards.
     pub fn advance_high_watermark(&mut self, end: Offset) -> bool {
         assert!(

@@ -61,6 +61,16 @@ fn next_seq(last: i32) -> i32 {
 }
 
 impl Producers {
+    /// Forgets batches stored at `offset` or later (a truncated log tail).
+    /// A producer left with none is forgotten: its next batch is taken as
+    /// from a producer whose state predates the log.
+    pub fn forget_from(&mut self, offset: Offset) {
+        self.by_id.retain(|_, p| {
+            p.recent.retain(|r| r.base < offset);
+            !p.recent.is_empty()
+        });
+    }
+
     pub fn check(&self, producer_id: i64, epoch: i16, first: i32, count: u32) -> Result<SeqCheck, SeqError> {
         let Some(p) = self.by_id.get(&producer_id) else {
             // Unknown producer (new, or its state predates this log): take it.

@@ -88,8 +88,11 @@ impl ReadCache {
             .partition_point(|e| (e.segment, e.start) <= (pos.segment, pos.offset));
         i.checked_sub(1).and_then(|i| {
             let e = &self.entries[i];
+            if e.segment != pos.segment {
+                return None;
+            }
             let from = (pos.offset - e.start) as usize;
-            (e.segment == pos.segment && from + len <= e.data.len()).then(|| e.data.slice(from..from + len))
+            (from + len <= e.data.len()).then(|| e.data.slice(from..from + len))
         })
     }
 

@@ -3,7 +3,8 @@
 //! shard's own executor; other shards send it messages.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -17,7 +18,8 @@ use crate::metrics::{StorageReport, WalMetrics};
 use crate::partition::{IndexEntry, Partition};
 use crate::producer::{SeqCheck, SeqError};
 use crate::raft::entry::{items, EntryBuilder};
-use crate::raft::{RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
+use crate::raft::transport::Transport;
+use crate::raft::{entry_of, is_data, Membership, RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
 use crate::read_ahead::{Lookup, ReadAhead};
 use crate::read_cache::ReadCache;
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
@@ -26,6 +28,9 @@ use crate::wal::{self, decode_hard_state, Record, RecordKind, WalError, WalPos, 
 /// The read cache, and the read-ahead, may each hold up to this fraction
 /// (1/N) of the memory budget.
 const READ_CACHE_SHARE: u64 = 8;
+/// Applied Raft entries kept in memory for followers that lag behind may
+/// take up to this fraction (1/N) of the memory budget.
+const RAFT_RETAIN_SHARE: u64 = 4;
 
 /// Part of a partition's read: in memory, a read-ahead still reading, or a
 /// WAL read in flight.
@@ -41,6 +46,20 @@ pub struct ShardConfig {
     pub wal_dir: PathBuf,
     pub segment_bytes: u64,
     pub memory_bytes: u64,
+    /// This node and the voters of the shard's Raft group.
+    pub membership: Membership,
+    /// With peers: this shard's Raft port, and each peer's (same shard).
+    pub raft_listen: Option<SocketAddr>,
+    pub peers: Vec<(u64, SocketAddr)>,
+}
+
+/// What a shard tells the node about, in order, through `Shard::events`.
+#[derive(Debug)]
+pub enum ShardEvent {
+    /// A metadata command committed in this shard's group (shard 0's).
+    MetaCommitted { index: RaftIndex, command: Bytes },
+    /// The group's leader changed: its Raft id, `None` while unknown.
+    Leader { leader: Option<u64> },
 }
 
 /// Errors a shard reports per partition; the Kafka layer maps each to one
@@ -129,6 +148,13 @@ struct State {
     /// Fetches long-polling a partition; only present while someone waits.
     data_waiters: HashMap<PartitionId, Vec<flume::Sender<()>>>,
     failed: Option<String>,
+    /// Metadata commands to propose, each with who waits for the verdict.
+    meta_proposals: Vec<(Vec<u8>, flume::Sender<Result<(), ShardError>>)>,
+    /// Partition ids below this one that the shard does not hold were
+    /// deleted; ids at or above it, met in an entry before the metadata
+    /// that creates them arrived (a follower), are created on sight.
+    known_below: u32,
+    deleted: HashSet<PartitionId>,
     /// Record batches staged for the log (divided by WAL appends: how many
     /// batches each group commit carried).
     batches_staged: u64,
@@ -143,9 +169,16 @@ pub struct Shard {
     cache: RefCell<ReadCache>,
     ahead: Rc<RefCell<ReadAhead>>,
     leader: Cell<bool>,
+    leader_id: Cell<Option<u64>>,
     raft_term: Cell<u64>,
     raft_commit: Cell<u64>,
     wal_metrics: Rc<WalMetrics>,
+    /// Messages from peers and clock ticks, for the Raft driver.
+    raft_inbox: RefCell<Vec<raft::prelude::Message>>,
+    tick_due: Cell<bool>,
+    transport: Option<Rc<Transport>>,
+    events: LocalSender<ShardEvent>,
+    events_rx: RefCell<Option<LocalReceiver<ShardEvent>>>,
 }
 
 /// Entries replayed from the WAL, applied as the recorded commit index passes them.
@@ -154,14 +187,20 @@ struct Replay {
     hard_state: Option<(u64, u64, u64)>,
     applied: (u64, u64),
     unapplied: Vec<raft::prelude::Entry>,
-    overwrite: bool,
+    /// Metadata commands the recorded commit index passed.
+    meta: Vec<(RaftIndex, Bytes)>,
+    /// Set when the WAL rewrites a committed entry: corruption.
+    rewrites_committed: bool,
 }
 
 impl Shard {
     /// Opens the shard's WAL, rebuilds its partitions from it, starts its Raft
     /// group and the driver task that runs it.
-    pub async fn open(cfg: ShardConfig, partitions: &[PartitionId]) -> Result<Rc<Shard>, ShardError> {
-        let mut state = State::default();
+    pub async fn open(cfg: ShardConfig, partitions: &[PartitionId], known_below: u32) -> Result<Rc<Shard>, ShardError> {
+        let mut state = State {
+            known_below,
+            ..Default::default()
+        };
         for &p in partitions {
             state.partitions.insert(p, Partition::new(p));
         }
@@ -170,39 +209,113 @@ impl Shard {
             replay_record(&mut state, &mut replay, rec, pos)
         })
         .await?;
-        if replay.overwrite {
+        if replay.rewrites_committed {
             return Err(ShardError::Storage(
-                "WAL holds a Raft log overwrite, which a single-voter group never writes".into(),
+                "WAL rewrites a committed Raft entry; the log is corrupt".into(),
             ));
         }
-        let group = RaftGroup::start(
+        let membership = cfg.membership.clone();
+        let mut group = RaftGroup::start(
             writer,
             RecoveredRaft {
                 hard_state: replay.hard_state,
                 applied: replay.applied,
                 unapplied: replay.unapplied,
             },
+            membership.clone(),
+            (cfg.memory_bytes / RAFT_RETAIN_SHARE) as usize,
         )?;
         let (kick, kicked) = local_channel::new_bounded(1);
-        let shard = Rc::new(Shard {
-            id: cfg.id,
-            state: RefCell::new(state),
-            reader,
-            kick,
-            budget: Budget::new(cfg.memory_bytes),
-            cache: RefCell::new(ReadCache::new((cfg.memory_bytes / READ_CACHE_SHARE) as usize)),
-            ahead: Rc::new(RefCell::new(ReadAhead::new(
-                (cfg.memory_bytes / READ_CACHE_SHARE) as usize,
-            ))),
-            leader: Cell::new(group.is_leader()),
-            raft_term: Cell::new(group.term()),
-            raft_commit: Cell::new(group.commit_index()),
-            wal_metrics: group.wal().metrics(),
+        let (events, events_rx) = local_channel::new_unbounded();
+        for (index, command) in replay.meta {
+            let _ = events.try_send(ShardEvent::MetaCommitted { index, command });
+        }
+        let shard = Rc::new_cyclic(|weak: &std::rc::Weak<Shard>| {
+            let transport = cfg.raft_listen.filter(|_| !membership.is_single()).map(|listen| {
+                let weak = weak.clone();
+                Transport::start(membership.me, listen, &cfg.peers, move |msg| {
+                    if let Some(shard) = weak.upgrade() {
+                        shard.raft_inbox.borrow_mut().push(msg);
+                        let _ = shard.kick.try_send(());
+                    }
+                })
+            });
+            let (transport, bind_error) = match transport {
+                Some(Ok(t)) => (Some(t), None),
+                Some(Err(e)) => (None, Some(e.to_string())),
+                None => (None, None),
+            };
+            Shard {
+                id: cfg.id,
+                state: RefCell::new(State {
+                    failed: bind_error,
+                    ..state
+                }),
+                reader,
+                kick,
+                budget: Budget::new(cfg.memory_bytes),
+                cache: RefCell::new(ReadCache::new((cfg.memory_bytes / READ_CACHE_SHARE) as usize)),
+                ahead: Rc::new(RefCell::new(ReadAhead::new(
+                    (cfg.memory_bytes / READ_CACHE_SHARE) as usize,
+                ))),
+                leader: Cell::new(group.is_leader()),
+                leader_id: Cell::new(None),
+                raft_term: Cell::new(group.term()),
+                raft_commit: Cell::new(group.commit_index()),
+                wal_metrics: group.wal().metrics(),
+                raft_inbox: RefCell::new(Vec::new()),
+                tick_due: Cell::new(false),
+                transport,
+                events,
+                events_rx: RefCell::new(Some(events_rx)),
+            }
         });
+        if let Some(reason) = shard.state.borrow().failed.clone() {
+            return Err(ShardError::Storage(reason));
+        }
+        if let Some(t) = &shard.transport {
+            group.set_transport(t.clone());
+            glommio::spawn_local(tick(shard.clone())).detach();
+        }
         glommio::spawn_local(drive(shard.clone(), group, kicked)).detach();
         // Elections and recovered entries produce a first Ready.
         let _ = shard.kick.try_send(());
         Ok(shard)
+    }
+
+    /// The shard's events (metadata commits, leader changes), for the one
+    /// node task that follows them. `None` once taken.
+    pub fn take_events(&self) -> Option<LocalReceiver<ShardEvent>> {
+        self.events_rx.borrow_mut().take()
+    }
+
+    /// The Raft id of the group's leader, as far as this shard knows.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.leader_id.get()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.get()
+    }
+
+    /// Peers (Raft ids) this shard heard from within `within`.
+    pub fn live_peers(&self, within: std::time::Duration) -> Vec<u64> {
+        self.transport.as_ref().map_or_else(Vec::new, |t| t.live_peers(within))
+    }
+
+    /// Proposes a metadata command to the group (any member may: a
+    /// follower forwards it to the leader). Ok means it was handed to Raft,
+    /// not that it committed: a `MetaCommitted` event tells that.
+    pub async fn propose_meta(&self, command: Vec<u8>) -> Result<(), ShardError> {
+        if let Some(reason) = &self.state.borrow().failed {
+            return Err(ShardError::Storage(reason.clone()));
+        }
+        let (tx, rx) = flume::bounded(1);
+        self.state.borrow_mut().meta_proposals.push((command, tx));
+        let _ = self.kick.try_send(());
+        rx.recv_async()
+            .await
+            .unwrap_or_else(|_| Err(ShardError::Storage("shard stopped".into())))
     }
 
     /// The shard's storage-side state, for a metrics scrape or a health check.
@@ -246,6 +359,7 @@ impl Shard {
         let mut st = self.state.borrow_mut();
         for id in ids {
             st.partitions.remove(id);
+            st.deleted.insert(*id);
             st.data_waiters.remove(id);
             self.ahead.borrow_mut().forget(*id);
         }
@@ -298,6 +412,11 @@ impl Shard {
         reads: &[(PartitionId, Offset, usize)],
         budget: usize,
     ) -> Vec<Result<PartitionRead, ShardError>> {
+        if !self.leader.get() {
+            // Kafka clients fetch from leaders; a follower's data is not
+            // theirs to read.
+            return reads.iter().map(|_| Err(ShardError::NotLeader)).collect();
+        }
         let mut plans = Vec::with_capacity(reads.len());
         let mut read_ahead = Vec::new();
         {
@@ -494,6 +613,9 @@ impl Shard {
     }
 
     pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
+        if !self.leader.get() {
+            return Err(ShardError::NotLeader);
+        }
         let st = self.state.borrow();
         let p = st
             .partitions
@@ -527,17 +649,64 @@ impl Shard {
     }
 
     fn apply(&self, out: ReadyOutcome) {
-        for (_, payload, pos) in &out.persisted {
-            self.cache_entry(*pos, payload);
+        if out.persisted_own {
+            // Followers do not serve reads: only a leader caches.
+            for (_, payload, pos) in &out.persisted {
+                self.cache_entry(*pos, payload);
+            }
         }
         let mut st = self.state.borrow_mut();
+        for payload in &out.overwritten {
+            st.truncate_entry(payload);
+        }
         for (_, payload, pos) in &out.persisted {
-            st.index_entry(payload, *pos, false);
+            // A leader recorded its producers' sequences when it staged
+            // the batches; a follower learns them here.
+            st.index_entry(payload, *pos, !out.persisted_own);
         }
         for (_, payload) in &out.committed {
             st.commit_entry(payload);
         }
         st.complete_waiters(out.persisted_index, out.committed_index);
+        drop(st);
+        for (index, command) in out.committed_meta {
+            let _ = self.events.try_send(ShardEvent::MetaCommitted { index, command });
+        }
+    }
+
+    /// Follows the group's role after a Ready round: a leader that lost
+    /// its leadership answers everything waiting on it with NotLeader and
+    /// takes back the offsets it handed out for batches never written;
+    /// the node hears of every change of leader.
+    fn observe_role(&self, group: &RaftGroup) {
+        self.raft_term.set(group.term());
+        self.raft_commit.set(group.commit_index());
+        let leading = group.is_leader();
+        if self.leader.replace(leading) && !leading {
+            let mut st = self.state.borrow_mut();
+            let st = &mut *st;
+            let waiting: Vec<Waiter> = st
+                .inflight
+                .drain(..)
+                .flat_map(|(_, ws)| ws)
+                .chain(st.proposal_waiters.drain(..))
+                .collect();
+            for w in waiting {
+                let _ = w.done.try_send(Err(ShardError::NotLeader));
+            }
+            st.proposal.take();
+            for p in st.partitions.values_mut() {
+                p.forget_unstored();
+            }
+            tracing::info!(shard = %self.id, term = group.term(), "lost Raft leadership");
+        }
+        let leader = group.leader_id();
+        if self.leader_id.replace(leader) != leader {
+            if leading {
+                tracing::info!(shard = %self.id, term = group.term(), "leading Raft group");
+            }
+            let _ = self.events.try_send(ShardEvent::Leader { leader });
+        }
     }
 
     fn fail(&self, reason: String) {
@@ -551,6 +720,9 @@ impl Shard {
         }
         for w in st.proposal_waiters.drain(..) {
             let _ = w.done.try_send(Err(e.clone()));
+        }
+        for (_, done) in st.meta_proposals.drain(..) {
+            let _ = done.try_send(Err(e.clone()));
         }
         st.failed = Some(reason);
     }
@@ -634,18 +806,30 @@ impl State {
         Ok(first.expect("a produce item has at least one batch"))
     }
 
-    /// Indexes the batches of a persisted entry. On replay the producer
-    /// sequences are rebuilt too (live, the leader recorded them at staging).
-    fn index_entry(&mut self, payload: &[u8], pos: WalPos, replay: bool) {
+    /// The partition an entry's batch belongs to, created on sight if the
+    /// metadata that creates it has not arrived yet; `None` if deleted.
+    fn entry_partition(&mut self, id: PartitionId) -> Option<&mut Partition> {
+        if !self.partitions.contains_key(&id) {
+            if id.0 < self.known_below || self.deleted.contains(&id) {
+                return None;
+            }
+            self.partitions.insert(id, Partition::new(id));
+        }
+        self.partitions.get_mut(&id)
+    }
+
+    /// Indexes the batches of a persisted entry, and records the producer
+    /// sequences they carry when `record_producers` (replay, followers).
+    fn index_entry(&mut self, payload: &[u8], pos: WalPos, record_producers: bool) {
         for it in items(payload) {
-            let Some(p) = self.partitions.get_mut(&it.partition) else {
+            let Some(p) = self.entry_partition(it.partition) else {
                 continue; // deleted since
             };
             let b = &payload[it.at..it.at + it.len];
             let delta = batch::last_offset_delta(b);
             let last = Offset(it.base.0 + delta as i64);
             let (producer_id, epoch, seq) = batch::producer(b);
-            if replay && producer_id >= 0 {
+            if record_producers && producer_id >= 0 {
                 p.producers_mut().record(producer_id, epoch, seq, delta + 1, it.base);
             }
             p.index_batch(IndexEntry {
@@ -658,6 +842,15 @@ impl State {
                 len: it.len as u32,
                 max_timestamp_ms: batch::max_timestamp(b),
             });
+        }
+    }
+
+    /// Undoes `index_entry` for an uncommitted entry a new leader replaced.
+    fn truncate_entry(&mut self, payload: &[u8]) {
+        for it in items(payload) {
+            if let Some(p) = self.partitions.get_mut(&it.partition) {
+                p.truncate_from(it.base);
+            }
         }
     }
 
@@ -714,42 +907,62 @@ fn replay_record(state: &mut State, replay: &mut Replay, rec: Record, pos: WalPo
             let commit = hs.2;
             let n = replay.unapplied.iter().take_while(|e| e.index <= commit).count();
             for e in replay.unapplied.drain(..n) {
-                state.commit_entry(&e.data);
+                if is_data(&e) {
+                    state.commit_entry(&e.data);
+                } else if crate::raft::record_kind(&e) == RecordKind::Meta {
+                    replay.meta.push((RaftIndex(e.index), e.data.clone()));
+                }
                 replay.applied = (e.index, e.term);
             }
         }
         kind => {
-            if replay.unapplied.last().is_some_and(|e| rec.index <= e.index) || rec.index <= replay.applied.0 {
-                replay.overwrite = true;
+            if rec.index <= replay.applied.0 {
+                replay.rewrites_committed = true;
                 return;
+            }
+            // A lower index than the last is a Raft overwrite of an
+            // uncommitted tail: what it replaces is gone.
+            let keep = replay.unapplied.partition_point(|e| e.index < rec.index);
+            for e in replay.unapplied.drain(keep..) {
+                if is_data(&e) {
+                    state.truncate_entry(&e.data);
+                }
             }
             if kind == RecordKind::Entry && !rec.payload.is_empty() {
                 state.index_entry(&rec.payload, pos, true);
             }
-            let entry_type = match kind {
-                RecordKind::ConfChange => raft::prelude::EntryType::EntryConfChange,
-                RecordKind::ConfChangeV2 => raft::prelude::EntryType::EntryConfChangeV2,
-                _ => raft::prelude::EntryType::EntryNormal,
-            };
-            let mut e = raft::prelude::Entry {
-                term: rec.term,
-                index: rec.index,
-                data: rec.payload,
-                ..Default::default()
-            };
-            e.set_entry_type(entry_type);
-            replay.unapplied.push(e);
+            replay.unapplied.push(entry_of(kind, rec.term, rec.index, rec.payload));
         }
     }
 }
 
-/// The shard's Raft driver: wakes on a proposal (or an election at start),
-/// proposes everything gathered since the last round as one entry, and runs
-/// Ready rounds until there is nothing left. Proposals that arrive while a
-/// WAL write is in flight gather into the next one: group commit, no timer.
+/// With peers, the group's clock: one tick per shard, whatever the number
+/// of partitions.
+async fn tick(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(crate::raft::TICK).await;
+        shard.tick_due.set(true);
+        let _ = shard.kick.try_send(());
+    }
+}
+
+/// The shard's Raft driver: wakes on a proposal, a peer's message or a
+/// tick, proposes everything gathered since the last round as one entry,
+/// and runs Ready rounds until there is nothing left. Proposals that arrive
+/// while a WAL write is in flight gather into the next one: group commit.
 async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>) {
     while kicked.recv().await.is_some() {
         loop {
+            for msg in std::mem::take(&mut *shard.raft_inbox.borrow_mut()) {
+                group.receive(msg);
+            }
+            if shard.tick_due.replace(false) {
+                group.tick();
+            }
+            let metas = std::mem::take(&mut shard.state.borrow_mut().meta_proposals);
+            for (command, done) in metas {
+                let _ = done.try_send(group.propose_meta(command).map_err(ShardError::from));
+            }
             let (payload, waiters) = {
                 let mut st = shard.state.borrow_mut();
                 (st.proposal.take(), std::mem::take(&mut st.proposal_waiters))
@@ -775,20 +988,26 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
                     }),
                 }
             }
-            match group.step().await {
+            let stepped = group.step().await;
+            match stepped {
                 Ok(Some(out)) => {
-                    shard.leader.set(group.is_leader());
-                    shard.raft_term.set(group.term());
-                    shard.raft_commit.set(group.commit_index());
                     shard.apply(out);
+                    shard.observe_role(&group);
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    shard.observe_role(&group);
+                    if shard.raft_inbox.borrow().is_empty() && !shard.tick_due.get() {
+                        break;
+                    }
+                }
                 Err(e) => {
+                    // The WAL's state after a failed append is unknown: the
+                    // group stops here, so nothing after the failure can be
+                    // persisted past a gap. Reads go on; writes are refused.
                     shard.fail(e.to_string());
-                    break;
+                    return;
                 }
             }
         }
-        shard.leader.set(group.is_leader());
     }
 }

@@ -1,13 +1,36 @@
-//! The metadata log: every metadata change, appended and fsynced before it
-//! takes effect, replayed at start. Records are `len u32 | crc32c u32 |
-//! JSON`; replay stops at the first bad record and truncates the file there
-//! (a torn last append was never acknowledged).
+//! The metadata log: this node's record of the metadata changes it applied,
+//! each with the index of the metadata Raft entry (group 0) it came from,
+//! appended and fsynced before it takes effect, replayed at start (before
+//! any shard opens, so placement is known). Entries of group 0 at or below
+//! the last recorded index were applied already; later ones are applied
+//! again from the Raft log. Records are `len u32 | crc32c u32 | JSON`;
+//! replay stops at the first bad record and truncates the file there (a
+//! torn last append was never acknowledged).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::MetaChange;
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum LogRecord {
+    Applied {
+        index: u64,
+        changes: Vec<MetaChange>,
+    },
+    /// Written before metadata went through Raft: one change, no index.
+    Local(MetaChange),
+}
+
+/// What the log holds: the changes in order and the last Raft index.
+pub struct Replayed {
+    pub changes: Vec<MetaChange>,
+    pub index: u64,
+}
 
 pub struct MetaLog {
     path: PathBuf,
@@ -23,7 +46,7 @@ pub struct MetaLogError {
 
 impl MetaLog {
     /// Opens the log and returns the changes it holds, in order.
-    pub fn open(dir: &Path) -> Result<(Self, Vec<MetaChange>), MetaLogError> {
+    pub fn open(dir: &Path) -> Result<(Self, Replayed), MetaLogError> {
         let path = dir.join("metadata.log");
         let err = |reason: String| MetaLogError {
             path: path.clone(),
@@ -38,25 +61,27 @@ impl MetaLog {
             .map_err(|e| err(format!("open: {e}")))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(|e| err(format!("read: {e}")))?;
-        let (changes, valid) = decode_all(&bytes);
+        let (replayed, valid) = decode_all(&bytes);
         if valid < bytes.len() {
             tracing::warn!(path = %path.display(), kept = valid, dropped = bytes.len() - valid,
                 "metadata log has a torn or corrupt tail; cutting it");
             file.set_len(valid as u64).map_err(|e| err(format!("truncate: {e}")))?;
             file.sync_all().map_err(|e| err(format!("fsync: {e}")))?;
         }
-        Ok((Self { path, file }, changes))
+        Ok((Self { path, file }, replayed))
     }
 
-    /// Appends changes durably (write + fsync).
-    pub fn append(&mut self, changes: &[MetaChange]) -> Result<(), MetaLogError> {
-        let mut buf = Vec::new();
-        for c in changes {
-            let json = serde_json::to_vec(c).expect("metadata change serializes");
-            buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32c::crc32c(&json).to_le_bytes());
-            buf.extend_from_slice(&json);
-        }
+    /// Appends the changes of Raft entry `index` durably (write + fsync).
+    pub fn append(&mut self, index: u64, changes: &[MetaChange]) -> Result<(), MetaLogError> {
+        let record = LogRecord::Applied {
+            index,
+            changes: changes.to_vec(),
+        };
+        let json = serde_json::to_vec(&record).expect("metadata change serializes");
+        let mut buf = Vec::with_capacity(json.len() + 8);
+        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32c::crc32c(&json).to_le_bytes());
+        buf.extend_from_slice(&json);
         let err = |reason: String| MetaLogError {
             path: self.path.clone(),
             reason,
@@ -66,8 +91,11 @@ impl MetaLog {
     }
 }
 
-fn decode_all(bytes: &[u8]) -> (Vec<MetaChange>, usize) {
-    let mut out = Vec::new();
+fn decode_all(bytes: &[u8]) -> (Replayed, usize) {
+    let mut out = Replayed {
+        changes: Vec::new(),
+        index: 0,
+    };
     let mut at = 0;
     while at + 8 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
@@ -78,10 +106,14 @@ fn decode_all(bytes: &[u8]) -> (Vec<MetaChange>, usize) {
         if crc32c::crc32c(body) != crc {
             break;
         }
-        let Ok(change) = serde_json::from_slice::<MetaChange>(body) else {
-            break;
-        };
-        out.push(change);
+        match serde_json::from_slice::<LogRecord>(body) {
+            Ok(LogRecord::Applied { index, changes }) => {
+                out.changes.extend(changes);
+                out.index = index;
+            }
+            Ok(LogRecord::Local(change)) => out.changes.push(change),
+            Err(_) => break,
+        }
         at += 8 + len;
     }
     (out, at)

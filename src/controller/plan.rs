@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::{topic_config, ClusterMeta, MetaChange, PartitionMeta};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,18 +28,25 @@ pub enum ControlError {
     UnknownTopic(String),
     #[error("metadata storage failed: {0}")]
     Storage(String),
+    #[error("{0}")]
+    NotController(String),
+    #[error("{0}")]
+    TimedOut(String),
 }
 
-/// The limits the controller enforces, from the broker config.
-#[derive(Debug, Clone)]
+/// The limits the controller enforces, from the broker config of the node
+/// that proposed the request (so every node decides the same).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ControlLimits {
-    pub node_id: i32,
+    /// Every broker of the cluster, sorted: each holds a replica of every
+    /// partition (the replication factor is the cluster size).
+    pub brokers: Vec<i32>,
     pub max_partitions_per_shard: usize,
     pub socket_request_max_bytes: u64,
     pub default_partitions: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: the broker default.
@@ -96,7 +105,12 @@ fn place(meta: &ClusterMeta, n: u32, limits: &ControlLimits) -> Result<Vec<Parti
     Ok(out)
 }
 
-fn plan_one(meta: &ClusterMeta, t: &NewTopic, limits: &ControlLimits) -> Result<MetaChange, ControlError> {
+fn plan_one(
+    meta: &ClusterMeta,
+    t: &NewTopic,
+    id: uuid::Uuid,
+    limits: &ControlLimits,
+) -> Result<MetaChange, ControlError> {
     validate_topic_name(&t.name)?;
     if meta.topic(&t.name).is_some() {
         return Err(ControlError::TopicExists(t.name.clone()));
@@ -107,10 +121,15 @@ fn plan_one(meta: &ClusterMeta, t: &NewTopic, limits: &ControlLimits) -> Result<
                 "give either an assignment or num_partitions/replication_factor, not both".into(),
             ));
         }
-        if let Some(bad) = t.assignments.iter().find(|a| a.as_slice() != [limits.node_id]) {
+        let covers_all = |a: &Vec<i32>| {
+            let mut a = a.clone();
+            a.sort_unstable();
+            a == limits.brokers
+        };
+        if let Some(bad) = t.assignments.iter().find(|a| !covers_all(a)) {
             return Err(ControlError::InvalidReplicaAssignment(format!(
-                "assignment {bad:?} names brokers other than this node ({})",
-                limits.node_id
+                "assignment {bad:?} must name every broker of the cluster once ({:?}): each holds a replica of every partition",
+                limits.brokers
             )));
         }
         t.assignments.len() as i64
@@ -125,11 +144,18 @@ fn plan_one(meta: &ClusterMeta, t: &NewTopic, limits: &ControlLimits) -> Result<
             }
         }
     };
+    let brokers = limits.brokers.len() as i16;
     match t.replication_factor {
-        -1 | 1 => {}
-        rf if rf > 1 => {
+        -1 => {}
+        rf if rf == brokers => {}
+        rf if rf > brokers => {
             return Err(ControlError::InvalidReplicationFactor(format!(
-                "replication factor {rf} is larger than the 1 broker in this cluster"
+                "replication factor {rf} is larger than the {brokers} broker(s) in this cluster"
+            )))
+        }
+        rf if rf >= 1 => {
+            return Err(ControlError::InvalidReplicationFactor(format!(
+                "replication factor {rf}: every partition has a replica on each of the {brokers} broker(s); use {brokers} or -1"
             )))
         }
         rf => {
@@ -147,24 +173,27 @@ fn plan_one(meta: &ClusterMeta, t: &NewTopic, limits: &ControlLimits) -> Result<
     let partitions = place(meta, u32::try_from(count).unwrap_or(u32::MAX), limits)?;
     Ok(MetaChange::TopicCreated {
         name: t.name.clone(),
-        id: uuid::Uuid::new_v4(),
+        id,
         partitions,
         configs,
     })
 }
 
 /// Plans topic creation. Each topic succeeds or fails on its own; the
-/// returned changes create the ones that succeeded.
+/// returned changes create the ones that succeeded. Topic ids derive from
+/// `seed`, so every node planning the same command agrees on them.
 pub fn plan_create_topics(
     meta: &ClusterMeta,
+    seed: u128,
     topics: &[NewTopic],
     limits: &ControlLimits,
 ) -> (Vec<Result<TopicCreated, ControlError>>, Vec<MetaChange>) {
     let mut scratch = meta.clone();
     let mut results = Vec::with_capacity(topics.len());
     let mut changes = Vec::new();
-    for t in topics {
-        let r = plan_one(&scratch, t, limits).map(|change| {
+    for (i, t) in topics.iter().enumerate() {
+        let id = uuid::Builder::from_random_bytes(seed.wrapping_add(i as u128).to_le_bytes()).into_uuid();
+        let r = plan_one(&scratch, t, id, limits).map(|change| {
             scratch.apply(&change).expect("planned change applies");
             let MetaChange::TopicCreated { id, partitions, .. } = &change else {
                 unreachable!()
@@ -233,7 +262,7 @@ pub fn plan_create_partitions(
 }
 
 /// One IncrementalAlterConfigs operation (Kafka's OpType codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigOp {
     Set,
     Delete,
@@ -304,22 +333,11 @@ pub fn plan_alter_topic_configs(
     (results, changes)
 }
 
-/// Producer ids are reserved in blocks, so the metadata log grows by one
-/// record per this many idempotent producers.
-pub const PRODUCER_ID_BLOCK: i64 = 1000;
-
-/// Hands out the producer id `next`, reserving a new block first when the
-/// current one is used up.
-pub fn plan_producer_id(meta: &ClusterMeta, next: i64) -> (i64, Vec<MetaChange>) {
-    if next < meta.producer_ids_reserved {
-        return (next, Vec::new());
-    }
-    (
-        next,
-        vec![MetaChange::ProducerIdsReserved {
-            end: next + PRODUCER_ID_BLOCK,
-        }],
-    )
+/// Hands out the next producer id; the change records it, so no id is
+/// ever handed out twice, across restarts and leaders.
+pub fn plan_producer_id(meta: &ClusterMeta) -> (i64, Vec<MetaChange>) {
+    let id = meta.producer_ids_reserved;
+    (id, vec![MetaChange::ProducerIdsReserved { end: id + 1 }])
 }
 
 #[cfg(test)]
@@ -328,7 +346,7 @@ mod tests {
 
     fn limits(max: usize) -> ControlLimits {
         ControlLimits {
-            node_id: 0,
+            brokers: vec![0],
             max_partitions_per_shard: max,
             socket_request_max_bytes: 100 << 20,
             default_partitions: 1,
@@ -348,13 +366,13 @@ mod tests {
     #[test]
     fn spreads_partitions_and_enforces_the_limit() {
         let mut meta = ClusterMeta::new(2);
-        let (res, changes) = plan_create_topics(&meta, &[topic("a", 3), topic("b", 1)], &limits(2));
+        let (res, changes) = plan_create_topics(&meta, 7, &[topic("a", 3), topic("b", 1)], &limits(2));
         assert!(res.iter().all(|r| r.is_ok()));
         for c in &changes {
             meta.apply(c).unwrap();
         }
         assert_eq!(meta.shard_load(), &[2, 2]);
-        let (res, changes) = plan_create_topics(&meta, &[topic("c", 1)], &limits(2));
+        let (res, changes) = plan_create_topics(&meta, 7, &[topic("c", 1)], &limits(2));
         assert!(matches!(&res[0], Err(ControlError::PolicyViolation(m)) if m.contains("max_partitions_per_shard")));
         assert!(changes.is_empty());
     }
@@ -368,6 +386,7 @@ mod tests {
         rf3.replication_factor = 3;
         let (res, changes) = plan_create_topics(
             &meta,
+            7,
             &[
                 topic("bad name", 1),
                 topic("d", 1),
@@ -390,7 +409,7 @@ mod tests {
     #[test]
     fn config_alterations_are_validated_per_topic() {
         let mut meta = ClusterMeta::new(1);
-        let (_, c) = plan_create_topics(&meta, &[topic("t", 1)], &limits(100));
+        let (_, c) = plan_create_topics(&meta, 7, &[topic("t", 1)], &limits(100));
         meta.apply(&c[0]).unwrap();
         let set = |k: &str, v: &str| (k.to_string(), ConfigOp::Set, Some(v.to_string()));
         let (res, c) = plan_alter_topic_configs(
@@ -426,21 +445,19 @@ mod tests {
     }
 
     #[test]
-    fn producer_ids_come_from_logged_blocks() {
+    fn producer_ids_are_never_handed_out_twice() {
         let mut meta = ClusterMeta::new(1);
-        let (id, c) = plan_producer_id(&meta, 0);
-        assert_eq!((id, c.len()), (0, 1));
+        let (id, c) = plan_producer_id(&meta);
+        assert_eq!(id, 0);
         meta.apply(&c[0]).unwrap();
-        let (id, c) = plan_producer_id(&meta, 1);
-        assert_eq!((id, c.len()), (1, 0));
-        let (id, c) = plan_producer_id(&meta, PRODUCER_ID_BLOCK);
-        assert_eq!((id, c.len()), (PRODUCER_ID_BLOCK, 1));
+        let (id, _) = plan_producer_id(&meta);
+        assert_eq!(id, 1);
     }
 
     #[test]
     fn partitions_only_grow_and_ids_are_never_reused() {
         let mut meta = ClusterMeta::new(2);
-        let (_, c) = plan_create_topics(&meta, &[topic("t", 2)], &limits(100));
+        let (_, c) = plan_create_topics(&meta, 7, &[topic("t", 2)], &limits(100));
         meta.apply(&c[0]).unwrap();
         let (res, c) = plan_create_partitions(
             &meta,
@@ -453,7 +470,7 @@ mod tests {
         meta.apply(&c[0]).unwrap();
         let (_, d) = plan_delete_topics(&meta, &["t".into()]);
         meta.apply(&d[0]).unwrap();
-        let (_, c) = plan_create_topics(&meta, &[topic("t", 1)], &limits(100));
+        let (_, c) = plan_create_topics(&meta, 7, &[topic("t", 1)], &limits(100));
         let MetaChange::TopicCreated { partitions, .. } = &c[0] else {
             panic!()
         };

@@ -238,6 +238,12 @@ pub struct Groups {
 }
 
 impl Groups {
+    /// Forgets every group; members waiting in a join or sync hear back
+    /// when their channels close.
+    pub fn forget_all(&self) {
+        self.groups.borrow_mut().clear();
+    }
+
     pub fn new(initial_delay: Duration) -> Self {
         Self {
             groups: RefCell::new(HashMap::new()),

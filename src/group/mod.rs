@@ -106,6 +106,14 @@ pub struct Coordinator {
 type GroupOffsets = HashMap<(String, i32), Committed>;
 
 impl Coordinator {
+    /// Drops every group's state (this shard stopped leading its offsets
+    /// partitions); members get NOT_COORDINATOR and find the new leader.
+    pub fn forget_all(&self) {
+        self.loaded.borrow_mut().clear();
+        self.offsets.borrow_mut().clear();
+        self.members.forget_all();
+    }
+
     pub fn new(initial_rebalance_delay: std::time::Duration) -> Self {
         Self {
             loaded: RefCell::new(HashSet::new()),
@@ -159,10 +167,25 @@ pub async fn coordinator_of(b: &Rc<Broker>, group: &str, create: bool) -> Result
         .ok_or(errors::COORDINATOR_NOT_AVAILABLE)
 }
 
+/// Like `coordinator_of`, for a request this broker must serve as the
+/// coordinator: NOT_COORDINATOR when another broker leads the offsets
+/// partition (the client asks FindCoordinator again).
+pub async fn local_coordinator(
+    b: &Rc<Broker>,
+    group: &str,
+    create: bool,
+) -> Result<Option<(ShardId, PartitionId)>, i16> {
+    let found = coordinator_of(b, group, create).await?;
+    match found {
+        Some((shard, _)) if !b.leads(shard) => Err(errors::NOT_COORDINATOR),
+        other => Ok(other),
+    }
+}
+
 /// Sends a membership request to `group`'s coordinator shard; `None` when
 /// there is no coordinator (the error code says why).
 pub async fn route(b: &Rc<Broker>, group: &str, request: GroupRequest) -> Result<GroupReply, i16> {
-    match coordinator_of(b, group, true).await? {
+    match local_coordinator(b, group, true).await? {
         Some((shard, _)) => b.group(shard, request).await.ok_or(errors::COORDINATOR_NOT_AVAILABLE),
         None => Err(errors::COORDINATOR_NOT_AVAILABLE),
     }

@@ -39,6 +39,8 @@ pub fn control(e: &ControlError) -> i16 {
         ControlError::PolicyViolation(_) => E::PolicyViolation.code(),
         ControlError::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
         ControlError::Storage(_) => E::KafkaStorageError.code(),
+        ControlError::NotController(_) => E::NotController.code(),
+        ControlError::TimedOut(_) => E::RequestTimedOut.code(),
     }
 }
 
@@ -59,6 +61,8 @@ pub const ILLEGAL_GENERATION: i16 = E::IllegalGeneration.code();
 pub const INVALID_SESSION_TIMEOUT: i16 = E::InvalidSessionTimeout.code();
 pub const INCONSISTENT_GROUP_PROTOCOL: i16 = E::InconsistentGroupProtocol.code();
 pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
+pub const NOT_COORDINATOR: i16 = E::NotCoordinator.code();
+pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();
 
 /// The Kafka error codes a response carries (top level, per topic, per
 /// partition), so the errors metric is counted in one place, `dispatch`.

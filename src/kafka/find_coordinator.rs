@@ -1,6 +1,7 @@
-//! FindCoordinator: on a single node every group's coordinator is this
-//! broker; asking creates `__consumer_offsets` if it is missing, as Kafka
-//! does. Transaction coordinators (key type 1) are not served.
+//! FindCoordinator: a group's coordinator is the broker leading the
+//! partition of `__consumer_offsets` that the group id hashes to; asking
+//! creates that topic if it is missing, as Kafka does. Transaction
+//! coordinators (key type 1) are not served.
 
 use std::rc::Rc;
 
@@ -22,21 +23,25 @@ pub async fn handle(b: &Rc<Broker>, req: FindCoordinatorRequest, version: i16) -
     } else {
         vec![req.key.clone()]
     };
-    let adv = b.config.advertised();
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let found = if req.key_type != GROUP_KEY {
             Err((errors::COORDINATOR_NOT_AVAILABLE, "transactions are not supported"))
         } else {
             match group::coordinator_of(b, key.as_str(), true).await {
-                Ok(_) => Ok(()),
+                Ok(Some((shard, _))) => b.leader_of(shard).ok_or((
+                    errors::COORDINATOR_NOT_AVAILABLE,
+                    "the group's offsets partition has no leader now",
+                )),
+                Ok(None) => Err((errors::COORDINATOR_NOT_AVAILABLE, "no coordinator for this group")),
                 Err(code) => Err((code, "no coordinator for this group")),
             }
         };
         let mut c = Coordinator::default().with_key(key);
         match found {
-            Ok(()) => {
-                c.node_id = BrokerId(b.config.node_id);
+            Ok(node) => {
+                let adv = b.config.node(node).map_or(b.config.advertised(), |n| n.kafka);
+                c.node_id = BrokerId(node);
                 c.host = StrBytes::from_string(adv.ip().to_string());
                 c.port = adv.port() as i32;
             }

@@ -15,6 +15,7 @@ use crate::controller::plan::{validate_topic_name, NewTopic};
 use crate::controller::TopicMeta;
 use crate::node::broker::Broker;
 use crate::node::control::ControlRequest;
+use corestream_shards::ShardId;
 
 pub const VERSIONS: (i16, i16) = (0, 12);
 
@@ -31,31 +32,57 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> Metad
             auto_create(b, names).await;
         }
     }
-    let me = BrokerId(b.config.node_id);
-    let adv = b.config.advertised();
-    let mut resp = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
-        .with_node_id(me)
-        .with_host(StrBytes::from_string(adv.ip().to_string()))
-        .with_port(adv.port() as i32)]);
+    let live = b.live_brokers();
+    let view = ClusterView {
+        replicas: b.config.brokers().into_iter().map(BrokerId).collect(),
+        live: live.iter().copied().map(BrokerId).collect(),
+        leaders: (0..b.mesh.shard_count())
+            .map(|s| b.leader_of(ShardId(s as u16)).map(BrokerId))
+            .collect(),
+    };
+    let mut resp = MetadataResponse::default().with_brokers(
+        live.iter()
+            .map(|&id| {
+                let addr = b.config.node(id).map_or(b.config.advertised(), |n| n.kafka);
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(addr.ip().to_string()))
+                    .with_port(addr.port() as i32)
+            })
+            .collect(),
+    );
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(b.cluster_id.to_string()));
     }
     if version >= 1 {
-        resp.controller_id = me;
+        // Any broker takes controller requests (it proposes them to the
+        // metadata group, shard 0's); the group's leader saves a hop. While
+        // there is none (an election), this broker takes them and waits
+        // for one: clients that see no controller wait for a refresh.
+        resp.controller_id = BrokerId(b.leader_of(ShardId(0)).unwrap_or(b.config.node_id));
     }
     let meta = b.meta.borrow();
     resp.topics = match requested {
         None => meta
             .topics
             .iter()
-            .map(|(n, t)| topic_entry(n, Some(t), me, version))
+            .map(|(n, t)| topic_entry(n, Some(t), &view, version))
             .collect(),
         Some(names) => names
             .iter()
-            .map(|n| topic_entry(n, meta.topic(n), me, version))
+            .map(|n| topic_entry(n, meta.topic(n), &view, version))
             .collect(),
     };
     resp
+}
+
+/// Who holds and who leads what, as this broker sees it now.
+struct ClusterView {
+    /// Every broker holds a replica of every partition.
+    replicas: Vec<BrokerId>,
+    live: Vec<BrokerId>,
+    /// The live leader of each shard's Raft group, by shard index.
+    leaders: Vec<Option<BrokerId>>,
 }
 
 async fn auto_create(b: &Rc<Broker>, names: &[String]) {
@@ -85,7 +112,7 @@ async fn auto_create(b: &Rc<Broker>, names: &[String]) {
     }
 }
 
-fn topic_entry(name: &str, topic: Option<&TopicMeta>, me: BrokerId, version: i16) -> MetadataResponseTopic {
+fn topic_entry(name: &str, topic: Option<&TopicMeta>, view: &ClusterView, version: i16) -> MetadataResponseTopic {
     let mut out = MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
     let Some(t) = topic else {
         out.error_code = if validate_topic_name(name).is_ok() {
@@ -99,13 +126,35 @@ fn topic_entry(name: &str, topic: Option<&TopicMeta>, me: BrokerId, version: i16
     if version >= 10 {
         out.topic_id = t.id;
     }
-    out.partitions = (0..t.partitions.len())
-        .map(|i| {
+    let isr: Vec<BrokerId> = view
+        .replicas
+        .iter()
+        .filter(|r| view.live.contains(r))
+        .copied()
+        .collect();
+    let offline: Vec<BrokerId> = view
+        .replicas
+        .iter()
+        .filter(|r| !view.live.contains(r))
+        .copied()
+        .collect();
+    out.partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, pm)| {
+            let leader = view.leaders.get(pm.shard as usize).copied().flatten();
             let mut p = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_leader_id(me)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me]);
+                .with_leader_id(leader.unwrap_or(BrokerId(-1)))
+                .with_replica_nodes(view.replicas.clone())
+                .with_isr_nodes(isr.clone());
+            if leader.is_none() {
+                p.error_code = errors::LEADER_NOT_AVAILABLE;
+            }
+            if version >= 5 {
+                p.offline_replicas = offline.clone();
+            }
             if version >= 7 {
                 p.leader_epoch = 0;
             }

@@ -63,7 +63,7 @@ pub async fn handle(b: &Rc<Broker>, req: OffsetCommitRequest, _version: i16) -> 
         }
     }
     if !offsets.is_empty() {
-        let codes = match group::coordinator_of(b, req.group_id.0.as_str(), true).await {
+        let codes = match group::local_coordinator(b, req.group_id.0.as_str(), true).await {
             Ok(Some((shard, partition))) => {
                 let request = GroupRequest::Commit {
                     group: req.group_id.0.to_string(),

@@ -98,7 +98,7 @@ fn by_topic<P>(
 }
 
 async fn fetch_group(b: &Rc<Broker>, group: &str, wanted: Option<Vec<(String, i32)>>) -> GroupOffsets {
-    match group::coordinator_of(b, group, false).await? {
+    match group::local_coordinator(b, group, false).await? {
         // No offsets topic yet: nothing was ever committed.
         None => Ok(wanted
             .unwrap_or_default()

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use corestream_shards::mesh::Mesh;
 use corestream_shards::{
@@ -66,6 +66,9 @@ pub enum NodeMsg {
     },
     /// From the admin port: this shard's counters.
     Report { reply: flume::Sender<ShardReport> },
+    /// From shard `group`: its Raft group's leader is now this broker
+    /// (`None` while there is none).
+    Leader { group: ShardId, leader: Option<i32> },
 }
 
 pub struct Broker {
@@ -82,13 +85,45 @@ pub struct Broker {
     pub groups: group::Coordinator,
     pub metrics: RequestMetrics,
     pub started: Instant,
+    /// The leader (broker id) of each shard's Raft group, by shard index:
+    /// the leader of every partition placed on that shard.
+    pub leaders: RefCell<Vec<Option<i32>>>,
 }
+
+/// A peer that sent nothing (not even a keepalive) for this long is down.
+pub const PEER_LIVENESS: Duration = Duration::from_secs(3);
 
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 
 impl Broker {
     pub fn me(&self) -> ShardId {
         self.mesh.me()
+    }
+
+    /// The broker leading the partitions of `shard`, if it is up.
+    pub fn leader_of(&self, shard: ShardId) -> Option<i32> {
+        let leader = self.leaders.borrow().get(shard.0 as usize).copied().flatten()?;
+        self.live_brokers().contains(&leader).then_some(leader)
+    }
+
+    /// Whether this broker leads the partitions of `shard`.
+    pub fn leads(&self, shard: ShardId) -> bool {
+        self.leaders.borrow().get(shard.0 as usize).copied().flatten() == Some(self.config.node_id)
+    }
+
+    /// Brokers this one knows to be up: itself, and the peers this shard
+    /// heard from lately (every shard hears from the same shard of each
+    /// peer, keepalives included).
+    pub fn live_brokers(&self) -> Vec<i32> {
+        let mut live: Vec<i32> = self
+            .shard
+            .live_peers(PEER_LIVENESS)
+            .into_iter()
+            .map(crate::config::node_of_raft_id)
+            .collect();
+        live.push(self.config.node_id);
+        live.sort_unstable();
+        live
     }
 
     async fn ask<R: Send>(&self, to: ShardId, make: impl FnOnce(flume::Sender<R>) -> NodeMsg) -> Option<R> {
@@ -157,10 +192,26 @@ impl Broker {
         if self.control.is_some() {
             return super::control::execute(self, request).await;
         }
-        let fallback = request.failed("controller shard unreachable");
+        let fallback = request.failed(crate::controller::plan::ControlError::Storage(
+            "controller shard unreachable".into(),
+        ));
         self.ask(CONTROLLER_SHARD, |reply| NodeMsg::Control { request, reply })
             .await
             .unwrap_or(fallback)
+    }
+
+    /// Records who leads `group`. A shard that coordinated consumer groups
+    /// and lost its group's leadership forgets their state: the next
+    /// leader rebuilds it from the offsets topic, and so will this one if
+    /// it leads again.
+    pub fn set_leader(&self, group: ShardId, leader: Option<i32>) {
+        let mut leaders = self.leaders.borrow_mut();
+        let slot = &mut leaders[group.0 as usize];
+        let was_me = *slot == Some(self.config.node_id);
+        *slot = leader;
+        if group == self.me() && was_me && leader != Some(self.config.node_id) {
+            self.groups.forget_all();
+        }
     }
 
     /// This shard's counters, for a scrape.
@@ -218,6 +269,7 @@ impl Broker {
                 NodeMsg::Report { reply } => {
                     let _ = reply.send_async(b.local_report()).await;
                 }
+                NodeMsg::Leader { group, leader } => b.set_leader(group, leader),
             }
         })
         .detach();

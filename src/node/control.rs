@@ -1,14 +1,21 @@
-//! The controller's execution on shard 0: one metadata request at a time,
-//! planned against the current metadata, logged durably, applied here and
-//! broadcast to every other shard before the client hears back — so a
-//! client that creates a topic and then produces on another connection
-//! (maybe another shard) finds it.
+//! The controller: cluster metadata as a replicated state machine on the
+//! Raft group of shard 0 (group 0). Any node takes a metadata request,
+//! proposes it as a command (a follower's proposal goes to the leader), and
+//! every node applies the committed commands in log order with the same
+//! planning code, so all reach the same metadata. The node that proposed a
+//! command answers its client once it applied it here — after the changes
+//! are logged and broadcast to every shard of this node, so a client that
+//! creates a topic and then produces on another connection (maybe another
+//! shard) finds it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
-use corestream_shards::ShardId;
-use glommio::sync::Semaphore;
+use bytes::Bytes;
+use corestream_shards::{RaftIndex, ShardError, ShardId};
+use serde::{Deserialize, Serialize};
 
 use super::broker::{Broker, NodeMsg};
 use crate::controller::log::MetaLog;
@@ -16,8 +23,14 @@ use crate::controller::plan::{
     plan_alter_topic_configs, plan_create_partitions, plan_create_topics, plan_delete_topics, plan_producer_id,
     ControlError, ControlLimits, NewTopic, TopicConfigOps, TopicCreated,
 };
-use crate::controller::MetaChange;
+use crate::controller::{ClusterMeta, MetaChange};
 
+/// How long a proposer waits for its command to commit and apply.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a proposer looks again for a metadata leader.
+const ELECTION_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlRequest {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -45,101 +58,177 @@ pub enum ControlReply {
     ConfigsAltered(Vec<Result<(), ControlError>>),
 }
 
+/// What goes into the metadata Raft log: the request, with everything
+/// that planning it needs and that must not differ between nodes.
+#[derive(Serialize, Deserialize)]
+struct MetaCommand {
+    /// Finds the proposer's waiter; also seeds new topic ids.
+    id: u128,
+    request: ControlRequest,
+    limits: ControlLimits,
+}
+
 impl ControlRequest {
     /// The reply for when the request could not run at all.
-    pub fn failed(&self, why: &str) -> ControlReply {
-        fn all<T>(n: usize, why: &str) -> Vec<Result<T, ControlError>> {
-            (0..n).map(|_| Err(ControlError::Storage(why.to_string()))).collect()
+    pub fn failed(&self, e: ControlError) -> ControlReply {
+        fn all<T>(n: usize, e: &ControlError) -> Vec<Result<T, ControlError>> {
+            (0..n).map(|_| Err(e.clone())).collect()
         }
         match self {
-            ControlRequest::CreateTopics { topics, .. } => ControlReply::Created(all(topics.len(), why)),
-            ControlRequest::DeleteTopics { names } => ControlReply::Deleted(all(names.len(), why)),
-            ControlRequest::CreatePartitions { topics, .. } => ControlReply::PartitionsAdded(all(topics.len(), why)),
-            ControlRequest::AllocateProducerId => ControlReply::ProducerId(Err(ControlError::Storage(why.to_string()))),
-            ControlRequest::AlterTopicConfigs { topics, .. } => ControlReply::ConfigsAltered(all(topics.len(), why)),
+            ControlRequest::CreateTopics { topics, .. } => ControlReply::Created(all(topics.len(), &e)),
+            ControlRequest::DeleteTopics { names } => ControlReply::Deleted(all(names.len(), &e)),
+            ControlRequest::CreatePartitions { topics, .. } => ControlReply::PartitionsAdded(all(topics.len(), &e)),
+            ControlRequest::AllocateProducerId => ControlReply::ProducerId(Err(e)),
+            ControlRequest::AlterTopicConfigs { topics, .. } => ControlReply::ConfigsAltered(all(topics.len(), &e)),
+        }
+    }
+
+    fn validate_only(&self) -> bool {
+        match self {
+            ControlRequest::CreateTopics { validate_only, .. }
+            | ControlRequest::CreatePartitions { validate_only, .. }
+            | ControlRequest::AlterTopicConfigs { validate_only, .. } => *validate_only,
+            ControlRequest::DeleteTopics { .. } | ControlRequest::AllocateProducerId => false,
+        }
+    }
+
+    /// Plans the request against `meta`: the reply, and the changes that
+    /// carry it out.
+    fn plan(&self, meta: &ClusterMeta, seed: u128, limits: &ControlLimits) -> (ControlReply, Vec<MetaChange>) {
+        match self {
+            ControlRequest::CreateTopics { topics, .. } => {
+                let (r, c) = plan_create_topics(meta, seed, topics, limits);
+                (ControlReply::Created(r), c)
+            }
+            ControlRequest::DeleteTopics { names } => {
+                let (r, c) = plan_delete_topics(meta, names);
+                (ControlReply::Deleted(r), c)
+            }
+            ControlRequest::CreatePartitions { topics, .. } => {
+                let (r, c) = plan_create_partitions(meta, topics, limits);
+                (ControlReply::PartitionsAdded(r), c)
+            }
+            ControlRequest::AllocateProducerId => {
+                let (id, c) = plan_producer_id(meta);
+                (ControlReply::ProducerId(Ok(id)), c)
+            }
+            ControlRequest::AlterTopicConfigs { topics, .. } => {
+                let (r, c) = plan_alter_topic_configs(meta, topics, limits);
+                (ControlReply::ConfigsAltered(r), c)
+            }
         }
     }
 }
 
-impl ControlReply {
-    fn fail_successes(&mut self, e: &ControlError) {
-        fn fail<T>(v: &mut [Result<T, ControlError>], e: &ControlError) {
-            v.iter_mut().filter(|r| r.is_ok()).for_each(|r| *r = Err(e.clone()));
-        }
-        match self {
-            ControlReply::Created(v) => fail(v, e),
-            ControlReply::Deleted(v) => fail(v, e),
-            ControlReply::PartitionsAdded(v) => fail(v, e),
-            ControlReply::ProducerId(r) => *r = Err(e.clone()),
-            ControlReply::ConfigsAltered(v) => fail(v, e),
-        }
-    }
-}
-
+/// Shard 0's controller state.
 pub struct Control {
     log: RefCell<MetaLog>,
-    serial: Semaphore,
     limits: ControlLimits,
-    /// Next producer id to hand out; starts past every id reserved before
-    /// this start, so none is ever reused.
-    next_producer_id: Cell<i64>,
+    /// Last metadata Raft index applied (and logged) on this node.
+    applied: Cell<u64>,
+    /// Set when a change could not be logged: later commands are not
+    /// applied either (they would apply out of order); a restart replays
+    /// them from the Raft log.
+    stalled: Cell<bool>,
+    /// Commands proposed here, by id, with who waits for the reply.
+    pending: RefCell<HashMap<u128, flume::Sender<ControlReply>>>,
 }
 
 impl Control {
-    pub fn new(log: MetaLog, limits: ControlLimits, producer_ids_reserved: i64) -> Self {
+    pub fn new(log: MetaLog, limits: ControlLimits, applied: u64) -> Self {
         Self {
             log: RefCell::new(log),
-            serial: Semaphore::new(1),
             limits,
-            next_producer_id: Cell::new(producer_ids_reserved),
+            applied: Cell::new(applied),
+            stalled: Cell::new(false),
+            pending: RefCell::new(HashMap::new()),
         }
     }
 }
 
+/// Runs a metadata request: proposes it and waits until it applied here.
 pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlReply {
     let control = broker.control.as_ref().expect("controller runs on shard 0");
-    let _turn = control.serial.acquire_permit(1).await.expect("never closed");
-    let (mut reply, changes, validate_only) = {
-        let meta = broker.meta.borrow();
-        match &request {
-            ControlRequest::CreateTopics { topics, validate_only } => {
-                let (r, c) = plan_create_topics(&meta, topics, &control.limits);
-                (ControlReply::Created(r), c, *validate_only)
+    if request.validate_only() {
+        return request.plan(&broker.meta.borrow(), 0, &control.limits).0;
+    }
+    let id = uuid::Uuid::new_v4().as_u128();
+    let command = MetaCommand {
+        id,
+        request,
+        limits: control.limits.clone(),
+    };
+    let bytes = serde_json::to_vec(&command).expect("a metadata command serializes");
+    let request = command.request;
+    let (tx, rx) = flume::bounded(1);
+    control.pending.borrow_mut().insert(id, tx);
+    let deadline = std::time::Instant::now() + COMMIT_TIMEOUT;
+    // While the metadata group elects a leader there is no one to take the
+    // command: wait for one rather than fail a client that just started.
+    loop {
+        match broker.shard.propose_meta(bytes.clone()).await {
+            Ok(()) => break,
+            Err(ShardError::NotLeader) if std::time::Instant::now() < deadline => {
+                glommio::timer::sleep(ELECTION_POLL).await;
             }
-            ControlRequest::DeleteTopics { names } => {
-                let (r, c) = plan_delete_topics(&meta, names);
-                (ControlReply::Deleted(r), c, false)
-            }
-            ControlRequest::CreatePartitions { topics, validate_only } => {
-                let (r, c) = plan_create_partitions(&meta, topics, &control.limits);
-                (ControlReply::PartitionsAdded(r), c, *validate_only)
-            }
-            ControlRequest::AllocateProducerId => {
-                let (id, c) = plan_producer_id(&meta, control.next_producer_id.get());
-                control.next_producer_id.set(id + 1);
-                (ControlReply::ProducerId(Ok(id)), c, false)
-            }
-            ControlRequest::AlterTopicConfigs { topics, validate_only } => {
-                let (r, c) = plan_alter_topic_configs(&meta, topics, &control.limits);
-                (ControlReply::ConfigsAltered(r), c, *validate_only)
+            Err(e) => {
+                control.pending.borrow_mut().remove(&id);
+                return request.failed(ControlError::NotController(format!(
+                    "no controller is reachable to take the request ({e}); retry"
+                )));
             }
         }
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let reply = futures_lite::future::or(async { rx.recv_async().await.ok() }, async {
+        glommio::timer::sleep(left).await;
+        None
+    })
+    .await;
+    control.pending.borrow_mut().remove(&id);
+    reply.unwrap_or_else(|| {
+        request.failed(ControlError::TimedOut(format!(
+            "the metadata change did not commit within {} s (no quorum?); it may still take effect",
+            COMMIT_TIMEOUT.as_secs()
+        )))
+    })
+}
+
+/// Applies a committed metadata command (shard 0, in log order).
+pub async fn apply_committed(broker: &Rc<Broker>, index: RaftIndex, command: Bytes) {
+    let control = broker.control.as_ref().expect("metadata commits reach shard 0");
+    if index.0 <= control.applied.get() || control.stalled.get() {
+        return; // applied before this start (or stalled)
+    }
+    let command: MetaCommand = match serde_json::from_slice(&command) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(index = index.0, error = %e, "undecodable metadata command skipped");
+            control.applied.set(index.0);
+            return;
+        }
     };
-    if validate_only || changes.is_empty() {
-        return reply;
+    let (mut reply, changes) = command.request.plan(&broker.meta.borrow(), command.id, &command.limits);
+    if !changes.is_empty() {
+        // Blocking write+fsync on the executor: metadata changes are rare
+        // and small; the data path never takes this route.
+        if let Err(e) = control.log.borrow_mut().append(index.0, &changes) {
+            tracing::error!(error = %e, "metadata change not persisted; metadata updates stop until restart");
+            control.stalled.set(true);
+            reply = command.request.failed(ControlError::Storage(e.to_string()));
+        } else {
+            let load_before = broker.meta.borrow().shard_load().to_vec();
+            apply_changes(broker, &changes);
+            broadcast(broker, &changes).await;
+            warn_on_partition_limit(broker, &load_before, control.limits.max_partitions_per_shard);
+        }
     }
-    // Blocking write+fsync on the executor: metadata changes are rare and
-    // small; the data path never takes this route.
-    if let Err(e) = control.log.borrow_mut().append(&changes) {
-        tracing::error!(error = %e, "metadata change not persisted");
-        reply.fail_successes(&ControlError::Storage(e.to_string()));
-        return reply;
+    if !control.stalled.get() {
+        control.applied.set(index.0);
     }
-    let load_before = broker.meta.borrow().shard_load().to_vec();
-    apply_changes(broker, &changes);
-    broadcast(broker, &changes).await;
-    warn_on_partition_limit(broker, &load_before, control.limits.max_partitions_per_shard);
-    reply
+    if let Some(waiter) = control.pending.borrow_mut().remove(&command.id) {
+        let _ = waiter.try_send(reply);
+    }
 }
 
 async fn broadcast(broker: &Rc<Broker>, changes: &[MetaChange]) {

@@ -20,10 +20,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use corestream_shards::mesh::{self, Mesh};
+use corestream_shards::raft::Membership;
+use corestream_shards::shard::ShardEvent;
 use corestream_shards::{Shard, ShardConfig, ShardId};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::Config;
+use crate::config::{node_of_raft_id, raft_id, Config};
 use crate::controller::log::MetaLog;
 use crate::controller::plan::ControlLimits;
 use crate::controller::ClusterMeta;
@@ -49,9 +51,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     preflight(&config)?;
     let cluster_id = cluster_id(&config.data_dir)?;
-    let (meta_log, changes) = MetaLog::open(&config.data_dir.join("metadata"))?;
+    let (meta_log, replayed) = MetaLog::open(&config.data_dir.join("metadata"))?;
     let mut meta = ClusterMeta::new(cores.len());
-    for c in &changes {
+    for c in &replayed.changes {
         meta.apply(c)
             .map_err(|e| anyhow::anyhow!("replaying metadata from {}: {e}", config.data_dir.display()))?;
     }
@@ -60,8 +62,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let partitions: usize = meta.shard_load().iter().sum();
     tracing::info!(
         listen = %config.listen, advertised = %config.advertised(), data_dir = %config.data_dir.display(),
-        shards = cores.len(), ?cores, topics, partitions, "starting corestream"
+        shards = cores.len(), ?cores, topics, partitions, brokers = ?config.brokers(), "starting corestream"
     );
+    let meta_applied = replayed.index;
 
     let config = Arc::new(config);
     let cluster_id: Arc<str> = cluster_id.into();
@@ -74,7 +77,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{k}"))
             .io_memory(SHARD_IO_MEMORY)
-            .spawn(move || async move { shard_main(ShardId(k as u16), config, cluster_id, mesh, meta, log).await })
+            .spawn(move || async move {
+                shard_main(
+                    ShardId(k as u16),
+                    config,
+                    cluster_id,
+                    mesh,
+                    meta,
+                    log.map(|l| (l, meta_applied)),
+                )
+                .await
+            })
             .map_err(|e| anyhow::anyhow!("starting shard {k} on core {core}: {e}{}", memlock_hint()))?;
         handles.push(handle);
     }
@@ -98,39 +111,54 @@ async fn shard_main(
     cluster_id: Arc<str>,
     mesh: glommio::channels::channel_mesh::MeshBuilder<NodeMsg, glommio::channels::channel_mesh::Full>,
     meta: ClusterMeta,
-    meta_log: Option<MetaLog>,
+    meta_log: Option<(MetaLog, u64)>,
 ) -> anyhow::Result<()> {
+    let brokers = config.brokers();
+    let (raft_listen, peers) = match config.raft_endpoints(id.0) {
+        Some((listen, peers)) => (Some(listen), peers),
+        None => (None, Vec::new()),
+    };
     let shard_cfg = ShardConfig {
         id,
         wal_dir: config.data_dir.join(format!("shard-{}", id.0)).join("wal"),
         segment_bytes: config.wal.segment_bytes.0,
         memory_bytes: config.memory_per_shard.0,
+        membership: Membership {
+            me: raft_id(config.node_id),
+            voters: brokers.iter().map(|&b| raft_id(b)).collect(),
+        },
+        raft_listen,
+        peers,
     };
     let owned = meta.partitions_of(id);
-    let shard = Shard::open(shard_cfg.clone(), &owned)
+    let shard = Shard::open(shard_cfg.clone(), &owned, meta.peek_partition_ids(0).start)
         .await
         .with_context(|| format!("opening shard {id} at {}", shard_cfg.wal_dir.display()))?;
-    let producer_ids_reserved = meta.producer_ids_reserved;
-    let control = meta_log.map(|log| {
+    let events = shard.take_events().expect("events are taken once");
+    let control = meta_log.map(|(log, applied)| {
         Control::new(
             log,
             ControlLimits {
-                node_id: config.node_id,
+                brokers: brokers.clone(),
                 max_partitions_per_shard: config.limits.max_partitions_per_shard,
                 socket_request_max_bytes: config.limits.socket_request_max_bytes.0,
                 default_partitions: config.topics.default_partitions,
             },
-            producer_ids_reserved,
+            applied,
         )
     });
+    // Other shards may finish starting first and message this one (a
+    // leader change) before its broker exists: those wait here.
     let slot: Rc<RefCell<Option<Rc<Broker>>>> = Rc::new(RefCell::new(None));
-    let inbox = slot.clone();
-    let mesh = Mesh::join(mesh, move |from, msg| {
-        let broker = inbox.borrow().clone().expect("broker is set before peers can reach it");
-        broker.handle(from, msg);
+    let early: Rc<RefCell<Vec<(ShardId, NodeMsg)>>> = Rc::new(RefCell::new(Vec::new()));
+    let (inbox, queued) = (slot.clone(), early.clone());
+    let mesh = Mesh::join(mesh, move |from, msg| match inbox.borrow().clone() {
+        Some(broker) => broker.handle(from, msg),
+        None => queued.borrow_mut().push((from, msg)),
     })
     .await;
     let initial_rebalance_delay = std::time::Duration::from_millis(config.groups.initial_rebalance_delay_ms);
+    let shards = mesh.shard_count();
     let broker = Rc::new(Broker {
         config,
         cluster_id,
@@ -142,8 +170,13 @@ async fn shard_main(
         groups: crate::group::Coordinator::new(initial_rebalance_delay),
         metrics: Default::default(),
         started: std::time::Instant::now(),
+        leaders: RefCell::new(vec![None; shards]),
     });
     *slot.borrow_mut() = Some(broker.clone());
+    for (from, msg) in early.take() {
+        broker.handle(from, msg);
+    }
+    glommio::spawn_local(follow_shard(broker.clone(), events)).detach();
     if broker.control.is_some() {
         let addr = broker.config.admin_listen;
         let admin = glommio::net::TcpListener::bind(addr)
@@ -152,6 +185,27 @@ async fn shard_main(
     }
     tracing::debug!(shard = %id, partitions = owned.len(), "shard ready");
     listener::serve(broker).await
+}
+
+/// Follows this shard's events: tells every shard of this node who leads
+/// this shard's Raft group, and (shard 0) applies committed metadata.
+async fn follow_shard(broker: Rc<Broker>, events: glommio::channels::local_channel::LocalReceiver<ShardEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ShardEvent::Leader { leader } => {
+                let leader = leader.map(node_of_raft_id);
+                let group = broker.me();
+                broker.set_leader(group, leader);
+                for s in 0..broker.mesh.shard_count() {
+                    let to = ShardId(s as u16);
+                    if to != group {
+                        let _ = broker.mesh.send(to, NodeMsg::Leader { group, leader }).await;
+                    }
+                }
+            }
+            ShardEvent::MetaCommitted { index, command } => control::apply_committed(&broker, index, command).await,
+        }
+    }
 }
 
 /// The fatal subset of `corestream doctor`: a machine that cannot run a

@@ -1,26 +1,44 @@
 //! The shard's Raft group: a raft-rs `RawNode` whose log storage is the
-//! shard WAL. On one node it has one voter; replication adds voters and a
-//! transport, not a new storage path.
+//! shard WAL. Shard k of every node of a cluster forms Raft group k; a
+//! single node runs the same code with one voter.
 //!
 //! `RaftGroup::step` runs the Ready loop in raft-rs order: send messages,
 //! apply committed entries, persist entries and hard state (one WAL append,
 //! which is the group commit), send persisted messages, advance, apply what
-//! the advance committed. No timer drives it: it runs when a proposal
-//! arrives, so an idle shard does nothing.
+//! the advance committed. A single voter needs no timer: it runs when a
+//! proposal arrives, so an idle shard does nothing. With peers, one tick
+//! per shard (not per partition) drives heartbeats and elections.
+//!
+//! - `entry.rs`: the payload of a data entry (batches of many partitions).
+//! - `storage.rs`: `raft::Storage` over what the WAL holds.
+//! - `transport.rs`: the connections to the same shard on the other nodes.
 
 pub mod entry;
 pub mod storage;
+pub mod transport;
+
+use std::rc::Rc;
 
 use bytes::Bytes;
-use raft::prelude::{Entry, EntryType, HardState};
+use raft::prelude::{Entry, EntryType, HardState, Message};
 use raft::{Config, RawNode};
 
 use crate::types::RaftIndex;
 use crate::wal::{encode_hard_state, RecordKind, RecordRef, WalError, WalPos, WalWriter};
 use storage::LogStore;
+use transport::Transport;
 
-/// This node's id inside its Raft groups (raft-rs ids must be non-zero).
-pub const LOCAL_PEER: u64 = 1;
+/// Marks a proposal (the Raft entry `context`) as a cluster metadata
+/// command rather than partition batches.
+pub const META_CONTEXT: &[u8] = b"meta";
+
+/// Ticks between heartbeats, and before a follower that heard nothing
+/// starts an election (randomised up to twice that by raft-rs).
+pub const HEARTBEAT_TICKS: usize = 2;
+pub const ELECTION_TICKS: usize = 10;
+/// How often a shard of a cluster ticks its Raft group: elections after
+/// 1-2 s of silence.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftError {
@@ -32,15 +50,45 @@ pub enum RaftError {
     Wal(#[from] WalError),
 }
 
+/// Who is in the group: this node's Raft id and every voter's (raft-rs ids
+/// are non-zero; the node layer maps broker ids onto them).
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub me: u64,
+    pub voters: Vec<u64>,
+}
+
+impl Membership {
+    pub fn single(me: u64) -> Self {
+        Self { me, voters: vec![me] }
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.voters.iter().copied().filter(move |&v| v != self.me)
+    }
+
+    pub fn is_single(&self) -> bool {
+        self.voters.len() == 1
+    }
+}
+
 /// What one Ready round did, for the shard to apply to its partitions.
 #[derive(Default)]
 pub struct ReadyOutcome {
     /// Data entries now durable, with the WAL position of their payload.
     pub persisted: Vec<(RaftIndex, Bytes, WalPos)>,
+    /// Whether `persisted` came from this node's own proposals (it leads
+    /// in their term) rather than from a leader.
+    pub persisted_own: bool,
     /// Highest index known durable after this round.
     pub persisted_index: Option<RaftIndex>,
+    /// Payloads of uncommitted data entries that a new leader's log
+    /// replaced (a Raft overwrite), oldest first: their batches are gone.
+    pub overwritten: Vec<Bytes>,
     /// Data entries now committed, in log order.
     pub committed: Vec<(RaftIndex, Bytes)>,
+    /// Metadata commands now committed, in log order.
+    pub committed_meta: Vec<(RaftIndex, Bytes)>,
     /// Highest index known committed after this round.
     pub committed_index: Option<RaftIndex>,
 }
@@ -55,13 +103,15 @@ pub struct RecoveredRaft {
 pub struct RaftGroup {
     node: RawNode<LogStore>,
     wal: WalWriter,
+    membership: Membership,
+    transport: Option<Rc<Transport>>,
 }
 
-fn raft_config(applied: u64) -> Config {
+fn raft_config(id: u64, applied: u64) -> Config {
     Config {
-        id: LOCAL_PEER,
-        election_tick: 10,
-        heartbeat_tick: 2,
+        id,
+        election_tick: ELECTION_TICKS,
+        heartbeat_tick: HEARTBEAT_TICKS,
         applied,
         check_quorum: true,
         pre_vote: true,
@@ -72,9 +122,15 @@ fn raft_config(applied: u64) -> Config {
 }
 
 impl RaftGroup {
-    /// Starts the group from recovered state and, with a single voter,
-    /// elects itself at once (no election timer needed).
-    pub fn start(wal: WalWriter, recovered: RecoveredRaft) -> Result<Self, RaftError> {
+    /// Starts the group from recovered state. A single voter elects itself
+    /// at once (no election timer needed); a cluster member waits for
+    /// ticks and messages.
+    pub fn start(
+        wal: WalWriter,
+        recovered: RecoveredRaft,
+        membership: Membership,
+        retain_bytes: usize,
+    ) -> Result<Self, RaftError> {
         let mut hs = HardState::default();
         if let Some((term, vote, commit)) = recovered.hard_state {
             hs.term = term;
@@ -83,17 +139,54 @@ impl RaftGroup {
         } else {
             hs.commit = recovered.applied.0;
         }
-        let store = LogStore::new(vec![LOCAL_PEER], hs, recovered.applied, recovered.unapplied);
+        let store = LogStore::new(
+            membership.voters.clone(),
+            hs,
+            recovered.applied,
+            recovered.unapplied,
+            retain_bytes,
+        );
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let config = raft_config(recovered.applied.0);
+        let config = raft_config(membership.me, recovered.applied.0);
         config.validate()?;
         let mut node = RawNode::new(&config, store, &logger)?;
-        node.campaign()?;
-        Ok(Self { node, wal })
+        if membership.is_single() {
+            node.campaign()?;
+        }
+        Ok(Self {
+            node,
+            wal,
+            membership,
+            transport: None,
+        })
+    }
+
+    /// Where messages to peers go (a cluster member has one).
+    pub fn set_transport(&mut self, transport: Rc<Transport>) {
+        self.transport = Some(transport);
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        match &self.transport {
+            Some(t) => t.send(msgs),
+            None => debug_assert!(false, "a single voter has no one to send to"),
+        }
+    }
+
+    pub fn membership(&self) -> &Membership {
+        &self.membership
     }
 
     pub fn is_leader(&self) -> bool {
         self.node.raft.state == raft::StateRole::Leader
+    }
+
+    /// The leader's Raft id, if this node knows one.
+    pub fn leader_id(&self) -> Option<u64> {
+        Some(self.node.raft.leader_id).filter(|&id| id != raft::INVALID_ID)
     }
 
     pub fn term(&self) -> u64 {
@@ -108,13 +201,42 @@ impl RaftGroup {
         &self.wal
     }
 
-    /// Proposes one entry and returns the index it will have.
+    /// Proposes one data entry and returns the index it will have.
     pub fn propose(&mut self, payload: Vec<u8>) -> Result<RaftIndex, RaftError> {
         if !self.is_leader() {
             return Err(RaftError::NotLeader);
         }
         self.node.propose(vec![], payload)?;
         Ok(RaftIndex(self.node.raft.raft_log.last_index()))
+    }
+
+    /// Proposes a metadata command. A follower forwards it to the leader;
+    /// the proposer learns the outcome when the command is applied.
+    pub fn propose_meta(&mut self, command: Vec<u8>) -> Result<(), RaftError> {
+        match self.node.propose(META_CONTEXT.to_vec(), command) {
+            // No leader to forward it to (an election is on).
+            Err(raft::Error::ProposalDropped) => Err(RaftError::NotLeader),
+            other => Ok(other?),
+        }
+    }
+
+    /// Advances the group's logical clock by one tick.
+    pub fn tick(&mut self) {
+        self.node.tick();
+    }
+
+    /// Takes in a message from a peer. Stale or misrouted messages are
+    /// dropped (raft-rs tolerates loss).
+    pub fn receive(&mut self, msg: Message) {
+        if let Err(e) = self.node.step(msg) {
+            tracing::trace!(error = %e, "raft message dropped");
+        }
+    }
+
+    /// Tells raft-rs a peer could not be reached, so it probes instead of
+    /// streaming appends to it.
+    pub fn report_unreachable(&mut self, peer: u64) {
+        self.node.report_unreachable(peer);
     }
 
     pub fn has_ready(&self) -> bool {
@@ -128,25 +250,43 @@ impl RaftGroup {
         }
         let mut out = ReadyOutcome::default();
         let mut rd = self.node.ready();
-        // Single voter: no peers to send to yet. The transport hooks in here.
-        debug_assert!(rd.messages().is_empty());
+        // A leader's appends go out before its own write: the followers'
+        // writes and its own overlap.
+        self.send(rd.take_messages());
         collect_committed(&mut out, rd.take_committed_entries());
         let entries = rd.take_entries();
         let hs = rd.hs().cloned();
+        out.persisted_own = self.is_leader() && entries.iter().all(|e| e.term == self.term());
         if !entries.is_empty() || hs.is_some() {
             self.persist(&entries, hs.as_ref(), &mut out).await?;
         }
-        debug_assert!(rd.persisted_messages().is_empty());
+        self.send(rd.take_persisted_messages());
         let mut light = self.node.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.node.mut_store().set_commit(commit);
         }
+        self.send(light.take_messages());
         collect_committed(&mut out, light.take_committed_entries());
         self.node.advance_apply();
-        let applied = self.node.raft.raft_log.applied;
-        self.node.mut_store().compact_to(applied);
+        self.release_entries();
         out.committed_index = Some(RaftIndex(self.node.raft.raft_log.committed));
         Ok(Some(out))
+    }
+
+    /// Drops entries the state machine holds, except those a follower
+    /// still needs (within the store's byte limit).
+    fn release_entries(&mut self) {
+        let applied = self.node.raft.raft_log.applied;
+        let mut keep_after = applied;
+        if self.is_leader() {
+            let me = self.membership.me;
+            for (&id, pr) in self.node.raft.prs().iter() {
+                if id != me {
+                    keep_after = keep_after.min(pr.matched);
+                }
+            }
+        }
+        self.node.mut_store().release(keep_after, applied);
     }
 
     async fn persist(
@@ -161,11 +301,7 @@ impl RaftGroup {
             .map(|e| RecordRef {
                 term: e.term,
                 index: e.index,
-                kind: match e.get_entry_type() {
-                    EntryType::EntryNormal => RecordKind::Entry,
-                    EntryType::EntryConfChange => RecordKind::ConfChange,
-                    EntryType::EntryConfChangeV2 => RecordKind::ConfChangeV2,
-                },
+                kind: record_kind(e),
                 payload: &e.data,
             })
             .collect();
@@ -177,9 +313,19 @@ impl RaftGroup {
                 payload: b,
             });
         }
+        if let Some(first) = entries.first() {
+            out.overwritten = self
+                .node
+                .store()
+                .tail_from(first.index)
+                .iter()
+                .filter(|e| is_data(e))
+                .map(|e| e.data.clone())
+                .collect();
+        }
         let positions = self.wal.append(&records).await?;
         for (e, pos) in entries.iter().zip(positions) {
-            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+            if is_data(e) {
                 out.persisted.push((RaftIndex(e.index), e.data.clone(), pos));
             }
         }
@@ -195,10 +341,45 @@ impl RaftGroup {
     }
 }
 
+/// How an entry is framed in the WAL.
+pub fn record_kind(e: &Entry) -> RecordKind {
+    match e.get_entry_type() {
+        EntryType::EntryNormal if e.context.as_ref() == META_CONTEXT => RecordKind::Meta,
+        EntryType::EntryNormal => RecordKind::Entry,
+        EntryType::EntryConfChange => RecordKind::ConfChange,
+        EntryType::EntryConfChangeV2 => RecordKind::ConfChangeV2,
+    }
+}
+
+/// The entry a WAL record holds (recovery).
+pub fn entry_of(kind: RecordKind, term: u64, index: u64, payload: Bytes) -> Entry {
+    let mut e = Entry {
+        term,
+        index,
+        data: payload,
+        ..Default::default()
+    };
+    match kind {
+        RecordKind::ConfChange => e.set_entry_type(EntryType::EntryConfChange),
+        RecordKind::ConfChangeV2 => e.set_entry_type(EntryType::EntryConfChangeV2),
+        RecordKind::Meta => e.context = Bytes::from_static(META_CONTEXT),
+        RecordKind::Entry | RecordKind::HardState => {}
+    }
+    e
+}
+
+/// A normal entry carrying partition batches (not the empty entry a new
+/// leader appends, not a metadata command).
+pub fn is_data(e: &Entry) -> bool {
+    record_kind(e) == RecordKind::Entry && !e.data.is_empty()
+}
+
 fn collect_committed(out: &mut ReadyOutcome, entries: Vec<Entry>) {
     for e in entries {
-        if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-            out.committed.push((RaftIndex(e.index), e.data));
+        match record_kind(&e) {
+            RecordKind::Meta => out.committed_meta.push((RaftIndex(e.index), e.data)),
+            _ if is_data(&e) => out.committed.push((RaftIndex(e.index), e.data)),
+            _ => {}
         }
     }
 }

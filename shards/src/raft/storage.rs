@@ -9,21 +9,35 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 pub struct LogStore {
     hard_state: HardState,
     conf_state: ConfState,
-    /// Index and term of the last entry folded into the state machine.
-    applied_index: u64,
-    applied_term: u64,
-    /// Entries `applied_index + 1 ..= last_index()`, contiguous.
+    /// Index and term of the entry just before `entries` (the last one
+    /// released; 0 for an empty log).
+    offset_index: u64,
+    offset_term: u64,
+    /// Entries `offset_index + 1 ..= last_index()`, contiguous: the ones
+    /// not yet applied, and applied ones a lagging follower still needs.
     entries: Vec<Entry>,
+    /// Payload bytes in `entries`, and how many applied entries may hold
+    /// at most for followers (beyond it, the oldest are released).
+    bytes: usize,
+    retain_bytes: usize,
 }
 
 impl LogStore {
-    pub fn new(voters: Vec<u64>, hard_state: HardState, applied: (u64, u64), entries: Vec<Entry>) -> Self {
+    pub fn new(
+        voters: Vec<u64>,
+        hard_state: HardState,
+        applied: (u64, u64),
+        entries: Vec<Entry>,
+        retain_bytes: usize,
+    ) -> Self {
         let mut s = Self {
             hard_state,
             conf_state: ConfState::from((voters, vec![])),
-            applied_index: applied.0,
-            applied_term: applied.1,
+            offset_index: applied.0,
+            offset_term: applied.1,
             entries: Vec::new(),
+            bytes: 0,
+            retain_bytes,
         };
         s.append(&entries);
         s
@@ -41,40 +55,61 @@ impl LogStore {
         &self.hard_state
     }
 
+    /// The held entries from `index` on (those an append at `index` replaces).
+    pub fn tail_from(&self, index: u64) -> &[Entry] {
+        let from = index.saturating_sub(self.offset_index + 1) as usize;
+        &self.entries[from.min(self.entries.len())..]
+    }
+
     /// Appends persisted entries; an index at or below the last one replaces
     /// the tail from there (Raft log overwrite).
     pub fn append(&mut self, ents: &[Entry]) {
         let Some(first) = ents.first() else { return };
-        assert!(first.index > self.applied_index, "append below the applied index");
-        let keep = (first.index - self.applied_index - 1) as usize;
+        assert!(
+            first.index > self.offset_index && first.index > self.hard_state.commit.min(self.last()),
+            "Raft append at {} rewrites committed entries (commit {})",
+            first.index,
+            self.hard_state.commit
+        );
+        let keep = (first.index - self.offset_index - 1) as usize;
         assert!(keep <= self.entries.len(), "append leaves a gap in the Raft log");
-        self.entries.truncate(keep);
+        for e in self.entries.drain(keep..) {
+            self.bytes -= e.data.len();
+        }
         for (i, e) in ents.iter().enumerate() {
             assert_eq!(e.index, first.index + i as u64, "Raft entries not contiguous");
+            self.bytes += e.data.len();
         }
         self.entries.extend_from_slice(ents);
     }
 
-    /// Drops entries up to `index`, once the state machine holds them.
-    pub fn compact_to(&mut self, index: u64) {
-        if index <= self.applied_index {
-            return;
+    /// Releases entries up to `keep_after` (what every follower has), and
+    /// more, up to `applied`, while the held bytes exceed the limit.
+    /// Entries not yet applied are always kept.
+    pub fn release(&mut self, keep_after: u64, applied: u64) {
+        let mut n = keep_after.min(applied).saturating_sub(self.offset_index) as usize;
+        let max = (applied.saturating_sub(self.offset_index) as usize).min(self.entries.len());
+        n = n.min(max);
+        let mut bytes = self.bytes - self.entries[..n].iter().map(|e| e.data.len()).sum::<usize>();
+        while bytes > self.retain_bytes && n < max {
+            bytes -= self.entries[n].data.len();
+            n += 1;
         }
-        let n = ((index - self.applied_index) as usize).min(self.entries.len());
         if n == 0 {
             return;
         }
-        self.applied_term = self.entries[n - 1].term;
-        self.applied_index = self.entries[n - 1].index;
+        self.offset_term = self.entries[n - 1].term;
+        self.offset_index = self.entries[n - 1].index;
         self.entries.drain(..n);
+        self.bytes = bytes;
     }
 
     fn first(&self) -> u64 {
-        self.applied_index + 1
+        self.offset_index + 1
     }
 
     fn last(&self) -> u64 {
-        self.applied_index + self.entries.len() as u64
+        self.offset_index + self.entries.len() as u64
     }
 }
 
@@ -102,8 +137,8 @@ impl raft::Storage for LogStore {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == self.applied_index {
-            return Ok(self.applied_term);
+        if idx == self.offset_index {
+            return Ok(self.offset_term);
         }
         if idx < self.first() {
             return Err(raft::Error::Store(StorageError::Compacted));
@@ -123,8 +158,9 @@ impl raft::Storage for LogStore {
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Followers that fall behind the compacted prefix are caught up from
-        // the WAL by the replication transport, not by raft snapshots.
+        // A follower behind the released prefix cannot be caught up yet:
+        // that needs entries read back from the WAL (not built). Until
+        // then `retain_bytes` bounds how far behind a follower may fall.
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }
@@ -144,12 +180,12 @@ mod tests {
 
     #[test]
     fn append_overwrite_and_compact() {
-        let mut s = LogStore::new(vec![1], HardState::default(), (0, 0), vec![]);
+        let mut s = LogStore::new(vec![1], HardState::default(), (0, 0), vec![], 1 << 20);
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
         assert_eq!(s.last_index().unwrap(), 3);
         s.append(&[entry(3, 2), entry(4, 2)]);
         assert_eq!(s.term(3).unwrap(), 2);
-        s.compact_to(2);
+        s.release(2, 4);
         assert_eq!(s.first_index().unwrap(), 3);
         assert_eq!(s.term(2).unwrap(), 1);
         assert!(s.entries(1, 3, None, GetEntriesContext::empty(false)).is_err());

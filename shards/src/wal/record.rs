@@ -9,8 +9,10 @@ use bytes::Bytes;
 
 pub const HEADER_BYTES: usize = 25;
 
-/// What a record holds. Entries mirror raft-rs `EntryType`; hard state is
-/// the Raft `(term, vote, commit)` triple, persisted beside the entries.
+/// What a record holds. Entries mirror raft-rs `EntryType`; a metadata
+/// entry is a normal Raft entry of the metadata group (shard 0) whose
+/// payload is a cluster metadata command, not partition batches; hard state
+/// is the Raft `(term, vote, commit)` triple, persisted beside the entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RecordKind {
@@ -18,6 +20,7 @@ pub enum RecordKind {
     ConfChange = 2,
     ConfChangeV2 = 3,
     HardState = 4,
+    Meta = 5,
 }
 
 impl RecordKind {
@@ -27,6 +30,7 @@ impl RecordKind {
             2 => Some(Self::ConfChange),
             3 => Some(Self::ConfChangeV2),
             4 => Some(Self::HardState),
+            5 => Some(Self::Meta),
             _ => None,
         }
     }

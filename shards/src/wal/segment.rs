@@ -136,6 +136,8 @@ pub struct WalWriter {
     tail: Vec<u8>,
     /// Index of the last entry in the log (0 when there is none).
     last_entry: RaftIndex,
+    /// Whether the active segment holds an entry (it may roll only then).
+    active_has_entries: bool,
     metrics: Rc<WalMetrics>,
 }
 
@@ -147,15 +149,18 @@ impl WalWriter {
         if total == 0 {
             return Ok(Vec::new());
         }
-        // A segment is named by its first entry, which must continue the
-        // previous segment (recovery checks that). A segment holding no
-        // entry yet just grows instead of rolling.
-        let first = records
-            .iter()
-            .find(|r| r.kind != RecordKind::HardState)
-            .map_or(RaftIndex(self.last_entry.0 + 1), |r| RaftIndex(r.index));
-        if self.write_pos + total > self.capacity && first != self.active_first {
-            self.roll(first, total).await?;
+        // Segments are named by their first entry's index, which orders
+        // them. An append that rewrites an uncommitted tail (a Raft
+        // overwrite) may start below the active segment's name, so the
+        // name is at least one past it; recovery checks continuity by the
+        // entries' own indexes, not by names. A segment holding no entry
+        // yet just grows instead of rolling.
+        if self.write_pos + total > self.capacity && self.active_has_entries {
+            let first = records
+                .iter()
+                .find(|r| r.kind != RecordKind::HardState)
+                .map_or(self.last_entry.0 + 1, |r| r.index);
+            self.roll(RaftIndex(first.max(self.active_first.0 + 1)), total).await?;
         }
         debug_assert_eq!(self.active_state, SegmentState::Active);
         let start = align_down(self.write_pos);
@@ -216,6 +221,7 @@ impl WalWriter {
         self.tail = new_tail;
         if let Some(last) = records.iter().rev().find(|r| r.kind != RecordKind::HardState) {
             self.last_entry = RaftIndex(last.index);
+            self.active_has_entries = true;
         }
         Ok(positions)
     }
@@ -267,6 +273,7 @@ impl WalWriter {
         self.active_dsync = dsync;
         self.appends_in_segment = 0;
         self.small_appends_in_segment = 0;
+        self.active_has_entries = false;
         self.capacity = capacity;
         self.write_pos = 0;
         self.tail.clear();
@@ -405,17 +412,9 @@ pub async fn open(
     let segments = list_segments(dir)?;
     let files: Files = Rc::new(RefCell::new(BTreeMap::new()));
     let mut continuity = Continuity::default();
-    let mut active: Option<(RaftIndex, Rc<DmaFile>, u64, u64)> = None;
+    let mut active: Option<(RaftIndex, Rc<DmaFile>, u64, Scan)> = None;
     for (i, &first) in segments.iter().enumerate() {
         let path = segment_path(dir, first);
-        if let Some(last) = continuity.last_index() {
-            if first.0 != last + 1 {
-                // The previous segment was cut short: everything after the
-                // cut, this segment included, is not part of the log.
-                remove_segments(dir, &segments[i..])?;
-                break;
-            }
-        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -423,20 +422,29 @@ pub async fn open(
             .await
             .map_err(|e| io_err("open", &path, e))?;
         let size = file.file_size().await.map_err(|e| io_err("stat", &path, e))?;
-        let valid_end = scan_segment(&file, &path, size, first, &mut continuity, &mut visit).await?;
+        let scan = scan_segment(&file, &path, size, first, &mut continuity, &mut visit).await?;
+        if scan.broke_continuity && scan.valid_end == 0 && i > 0 {
+            // The previous segment was cut short: this segment does not
+            // continue the log, and nothing after it does either.
+            let _ = file.close().await;
+            remove_segments(dir, &segments[i..])?;
+            break;
+        }
         let file = Rc::new(file);
         files.borrow_mut().insert(first, file.clone());
-        active = Some((first, file, size.max(segment_bytes), valid_end));
-        if valid_end < size && i + 1 < segments.len() {
-            let next_ok = continuity.last_index().map(|l| l + 1) == Some(segments[i + 1].0);
-            if !next_ok {
-                remove_segments(dir, &segments[i + 1..])?;
-                break;
-            }
+        let broke = scan.broke_continuity;
+        active = Some((first, file, size.max(segment_bytes), scan));
+        if broke {
+            remove_segments(dir, &segments[i + 1..])?;
+            break;
         }
     }
+    let mut active_has_entries = false;
     let (active_first, file, capacity, write_pos, dsync) = match active {
-        Some((first, file, capacity, write_pos)) => (first, file, capacity, write_pos, None),
+        Some((first, file, capacity, scan)) => {
+            active_has_entries = scan.entries > 0;
+            (first, file, capacity, scan.valid_end, None)
+        }
         None => {
             let first = RaftIndex(1);
             let path = segment_path(dir, first);
@@ -467,6 +475,7 @@ pub async fn open(
         write_pos,
         tail,
         last_entry: RaftIndex(continuity.last_index().unwrap_or(active_first.0 - 1)),
+        active_has_entries,
         metrics: Rc::new(WalMetrics::default()),
     };
     writer.metrics.segments.set(writer.files.borrow().len() as u64);
@@ -489,6 +498,17 @@ async fn settle_iopoll_probe(dir: &Path) -> Result<(), WalError> {
     probe?.close().await.map_err(|e| io_err("close probe", &path, e))
 }
 
+/// What scanning one segment found.
+struct Scan {
+    /// End of the last valid record.
+    valid_end: u64,
+    /// Whether the scan stopped at an entry that does not continue the log
+    /// (rather than at the end of the data).
+    broke_continuity: bool,
+    /// Entry records accepted.
+    entries: u64,
+}
+
 async fn scan_segment(
     file: &DmaFile,
     path: &Path,
@@ -496,13 +516,21 @@ async fn scan_segment(
     first: RaftIndex,
     continuity: &mut Continuity,
     visit: &mut impl FnMut(Record, WalPos),
-) -> Result<u64, WalError> {
+) -> Result<Scan, WalError> {
     let mut scanner = Scanner::new(size);
+    let mut entries = 0;
     loop {
         match scanner.step() {
             Step::Record { record, payload_pos } => {
                 if !continuity.accept(&record) {
-                    return Ok(payload_pos - HEADER_BYTES as u64);
+                    return Ok(Scan {
+                        valid_end: payload_pos - HEADER_BYTES as u64,
+                        broke_continuity: true,
+                        entries,
+                    });
+                }
+                if record.kind != RecordKind::HardState {
+                    entries += 1;
                 }
                 visit(
                     record,
@@ -520,7 +548,13 @@ async fn scan_segment(
                     .map_err(|e| io_err("read", path, e))?;
                 scanner.feed(&chunk);
             }
-            Step::End { valid_end } => return Ok(valid_end),
+            Step::End { valid_end } => {
+                return Ok(Scan {
+                    valid_end,
+                    broke_continuity: false,
+                    entries,
+                })
+            }
         }
     }
 }

@@ -1,0 +1,222 @@
+//! Raft traffic between the same shard on different nodes: shard k of a
+//! node listens on its own port and keeps one connection to shard k of
+//! every peer, so replication never crosses cores.
+//!
+//! A connection starts with the sender's Raft id (u64 LE); then each frame
+//! is `len u32 (LE) | protobuf-encoded raft Message`, and an empty frame is
+//! a keepalive, sent when the connection was quiet for `KEEPALIVE`: two
+//! followers exchange no Raft messages, yet each must know the other is
+//! up (Metadata lists live brokers only). Outbound messages wait in a
+//! bounded queue per peer; when it is full, or the peer is down, they are
+//! dropped: raft-rs retransmits what matters (appends are re-sent from the
+//! follower's acknowledged index, heartbeats recur).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use protobuf::Message as _;
+use raft::prelude::Message;
+
+/// Messages queued for one peer before newer ones are dropped.
+const PEER_QUEUE: usize = 4096;
+/// A frame larger than this is not ours: the connection is closed.
+const MAX_FRAME_BYTES: usize = 1 << 30;
+/// How long to wait between connection attempts to a peer that is down.
+const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+/// A quiet connection sends an empty frame this often.
+pub const KEEPALIVE: Duration = Duration::from_millis(500);
+
+/// The outbound side: one queue and one connection task per peer.
+pub struct Transport {
+    me: u64,
+    links: HashMap<u64, Link>,
+}
+
+struct Link {
+    queue: flume::Sender<Message>,
+    /// When a frame from this peer last arrived (any message).
+    last_heard: Rc<Cell<Option<Instant>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("binding the Raft port {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: glommio::GlommioError<()>,
+}
+
+impl Transport {
+    /// Binds this shard's Raft port and starts the connection tasks.
+    /// `deliver` receives every message a peer sends.
+    pub fn start(
+        me: u64,
+        listen: SocketAddr,
+        peers: &[(u64, SocketAddr)],
+        deliver: impl Fn(Message) + 'static,
+    ) -> Result<Rc<Self>, BindError> {
+        let listener = TcpListener::bind(listen).map_err(|source| BindError { addr: listen, source })?;
+        let mut links = HashMap::new();
+        let mut heard = HashMap::new();
+        for &(id, addr) in peers {
+            let (tx, rx) = flume::bounded(PEER_QUEUE);
+            let last_heard = Rc::new(Cell::new(None));
+            heard.insert(id, last_heard.clone());
+            links.insert(id, Link { queue: tx, last_heard });
+            glommio::spawn_local(send_loop(me, id, addr, rx)).detach();
+        }
+        glommio::spawn_local(accept_loop(me, listener, Rc::new(heard), Rc::new(deliver))).detach();
+        Ok(Rc::new(Self { me, links }))
+    }
+
+    /// Queues messages for their peers; never waits.
+    pub fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            let Some(link) = self.links.get(&m.to) else {
+                tracing::trace!(to = m.to, "raft message for an unknown peer dropped");
+                continue;
+            };
+            if link.queue.try_send(m).is_err() {
+                tracing::trace!("raft queue full; message dropped");
+            }
+        }
+    }
+
+    /// Peers heard from within `within`.
+    pub fn live_peers(&self, within: Duration) -> Vec<u64> {
+        let now = Instant::now();
+        self.links
+            .iter()
+            .filter(|(_, l)| l.last_heard.get().is_some_and(|t| now - t <= within))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    pub fn me(&self) -> u64 {
+        self.me
+    }
+}
+
+/// Keeps a connection to one peer and writes its queued messages, many
+/// per write when they queue up.
+async fn send_loop(me: u64, peer: u64, addr: SocketAddr, queue: flume::Receiver<Message>) {
+    let mut reported_down = false;
+    let mut buf = Vec::new();
+    loop {
+        let mut stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                if !reported_down {
+                    tracing::warn!(peer, %addr, error = %e, "raft peer unreachable; retrying");
+                    reported_down = true;
+                }
+                // Messages for a peer that is down are stale by the time it
+                // is back; raft-rs sends what it needs again.
+                while queue.try_recv().is_ok() {}
+                glommio::timer::sleep(RECONNECT_DELAY).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = stream.write_all(&me.to_le_bytes()).await {
+            tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
+            continue;
+        }
+        if reported_down {
+            tracing::info!(peer, %addr, "raft peer connected");
+            reported_down = false;
+        }
+        loop {
+            let next = futures_lite::future::or(async { Some(queue.recv_async().await) }, async {
+                glommio::timer::sleep(KEEPALIVE).await;
+                None
+            })
+            .await;
+            buf.clear();
+            match next {
+                Some(Ok(first)) => encode(&first, &mut buf),
+                Some(Err(_)) => return, // the shard is gone
+                None => buf.extend_from_slice(&0u32.to_le_bytes()),
+            }
+            while buf.len() < (1 << 20) {
+                match queue.try_recv() {
+                    Ok(m) => encode(&m, &mut buf),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = stream.write_all(&buf).await {
+                tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
+                break;
+            }
+        }
+    }
+}
+
+fn encode(m: &Message, buf: &mut Vec<u8>) {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    m.write_to_vec(buf).expect("a raft message always encodes");
+    let len = (buf.len() - at - 4) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+type Heard = Rc<HashMap<u64, Rc<Cell<Option<Instant>>>>>;
+
+async fn accept_loop(me: u64, listener: TcpListener, heard: Heard, deliver: Rc<dyn Fn(Message)>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let (heard, deliver) = (heard.clone(), deliver.clone());
+                glommio::spawn_local(async move {
+                    if let Err(why) = receive_loop(me, stream, &heard, &*deliver).await {
+                        tracing::debug!(%why, "raft connection closed");
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a raft connection failed");
+                glommio::timer::sleep(RECONNECT_DELAY).await;
+            }
+        }
+    }
+}
+
+/// Reads frames from one peer connection until it closes or sends
+/// something that is not a Raft message for this node.
+async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &dyn Fn(Message)) -> Result<(), String> {
+    let mut hello = [0u8; 8];
+    stream.read_exact(&mut hello).await.map_err(|e| e.to_string())?;
+    let from = u64::from_le_bytes(hello);
+    let Some(seen) = heard.get(&from) else {
+        return Err(format!("connection from unknown node {from}"));
+    };
+    seen.set(Some(Instant::now()));
+    let mut len = [0u8; 4];
+    let mut body = Vec::new();
+    loop {
+        stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+        seen.set(Some(Instant::now()));
+        let n = u32::from_le_bytes(len) as usize;
+        if n == 0 {
+            continue; // keepalive
+        }
+        if n > MAX_FRAME_BYTES {
+            return Err(format!("frame of {n} bytes"));
+        }
+        body.resize(n, 0);
+        stream.read_exact(&mut body[..]).await.map_err(|e| e.to_string())?;
+        let msg = Message::parse_from_bytes(&body[..]).map_err(|e| format!("not a raft message: {e}"))?;
+        if msg.to != me || msg.from != from {
+            return Err(format!(
+                "message {} -> {} on the connection from {from} to {me}",
+                msg.from, msg.to
+            ));
+        }
+        deliver(msg);
+    }
+}
