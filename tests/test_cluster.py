@@ -34,13 +34,13 @@ def free_port_run(n):
 
 
 class Cluster:
-    def __init__(self, tmp_path, n=3, shards=1):
+    def __init__(self, tmp_path, n=3, shards=1, env=None):
         self.nodes = []
         raft = [free_port_run(shards) for _ in range(n)]
         for i in range(n):
             cfg = tmp_path / f"node{i}.toml"
             b = Broker(tmp_path / f"node{i}", shards=shards, extra_args=["--config", str(cfg), "--node-id", str(i)],
-                       log_path=tmp_path / f"node{i}.log")
+                       log_path=tmp_path / f"node{i}.log", env=env)
             self.nodes.append(b)
         lines = ",\n".join(
             f'  {{ id = {i}, kafka = "127.0.0.1:{b.port}", raft = "127.0.0.1:{raft[i]}" }}'
@@ -255,5 +255,66 @@ def test_a_consumer_group_moves_with_its_coordinator(tmp_path):
                                       c.committed([TopicPartition("jobs", p) for p in (0, 1)], timeout=10)})
         c.close()
         assert after == committed
+    finally:
+        cluster.stop()
+
+
+def test_1000_topics_x_3_partitions_on_3_nodes_survive_a_dead_node_and_idle_quietly(tmp_path):
+    """The workload that killed the broker we replace: 1000 topics x 3
+    partitions on 3 nodes, one node dies, and every one of 3000 messages is
+    still delivered; then the survivors sit idle, logging nothing at debug."""
+    cluster = Cluster(tmp_path, shards=2, env={"RUST_LOG": "debug"}).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+        names = [f"seed-{i:04d}" for i in range(1000)]
+        for chunk in range(0, 1000, 250):
+            fs = admin.create_topics([NewTopic(n, num_partitions=3, replication_factor=3)
+                                      for n in names[chunk:chunk + 250]], request_timeout=60)
+            for f in fs.values():
+                f.result(timeout=60)
+        cluster.wait(lambda: cluster.settled("seed-0999", 3))
+        # A node dies; the others notice within seconds and lead everything.
+        dead = cluster.nodes[cluster.metadata(cluster.nodes[0]).controller_id]
+        dead.kill9()
+        cluster.wait(lambda: cluster.settled("seed-0000", 3))
+
+        p = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all", "linger.ms": 5,
+                      "message.timeout.ms": 60000})
+        delivered = []
+        for n in names:
+            for part in range(3):
+                p.produce(n, value=f"{n}/{part}".encode(), partition=part,
+                          on_delivery=lambda e, m: delivered.append(e))
+        p.flush(90)
+        assert len(delivered) == 3000 and not any(delivered), [e for e in delivered if e][:3]
+
+        c = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "seed", "enable.auto.commit": False})
+        c.assign([TopicPartition(n, part, 0) for n in names for part in range(3)])
+        got = set()
+        deadline = time.time() + 90
+        while len(got) < 3000 and time.time() < deadline:
+            for m in c.consume(1000, timeout=1):
+                if m.error():
+                    assert m.error().retriable(), m.error()
+                    continue
+                assert m.value() == f"{m.topic()}/{m.partition()}".encode()
+                got.add((m.topic(), m.partition(), m.offset()))
+        c.close()
+        assert len(got) == 3000, f"{len(got)} of 3000 delivered"
+
+        survivors = cluster.alive()
+        for b in survivors:
+            rss, threads = b.proc_status()
+            print(f"\nnode RSS {rss / 2**20:.1f} MiB, {threads} threads")
+            assert rss < 512 * 2**20
+        time.sleep(2)
+        lines = [len(b.log_text().splitlines()) for b in survivors]
+        cpu = [b.cpu_seconds() for b in survivors]
+        time.sleep(5)
+        idle_lines = [len(b.log_text().splitlines()) - n for b, n in zip(survivors, lines)]
+        idle_cpu = [b.cpu_seconds() - t for b, t in zip(survivors, cpu)]
+        print(f"idle 5 s, 3000 replicated partitions, one peer down: log lines {idle_lines}, CPU s {idle_cpu}")
+        assert idle_lines == [0, 0]
+        assert all(t < 0.25 for t in idle_cpu)
     finally:
         cluster.stop()

@@ -23,3 +23,16 @@ def test_example_config_is_valid():
     r = subprocess.run([str(BIN), "start", "--config", str(ROOT / "deploy" / "corestream.example.toml"), "--print-config"],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
+
+
+def test_cluster_example_config_is_valid_for_every_node():
+    cfg = ROOT / "deploy" / "corestream.cluster.example.toml"
+    for node in (0, 1, 2):
+        r = subprocess.run([str(BIN), "start", "--config", str(cfg), "--node-id", str(node), "--print-config"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert f"node_id = {node}" in r.stdout
+    # A node missing from the list is refused, naming the key.
+    r = subprocess.run([str(BIN), "start", "--config", str(cfg), "--node-id", "7", "--print-config"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "cluster.nodes" in r.stderr, r.stderr

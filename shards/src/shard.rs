@@ -139,6 +139,9 @@ pub enum OffsetQuery {
     AtOrAfter(i64),
 }
 
+/// Where a metadata proposal's hand-over to Raft is reported.
+type MetaVerdict = flume::Sender<Result<(), ShardError>>;
+
 #[derive(Default)]
 struct State {
     partitions: HashMap<PartitionId, Partition>,
@@ -149,7 +152,7 @@ struct State {
     data_waiters: HashMap<PartitionId, Vec<flume::Sender<()>>>,
     failed: Option<String>,
     /// Metadata commands to propose, each with who waits for the verdict.
-    meta_proposals: Vec<(Vec<u8>, flume::Sender<Result<(), ShardError>>)>,
+    meta_proposals: Vec<(Vec<u8>, MetaVerdict)>,
     /// Partition ids below this one that the shard does not hold were
     /// deleted; ids at or above it, met in an entry before the metadata
     /// that creates them arrived (a follower), are created on sight.

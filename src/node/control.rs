@@ -212,7 +212,8 @@ pub async fn apply_committed(broker: &Rc<Broker>, index: RaftIndex, command: Byt
     if !changes.is_empty() {
         // Blocking write+fsync on the executor: metadata changes are rare
         // and small; the data path never takes this route.
-        if let Err(e) = control.log.borrow_mut().append(index.0, &changes) {
+        let logged = control.log.borrow_mut().append(index.0, &changes);
+        if let Err(e) = logged {
             tracing::error!(error = %e, "metadata change not persisted; metadata updates stop until restart");
             control.stalled.set(true);
             reply = command.request.failed(ControlError::Storage(e.to_string()));
