@@ -3,6 +3,8 @@ nodes through the Raft group of its shard, metadata replicated through
 group 0. Driven with librdkafka and kafka-python; nodes are killed with
 SIGKILL, and nothing an acks=all producer was told is stored may be lost.
 """
+import re
+import shutil
 import socket
 import time
 
@@ -34,7 +36,7 @@ def free_port_run(n):
 
 
 class Cluster:
-    def __init__(self, tmp_path, n=3, shards=1, env=None):
+    def __init__(self, tmp_path, n=3, shards=1, env=None, extra=""):
         self.nodes = []
         raft = [free_port_run(shards) for _ in range(n)]
         for i in range(n):
@@ -47,7 +49,7 @@ class Cluster:
             for i, b in enumerate(self.nodes))
         for i in range(n):
             (tmp_path / f"node{i}.toml").write_text(
-                f'[wal]\nsegment_bytes = "8MiB"\n[groups]\ninitial_rebalance_delay_ms = 0\n'
+                f'{extra}[wal]\nsegment_bytes = "8MiB"\n[groups]\ninitial_rebalance_delay_ms = 0\n'
                 f'[cluster]\nnodes = [\n{lines}\n]\n')
 
     def start(self):
@@ -316,5 +318,48 @@ def test_1000_topics_x_3_partitions_on_3_nodes_survive_a_dead_node_and_idle_quie
         print(f"idle 5 s, 3000 replicated partitions, one peer down: log lines {idle_lines}, CPU s {idle_cpu}")
         assert idle_lines == [0, 0]
         assert all(t < 0.25 for t in idle_cpu)
+    finally:
+        cluster.stop()
+
+
+def test_a_node_far_behind_catches_up_from_the_leaders_wal(tmp_path):
+    """A node that was down while 40 MiB were written (the leader keeps only
+    4 MiB of applied entries in memory with a 16 MiB budget) is caught up
+    from the leader's WAL; then the node it caught up from dies, and it
+    serves everything with the third."""
+    cluster = Cluster(tmp_path, extra='memory_per_shard = "16MiB"\n').start()
+    try:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+        admin.create_topics([NewTopic("big", num_partitions=2, replication_factor=3)])["big"].result(30)
+        first = cluster.wait(lambda: cluster.settled("big", 2))
+        behind = next(b for i, b in enumerate(cluster.nodes) if i != first[0])
+        behind.kill9()
+        cluster.wait(lambda: cluster.settled("big", 2))
+        values = [(b"%06d" % i) * 170 for i in range(40_000)]  # ~40 MiB
+        acked, errors = produce_all(cluster.bootstrap(), "big", values, 2)
+        assert not errors and len(acked) == len(values)
+        behind.start()
+        cluster.wait(lambda: cluster.settled("big", 2))
+        # Wait until the returned node holds the whole log: its Raft commit
+        # index (from its metrics) reaches the leader's.
+        leader = cluster.nodes[cluster.settled("big", 2)[0]]
+
+        def commit_index(b):
+            _, body = b.admin_get("/metrics")
+            m = re.search(r'^corestream_raft_commit_index\{shard="0"\} (\d+)', body, re.M)
+            return int(m.group(1))
+
+        cluster.wait(lambda: commit_index(behind) >= commit_index(leader), timeout=60)
+        others = [b for b in cluster.alive() if b is not behind]
+        for b in others:
+            b.kill9()
+        # One of the others comes back with an empty disk: the node that
+        # caught up is the only one holding the log now, and the new one
+        # gets all of it (metadata included) from that node's WAL.
+        shutil.rmtree(others[0].data_dir)
+        others[0].start()
+        cluster.wait(lambda: cluster.settled("big", 2))
+        got = consume_all(cluster.bootstrap(), "big", 2, len(values), timeout=120)
+        assert len(got) == len(values) and sorted(got) == sorted(values)
     finally:
         cluster.stop()

@@ -218,8 +218,12 @@ impl Shard {
             ));
         }
         let membership = cfg.membership.clone();
+        let (kick, kicked) = local_channel::new_bounded(1);
+        let wake: Rc<RefCell<Option<std::rc::Weak<Shard>>>> = Rc::new(RefCell::new(None));
+        let wake_group = wake.clone();
         let mut group = RaftGroup::start(
             writer,
+            reader.clone(),
             RecoveredRaft {
                 hard_state: replay.hard_state,
                 applied: replay.applied,
@@ -227,8 +231,12 @@ impl Shard {
             },
             membership.clone(),
             (cfg.memory_bytes / RAFT_RETAIN_SHARE) as usize,
+            Rc::new(move || {
+                if let Some(shard) = wake_group.borrow().as_ref().and_then(|w| w.upgrade()) {
+                    let _ = shard.kick.try_send(());
+                }
+            }),
         )?;
-        let (kick, kicked) = local_channel::new_bounded(1);
         let (events, events_rx) = local_channel::new_unbounded();
         for (index, command) in replay.meta {
             let _ = events.try_send(ShardEvent::MetaCommitted { index, command });
@@ -276,6 +284,7 @@ impl Shard {
         if let Some(reason) = shard.state.borrow().failed.clone() {
             return Err(ShardError::Storage(reason));
         }
+        *wake.borrow_mut() = Some(Rc::downgrade(&shard));
         if let Some(t) = &shard.transport {
             group.set_transport(t.clone());
             glommio::spawn_local(tick(shard.clone())).detach();

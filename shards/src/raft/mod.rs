@@ -24,8 +24,8 @@ use raft::prelude::{Entry, EntryType, HardState, Message};
 use raft::{Config, RawNode};
 
 use crate::types::RaftIndex;
-use crate::wal::{encode_hard_state, RecordKind, RecordRef, WalError, WalPos, WalWriter};
-use storage::LogStore;
+use crate::wal::{encode_hard_state, RecordKind, RecordRef, WalError, WalPos, WalReader, WalWriter};
+use storage::{Fetch, LogStore};
 use transport::Transport;
 
 /// Marks a proposal (the Raft entry `context`) as a cluster metadata
@@ -105,6 +105,22 @@ pub struct RaftGroup {
     wal: WalWriter,
     membership: Membership,
     transport: Option<Rc<Transport>>,
+    fetcher: Fetcher,
+}
+
+/// Most payload bytes one read of old entries for a follower brings back.
+const FETCH_BYTES: usize = 4 << 20;
+
+/// Reads of old entries for lagging followers: in flight by first index
+/// (with every raft-rs request waiting on it), and finished ones.
+struct Fetcher {
+    reader: WalReader,
+    wake: Rc<dyn Fn()>,
+    in_flight: std::collections::HashMap<u64, Vec<raft::GetEntriesContext>>,
+    done: Rc<std::cell::RefCell<Vec<(u64, Result<Vec<Entry>, WalError>)>>>,
+    /// The last read failure reported: a failure that repeats (raft-rs
+    /// asks again at every heartbeat) is logged once.
+    last_error: Option<String>,
 }
 
 fn raft_config(id: u64, applied: u64) -> Config {
@@ -125,11 +141,15 @@ impl RaftGroup {
     /// Starts the group from recovered state. A single voter elects itself
     /// at once (no election timer needed); a cluster member waits for
     /// ticks and messages.
+    /// `wake` runs when a read of old entries finishes: the group wants a
+    /// `step` then.
     pub fn start(
         wal: WalWriter,
+        reader: WalReader,
         recovered: RecoveredRaft,
         membership: Membership,
         retain_bytes: usize,
+        wake: Rc<dyn Fn()>,
     ) -> Result<Self, RaftError> {
         let mut hs = HardState::default();
         if let Some((term, vote, commit)) = recovered.hard_state {
@@ -145,6 +165,7 @@ impl RaftGroup {
             recovered.applied,
             recovered.unapplied,
             retain_bytes,
+            reader.entry_index(),
         );
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let config = raft_config(membership.me, recovered.applied.0);
@@ -158,6 +179,13 @@ impl RaftGroup {
             wal,
             membership,
             transport: None,
+            fetcher: Fetcher {
+                reader,
+                wake,
+                in_flight: Default::default(),
+                done: Default::default(),
+                last_error: None,
+            },
         })
     }
 
@@ -243,8 +271,57 @@ impl RaftGroup {
         self.node.has_ready()
     }
 
+    /// Hands finished reads of old entries to raft-rs (which sends them on)
+    /// and starts the reads it asked for since.
+    fn pump_fetches(&mut self) {
+        let done = std::mem::take(&mut *self.fetcher.done.borrow_mut());
+        for (low, result) in done {
+            let waiting = self.fetcher.in_flight.remove(&low).unwrap_or_default();
+            match result {
+                Ok(entries) if !entries.is_empty() => {
+                    self.fetcher.last_error = None;
+                    self.node.mut_store().set_fetched(low, entries);
+                    for context in waiting {
+                        self.node.on_entries_fetched(context);
+                    }
+                }
+                failed => {
+                    let why = failed.map_or_else(|e| e.to_string(), |_| "the WAL holds no such entry".into());
+                    if self.fetcher.last_error.as_ref() != Some(&why) {
+                        tracing::warn!(low, error = %why, "reading old entries for a follower failed");
+                        self.fetcher.last_error = Some(why);
+                    }
+                }
+            }
+        }
+        for Fetch { low, context } in self.node.store().take_fetches() {
+            let waiting = self.fetcher.in_flight.entry(low).or_default();
+            waiting.push(context);
+            if waiting.len() > 1 {
+                continue; // that read is under way
+            }
+            let (reader, done, wake) = (
+                self.fetcher.reader.clone(),
+                self.fetcher.done.clone(),
+                self.fetcher.wake.clone(),
+            );
+            glommio::spawn_local(async move {
+                let read = reader.read_entries(low, u64::MAX, FETCH_BYTES).await;
+                let entries = read.map(|recs| {
+                    recs.into_iter()
+                        .map(|r| entry_of(r.kind, r.term, r.index, r.payload))
+                        .collect()
+                });
+                done.borrow_mut().push((low, entries));
+                wake();
+            })
+            .detach();
+        }
+    }
+
     /// Runs one Ready round. Returns `None` when there was nothing to do.
     pub async fn step(&mut self) -> Result<Option<ReadyOutcome>, RaftError> {
+        self.pump_fetches();
         if !self.node.has_ready() {
             return Ok(None);
         }
@@ -269,6 +346,7 @@ impl RaftGroup {
         collect_committed(&mut out, light.take_committed_entries());
         self.node.advance_apply();
         self.release_entries();
+        self.pump_fetches();
         out.committed_index = Some(RaftIndex(self.node.raft.raft_log.committed));
         Ok(Some(out))
     }

@@ -1,10 +1,25 @@
 //! `raft::Storage` over the WAL: the durable log is the WAL itself; this
 //! struct holds what raft-rs reads back — the hard state, the voters, and
-//! the entries not yet applied (the applied prefix is the partitions' state,
-//! rebuilt from the WAL at start, which is our "snapshot").
+//! in memory the entries not yet applied (plus recent ones followers still
+//! need). Older entries are read back from the WAL when a lagging follower
+//! needs them: raft-rs's asynchronous fetch (the `entries` call answers
+//! "temporarily unavailable", the group reads them and calls
+//! `on_entries_fetched`), so a follower can always catch up while the WAL
+//! holds the entries, and no snapshot is ever needed.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::wal::EntryIndex;
+
+/// An asynchronous read of old entries raft-rs asked for.
+pub struct Fetch {
+    pub low: u64,
+    pub context: GetEntriesContext,
+}
 
 pub struct LogStore {
     hard_state: HardState,
@@ -20,6 +35,12 @@ pub struct LogStore {
     /// at most for followers (beyond it, the oldest are released).
     bytes: usize,
     retain_bytes: usize,
+    /// Where every entry the WAL holds sits (shared with the WAL writer).
+    wal: Rc<RefCell<EntryIndex>>,
+    /// Old entries read back from the WAL, from the given index on.
+    fetched: Option<(u64, Vec<Entry>)>,
+    /// Reads raft-rs asked for and nobody started yet.
+    fetches: RefCell<Vec<Fetch>>,
 }
 
 impl LogStore {
@@ -29,6 +50,7 @@ impl LogStore {
         applied: (u64, u64),
         entries: Vec<Entry>,
         retain_bytes: usize,
+        wal: Rc<RefCell<EntryIndex>>,
     ) -> Self {
         let mut s = Self {
             hard_state,
@@ -38,6 +60,9 @@ impl LogStore {
             entries: Vec::new(),
             bytes: 0,
             retain_bytes,
+            wal,
+            fetched: None,
+            fetches: RefCell::new(Vec::new()),
         };
         s.append(&entries);
         s
@@ -104,6 +129,16 @@ impl LogStore {
         self.bytes = bytes;
     }
 
+    /// Reads raft-rs is waiting for.
+    pub fn take_fetches(&self) -> Vec<Fetch> {
+        std::mem::take(&mut *self.fetches.borrow_mut())
+    }
+
+    /// Entries read back from the WAL from `low` on, for `entries()`.
+    pub fn set_fetched(&mut self, low: u64, entries: Vec<Entry>) {
+        self.fetched = Some((low, entries));
+    }
+
     fn first(&self) -> u64 {
         self.offset_index + 1
     }
@@ -123,16 +158,31 @@ impl raft::Storage for LogStore {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
         if low < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
+            // Released from memory: served from what was read back, or read.
+            if let Some((from, ents)) = &self.fetched {
+                if (*from..from + ents.len() as u64).contains(&low) {
+                    let at = (low - from) as usize;
+                    let upto = ((high - from) as usize).min(ents.len());
+                    let mut out = ents[at..upto].to_vec();
+                    raft::util::limit_size(&mut out, max_size);
+                    return Ok(out);
+                }
+            }
+            if low < self.wal.borrow().first_index() || !context.can_async() {
+                return Err(raft::Error::Store(StorageError::Compacted));
+            }
+            self.fetches.borrow_mut().push(Fetch { low, context });
+            return Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
         }
         assert!(high <= self.last() + 1, "entries() past the last index");
         let lo = (low - self.first()) as usize;
         let hi = (high - self.first()) as usize;
         let mut ents = self.entries[lo..hi].to_vec();
-        raft::util::limit_size(&mut ents, max_size.into());
+        raft::util::limit_size(&mut ents, max_size);
         Ok(ents)
     }
 
@@ -141,7 +191,12 @@ impl raft::Storage for LogStore {
             return Ok(self.offset_term);
         }
         if idx < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
+            let wal = self.wal.borrow();
+            return match wal.term(idx) {
+                Some(t) => Ok(t),
+                None if idx == 0 => Ok(0),
+                None => Err(raft::Error::Store(StorageError::Compacted)),
+            };
         }
         if idx > self.last() {
             return Err(raft::Error::Store(StorageError::Unavailable));
@@ -150,7 +205,7 @@ impl raft::Storage for LogStore {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.first())
+        Ok(self.first().min(self.wal.borrow().first_index()))
     }
 
     fn last_index(&self) -> raft::Result<u64> {
@@ -158,9 +213,9 @@ impl raft::Storage for LogStore {
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // A follower behind the released prefix cannot be caught up yet:
-        // that needs entries read back from the WAL (not built). Until
-        // then `retain_bytes` bounds how far behind a follower may fall.
+        // Never asked for while the WAL holds every entry (first_index()
+        // is the WAL's first); a WAL that drops old segments will need
+        // snapshots of the partitions.
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }
@@ -180,15 +235,40 @@ mod tests {
 
     #[test]
     fn append_overwrite_and_compact() {
-        let mut s = LogStore::new(vec![1], HardState::default(), (0, 0), vec![], 1 << 20);
+        let mut s = LogStore::new(
+            vec![1],
+            HardState::default(),
+            (0, 0),
+            vec![],
+            1 << 20,
+            Default::default(),
+        );
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
         assert_eq!(s.last_index().unwrap(), 3);
         s.append(&[entry(3, 2), entry(4, 2)]);
         assert_eq!(s.term(3).unwrap(), 2);
         s.release(2, 4);
-        assert_eq!(s.first_index().unwrap(), 3);
+        assert_eq!(s.first(), 3);
         assert_eq!(s.term(2).unwrap(), 1);
         assert!(s.entries(1, 3, None, GetEntriesContext::empty(false)).is_err());
+        // With the entries in the WAL, an asynchronous caller gets a read
+        // started instead, and the entries once they were read back.
+        for (i, t) in [(1, 1), (2, 1), (3, 2), (4, 2)] {
+            let pos = crate::wal::WalPos {
+                segment: crate::types::RaftIndex(1),
+                offset: i * 100,
+            };
+            s.wal.borrow_mut().record(i, t, pos, 100);
+        }
+        assert_eq!(s.first_index().unwrap(), 1);
+        assert_eq!(
+            s.entries(1, 3, None, GetEntriesContext::empty(true)),
+            Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable))
+        );
+        assert_eq!(s.take_fetches().iter().map(|f| f.low).collect::<Vec<_>>(), vec![1]);
+        s.set_fetched(1, vec![entry(1, 1), entry(2, 1)]);
+        assert_eq!(s.entries(1, 3, None, GetEntriesContext::empty(true)).unwrap().len(), 2);
+        assert_eq!(s.term(1).unwrap(), 1);
         assert_eq!(s.entries(3, 5, None, GetEntriesContext::empty(false)).unwrap().len(), 2);
     }
 }

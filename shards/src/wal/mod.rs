@@ -12,12 +12,14 @@
 //!    (`record.rs`); recovery is pure code over bytes (`recovery.rs`); file
 //!    I/O lives in `segment.rs`.
 
+mod entry_index;
 mod record;
 mod recovery;
 mod segment;
 #[cfg(test)]
 mod sim_tests;
 
+pub use entry_index::EntryIndex;
 pub use record::{decode_hard_state, encode_hard_state, Record, RecordKind, RecordRef};
 pub use recovery::{scan_bytes, Continuity};
 pub use segment::{open, WalPos, WalReader, WalWriter};

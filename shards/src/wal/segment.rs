@@ -31,7 +31,8 @@ use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions, ReadResult};
 
-use super::record::{Record, RecordKind, RecordRef, HEADER_BYTES};
+use super::entry_index::EntryIndex;
+use super::record::{decode, Decoded, Record, RecordKind, RecordRef, HEADER_BYTES};
 use super::recovery::{Continuity, Scanner, Step};
 use super::WalError;
 use crate::metrics::WalMetrics;
@@ -66,6 +67,7 @@ pub struct WalPos {
 }
 
 type Files = Rc<RefCell<BTreeMap<RaftIndex, Rc<DmaFile>>>>;
+type Entries = Rc<RefCell<EntryIndex>>;
 
 fn segment_path(dir: &Path, first: RaftIndex) -> PathBuf {
     dir.join(format!("{:020}.log", first.0))
@@ -84,7 +86,13 @@ fn io_err(op: &'static str, path: &Path, e: impl std::fmt::Display) -> WalError 
 #[derive(Clone)]
 pub struct WalReader {
     files: Files,
+    entries: Entries,
 }
+
+/// How much a read of old entries asks the disk for at once.
+const ENTRY_READ_BYTES: usize = 1 << 20;
+/// No entry is larger (a request frame is at most 1 GiB).
+const MAX_RECORD_BYTES: usize = 1 << 30;
 
 impl WalReader {
     /// Reads `len` bytes at `pos` into a DMA buffer of this shard; the
@@ -103,6 +111,85 @@ impl WalReader {
             ));
         }
         Ok(got)
+    }
+
+    /// Where the entries sit (shared with the writer, which keeps it).
+    pub fn entry_index(&self) -> Rc<RefCell<EntryIndex>> {
+        self.entries.clone()
+    }
+
+    /// Reads the entry records `[low, high)` back, in index order, stopping
+    /// after about `max_bytes` of payload (at least one record).
+    pub async fn read_entries(&self, low: u64, high: u64, max_bytes: usize) -> Result<Vec<Record>, WalError> {
+        let spans = self.entries.borrow().spans(low, high);
+        let mut out: Vec<Record> = Vec::new();
+        let mut bytes = 0usize;
+        for span in spans {
+            let stop = span.end.min(high);
+            let file = self.files.borrow().get(&span.pos.segment).cloned();
+            let file = file.ok_or(WalError::MissingSegment(span.pos.segment))?;
+            // Records never span past the file's end; a read there comes
+            // back short. (No size lookup: glommio's goes by the path, and
+            // a prepared segment was renamed after it was opened.)
+            let mut at = span.pos.offset;
+            let mut buf: Vec<u8> = Vec::new();
+            let mut next = span.start;
+            'span: while next < stop {
+                match decode(&buf, u64::MAX) {
+                    Decoded::Record { record, framed } => {
+                        buf.drain(..framed);
+                        if record.kind == RecordKind::HardState {
+                            continue;
+                        }
+                        if record.index != next {
+                            return Err(WalError::Read(
+                                span.pos.segment,
+                                format!("entry {} where {next} belongs", record.index),
+                            ));
+                        }
+                        next += 1;
+                        if record.index >= low {
+                            bytes += record.payload.len();
+                            out.push(record);
+                            if bytes >= max_bytes {
+                                break 'span;
+                            }
+                        }
+                    }
+                    Decoded::NeedMore { framed } => {
+                        if framed > MAX_RECORD_BYTES {
+                            return Err(WalError::Read(
+                                span.pos.segment,
+                                format!("a {framed}-byte record where entry {next} belongs"),
+                            ));
+                        }
+                        let len = ENTRY_READ_BYTES.max(framed - buf.len());
+                        let chunk = file
+                            .read_at(at, len)
+                            .await
+                            .map_err(|e| WalError::Read(span.pos.segment, e.to_string()))?;
+                        if chunk.is_empty() {
+                            return Err(WalError::Read(
+                                span.pos.segment,
+                                format!("the segment ends before entry {next}"),
+                            ));
+                        }
+                        buf.extend_from_slice(&chunk);
+                        at += chunk.len() as u64;
+                    }
+                    Decoded::Invalid => {
+                        return Err(WalError::Read(
+                            span.pos.segment,
+                            format!("no valid record where entry {next} belongs"),
+                        ))
+                    }
+                }
+            }
+            if bytes >= max_bytes || next < stop {
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -138,6 +225,7 @@ pub struct WalWriter {
     last_entry: RaftIndex,
     /// Whether the active segment holds an entry (it may roll only then).
     active_has_entries: bool,
+    entries: Entries,
     metrics: Rc<WalMetrics>,
 }
 
@@ -223,6 +311,17 @@ impl WalWriter {
             self.last_entry = RaftIndex(last.index);
             self.active_has_entries = true;
         }
+        let mut entries = self.entries.borrow_mut();
+        for (r, pos) in records.iter().zip(&positions) {
+            if r.kind != RecordKind::HardState {
+                let frame = WalPos {
+                    segment: pos.segment,
+                    offset: pos.offset - HEADER_BYTES as u64,
+                };
+                entries.record(r.index, r.term, frame, r.framed_len() as u64);
+            }
+        }
+        drop(entries);
         Ok(positions)
     }
 
@@ -411,6 +510,18 @@ pub async fn open(
     settle_iopoll_probe(dir).await?;
     let segments = list_segments(dir)?;
     let files: Files = Rc::new(RefCell::new(BTreeMap::new()));
+    let entries: Entries = Rc::new(RefCell::new(EntryIndex::default()));
+    let mut visit = |rec: Record, pos: WalPos| {
+        if rec.kind != RecordKind::HardState {
+            let frame = WalPos {
+                segment: pos.segment,
+                offset: pos.offset - HEADER_BYTES as u64,
+            };
+            let framed = (HEADER_BYTES + rec.payload.len()) as u64;
+            entries.borrow_mut().record(rec.index, rec.term, frame, framed);
+        }
+        visit(rec, pos)
+    };
     let mut continuity = Continuity::default();
     let mut active: Option<(RaftIndex, Rc<DmaFile>, u64, Scan)> = None;
     for (i, &first) in segments.iter().enumerate() {
@@ -476,10 +587,11 @@ pub async fn open(
         tail,
         last_entry: RaftIndex(continuity.last_index().unwrap_or(active_first.0 - 1)),
         active_has_entries,
+        entries: entries.clone(),
         metrics: Rc::new(WalMetrics::default()),
     };
     writer.metrics.segments.set(writer.files.borrow().len() as u64);
-    Ok((writer, WalReader { files }))
+    Ok((writer, WalReader { files, entries }))
 }
 
 /// glommio decides once per device and thread whether O_DIRECT I/O may go
