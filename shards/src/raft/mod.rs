@@ -111,13 +111,16 @@ pub struct RaftGroup {
 /// Most payload bytes one read of old entries for a follower brings back.
 const FETCH_BYTES: usize = 4 << 20;
 
+/// A finished read: its first index, and the entries (or why not).
+type FetchResult = (u64, Result<Vec<Entry>, WalError>);
+
 /// Reads of old entries for lagging followers: in flight by first index
 /// (with every raft-rs request waiting on it), and finished ones.
 struct Fetcher {
     reader: WalReader,
     wake: Rc<dyn Fn()>,
     in_flight: std::collections::HashMap<u64, Vec<raft::GetEntriesContext>>,
-    done: Rc<std::cell::RefCell<Vec<(u64, Result<Vec<Entry>, WalError>)>>>,
+    done: Rc<std::cell::RefCell<Vec<FetchResult>>>,
     /// The last read failure reported: a failure that repeats (raft-rs
     /// asks again at every heartbeat) is logged once.
     last_error: Option<String>,
