@@ -22,6 +22,22 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Partition index -> leader address.
 pub type Leaders = BTreeMap<i32, SocketAddr>;
 
+/// The first broker of a comma-separated bootstrap list that accepts a
+/// connection (the first that resolves, if none does yet): the generator
+/// learns the others from Metadata.
+pub fn resolve_bootstrap(list: &str) -> anyhow::Result<SocketAddr> {
+    let addrs = list
+        .split(',')
+        .map(|b| resolve(b.trim()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let up = addrs
+        .iter()
+        .find(|a| std::net::TcpStream::connect_timeout(a, std::time::Duration::from_secs(1)).is_ok());
+    up.or(addrs.first())
+        .copied()
+        .ok_or_else(|| anyhow!("empty bootstrap list"))
+}
+
 pub fn resolve(bootstrap: &str) -> anyhow::Result<SocketAddr> {
     bootstrap
         .to_socket_addrs()

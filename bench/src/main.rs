@@ -68,6 +68,7 @@ enum Command {
 struct ScenarioArgs {
     /// The scenario file (TOML).
     file: PathBuf,
+    /// Broker(s) to start from: HOST:PORT[,HOST:PORT...]
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
     /// Executors (one per core) [default: all cores].
@@ -83,6 +84,7 @@ struct ScenarioArgs {
 
 #[derive(Args, Clone)]
 struct Common {
+    /// Broker(s) to start from: HOST:PORT[,HOST:PORT...]
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
     #[arg(long, default_value = "corestream-bench")]
@@ -238,7 +240,7 @@ pub fn run_workload(
     produce: Option<ProduceConfig>,
     consume: Option<ConsumeConfig>,
 ) -> anyhow::Result<Vec<(report::Summary, Snapshot)>> {
-    let bootstrap = cluster::resolve(bootstrap)?;
+    let bootstrap = cluster::resolve_bootstrap(bootstrap)?;
     let topic_name = topic.to_string();
     let leaders = on_executor(move || async move { cluster::prepare_topic(bootstrap, &topic_name, partitions).await })
         .context("preparing the topic")??;

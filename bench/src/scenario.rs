@@ -178,7 +178,7 @@ pub fn run(file: &Path, bootstrap: &str, cores: Option<usize>, json: Option<&Pat
                 }
             }
             Step::Seed(cfg) => {
-                let addr = crate::cluster::resolve(bootstrap)?;
+                let addr = crate::cluster::resolve_bootstrap(bootstrap)?;
                 let cfg = cfg.clone();
                 let summary = on_executor(move || async move { crate::seed::run(addr, cfg).await })??;
                 println!(
