@@ -668,6 +668,10 @@ impl Shard {
             }
         }
         let mut st = self.state.borrow_mut();
+        if !out.overwritten.is_empty() {
+            tracing::info!(shard = %self.id, entries = out.overwritten.len(),
+                "a new leader's log replaced uncommitted entries; their batches are dropped");
+        }
         for payload in &out.overwritten {
             st.truncate_entry(payload);
         }

@@ -127,6 +127,11 @@ fn start_request(broker: &Rc<Broker>, mut frame: Bytes, charge: Charge) -> Resul
     if !supports(api, version) {
         return Err(format!("{api:?} v{version} is not served"));
     }
+    if api != ApiKey::ApiVersions && broker.cut_off() {
+        // Cut off from the majority, this broker can neither lead nor learn
+        // who does; closing sends the client to the brokers that can.
+        return Err("this broker hears from no majority of its cluster".into());
+    }
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| format!("bad request header: {e}"))?;
     let b = broker.clone();

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::errors;
+use crate::controller::plan::ControlError;
 use crate::node::broker::Broker;
 use crate::node::control::{ControlReply, ControlRequest};
 
@@ -26,6 +27,11 @@ pub async fn handle(b: &Rc<Broker>, req: InitProducerIdRequest, version: i16) ->
     }
     match b.control(ControlRequest::AllocateProducerId).await {
         ControlReply::ProducerId(Ok(id)) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        // No metadata leader reachable from here: retriable, and the
+        // client may ask another broker (KIP-98's code for this).
+        ControlReply::ProducerId(Err(ControlError::NotController(_) | ControlError::TimedOut(_))) => {
+            resp.with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
+        }
         ControlReply::ProducerId(Err(e)) => resp.with_error_code(errors::control(&e)),
         _ => unreachable!("AllocateProducerId gets a ProducerId reply"),
     }

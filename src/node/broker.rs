@@ -88,6 +88,7 @@ pub struct Broker {
     /// The leader (broker id) of each shard's Raft group, by shard index:
     /// the leader of every partition placed on that shard.
     pub leaders: RefCell<Vec<Option<i32>>>,
+    pub was_cut_off: Cell<bool>,
 }
 
 /// A peer that sent nothing (not even a keepalive) for this long is down.
@@ -109,6 +110,21 @@ impl Broker {
     /// Whether this broker leads the partitions of `shard`.
     pub fn leads(&self, shard: ShardId) -> bool {
         self.leaders.borrow().get(shard.0 as usize).copied().flatten() == Some(self.config.node_id)
+    }
+
+    /// Whether this broker is one of a cluster and hears from no majority
+    /// of it (itself included). Logged when that changes.
+    pub fn cut_off(&self) -> bool {
+        let nodes = self.config.cluster.nodes.len();
+        let cut = nodes > 1 && self.live_brokers().len() * 2 <= nodes;
+        if self.was_cut_off.replace(cut) != cut {
+            if cut {
+                tracing::warn!(shard = %self.me(), "no majority of the cluster is reachable: closing client connections until it is");
+            } else {
+                tracing::info!(shard = %self.me(), "a majority of the cluster is reachable again: serving clients");
+            }
+        }
+        cut
     }
 
     /// Brokers this one knows to be up: itself, and the peers this shard

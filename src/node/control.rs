@@ -27,8 +27,11 @@ use crate::controller::{ClusterMeta, MetaChange};
 
 /// How long a proposer waits for its command to commit and apply.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often a proposer looks again for a metadata leader.
+/// How often a proposer looks again for a metadata leader, and for how
+/// long (an election takes 1-2 s); a broker cut off from the majority
+/// then tells its client to go elsewhere.
 const ELECTION_POLL: Duration = Duration::from_millis(100);
+const ELECTION_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlRequest {
@@ -162,13 +165,14 @@ pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlRep
     let request = command.request;
     let (tx, rx) = flume::bounded(1);
     control.pending.borrow_mut().insert(id, tx);
-    let deadline = std::time::Instant::now() + COMMIT_TIMEOUT;
+    let started = std::time::Instant::now();
+    let deadline = started + COMMIT_TIMEOUT;
     // While the metadata group elects a leader there is no one to take the
     // command: wait for one rather than fail a client that just started.
     loop {
         match broker.shard.propose_meta(bytes.clone()).await {
             Ok(()) => break,
-            Err(ShardError::NotLeader) if std::time::Instant::now() < deadline => {
+            Err(ShardError::NotLeader) if started.elapsed() < ELECTION_WAIT => {
                 glommio::timer::sleep(ELECTION_POLL).await;
             }
             Err(e) => {

@@ -50,7 +50,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     preflight(&config)?;
-    let cluster_id = cluster_id(&config.data_dir)?;
+    let cluster_id = cluster_id(&config)?;
     let (meta_log, replayed) = MetaLog::open(&config.data_dir.join("metadata"))?;
     let mut meta = ClusterMeta::new(cores.len());
     for c in &replayed.changes {
@@ -159,6 +159,8 @@ async fn shard_main(
     .await;
     let initial_rebalance_delay = std::time::Duration::from_millis(config.groups.initial_rebalance_delay_ms);
     let shards = mesh.shard_count();
+    // A cluster node starts out hearing from nobody: not worth a warning.
+    let in_cluster = !config.cluster.nodes.is_empty();
     let broker = Rc::new(Broker {
         config,
         cluster_id,
@@ -171,6 +173,7 @@ async fn shard_main(
         metrics: Default::default(),
         started: std::time::Instant::now(),
         leaders: RefCell::new(vec![None; shards]),
+        was_cut_off: Cell::new(in_cluster),
     });
     *slot.borrow_mut() = Some(broker.clone());
     for (from, msg) in early.take() {
@@ -285,7 +288,29 @@ fn memlock_hint() -> String {
     format!(" (locked-memory limit `ulimit -l` is {shown}; glommio needs about 16 MiB per shard)")
 }
 
-fn cluster_id(data_dir: &Path) -> anyhow::Result<String> {
+/// The cluster's id (Metadata's cluster_id): a single node makes one up
+/// and keeps it in its data dir; the nodes of a cluster derive the same one
+/// from the node list they share (clients refuse brokers that report
+/// different ids as members of one cluster).
+fn cluster_id(config: &Config) -> anyhow::Result<String> {
+    if !config.cluster.nodes.is_empty() {
+        let mut nodes: Vec<String> = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| format!("{}@{}", n.id, n.raft))
+            .collect();
+        nodes.sort();
+        let seed = nodes.join(",");
+        let hi = crc32c::crc32c(seed.as_bytes()) as u128;
+        let lo = crc32c::crc32c_append(0x5eed, seed.as_bytes()) as u128;
+        let bytes = ((hi << 96) | (lo << 64) | seed.len() as u128).to_le_bytes();
+        return Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().simple().to_string());
+    }
+    local_cluster_id(&config.data_dir)
+}
+
+fn local_cluster_id(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("cluster.id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         return Ok(id.trim().to_string());
