@@ -336,6 +336,19 @@ impl RaftGroup {
         collect_committed(&mut out, rd.take_committed_entries());
         let entries = rd.take_entries();
         let hs = rd.hs().cloned();
+        // Term and vote must be durable before any message goes out; the
+        // commit index need not be (a restarted node learns it again from
+        // the leader, and a lone voter re-commits its log when it wins its
+        // election). A Ready that only moves the commit index writes
+        // nothing: the next entries carry it to disk.
+        let stored = self.node.store().hard_state();
+        let hs_needs_write = hs
+            .as_ref()
+            .is_some_and(|h| !entries.is_empty() || h.term != stored.term || h.vote != stored.vote);
+        if let (Some(h), false) = (&hs, hs_needs_write) {
+            self.node.mut_store().set_hard_state(h.clone());
+        }
+        let hs = hs.filter(|_| hs_needs_write);
         out.persisted_own = self.is_leader() && entries.iter().all(|e| e.term == self.term());
         if !entries.is_empty() || hs.is_some() {
             self.persist(&entries, hs.as_ref(), &mut out).await?;
