@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic as KNewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Broker, free_port
 
@@ -306,6 +307,15 @@ def test_1000_topics_x_3_partitions_on_3_nodes_survive_a_dead_node_and_idle_quie
 
         survivors = cluster.alive()
         for b in survivors:
+            # The dead node is noticed: in the metrics, and in /health
+            # (still ready: the two survivors are a majority).
+            families = {f.name: f for f in text_string_to_metric_families(b.admin_get("/metrics")[1])}
+            assert families["corestream_cluster_brokers"].samples[0].value == 3
+            assert families["corestream_cluster_brokers_live"].samples[0].value == 2
+            leaders = {s.labels["shard"]: s.value for s in families["corestream_raft_leader_broker"].samples}
+            assert len(leaders) == 2 and all(v in (0, 1, 2) and v != cluster.nodes.index(dead) for v in leaders.values())
+            status, health = b.admin_get("/health")
+            assert status == 200 and f"broker {cluster.nodes.index(dead)} has not been heard from" in health, health
             rss, threads = b.proc_status()
             print(f"\nnode RSS {rss / 2**20:.1f} MiB, {threads} threads")
             assert rss < 512 * 2**20

@@ -100,6 +100,15 @@ class NsBroker(Broker):
             time.sleep(0.05)
         raise RuntimeError("broker did not start listening")
 
+    def admin_get(self, path):
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://{self.ip}:{self.admin_port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
     def answers(self):
         import socket
         try:
@@ -168,6 +177,11 @@ def test_partitioned_leader_steps_down_and_its_uncommitted_tail_is_replaced(tmp_
                                   cluster.leaders(majority[0], "p")[0] != leader_id and
                                   cluster.leaders(majority[0], "p")[0])
         assert new_leader != leader_id
+        # The cut-off node says so on its health check (for the operator's
+        # alert); the majority's nodes stay ready.
+        status, health = cluster.wait(lambda: (lambda r: r if "no majority" in r[1] else None)(old.admin_get("/health")))
+        assert status == 503 and "no majority of the cluster is reachable" in health, health
+        assert majority[0].admin_get("/health")[0] == 200
         after = [b"b%d" % i for i in range(500)]
         acked, errors = produce_all(cluster.bootstrap(majority), "p", after, 1)
         assert not errors and len(acked) == 500

@@ -45,6 +45,9 @@ async fn handle(broker: &Rc<Broker>, mut stream: TcpStream) -> std::io::Result<(
             let reports = gather(broker).await;
             let facts = NodeFacts {
                 uptime: broker.started.elapsed(),
+                brokers: broker.config.brokers().len(),
+                brokers_live: broker.live_brokers().len(),
+                leaders: broker.leaders.borrow().iter().map(|l| l.unwrap_or(-1)).collect(),
                 max_partitions_per_shard: broker.config.limits.max_partitions_per_shard,
                 version: env!("CARGO_PKG_VERSION"),
             };
@@ -105,14 +108,26 @@ fn health(broker: &Broker, reports: &[ShardReport]) -> (bool, String) {
         if let Some(why) = &r.storage.failed {
             problems.push(format!("shard {} refuses writes: {why}", r.shard));
         }
-        if !r.storage.raft_leader {
-            problems.push(format!("shard {} does not lead its Raft group", r.shard));
+        if broker.leader_of(corestream_shards::ShardId(r.shard)).is_none() {
+            problems.push(format!(
+                "shard {}'s Raft group has no leader this broker can reach",
+                r.shard
+            ));
         }
         if r.storage.partitions * 10 >= limit * 8 {
             warnings.push(format!(
                 "shard {} holds {} of {limit} partitions (limits.max_partitions_per_shard)",
                 r.shard, r.storage.partitions
             ));
+        }
+    }
+    if broker.cut_off() {
+        problems.push("no majority of the cluster is reachable; client connections are closed".into());
+    }
+    let live = broker.live_brokers();
+    for b in broker.config.brokers() {
+        if !live.contains(&b) {
+            warnings.push(format!("broker {b} has not been heard from in the last 3 s"));
         }
     }
     let mut text = if problems.is_empty() {

@@ -102,6 +102,12 @@ pub struct ShardReport {
 /// Node-wide facts for the scrape.
 pub struct NodeFacts {
     pub uptime: Duration,
+    /// Brokers of the cluster (1 on a single node), and how many of them
+    /// this one heard from lately (itself included).
+    pub brokers: usize,
+    pub brokers_live: usize,
+    /// The broker leading each shard's Raft group (-1: none known).
+    pub leaders: Vec<i32>,
     pub max_partitions_per_shard: usize,
     pub version: &'static str,
 }
@@ -149,6 +155,26 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     f.line("corestream_uptime_seconds", "", node.uptime.as_secs_f64());
     f.head("corestream_shards", "gauge", "Shards (pinned executors) of this node.");
     f.line("corestream_shards", "", shards.len());
+    f.head(
+        "corestream_cluster_brokers",
+        "gauge",
+        "Brokers of the cluster, as configured.",
+    );
+    f.line("corestream_cluster_brokers", "", node.brokers);
+    f.head(
+        "corestream_cluster_brokers_live",
+        "gauge",
+        "Brokers this one heard from in the last 3 s, itself included.",
+    );
+    f.line("corestream_cluster_brokers_live", "", node.brokers_live);
+    f.head(
+        "corestream_raft_leader_broker",
+        "gauge",
+        "Broker id leading the shard's Raft group (the leader of its partitions); -1 while none.",
+    );
+    for (k, leader) in node.leaders.iter().enumerate() {
+        f.line("corestream_raft_leader_broker", &format!("shard=\"{k}\""), leader);
+    }
 
     let per_shard = |f: &mut Family, name: &str, kind: &str, help: &str, value: &dyn Fn(&ShardReport) -> String| {
         f.head(name, kind, help);
