@@ -69,8 +69,9 @@ def test_configs_altered_survive_restart(broker):
 def test_cluster_status(broker):
     cli(broker, "topic", "create", "a", "-p", "2")
     s = cli(broker, "cluster", "status")
-    assert s["brokers"] == [{"id": 0, "host": "127.0.0.1", "port": broker.port}]
+    assert s["brokers"] == [{"id": 0, "host": "127.0.0.1", "port": broker.port, "leads": 2}]
     assert s["controller"] == 0 and s["topics"] == 1 and s["partitions"] == 2
+    assert s["leaderless"] == 0 and s["under_replicated"] == 0
     assert s["cluster_id"]
     text = subprocess.run([str(BIN), "cluster", "status", "--bootstrap", broker.bootstrap],
                           capture_output=True, text=True, timeout=30).stdout

@@ -3,9 +3,11 @@ nodes through the Raft group of its shard, metadata replicated through
 group 0. Driven with librdkafka and kafka-python; nodes are killed with
 SIGKILL, and nothing an acks=all producer was told is stored may be lost.
 """
+import json
 import re
 import shutil
 import socket
+import subprocess
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -14,7 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic as KNewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Broker, free_port
+from conftest import BIN, Broker, free_port
 
 
 def free_port_run(n):
@@ -175,6 +177,15 @@ def test_three_nodes_replicate_and_survive_losing_leaders(tmp_path):
         leader.kill9()
         second = cluster.wait(lambda: cluster.settled("orders", 3))
         assert first[0] not in second.values()
+        # The operator's view: `corestream cluster status` lists the two
+        # live brokers, each partition led by one of them, and every
+        # partition under-replicated.
+        out = subprocess.run([str(BIN), "cluster", "status", "--bootstrap", cluster.alive()[0].bootstrap,
+                              "--output", "json"], capture_output=True, text=True, timeout=20, check=True)
+        status = json.loads(out.stdout)
+        assert sorted(b["id"] for b in status["brokers"]) == sorted(cluster.nodes.index(b) for b in cluster.alive())
+        assert status["leaderless"] == 0 and sum(b["leads"] for b in status["brokers"]) == status["partitions"]
+        assert status["under_replicated"] == status["partitions"] > 0
         more = [b"b%d" % i for i in range(3000)]
         acked, errors = produce_all(cluster.bootstrap(), "orders", more, 3)
         assert not errors and sorted(acked) == sorted(more)

@@ -423,6 +423,8 @@ struct BrokerRow {
     id: i32,
     host: String,
     port: i32,
+    /// Partitions this broker leads.
+    leads: usize,
 }
 
 #[derive(Serialize)]
@@ -432,6 +434,10 @@ struct ClusterStatus {
     brokers: Vec<BrokerRow>,
     topics: usize,
     partitions: usize,
+    /// Partitions with no leader now, and with fewer in-sync replicas
+    /// than replicas.
+    leaderless: usize,
+    under_replicated: usize,
 }
 
 pub fn cluster(target: Target, cmd: ClusterCommand) -> anyhow::Result<()> {
@@ -449,24 +455,51 @@ pub fn cluster(target: Target, cmd: ClusterCommand) -> anyhow::Result<()> {
                         id: b.node_id.0,
                         host: b.host.to_string(),
                         port: b.port,
+                        leads: md
+                            .topics
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .filter(|p| p.leader_id == b.node_id)
+                            .count(),
                     })
                     .collect(),
                 topics: md.topics.len(),
                 partitions: md.topics.iter().map(|t| t.partitions.len()).sum(),
+                leaderless: md
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter(|p| p.leader_id.0 < 0)
+                    .count(),
+                under_replicated: md
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter(|p| p.isr_nodes.len() < p.replica_nodes.len())
+                    .count(),
             };
             emit(target.output, &status, |s| {
                 println!(
-                    "cluster {}  controller {}  {} topics, {} partitions",
+                    "cluster {}  controller {}  {} topics, {} partitions ({} without a leader, {} under-replicated)",
                     s.cluster_id.as_deref().unwrap_or("?"),
                     s.controller,
                     s.topics,
-                    s.partitions
+                    s.partitions,
+                    s.leaderless,
+                    s.under_replicated
                 );
                 table(
-                    &["BROKER", "HOST", "PORT"],
+                    &["BROKER", "HOST", "PORT", "LEADS"],
                     &s.brokers
                         .iter()
-                        .map(|b| vec![b.id.to_string(), b.host.clone(), b.port.to_string()])
+                        .map(|b| {
+                            vec![
+                                b.id.to_string(),
+                                b.host.clone(),
+                                b.port.to_string(),
+                                b.leads.to_string(),
+                            ]
+                        })
                         .collect::<Vec<_>>(),
                 );
             })
