@@ -330,7 +330,17 @@ def test_1000_topics_x_3_partitions_on_3_nodes_survive_a_dead_node_and_idle_quie
             rss, threads = b.proc_status()
             print(f"\nnode RSS {rss / 2**20:.1f} MiB, {threads} threads")
             assert rss < 512 * 2**20
-        time.sleep(2)
+        # Leadership settles first: each group goes back to its preferred
+        # node (group k: node k) where that node is alive, once.
+        dead_id = cluster.nodes.index(dead)
+
+        def balanced():
+            fams = {f.name: f for f in text_string_to_metric_families(survivors[0].admin_get("/metrics")[1])}
+            leaders = {int(x.labels["shard"]): int(x.value) for x in fams["corestream_raft_leader_broker"].samples}
+            return all(leaders[k] == k for k in leaders if k != dead_id)
+
+        cluster.wait(balanced, timeout=30)
+        time.sleep(1)
         lines = [len(b.log_text().splitlines()) for b in survivors]
         cpu = [b.cpu_seconds() for b in survivors]
         time.sleep(5)
@@ -382,5 +392,26 @@ def test_a_node_far_behind_catches_up_from_the_leaders_wal(tmp_path):
         cluster.wait(lambda: cluster.settled("big", 2))
         got = consume_all(cluster.bootstrap(), "big", 2, len(values), timeout=120)
         assert len(got) == len(values) and sorted(got) == sorted(values)
+    finally:
+        cluster.stop()
+
+
+def test_leadership_spreads_over_the_nodes(tmp_path):
+    """Three shards per node: each Raft group hands its leadership to its
+    preferred node once that node has the whole log, so each node leads
+    one group (one third of the partitions) rather than whichever node won
+    the elections leading them all; after a node dies and returns, the
+    spread comes back."""
+    cluster = Cluster(tmp_path, shards=3).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+        admin.create_topics([NewTopic("spread", num_partitions=3, replication_factor=3)])["spread"].result(30)
+        spread = lambda: (lambda ls: ls if ls and sorted(ls.values()) == [0, 1, 2] else None)(
+            cluster.settled("spread", 3))
+        cluster.wait(spread, timeout=40)
+        cluster.nodes[1].kill9()
+        cluster.wait(lambda: cluster.settled("spread", 3))
+        cluster.nodes[1].start()
+        cluster.wait(spread, timeout=40)
     finally:
         cluster.stop()

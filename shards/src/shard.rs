@@ -967,6 +967,11 @@ async fn tick(shard: Rc<Shard>) {
 /// and runs Ready rounds until there is nothing left. Proposals that arrive
 /// while a WAL write is in flight gather into the next one: group commit.
 async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>) {
+    // Group k's preferred leader: the k-th voter (round robin), so the
+    // groups' leaders spread over the nodes.
+    let voters = &group.membership().voters;
+    let preferred = voters[shard.id.0 as usize % voters.len()];
+    let mut ticks = 0u64;
     while kicked.recv().await.is_some() {
         loop {
             for msg in std::mem::take(&mut *shard.raft_inbox.borrow_mut()) {
@@ -974,6 +979,11 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
             }
             if shard.tick_due.replace(false) {
                 group.tick();
+                ticks += 1;
+                let live = || shard.live_peers(std::time::Duration::from_secs(1)).contains(&preferred);
+                if ticks.is_multiple_of(crate::raft::BALANCE_TICKS) && group.hand_to_preferred(preferred, live()) {
+                    tracing::info!(shard = %shard.id, to = preferred, "handing Raft leadership to the group's preferred leader");
+                }
             }
             let metas = std::mem::take(&mut shard.state.borrow_mut().meta_proposals);
             for (command, done) in metas {

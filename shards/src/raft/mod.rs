@@ -39,6 +39,9 @@ pub const ELECTION_TICKS: usize = 10;
 /// How often a shard of a cluster ticks its Raft group: elections after
 /// 1-2 s of silence.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often (in ticks) a leader checks whether the group's preferred
+/// leader is ready to take over.
+pub const BALANCE_TICKS: u64 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftError {
@@ -254,6 +257,30 @@ impl RaftGroup {
     /// Advances the group's logical clock by one tick.
     pub fn tick(&mut self) {
         self.node.tick();
+    }
+
+    /// Hands the leadership to `preferred` when this node leads, and that
+    /// peer is up (`live`: heard from within the last second) and holds
+    /// the whole log: so that each node leads its share of the groups
+    /// (Kafka's preferred leader) instead of whichever won the last
+    /// election leading them all. Returns whether it did. (raft-rs's own
+    /// `recent_active` is no guide here: check-quorum clears it every
+    /// election timeout.)
+    pub fn hand_to_preferred(&mut self, preferred: u64, live: bool) -> bool {
+        if !live || !self.is_leader() || preferred == self.membership.me {
+            return false;
+        }
+        let last = self.node.raft.raft_log.last_index();
+        let ready = self
+            .node
+            .raft
+            .prs()
+            .get(preferred)
+            .is_some_and(|pr| pr.state == raft::ProgressState::Replicate && pr.matched == last);
+        if ready {
+            self.node.transfer_leader(preferred);
+        }
+        ready
     }
 
     /// Takes in a message from a peer. Stale or misrouted messages are
