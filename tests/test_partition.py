@@ -169,13 +169,16 @@ def test_partitioned_leader_steps_down_and_its_uncommitted_tail_is_replaced(tmp_
                          on_delivery=lambda e, m: stranded.append(m.value()) if e is None else None)
             lost.poll(0.01)
         lost.flush(10)
+        del lost
         assert stranded, "the cut-off leader took acks=1 writes before stepping down"
 
         # The majority elects a new leader and takes acks=all writes.
         majority = [b for i, b in enumerate(cluster.nodes) if i != leader_id]
-        new_leader = cluster.wait(lambda: cluster.leaders(majority[0], "p") and
-                                  cluster.leaders(majority[0], "p")[0] != leader_id and
-                                  cluster.leaders(majority[0], "p")[0])
+        def elected():
+            ls = cluster.leaders(majority[0], "p")
+            return ls is not None and ls[0] not in (-1, leader_id) and (ls[0],)
+
+        (new_leader,) = cluster.wait(elected)
         assert new_leader != leader_id
         # The cut-off node says so on its health check (for the operator's
         # alert); the majority's nodes stay ready.
