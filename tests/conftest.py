@@ -25,10 +25,15 @@ def free_port():
 class Broker:
     """One corestream process with its own data dir and port."""
 
-    def __init__(self, data_dir, shards=2, extra_args=(), env=None, log_path=None):
+    def __init__(self, data_dir, shards=2, extra_args=(), env=None, log_path=None, host="127.0.0.1",
+                 port=None, admin_port=None, prefix=()):
         self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.admin_port = free_port()
+        # Where it listens, and what runs it (e.g. `ip netns exec NS` for a
+        # broker in a network namespace, which execs it: the pid is the broker's).
+        self.host = host
+        self.port = port or free_port()
+        self.admin_port = admin_port or free_port()
+        self.prefix = list(prefix)
         self.shards = shards
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **(env or {}))
@@ -38,13 +43,14 @@ class Broker:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout=20):
         assert self.proc is None, "already running"
         self.log = open(self.log_path, "ab")
-        args = [str(BIN), "start", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-                "--admin-listen", f"127.0.0.1:{self.admin_port}", "--shards", str(self.shards)] + self.extra_args
+        args = self.prefix + [str(BIN), "start", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+                              "--admin-listen", f"{self.host}:{self.admin_port}", "--shards", str(self.shards)]
+        args += self.extra_args
         if "--config" not in self.extra_args:
             # Each broker preallocates a segment per shard: keep the suite's
             # disk use small (the default is 128 MiB).
@@ -63,7 +69,7 @@ class Broker:
         """True once an ApiVersions request gets its response: a listener
         left behind by a killed predecessor accepts but never answers."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
                 s.sendall(bytes.fromhex("0000000c00120000000000010002") + b"ok")
                 return len(s.recv(4)) == 4
         except OSError:
@@ -74,7 +80,7 @@ class Broker:
         import urllib.error
         import urllib.request
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=10) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{self.admin_port}{path}", timeout=10) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

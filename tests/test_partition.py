@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import BIN, Broker
+from conftest import Broker
 from test_cluster import Cluster, consume_all, produce_all
 
 SUBNET = "10.77.{net}.{host}"
@@ -71,54 +71,6 @@ class Hosts:
                 sh("ip", "link", "del", name, check=False)
 
 
-class NsBroker(Broker):
-    """A broker inside a namespace, on its own address there."""
-
-    def __init__(self, ns, ip, **kw):
-        super().__init__(**kw)
-        self.ns, self.ip = ns, ip
-        self.port, self.admin_port = 9092, 9644
-
-    @property
-    def bootstrap(self):
-        return f"{self.ip}:{self.port}"
-
-    def start(self, timeout=20):
-        assert self.proc is None, "already running"
-        self.log = open(self.log_path, "ab")
-        args = ["ip", "netns", "exec", self.ns, str(BIN), "start", "--listen", self.bootstrap,
-                "--data-dir", str(self.data_dir), "--admin-listen", f"{self.ip}:{self.admin_port}",
-                "--shards", str(self.shards)] + self.extra_args
-        # `ip netns exec` execs the broker: this pid is the broker's.
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode}: {self.log_text()[-2000:]}")
-            if self.answers():
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("broker did not start listening")
-
-    def admin_get(self, path):
-        import urllib.error
-        import urllib.request
-        try:
-            with urllib.request.urlopen(f"http://{self.ip}:{self.admin_port}{path}", timeout=10) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-
-    def answers(self):
-        import socket
-        try:
-            with socket.create_connection((self.ip, self.port), timeout=0.5) as s:
-                s.sendall(bytes.fromhex("0000000c00120000000000010002") + b"ok")
-                return len(s.recv(4)) == 4
-        except OSError:
-            return False
-
-
 @pytest.fixture
 def hosts():
     if os.geteuid() != 0:
@@ -141,9 +93,10 @@ def netns_cluster(tmp_path, hosts):
     for i in range(3):
         cfg = tmp_path / f"node{i}.toml"
         cfg.write_text(f'[wal]\nsegment_bytes = "8MiB"\n[cluster]\nnodes = [\n{lines}\n]\n')
-        cluster.nodes.append(NsBroker(hosts.names[i], hosts.ip(i), data_dir=tmp_path / f"node{i}", shards=1,
-                                      extra_args=["--config", str(cfg), "--node-id", str(i)],
-                                      log_path=tmp_path / f"node{i}.log"))
+        cluster.nodes.append(Broker(tmp_path / f"node{i}", shards=1, host=hosts.ip(i), port=9092, admin_port=9644,
+                                    prefix=["ip", "netns", "exec", hosts.names[i]],
+                                    extra_args=["--config", str(cfg), "--node-id", str(i)],
+                                    log_path=tmp_path / f"node{i}.log"))
     return cluster
 
 

@@ -89,7 +89,11 @@ pub struct Broker {
     /// the leader of every partition placed on that shard.
     pub leaders: RefCell<Vec<Option<i32>>>,
     pub was_cut_off: Cell<bool>,
+    pub cut_off_checked: Cell<Instant>,
 }
+
+/// How long a cut-off verdict is reused before liveness is looked at again.
+const CUT_OFF_RECHECK: Duration = Duration::from_millis(100);
 
 /// A peer that sent nothing (not even a keepalive) for this long is down.
 pub const PEER_LIVENESS: Duration = Duration::from_secs(3);
@@ -116,7 +120,17 @@ impl Broker {
     /// of it (itself included). Logged when that changes.
     pub fn cut_off(&self) -> bool {
         let nodes = self.config.cluster.nodes.len();
-        let cut = nodes > 1 && self.live_brokers().len() * 2 <= nodes;
+        if nodes <= 1 {
+            return false;
+        }
+        // Asked on every request: the answer is kept for a tick, so the
+        // request path does not gather the peers' liveness each time.
+        let now = Instant::now();
+        if now.duration_since(self.cut_off_checked.get()) < CUT_OFF_RECHECK {
+            return self.was_cut_off.get();
+        }
+        self.cut_off_checked.set(now);
+        let cut = self.live_brokers().len() * 2 <= nodes;
         if self.was_cut_off.replace(cut) != cut {
             if cut {
                 tracing::warn!(shard = %self.me(), "no majority of the cluster is reachable: closing client connections until it is");

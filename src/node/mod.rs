@@ -174,6 +174,10 @@ async fn shard_main(
         started: std::time::Instant::now(),
         leaders: RefCell::new(vec![None; shards]),
         was_cut_off: Cell::new(in_cluster),
+        cut_off_checked: Cell::new({
+            let now = std::time::Instant::now();
+            now.checked_sub(std::time::Duration::from_secs(1)).unwrap_or(now)
+        }),
     });
     *slot.borrow_mut() = Some(broker.clone());
     for (from, msg) in early.take() {

@@ -229,7 +229,7 @@ fn overwrites_roll_and_recover_in_write_order() {
         .spawn(move || async move {
             let (mut writer, _) = recover(&d).await;
             let mut written: Vec<(u64, Vec<u8>)> = Vec::new();
-            let mut append = |index: u64, term: u8, len: usize| (index, vec![term; len]);
+            let append = |index: u64, term: u8, len: usize| (index, vec![term; len]);
             // Terms 1: entries 1..=40 of 3 KB roll a 64 KiB segment or two.
             let mut batch = Vec::new();
             for i in 1..=40 {
