@@ -43,9 +43,9 @@ const SHARD_IO_MEMORY: usize = 32 << 20;
 pub fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let cores = config.shard_cores();
-    refuse_if_listening(config.listen)?;
+    refuse_if_listening(config.listen, "--listen")?;
     if config.admin_listen.port() != 0 {
-        refuse_if_listening(config.admin_listen)?;
+        refuse_if_listening(config.admin_listen, "--admin-listen")?;
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -66,6 +66,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     );
     let meta_applied = replayed.index;
 
+    // The admin port is bound before any shard starts, so it answers by the
+    // time the Kafka listeners do (whoever sees the broker up can scrape
+    // it), and a failure to bind is reported before anything runs.
+    let admin = std::net::TcpListener::bind(config.admin_listen)
+        .with_context(|| format!("binding the admin port (admin_listen) on {}", config.admin_listen))?;
+    let mut admin_fd = Some(std::os::fd::IntoRawFd::into_raw_fd(admin));
     let config = Arc::new(config);
     let cluster_id: Arc<str> = cluster_id.into();
     let mesh = mesh::builder::<NodeMsg>(cores.len());
@@ -74,6 +80,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for (k, &core) in cores.iter().enumerate() {
         let (config, cluster_id, mesh, meta) = (config.clone(), cluster_id.clone(), mesh.clone(), meta.clone());
         let log = if k == 0 { meta_log.take() } else { None };
+        let admin = if k == 0 { admin_fd.take() } else { None };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{k}"))
             .io_memory(SHARD_IO_MEMORY)
@@ -85,6 +92,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     mesh,
                     meta,
                     log.map(|l| (l, meta_applied)),
+                    admin,
                 )
                 .await
             })
@@ -112,6 +120,7 @@ async fn shard_main(
     mesh: glommio::channels::channel_mesh::MeshBuilder<NodeMsg, glommio::channels::channel_mesh::Full>,
     meta: ClusterMeta,
     meta_log: Option<(MetaLog, u64)>,
+    admin_fd: Option<std::os::fd::RawFd>,
 ) -> anyhow::Result<()> {
     let brokers = config.brokers();
     let (raft_listen, peers) = match config.raft_endpoints(id.0) {
@@ -147,6 +156,9 @@ async fn shard_main(
             applied,
         )
     });
+    // SAFETY: the descriptor is the listening socket `run` bound for this
+    // shard alone; this takes ownership of it once.
+    let admin = admin_fd.map(|fd| unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     // Other shards may finish starting first and message this one (a
     // leader change) before its broker exists: those wait here.
     let slot: Rc<RefCell<Option<Rc<Broker>>>> = Rc::new(RefCell::new(None));
@@ -184,10 +196,7 @@ async fn shard_main(
         broker.handle(from, msg);
     }
     glommio::spawn_local(follow_shard(broker.clone(), events)).detach();
-    if broker.control.is_some() {
-        let addr = broker.config.admin_listen;
-        let admin = glommio::net::TcpListener::bind(addr)
-            .map_err(|e| anyhow::anyhow!("binding the admin port (admin_listen) on {addr}: {e}"))?;
+    if let Some(admin) = admin {
         glommio::spawn_local(admin::serve(broker.clone(), admin)).detach();
     }
     tracing::debug!(shard = %id, partitions = owned.len(), "shard ready");
@@ -247,7 +256,7 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
 /// A predecessor killed with -9 keeps its listening sockets for a moment
 /// (the kernel tears its io_uring down asynchronously), so only a listener
 /// that is still there after a few seconds counts.
-fn refuse_if_listening(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+fn refuse_if_listening(listen: std::net::SocketAddr, flag: &str) -> anyhow::Result<()> {
     let mut probe = listen;
     if probe.ip().is_unspecified() {
         probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -255,7 +264,7 @@ fn refuse_if_listening(listen: std::net::SocketAddr) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(300)).is_ok() {
         if std::time::Instant::now() > deadline {
-            bail!("another process is already listening on {listen}; stop it or choose another --listen address");
+            bail!("another process is already listening on {listen}; stop it or choose another {flag} address");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
