@@ -291,12 +291,6 @@ impl RaftGroup {
         }
     }
 
-    /// Tells raft-rs a peer could not be reached, so it probes instead of
-    /// streaming appends to it.
-    pub fn report_unreachable(&mut self, peer: u64) {
-        self.node.report_unreachable(peer);
-    }
-
     pub fn has_ready(&self) -> bool {
         self.node.has_ready()
     }

@@ -33,7 +33,6 @@ pub const KEEPALIVE: Duration = Duration::from_millis(500);
 
 /// The outbound side: one queue and one connection task per peer.
 pub struct Transport {
-    me: u64,
     links: HashMap<u64, Link>,
 }
 
@@ -70,7 +69,7 @@ impl Transport {
             glommio::spawn_local(send_loop(me, id, addr, rx)).detach();
         }
         glommio::spawn_local(accept_loop(me, listener, Rc::new(heard), Rc::new(deliver))).detach();
-        Ok(Rc::new(Self { me, links }))
+        Ok(Rc::new(Self { links }))
     }
 
     /// Queues messages for their peers; never waits.
@@ -94,10 +93,6 @@ impl Transport {
             .filter(|(_, l)| l.last_heard.get().is_some_and(|t| now - t <= within))
             .map(|(&id, _)| id)
             .collect()
-    }
-
-    pub fn me(&self) -> u64 {
-        self.me
     }
 }
 
