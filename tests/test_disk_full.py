@@ -24,7 +24,9 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mnt)], check=False)
 
 
-def test_disk_full_gives_storage_errors_and_keeps_acknowledged_data(broker_factory, small_disk, tmp_path):
+def test_disk_full_gives_storage_errors_and_keeps_acknowledged_data(small_disk, broker_factory, tmp_path):
+    # small_disk first: fixtures are torn down in reverse, so the broker
+    # stops before its file system is unmounted (a busy mount stayed behind).
     cfg = tmp_path / "wal.toml"
     cfg.write_text('[wal]\nsegment_bytes = "1MiB"\n')
     b = broker_factory(shards=1, data_dir=small_disk / "data", extra_args=["--config", str(cfg)])
