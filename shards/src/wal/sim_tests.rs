@@ -172,48 +172,58 @@ fn wal_recovers_a_prefix_after_random_crashes() {
     }
 }
 
+/// Runs `body` on a glommio executor with a fresh WAL directory, removed
+/// afterwards.
+fn in_fresh_dir<F, Fut>(tag: &str, body: F)
+where
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let dir = std::env::temp_dir().join(format!("corestream-wal-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.clone();
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || body(d))
+        .expect("executor starts")
+        .join()
+        .expect("test ran");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Small appends roll into segments zero-filled in the background and are
 /// written O_DSYNC there; everything reads back after a reopen, and a
 /// half-made `next.prep` left by a crash is removed, never read as log.
 #[test]
 fn small_appends_roll_into_prepared_segments() {
-    let dir = std::env::temp_dir().join(format!("corestream-wal-prep-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let d = dir.clone();
-    glommio::LocalExecutorBuilder::default()
-        .spawn(move || async move {
-            let (mut writer, got) = recover(&d).await;
-            assert!(got.is_empty());
-            assert!(writer.writes_dsync(), "a new WAL starts on a zero-filled segment");
-            let payload = vec![7u8; 1000];
-            let mut segments = Vec::new();
-            for index in 1..=300u64 {
-                let rec = RecordRef {
-                    term: 1,
-                    index,
-                    kind: RecordKind::Entry,
-                    payload: &payload,
-                };
-                let pos = writer.append(&[rec]).await.expect("append");
-                if segments.last() != Some(&pos[0].segment) {
-                    segments.push(pos[0].segment);
-                    assert!(writer.writes_dsync(), "segment {} was prepared", pos[0].segment);
-                }
+    in_fresh_dir("prep", |d| async move {
+        let (mut writer, got) = recover(&d).await;
+        assert!(got.is_empty());
+        assert!(writer.writes_dsync(), "a new WAL starts on a zero-filled segment");
+        let payload = vec![7u8; 1000];
+        let mut segments = Vec::new();
+        for index in 1..=300u64 {
+            let rec = RecordRef {
+                term: 1,
+                index,
+                kind: RecordKind::Entry,
+                payload: &payload,
+            };
+            let pos = writer.append(&[rec]).await.expect("append");
+            if segments.last() != Some(&pos[0].segment) {
+                segments.push(pos[0].segment);
+                assert!(writer.writes_dsync(), "segment {} was prepared", pos[0].segment);
             }
-            assert!(segments.len() >= 4, "rolled {} times", segments.len() - 1);
-            drop(writer);
-            // A crash while the next segment was being prepared.
-            std::fs::write(d.join("next.prep"), vec![0xffu8; 8192]).expect("write");
-            let (writer, got) = recover(&d).await;
-            assert_eq!(got.len(), 300);
-            assert!(got.iter().zip(1..).all(|(g, i)| g.0 == i && g.1 == payload));
-            assert!(!d.join("next.prep").exists());
-            assert!(!writer.writes_dsync(), "a recovered segment may hold unwritten extents");
-        })
-        .expect("executor starts")
-        .join()
-        .expect("test ran");
-    let _ = std::fs::remove_dir_all(&dir);
+        }
+        assert!(segments.len() >= 4, "rolled {} times", segments.len() - 1);
+        drop(writer);
+        // A crash while the next segment was being prepared.
+        std::fs::write(d.join("next.prep"), vec![0xffu8; 8192]).expect("write");
+        let (writer, got) = recover(&d).await;
+        assert_eq!(got.len(), 300);
+        assert!(got.iter().zip(1..).all(|(g, i)| g.0 == i && g.1 == payload));
+        assert!(!d.join("next.prep").exists());
+        assert!(!writer.writes_dsync(), "a recovered segment may hold unwritten extents");
+    });
 }
 
 /// A follower's log tail rewritten by a new leader (a Raft overwrite),
@@ -222,81 +232,73 @@ fn small_appends_roll_into_prepared_segments() {
 /// segments stay ordered, and later appends continue after the rewrite.
 #[test]
 fn overwrites_roll_and_recover_in_write_order() {
-    let dir = std::env::temp_dir().join(format!("corestream-wal-overwrite-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let d = dir.clone();
-    glommio::LocalExecutorBuilder::default()
-        .spawn(move || async move {
-            let (mut writer, _) = recover(&d).await;
-            let mut written: Vec<(u64, Vec<u8>)> = Vec::new();
-            let append = |index: u64, term: u8, len: usize| (index, vec![term; len]);
-            // Terms 1: entries 1..=40 of 3 KB roll a 64 KiB segment or two.
-            let mut batch = Vec::new();
-            for i in 1..=40 {
-                batch.push(append(i, 1, 3000));
+    in_fresh_dir("overwrite", |d| async move {
+        let (mut writer, _) = recover(&d).await;
+        let mut written: Vec<(u64, Vec<u8>)> = Vec::new();
+        let append = |index: u64, term: u8, len: usize| (index, vec![term; len]);
+        // Terms 1: entries 1..=40 of 3 KB roll a 64 KiB segment or two.
+        let mut batch = Vec::new();
+        for i in 1..=40 {
+            batch.push(append(i, 1, 3000));
+        }
+        // Term 2 rewrites from 30 (inside the last segment), then
+        // term 3 rewrites from 25 with one append too big for what is
+        // left of the segment: it rolls with a first entry below the
+        // active segment's name.
+        let mut rewrite2: Vec<_> = (30..=33).map(|i| append(i, 2, 3000)).collect();
+        let rewrite3: Vec<_> = (25..=45).map(|i| append(i, 3, 3000)).collect();
+        for group in [&mut batch, &mut rewrite2] {
+            for chunk in group.chunks(4) {
+                let recs: Vec<RecordRef> = chunk
+                    .iter()
+                    .map(|(i, p)| RecordRef {
+                        term: p[0] as u64,
+                        index: *i,
+                        kind: RecordKind::Entry,
+                        payload: p,
+                    })
+                    .collect();
+                writer.append(&recs).await.expect("append");
+                written.extend(chunk.iter().cloned());
             }
-            // Term 2 rewrites from 30 (inside the last segment), then
-            // term 3 rewrites from 25 with one append too big for what is
-            // left of the segment: it rolls with a first entry below the
-            // active segment's name.
-            let mut rewrite2: Vec<_> = (30..=33).map(|i| append(i, 2, 3000)).collect();
-            let rewrite3: Vec<_> = (25..=45).map(|i| append(i, 3, 3000)).collect();
-            for group in [&mut batch, &mut rewrite2] {
-                for chunk in group.chunks(4) {
-                    let recs: Vec<RecordRef> = chunk
-                        .iter()
-                        .map(|(i, p)| RecordRef {
-                            term: p[0] as u64,
-                            index: *i,
-                            kind: RecordKind::Entry,
-                            payload: p,
-                        })
-                        .collect();
-                    writer.append(&recs).await.expect("append");
-                    written.extend(chunk.iter().cloned());
-                }
-            }
-            let recs: Vec<RecordRef> = rewrite3
-                .iter()
-                .map(|(i, p)| RecordRef {
-                    term: 3,
-                    index: *i,
-                    kind: RecordKind::Entry,
-                    payload: p,
-                })
-                .collect();
-            writer.append(&recs).await.expect("append");
-            written.extend(rewrite3.iter().cloned());
-            let tail = append(46, 3, 100);
-            writer
-                .append(&[RecordRef {
-                    term: 3,
-                    index: 46,
-                    kind: RecordKind::Entry,
-                    payload: &tail.1,
-                }])
-                .await
-                .expect("append");
-            written.push(tail);
-            drop(writer);
-            let (_, got) = recover(&d).await;
-            let got: Vec<(u64, Vec<u8>)> = got.into_iter().map(|(i, p, _)| (i, p)).collect();
-            assert_eq!(got.len(), written.len());
-            assert!(got == written, "recovery replays records in write order");
-            let names: Vec<u64> = std::fs::read_dir(&d)
-                .expect("list")
-                .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
-                .collect();
-            let mut names = names;
-            names.sort_unstable();
-            // The last roll carried entry 25 but is named past the segment before.
-            assert!(
-                names.len() >= 3 && *names.last().expect("segments") > 25,
-                "segments: {names:?}"
-            );
-        })
-        .expect("executor starts")
-        .join()
-        .expect("test ran");
-    let _ = std::fs::remove_dir_all(&dir);
+        }
+        let recs: Vec<RecordRef> = rewrite3
+            .iter()
+            .map(|(i, p)| RecordRef {
+                term: 3,
+                index: *i,
+                kind: RecordKind::Entry,
+                payload: p,
+            })
+            .collect();
+        writer.append(&recs).await.expect("append");
+        written.extend(rewrite3.iter().cloned());
+        let tail = append(46, 3, 100);
+        writer
+            .append(&[RecordRef {
+                term: 3,
+                index: 46,
+                kind: RecordKind::Entry,
+                payload: &tail.1,
+            }])
+            .await
+            .expect("append");
+        written.push(tail);
+        drop(writer);
+        let (_, got) = recover(&d).await;
+        let got: Vec<(u64, Vec<u8>)> = got.into_iter().map(|(i, p, _)| (i, p)).collect();
+        assert_eq!(got.len(), written.len());
+        assert!(got == written, "recovery replays records in write order");
+        let names: Vec<u64> = std::fs::read_dir(&d)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+            .collect();
+        let mut names = names;
+        names.sort_unstable();
+        // The last roll carried entry 25 but is named past the segment before.
+        assert!(
+            names.len() >= 3 && *names.last().expect("segments") > 25,
+            "segments: {names:?}"
+        );
+    });
 }
