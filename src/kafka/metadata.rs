@@ -28,6 +28,9 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> Metad
     };
     let allow_create = version < 4 || req.allow_auto_topic_creation;
     if let Some(names) = &requested {
+        names
+            .iter()
+            .for_each(|n| crate::node::fatal::inject::on_metadata_topic(n));
         if allow_create && b.config.topics.auto_create {
             auto_create(b, names).await;
         }

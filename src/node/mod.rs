@@ -3,6 +3,8 @@
 //!
 //! - `broker.rs`: the per-shard context and the routing path (`NodeMsg`).
 //! - `control.rs`: controller execution on shard 0 and metadata broadcast.
+//! - `fatal.rs`: a shard's panic or failure ends the process (no
+//!   half-alive broker); the fault hooks of test builds.
 //! - `listener.rs`: the SO_REUSEPORT accept loop of every shard.
 //! - `metrics.rs`, `admin.rs`: per-shard counters, and the admin HTTP port
 //!   (/metrics, /health) on shard 0 that gathers them.
@@ -10,6 +12,7 @@
 mod admin;
 pub mod broker;
 pub mod control;
+pub mod fatal;
 mod listener;
 pub mod metrics;
 
@@ -42,6 +45,7 @@ const SHARD_IO_MEMORY: usize = 32 << 20;
 /// Runs the broker until its shards exit.
 pub fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
+    fatal::exit_on_panic();
     let cores = config.shard_cores();
     refuse_if_listening(config.listen, "--listen")?;
     if config.admin_listen.port() != 0 {
@@ -76,16 +80,24 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let cluster_id: Arc<str> = cluster_id.into();
     let mesh = mesh::builder::<NodeMsg>(cores.len());
     let mut meta_log = Some(meta_log);
-    let mut handles = Vec::new();
+    // Each shard reports here when its task ends; the first failure ends
+    // the broker (see `fatal.rs`), instead of waiting on the shards that
+    // are still up.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
     for (k, &core) in cores.iter().enumerate() {
         let (config, cluster_id, mesh, meta) = (config.clone(), cluster_id.clone(), mesh.clone(), meta.clone());
         let log = if k == 0 { meta_log.take() } else { None };
         let admin = if k == 0 { admin_fd.take() } else { None };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+        let done = ShardReport {
+            shard: k,
+            to: done_tx.clone(),
+            sent: false,
+        };
+        LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{k}"))
             .io_memory(SHARD_IO_MEMORY)
             .spawn(move || async move {
-                shard_main(
+                let result = shard_main(
                     ShardId(k as u16),
                     config,
                     cluster_id,
@@ -94,22 +106,44 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     log.map(|l| (l, meta_applied)),
                     admin,
                 )
-                .await
+                .await;
+                done.send(result);
             })
             .map_err(|e| anyhow::anyhow!("starting shard {k} on core {core}: {e}{}", memlock_hint()))?;
-        handles.push(handle);
     }
-    let mut failed = None;
-    for (k, h) in handles.into_iter().enumerate() {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(format!("shard {k}: {e:#}")),
-            Err(e) => failed = Some(format!("shard {k} crashed: {e}{}", memlock_hint())),
+    drop(done_tx);
+    for _ in 0..cores.len() {
+        match done_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((k, Err(e))) => bail!("shard {k} stopped: {e:#}"),
+            Err(_) => break,
         }
     }
-    match failed {
-        Some(f) => bail!(f),
-        None => Ok(()),
+    Ok(())
+}
+
+/// Reports the end of one shard's task to `run`, also when the task never
+/// ran: glommio returns an executor that fails to start (io_uring set-up,
+/// locked memory) from the shard's thread, which only drops this.
+struct ShardReport {
+    shard: usize,
+    to: std::sync::mpsc::Sender<(usize, anyhow::Result<()>)>,
+    sent: bool,
+}
+
+impl ShardReport {
+    fn send(mut self, result: anyhow::Result<()>) {
+        self.sent = true;
+        let _ = self.to.send((self.shard, result));
+    }
+}
+
+impl Drop for ShardReport {
+    fn drop(&mut self) {
+        if !self.sent {
+            let why = anyhow::anyhow!("its executor did not start{}", memlock_hint());
+            let _ = self.to.send((self.shard, Err(why)));
+        }
     }
 }
 
