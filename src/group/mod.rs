@@ -72,8 +72,10 @@ pub enum GroupRequest {
     Fetch {
         group: String,
         partition: PartitionId,
-        /// `None`: every partition the group has committed.
-        wanted: Option<Vec<(String, i32)>>,
+        /// Partitions by topic, each topic's name once (a request may name
+        /// 100,000 partitions of a long name); `None`: every partition the
+        /// group has committed.
+        wanted: Option<Vec<(String, Vec<i32>)>>,
     },
     Join(JoinGroupRequest, i16),
     Sync(SyncGroupRequest, i16),
@@ -84,8 +86,8 @@ pub enum GroupRequest {
 pub enum GroupReply {
     /// One error code per committed offset, in order.
     Committed(Vec<i16>),
-    /// The group's offsets, or an error code for the whole group.
-    Fetched(Result<Vec<(String, i32, Option<Committed>)>, i16>),
+    /// The group's offsets by topic, or an error code for the whole group.
+    Fetched(Result<Vec<TopicOffsets>, i16>),
     Join(JoinGroupResponse),
     Sync(SyncGroupResponse),
     Heartbeat(HeartbeatResponse),
@@ -100,10 +102,17 @@ pub struct Coordinator {
     loading: glommio::sync::Semaphore,
     offsets: RefCell<HashMap<String, GroupOffsets>>,
     pub members: membership::Groups,
+    /// Creating the offsets topic was refused (and logged) once already.
+    offsets_topic_refused: std::cell::Cell<bool>,
 }
 
-/// One group's committed offsets by (topic, partition).
-type GroupOffsets = HashMap<(String, i32), Committed>;
+/// A topic and the committed offset of each partition asked for (`None`:
+/// never committed).
+pub type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+
+/// One group's committed offsets by topic and partition (a lookup by a
+/// borrowed topic name, not a (String, i32) key built per partition).
+type GroupOffsets = HashMap<String, HashMap<i32, Committed>>;
 
 impl Coordinator {
     /// Drops every group's state (this shard stopped leading its offsets
@@ -120,6 +129,7 @@ impl Coordinator {
             loading: glommio::sync::Semaphore::new(1),
             offsets: RefCell::new(HashMap::new()),
             members: membership::Groups::new(initial_rebalance_delay),
+            offsets_topic_refused: std::cell::Cell::new(false),
         }
     }
 }
@@ -128,7 +138,8 @@ impl Coordinator {
 /// partition, and that partition. The offsets topic is created on first
 /// use (as Kafka does) when `create`; without it, `Ok(None)`.
 pub async fn coordinator_of(b: &Rc<Broker>, group: &str, create: bool) -> Result<Option<(ShardId, PartitionId)>, i16> {
-    if group.is_empty() {
+    // Kafka's record layout keeps a group id as an i16-length string.
+    if group.is_empty() || group.len() > records::STRING_MAX_BYTES {
         return Err(errors::INVALID_GROUP_ID);
     }
     let p = partition_for(group);
@@ -156,7 +167,12 @@ pub async fn coordinator_of(b: &Rc<Broker>, group: &str, create: bool) -> Result
     match results.pop() {
         Some(Ok(_)) | Some(Err(ControlError::TopicExists(_))) => {}
         Some(Err(e)) => {
-            tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+            // Every group request retries this: say it once per shard, not per request.
+            if !b.groups.offsets_topic_refused.replace(true) {
+                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}; group requests get COORDINATOR_NOT_AVAILABLE until it can be");
+            } else {
+                tracing::trace!(error = %e, "cannot create {OFFSETS_TOPIC}");
+            }
             return Err(errors::COORDINATOR_NOT_AVAILABLE);
         }
         None => return Err(errors::COORDINATOR_NOT_AVAILABLE),
@@ -284,7 +300,7 @@ async fn commit(
             let mut all = b.groups.offsets.borrow_mut();
             let mine = all.entry(group.to_string()).or_default();
             for (topic, p, c) in offsets.iter() {
-                mine.insert((topic.clone(), *p), c.clone());
+                mine.entry(topic.clone()).or_default().insert(*p, c.clone());
             }
             vec![errors::NONE; offsets.len()]
         }
@@ -296,24 +312,36 @@ async fn fetch(
     b: &Rc<Broker>,
     group: &str,
     partition: PartitionId,
-    wanted: Option<Vec<(String, i32)>>,
-) -> Result<Vec<(String, i32, Option<Committed>)>, i16> {
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<TopicOffsets>, i16> {
     ensure_loaded(b, partition).await?;
     let all = b.groups.offsets.borrow();
     let mine = all.get(group);
     Ok(match wanted {
         Some(list) => list
             .into_iter()
-            .map(|(t, p)| {
-                let c = mine.and_then(|m| m.get(&(t.clone(), p)).cloned());
-                (t, p, c)
+            .map(|(t, ps)| {
+                let topic = mine.and_then(|m| m.get(&t));
+                let found = ps
+                    .into_iter()
+                    .map(|p| (p, topic.and_then(|c| c.get(&p)).cloned()))
+                    .collect();
+                (t, found)
             })
             .collect(),
         None => {
-            let mut out: Vec<_> = mine
-                .map(|m| m.iter().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect())
+            let mut out: Vec<TopicOffsets> = mine
+                .map(|m| {
+                    m.iter()
+                        .map(|(t, ps)| {
+                            let mut ps: Vec<_> = ps.iter().map(|(p, c)| (*p, Some(c.clone()))).collect();
+                            ps.sort_by_key(|(p, _)| *p);
+                            (t.clone(), ps)
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
-            out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            out.sort_by(|a, b| a.0.cmp(&b.0));
             out
         }
     })
@@ -365,18 +393,23 @@ async fn ensure_loaded(b: &Rc<Broker>, partition: PartitionId) -> Result<(), i16
                 };
                 match r.value.as_ref().and_then(records::decode_value) {
                     Some(v) => {
-                        offsets.entry(key.group).or_default().insert(
-                            (key.topic, key.partition),
-                            Committed {
-                                offset: v.offset,
-                                leader_epoch: v.leader_epoch,
-                                metadata: v.metadata,
-                            },
-                        );
+                        offsets
+                            .entry(key.group)
+                            .or_default()
+                            .entry(key.topic)
+                            .or_default()
+                            .insert(
+                                key.partition,
+                                Committed {
+                                    offset: v.offset,
+                                    leader_epoch: v.leader_epoch,
+                                    metadata: v.metadata,
+                                },
+                            );
                     }
                     None => {
-                        if let Some(g) = offsets.get_mut(&key.group) {
-                            g.remove(&(key.topic, key.partition));
+                        if let Some(t) = offsets.get_mut(&key.group).and_then(|g| g.get_mut(&key.topic)) {
+                            t.remove(&key.partition);
                         }
                     }
                 }

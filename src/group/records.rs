@@ -25,8 +25,14 @@ pub struct CommitValue {
     pub commit_timestamp: i64,
 }
 
+/// The longest string the layout holds (an i16 length).
+pub const STRING_MAX_BYTES: usize = i16::MAX as usize;
+
 fn put_str(buf: &mut BytesMut, s: &str) {
-    let len = i16::try_from(s.len()).expect("group, topic and metadata are under 32 KiB");
+    // Group ids are checked against STRING_MAX_BYTES where they arrive
+    // (`coordinator_of`), topics are existing topics (249 bytes at most),
+    // metadata is cut at 4 KiB: a longer string here is a bug.
+    let len = i16::try_from(s.len()).expect("group, topic and metadata fit an i16 length");
     buf.put_i16(len);
     buf.put_slice(s.as_bytes());
 }

@@ -55,6 +55,7 @@ pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
 pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
 pub const INVALID_GROUP_ID: i16 = E::InvalidGroupId.code();
 pub const OFFSET_METADATA_TOO_LARGE: i16 = E::OffsetMetadataTooLarge.code();
+pub const INVALID_COMMIT_OFFSET_SIZE: i16 = E::InvalidCommitOffsetSize.code();
 pub const REBALANCE_IN_PROGRESS: i16 = E::RebalanceInProgress.code();
 pub const UNKNOWN_MEMBER_ID: i16 = E::UnknownMemberId.code();
 pub const ILLEGAL_GENERATION: i16 = E::IllegalGeneration.code();

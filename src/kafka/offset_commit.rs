@@ -22,6 +22,11 @@ pub const VERSIONS: (i16, i16) = (2, 8);
 /// Kafka's default `offset.metadata.max.bytes`.
 const METADATA_MAX_BYTES: usize = 4096;
 
+/// A commit record's bytes beyond its group, topic and metadata: key and
+/// value versions and lengths, partition, offset, epoch, timestamp, and
+/// the record's own framing.
+const COMMIT_RECORD_OVERHEAD_BYTES: usize = 64;
+
 pub async fn handle(b: &Rc<Broker>, req: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
     let mut topics: Vec<OffsetCommitResponseTopic> = req
         .topics
@@ -61,6 +66,19 @@ pub async fn handle(b: &Rc<Broker>, req: OffsetCommitRequest, _version: i16) -> 
                 ));
             }
         }
+    }
+    // Every offset is a record that repeats the group id and the topic, all
+    // in one batch: a commit of 100,000 partitions would write (and hold)
+    // GiBs. As Kafka, refuse a batch over the message size limit.
+    let batch_bytes: usize = offsets
+        .iter()
+        .map(|(topic, _, c)| req.group_id.len() + topic.len() + c.metadata.len() + COMMIT_RECORD_OVERHEAD_BYTES)
+        .sum();
+    if batch_bytes as u64 > b.config.limits.message_max_bytes.0 {
+        for (ti, pi) in slots {
+            topics[ti].partitions[pi].error_code = errors::INVALID_COMMIT_OFFSET_SIZE;
+        }
+        return OffsetCommitResponse::default().with_topics(topics);
     }
     if !offsets.is_empty() {
         let codes = match group::local_coordinator(b, req.group_id.0.as_str(), true).await {

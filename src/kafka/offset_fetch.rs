@@ -21,46 +21,56 @@ pub const VERSIONS: (i16, i16) = (1, 8);
 /// its own (`...Topics`, `...Partitions`) shaped like the older ones.
 macro_rules! topics {
     ($list:expr, $topic:ident, $partition:ident) => {
-        by_topic($list, |p, c: Option<Committed>| {
-            $partition::default()
-                .with_partition_index(p)
-                .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
-                .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
-                .with_metadata(Some(StrBytes::from_string(c.map(|c| c.metadata).unwrap_or_default())))
-        })
-        .into_iter()
-        .map(|(name, partitions)| {
-            $topic::default()
-                .with_name(TopicName(StrBytes::from_string(name)))
-                .with_partitions(partitions)
-        })
-        .collect()
+        $list
+            .into_iter()
+            .map(|(name, partitions)| {
+                $topic::default()
+                    .with_name(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(
+                        partitions
+                            .into_iter()
+                            .map(|(p, c): (i32, Option<Committed>)| {
+                                $partition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
+                                    .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
+                                    .with_metadata(Some(StrBytes::from_string(
+                                        c.map(|c| c.metadata).unwrap_or_default(),
+                                    )))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect()
     };
 }
 
-/// One group's answer: (topic, partition, committed) in request order (or
-/// every committed partition), or an error for the whole group.
-type GroupOffsets = Result<Vec<(String, i32, Option<Committed>)>, i16>;
+/// One group's answer by topic, in request order (or every committed
+/// partition), or an error for the whole group.
+type GroupOffsets = Result<Vec<group::TopicOffsets>, i16>;
+
+/// The partitions a request names, each topic's name once.
+fn wanted<'a>(topics: impl Iterator<Item = (&'a str, &'a [i32])>) -> Vec<(String, Vec<i32>)> {
+    topics.map(|(t, ps)| (t.to_string(), ps.to_vec())).collect()
+}
 
 pub async fn handle(b: &Rc<Broker>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version >= 8 {
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in &req.groups {
-            let wanted = g.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p)))
-                    .collect()
-            });
+            let wanted = g
+                .topics
+                .as_ref()
+                .map(|ts| wanted(ts.iter().map(|t| (t.name.0.as_str(), &t.partition_indexes[..]))));
             let got = fetch_group(b, g.group_id.0.as_str(), wanted).await;
             groups.push(group_response(g.group_id.clone(), got));
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p)))
-            .collect()
-    });
+    let wanted = req
+        .topics
+        .as_ref()
+        .map(|ts| wanted(ts.iter().map(|t| (t.name.0.as_str(), &t.partition_indexes[..]))));
     match fetch_group(b, req.group_id.0.as_str(), wanted).await {
         Ok(list) => OffsetFetchResponse::default().with_topics(topics!(
             list,
@@ -82,28 +92,13 @@ fn group_response(group_id: GroupId, got: GroupOffsets) -> OffsetFetchResponseGr
     }
 }
 
-/// Groups `(topic, partition, committed)` by topic, keeping first-seen order.
-fn by_topic<P>(
-    list: Vec<(String, i32, Option<Committed>)>,
-    make: impl Fn(i32, Option<Committed>) -> P,
-) -> Vec<(String, Vec<P>)> {
-    let mut out: Vec<(String, Vec<P>)> = Vec::new();
-    for (t, p, c) in list {
-        match out.iter_mut().find(|(name, _)| *name == t) {
-            Some((_, parts)) => parts.push(make(p, c)),
-            None => out.push((t, vec![make(p, c)])),
-        }
-    }
-    out
-}
-
-async fn fetch_group(b: &Rc<Broker>, group: &str, wanted: Option<Vec<(String, i32)>>) -> GroupOffsets {
+async fn fetch_group(b: &Rc<Broker>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> GroupOffsets {
     match group::local_coordinator(b, group, false).await? {
         // No offsets topic yet: nothing was ever committed.
         None => Ok(wanted
             .unwrap_or_default()
             .into_iter()
-            .map(|(t, p)| (t, p, None))
+            .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
             .collect()),
         Some((shard, partition)) => {
             let request = GroupRequest::Fetch {
