@@ -1,20 +1,5 @@
-//! corestream: a Kafka-wire-compatible, thread-per-core message broker.
-//!
-//! - `config.rs`: the TOML config and its validation.
-//! - `node/`: start-up, shards (one pinned glommio executor per core), the
-//!   routing path between shards, the controller's execution.
-//! - `kafka/`: the Kafka front end: connections and one file per API.
-//! - `controller/`: cluster metadata, its log, topic configs, placement.
-//! - the storage, Raft and per-shard runtime live in the `corestream-shards`
-//!   crate (`shards/`).
-
-mod cli;
-mod config;
-mod controller;
-mod doctor;
-mod group;
-mod kafka;
-mod node;
+//! The `corestream` binary: the CLI (`start`, `doctor`, `topic`, `cluster`)
+//! over the library (`lib.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use config::{ByteSize, Config};
+use corestream::config::{self, ByteSize, Config};
+use corestream::{cli, doctor, node};
 
 #[derive(Parser)]
 #[command(

@@ -14,6 +14,8 @@
 //! - `mesh.rs`: bounded channels between shards.
 //! - `metrics.rs`: the shard's own counters and the report a scrape gathers.
 //! - `types.rs`: newtypes for ids and positions.
+//! - `fuzz.rs`: entry points of the fuzz targets (`fuzz/`) for every
+//!   decoder of outside bytes here.
 //!
 //! Invariants held here: offsets are dense and assigned by the leader;
 //! consumers read below the high watermark only; recovery yields a prefix of
@@ -21,6 +23,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod fuzz;
 pub mod mesh;
 pub mod metrics;
 pub mod partition;

@@ -91,7 +91,8 @@ impl MetaLog {
     }
 }
 
-fn decode_all(bytes: &[u8]) -> (Replayed, usize) {
+/// The records of a metadata log and where its valid prefix ends.
+pub fn decode_all(bytes: &[u8]) -> (Replayed, usize) {
     let mut out = Replayed {
         changes: Vec::new(),
         index: 0,

@@ -34,29 +34,6 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use crate::node::broker::Broker;
 use errors::ErrorCodes;
 
-/// Every API corestream serves, with the version range it serves. Produce
-/// and Fetch stop below v13, where topics are named by id only.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    served(ApiKey::Produce, produce::VERSIONS),
-    served(ApiKey::Fetch, fetch::VERSIONS),
-    served(ApiKey::ListOffsets, list_offsets::VERSIONS),
-    served(ApiKey::Metadata, metadata::VERSIONS),
-    served(ApiKey::ApiVersions, api_versions::VERSIONS),
-    served(ApiKey::CreateTopics, create_topics::VERSIONS),
-    served(ApiKey::DeleteTopics, delete_topics::VERSIONS),
-    served(ApiKey::InitProducerId, init_producer_id::VERSIONS),
-    served(ApiKey::DescribeConfigs, describe_configs::VERSIONS),
-    served(ApiKey::CreatePartitions, create_partitions::VERSIONS),
-    served(ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
-    served(ApiKey::FindCoordinator, find_coordinator::VERSIONS),
-    served(ApiKey::OffsetCommit, offset_commit::VERSIONS),
-    served(ApiKey::OffsetFetch, offset_fetch::VERSIONS),
-    served(ApiKey::JoinGroup, join_group::VERSIONS),
-    served(ApiKey::Heartbeat, heartbeat::VERSIONS),
-    served(ApiKey::LeaveGroup, leave_group::VERSIONS),
-    served(ApiKey::SyncGroup, sync_group::VERSIONS),
-];
-
 const fn served(key: ApiKey, versions: (i16, i16)) -> (ApiKey, i16, i16) {
     (key, versions.0, versions.1)
 }
@@ -97,6 +74,57 @@ fn decode<R: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<R
     })
 }
 
+/// The one list of the APIs corestream serves: API, handler module (with
+/// its `VERSIONS`), request type.
+macro_rules! requests {
+    ($($api:ident => $module:ident, $req:ident;)*) => {
+        /// Every API corestream serves, with the version range it serves
+        /// (ApiVersions advertises exactly this). Produce and Fetch stop
+        /// below v13, where topics are named by id only.
+        pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[$(served(ApiKey::$api, $module::VERSIONS),)*];
+
+        /// A decoded request of an API we serve.
+        pub enum Request {
+            $($api(kafka_protocol::messages::$req),)*
+        }
+
+        /// Decodes a request body of a served API and version; anything
+        /// else, or bytes that do not decode, is a broken frame. Pure: the
+        /// fuzz target `kafka_frame` runs it.
+        pub fn decode_request(api: ApiKey, version: i16, body: &mut Bytes) -> Result<Request, FrameError> {
+            match api {
+                $(ApiKey::$api => decode(api, version, body).map(Request::$api),)*
+                other => Err(FrameError::Decode {
+                    api: other,
+                    version,
+                    reason: "not a served API".into(),
+                }),
+            }
+        }
+    };
+}
+
+requests! {
+    Produce => produce, ProduceRequest;
+    Fetch => fetch, FetchRequest;
+    ListOffsets => list_offsets, ListOffsetsRequest;
+    Metadata => metadata, MetadataRequest;
+    ApiVersions => api_versions, ApiVersionsRequest;
+    CreateTopics => create_topics, CreateTopicsRequest;
+    DeleteTopics => delete_topics, DeleteTopicsRequest;
+    InitProducerId => init_producer_id, InitProducerIdRequest;
+    DescribeConfigs => describe_configs, DescribeConfigsRequest;
+    CreatePartitions => create_partitions, CreatePartitionsRequest;
+    IncrementalAlterConfigs => incremental_alter_configs, IncrementalAlterConfigsRequest;
+    FindCoordinator => find_coordinator, FindCoordinatorRequest;
+    OffsetCommit => offset_commit, OffsetCommitRequest;
+    OffsetFetch => offset_fetch, OffsetFetchRequest;
+    JoinGroup => join_group, JoinGroupRequest;
+    Heartbeat => heartbeat, HeartbeatRequest;
+    LeaveGroup => leave_group, LeaveGroupRequest;
+    SyncGroup => sync_group, SyncGroupRequest;
+}
+
 /// Runs one request whose header is decoded and whose version is served.
 /// `throttle_ms` is how long its frame waited for the shard's memory budget;
 /// Produce reports it as `throttle_time_ms`, so the client backs off too.
@@ -110,26 +138,21 @@ pub async fn dispatch(
     let corr = header.correlation_id;
     let api = ApiKey::try_from(header.request_api_key).expect("dispatch gets known API keys");
     macro_rules! serve {
-        ($module:ident) => {{
-            let req = decode(api, version, &mut body)?;
-            let resp = $module::handle(&broker, req, version).await;
+        ($module:ident, $req:expr) => {{
+            let resp = $module::handle(&broker, $req, version).await;
             resp.error_codes(&mut |code| broker.metrics.error(code));
             Ok(Some(encode_response(api, corr, version, &resp)?))
         }};
     }
-    match api {
-        ApiKey::Produce => {
-            let req = decode(api, version, &mut body)?;
-            match produce::handle(&broker, req, version, throttle_ms).await {
-                Some(resp) => {
-                    resp.error_codes(&mut |code| broker.metrics.error(code));
-                    Ok(Some(encode_response(api, corr, version, &resp)?))
-                }
-                None => Ok(None),
+    match decode_request(api, version, &mut body)? {
+        Request::Produce(req) => match produce::handle(&broker, req, version, throttle_ms).await {
+            Some(resp) => {
+                resp.error_codes(&mut |code| broker.metrics.error(code));
+                Ok(Some(encode_response(api, corr, version, &resp)?))
             }
-        }
-        ApiKey::Fetch => {
-            let req = decode(api, version, &mut body)?;
+            None => Ok(None),
+        },
+        Request::Fetch(req) => {
             let resp = fetch::handle(&broker, req, version).await;
             resp.error_codes(&mut |code| broker.metrics.error(code));
             // The fetched batches go to the socket as read, not copied into the frame.
@@ -141,23 +164,22 @@ pub async fn dispatch(
                 .collect();
             Ok(Some(frame::encode(api, corr, version, &resp, borrowed)?))
         }
-        ApiKey::ListOffsets => serve!(list_offsets),
-        ApiKey::Metadata => serve!(metadata),
-        ApiKey::ApiVersions => serve!(api_versions),
-        ApiKey::CreateTopics => serve!(create_topics),
-        ApiKey::DeleteTopics => serve!(delete_topics),
-        ApiKey::DescribeConfigs => serve!(describe_configs),
-        ApiKey::CreatePartitions => serve!(create_partitions),
-        ApiKey::InitProducerId => serve!(init_producer_id),
-        ApiKey::IncrementalAlterConfigs => serve!(incremental_alter_configs),
-        ApiKey::FindCoordinator => serve!(find_coordinator),
-        ApiKey::OffsetCommit => serve!(offset_commit),
-        ApiKey::OffsetFetch => serve!(offset_fetch),
-        ApiKey::JoinGroup => serve!(join_group),
-        ApiKey::SyncGroup => serve!(sync_group),
-        ApiKey::Heartbeat => serve!(heartbeat),
-        ApiKey::LeaveGroup => serve!(leave_group),
-        other => unreachable!("{other:?} is not in SUPPORTED"),
+        Request::ListOffsets(req) => serve!(list_offsets, req),
+        Request::Metadata(req) => serve!(metadata, req),
+        Request::ApiVersions(req) => serve!(api_versions, req),
+        Request::CreateTopics(req) => serve!(create_topics, req),
+        Request::DeleteTopics(req) => serve!(delete_topics, req),
+        Request::DescribeConfigs(req) => serve!(describe_configs, req),
+        Request::CreatePartitions(req) => serve!(create_partitions, req),
+        Request::InitProducerId(req) => serve!(init_producer_id, req),
+        Request::IncrementalAlterConfigs(req) => serve!(incremental_alter_configs, req),
+        Request::FindCoordinator(req) => serve!(find_coordinator, req),
+        Request::OffsetCommit(req) => serve!(offset_commit, req),
+        Request::OffsetFetch(req) => serve!(offset_fetch, req),
+        Request::JoinGroup(req) => serve!(join_group, req),
+        Request::SyncGroup(req) => serve!(sync_group, req),
+        Request::Heartbeat(req) => serve!(heartbeat, req),
+        Request::LeaveGroup(req) => serve!(leave_group, req),
     }
 }
 

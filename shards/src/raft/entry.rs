@@ -56,8 +56,46 @@ pub struct EntryItem {
     pub len: usize,
 }
 
+/// Why a data entry's payload is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("item header at byte {at} overruns the {len}-byte payload")]
+    HeaderOverrun { at: usize, len: usize },
+    #[error("item at byte {at} claims {claimed} bytes, {left} are left")]
+    ItemOverrun { at: usize, claimed: usize, left: usize },
+    #[error("batch at byte {at}: {source}")]
+    Batch { at: usize, source: batch::BatchError },
+}
+
+/// Checks a data entry's payload as `items` and the shard's apply will
+/// read it: whole items, each a valid batch (header and CRC). Entries from
+/// a peer pass this before Raft sees them, so a payload in the WAL that
+/// fails it was written that way (a bug); returns the item count.
+pub fn validate_payload(payload: &[u8]) -> Result<usize, EntryError> {
+    let (mut at, mut count) = (0usize, 0usize);
+    while at < payload.len() {
+        let Some(h) = payload.get(at..at + ITEM_HEADER_BYTES) else {
+            return Err(EntryError::HeaderOverrun { at, len: payload.len() });
+        };
+        let len = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize;
+        let start = at + ITEM_HEADER_BYTES;
+        let Some(b) = payload.get(start..start.saturating_add(len)) else {
+            return Err(EntryError::ItemOverrun {
+                at,
+                claimed: len,
+                left: payload.len() - start,
+            });
+        };
+        batch::validate(b, usize::MAX).map_err(|source| EntryError::Batch { at, source })?;
+        at = start + len;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Iterates the items of a payload. A malformed payload (which passed the
-/// WAL CRC, so it was written that way) is a bug: it panics.
+/// WAL CRC and, from a peer, `validate_payload`, so it was written that
+/// way) is a bug: it panics.
 pub fn items(payload: &[u8]) -> impl Iterator<Item = EntryItem> + '_ {
     let mut at = 0usize;
     std::iter::from_fn(move || {

@@ -489,6 +489,22 @@ pub fn is_data(e: &Entry) -> bool {
     record_kind(e) == RecordKind::Entry && !e.data.is_empty()
 }
 
+/// Checks what a peer sent before Raft sees it: a follower persists and
+/// applies the leader's entries as they are, so a malformed payload would
+/// reach the WAL and stop the shard at every restart. Snapshots are
+/// refused until the WAL releases prefixes (nothing sends one today).
+pub fn check_from_peer(m: &Message) -> Result<(), String> {
+    if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+        return Err("a snapshot, which this version neither sends nor installs".into());
+    }
+    for e in m.get_entries() {
+        if is_data(e) {
+            entry::validate_payload(&e.data).map_err(|err| format!("entry {} (term {}): {err}", e.index, e.term))?;
+        }
+    }
+    Ok(())
+}
+
 fn collect_committed(out: &mut ReadyOutcome, entries: Vec<Entry>) {
     for e in entries {
         match record_kind(&e) {

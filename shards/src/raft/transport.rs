@@ -167,8 +167,11 @@ async fn accept_loop(me: u64, listener: TcpListener, heard: Heard, deliver: Rc<d
             Ok(stream) => {
                 let (heard, deliver) = (heard.clone(), deliver.clone());
                 glommio::spawn_local(async move {
-                    if let Err(why) = receive_loop(me, stream, &heard, &*deliver).await {
-                        tracing::debug!(%why, "raft connection closed");
+                    match receive_loop(me, stream, &heard, &*deliver).await {
+                        Ok(()) => {}
+                        // A peer going away is routine (restarts, partitions).
+                        Err(Closed::Io(why)) => tracing::debug!(%why, "raft connection closed"),
+                        Err(Closed::Refused(why)) => tracing::warn!(%why, "raft connection closed"),
                     }
                 })
                 .detach();
@@ -181,37 +184,53 @@ async fn accept_loop(me: u64, listener: TcpListener, heard: Heard, deliver: Rc<d
     }
 }
 
+/// Why a peer connection ended.
+enum Closed {
+    /// The connection itself failed or ended.
+    Io(String),
+    /// The peer sent something this node must not take.
+    Refused(String),
+}
+
+impl From<std::io::Error> for Closed {
+    fn from(e: std::io::Error) -> Self {
+        Closed::Io(e.to_string())
+    }
+}
+
 /// Reads frames from one peer connection until it closes or sends
 /// something that is not a Raft message for this node.
-async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &dyn Fn(Message)) -> Result<(), String> {
+async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &dyn Fn(Message)) -> Result<(), Closed> {
     let mut hello = [0u8; 8];
-    stream.read_exact(&mut hello).await.map_err(|e| e.to_string())?;
+    stream.read_exact(&mut hello).await?;
     let from = u64::from_le_bytes(hello);
     let Some(seen) = heard.get(&from) else {
-        return Err(format!("connection from unknown node {from}"));
+        return Err(Closed::Refused(format!("connection from unknown node {from}")));
     };
     seen.set(Some(Instant::now()));
     let mut len = [0u8; 4];
     let mut body = Vec::new();
     loop {
-        stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+        stream.read_exact(&mut len).await?;
         seen.set(Some(Instant::now()));
         let n = u32::from_le_bytes(len) as usize;
         if n == 0 {
             continue; // keepalive
         }
         if n > MAX_FRAME_BYTES {
-            return Err(format!("frame of {n} bytes"));
+            return Err(Closed::Refused(format!("a frame of {n} bytes from node {from}")));
         }
         body.resize(n, 0);
-        stream.read_exact(&mut body[..]).await.map_err(|e| e.to_string())?;
-        let msg = Message::parse_from_bytes(&body[..]).map_err(|e| format!("not a raft message: {e}"))?;
+        stream.read_exact(&mut body[..]).await?;
+        let msg = Message::parse_from_bytes(&body[..])
+            .map_err(|e| Closed::Refused(format!("not a raft message from node {from}: {e}")))?;
         if msg.to != me || msg.from != from {
-            return Err(format!(
+            return Err(Closed::Refused(format!(
                 "message {} -> {} on the connection from {from} to {me}",
                 msg.from, msg.to
-            ));
+            )));
         }
+        super::check_from_peer(&msg).map_err(|e| Closed::Refused(format!("from node {from}: {e}")))?;
         deliver(msg);
     }
 }

@@ -1,0 +1,114 @@
+//! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz) and their
+//! smoke test: each takes bytes from outside (a client, a peer, the disk)
+//! and runs the decoder that meets them, checking what it can of the
+//! result. None may panic, whatever the bytes.
+
+use protobuf::Message as _;
+use raft::prelude::Message;
+
+use crate::batch;
+use crate::raft::entry;
+use crate::wal::{decode_hard_state, scan_bytes, Continuity, RecordKind};
+
+/// A produce request's `records` field: split into batches and validated;
+/// the header fields the shard reads afterwards are read from each.
+pub fn record_batches(data: &[u8]) {
+    if let Ok(parts) = batch::split_batches(data, usize::MAX) {
+        let mut end = 0;
+        for (at, info) in parts {
+            assert!(at >= end && at + info.bytes <= data.len(), "batches overlap or overrun");
+            let b = &data[at..at + info.bytes];
+            assert_eq!(batch::last_offset_delta(b) + 1, info.record_count);
+            let _ = (batch::producer(b), batch::max_timestamp(b), batch::base_offset(b));
+            end = at + info.bytes;
+        }
+        assert_eq!(end, data.len(), "split_batches accepted trailing bytes");
+    }
+    let _ = batch::validate(data, 1 << 20);
+}
+
+/// A WAL segment as recovery reads it: the valid prefix is records in
+/// index order, inside the buffer; their payloads decode as replay reads
+/// them.
+pub fn wal_segment(data: &[u8]) {
+    let mut continuity = Continuity::starting_after(0);
+    let (records, end) = scan_bytes(data, &mut continuity);
+    assert!(end as usize <= data.len(), "valid prefix ends past the segment");
+    let mut last = None;
+    for (r, pos) in records {
+        assert!(pos <= end, "record payload past the valid prefix");
+        assert!(last.is_none_or(|l| r.index > l), "indexes go back");
+        last = Some(r.index);
+        match r.kind {
+            RecordKind::HardState => {
+                let _ = decode_hard_state(&r.payload);
+            }
+            RecordKind::Entry => entry_payload(&r.payload),
+            _ => {}
+        }
+    }
+}
+
+/// A Raft transport frame from a peer: what passes `check_from_peer` is
+/// what the shard then persists and applies.
+pub fn raft_message(data: &[u8]) {
+    if let Ok(m) = Message::parse_from_bytes(data) {
+        if crate::raft::check_from_peer(&m).is_ok() {
+            for e in m.get_entries().iter().filter(|e| crate::raft::is_data(e)) {
+                entry_payload(&e.data);
+            }
+        }
+    }
+    entry_payload(data);
+}
+
+/// A data entry's payload: if it validates, `items` (which asserts) walks
+/// it to the end, item for item.
+fn entry_payload(payload: &[u8]) {
+    if let Ok(count) = entry::validate_payload(payload) {
+        let items: Vec<_> = entry::items(payload).collect();
+        assert_eq!(items.len(), count);
+        for it in items {
+            assert!(batch::validate(&payload[it.at..it.at + it.len], usize::MAX).is_ok());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng::Rng;
+
+    /// The fuzz targets' smoke test on stable Rust: random and mutated
+    /// inputs from a seed (the cargo-fuzz run in scripts/fuzz goes further).
+    #[test]
+    fn decoders_of_outside_bytes_never_panic() {
+        let seed = std::env::var("FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed);
+        println!("FUZZ_SEED={seed}");
+        let mut rng = Rng::new(seed);
+        let valid = batch::tests::make_batch(3, b"hello");
+        for _ in 0..20_000 {
+            let mut data = match rng.below(3) {
+                0 => valid.clone(),
+                1 => [valid.clone(), valid.clone()].concat(),
+                _ => {
+                    let n = rng.below(200);
+                    (0..n).map(|_| rng.below(256) as u8).collect()
+                }
+            };
+            for _ in 0..rng.below(4) {
+                if !data.is_empty() {
+                    let at = rng.below(data.len() as u64) as usize;
+                    data[at] = rng.below(256) as u8;
+                }
+            }
+            data.truncate(rng.below(data.len() as u64 + 1) as usize);
+            record_batches(&data);
+            wal_segment(&data);
+            raft_message(&data);
+        }
+    }
+}
