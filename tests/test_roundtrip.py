@@ -11,9 +11,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 
-def create_topic(bootstrap, name, partitions, config=None):
+def create_topic(bootstrap, name, partitions, config=None, replication_factor=1):
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fs = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})])
+    fs = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
+                                       config=config or {})])
     for f in fs.values():
         f.result(timeout=10)
 

@@ -179,6 +179,8 @@ pub struct Shard {
     /// Messages from peers and clock ticks, for the Raft driver.
     raft_inbox: RefCell<Vec<raft::prelude::Message>>,
     tick_due: Cell<bool>,
+    /// Shutting down: hand the group's leadership to a caught-up peer.
+    hand_off: Cell<bool>,
     transport: Option<Rc<Transport>>,
     events: LocalSender<ShardEvent>,
     events_rx: RefCell<Option<LocalReceiver<ShardEvent>>>,
@@ -276,6 +278,7 @@ impl Shard {
                 wal_metrics: group.wal().metrics(),
                 raft_inbox: RefCell::new(Vec::new()),
                 tick_due: Cell::new(false),
+                hand_off: Cell::new(false),
                 transport,
                 events,
                 events_rx: RefCell::new(Some(events_rx)),
@@ -308,6 +311,18 @@ impl Shard {
 
     pub fn is_leader(&self) -> bool {
         self.leader.get()
+    }
+
+    /// Asks the Raft driver to hand this group's leadership to a caught-up
+    /// peer (controlled shutdown). True while this node still leads a
+    /// group that has peers: the caller waits, asking again, until false.
+    pub fn hand_off_leadership(&self) -> bool {
+        if self.transport.is_none() || !self.is_leader() {
+            return false;
+        }
+        self.hand_off.set(true);
+        let _ = self.kick.try_send(());
+        true
     }
 
     /// Peers (Raft ids) this shard heard from within `within`.
@@ -983,6 +998,11 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
                 let live = || shard.live_peers(std::time::Duration::from_secs(1)).contains(&preferred);
                 if ticks.is_multiple_of(crate::raft::BALANCE_TICKS) && group.hand_to_preferred(preferred, live()) {
                     tracing::info!(shard = %shard.id, to = preferred, "handing Raft leadership to the group's preferred leader");
+                }
+            }
+            if shard.hand_off.replace(false) {
+                if let Some(to) = group.hand_to_caught_up() {
+                    tracing::info!(shard = %shard.id, to, "shutting down: handing Raft leadership over");
                 }
             }
             let metas = std::mem::take(&mut shard.state.borrow_mut().meta_proposals);

@@ -45,6 +45,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
+    broker.connection_fds.borrow_mut().insert(fd);
     let (rd, wr) = futures_lite::io::split(stream);
     let in_flight = broker.config.limits.max_in_flight_per_connection;
     let (tx, rx) = local_channel::new_bounded::<Pending>(in_flight);
@@ -53,6 +54,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         tracing::debug!(shard = %broker.me(), ?peer, %why, "closing connection");
     }
     writer.await;
+    broker.connection_fds.borrow_mut().remove(&fd);
 }
 
 async fn write_responses(
@@ -127,7 +129,11 @@ pub enum Parsed {
     /// An ApiVersions request at a version we do not serve: answered with
     /// the v0-shaped error that lists ours (KIP-511).
     UnsupportedApiVersions { correlation_id: i32 },
-    Request { api: ApiKey, header: RequestHeader, body: Bytes },
+    Request {
+        api: ApiKey,
+        header: RequestHeader,
+        body: Bytes,
+    },
 }
 
 /// Checks a frame's API key and version and decodes its header; an error

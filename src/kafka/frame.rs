@@ -26,6 +26,10 @@ impl Frame {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn segments(&self) -> &[Bytes] {
         &self.segments
     }

@@ -81,6 +81,9 @@ pub struct Broker {
     /// The controller; only shard 0 has one.
     pub control: Option<Control>,
     pub connections: Cell<usize>,
+    /// The sockets of this shard's client connections, so a shutdown can
+    /// end their reading (each then finishes what it was sent and closes).
+    pub connection_fds: RefCell<std::collections::HashSet<std::os::fd::RawFd>>,
     /// Consumer groups whose coordinator is this shard.
     pub groups: group::Coordinator,
     pub metrics: RequestMetrics,
@@ -103,6 +106,18 @@ pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 impl Broker {
     pub fn me(&self) -> ShardId {
         self.mesh.me()
+    }
+
+    /// Ends the reading side of every client connection of this shard: each
+    /// reads no more requests, writes the responses of those it has, and
+    /// closes.
+    pub fn close_connections_for_shutdown(&self) {
+        for &fd in self.connection_fds.borrow().iter() {
+            // SAFETY: the set holds the descriptors of live connections
+            // only (removed before their stream is dropped); shutdown does
+            // not close the descriptor.
+            unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+        }
     }
 
     /// The broker leading the partitions of `shard`, if it is up.

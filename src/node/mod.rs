@@ -5,6 +5,8 @@
 //! - `control.rs`: controller execution on shard 0 and metadata broadcast.
 //! - `fatal.rs`: a shard's panic or failure ends the process (no
 //!   half-alive broker); the fault hooks of test builds.
+//! - `shutdown.rs`: SIGTERM drains connections, hands Raft leadership
+//!   over, and exits 0.
 //! - `listener.rs`: the SO_REUSEPORT accept loop of every shard.
 //! - `metrics.rs`, `admin.rs`: per-shard counters, and the admin HTTP port
 //!   (/metrics, /health) on shard 0 that gathers them.
@@ -15,6 +17,7 @@ pub mod control;
 pub mod fatal;
 mod listener;
 pub mod metrics;
+mod shutdown;
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -84,10 +87,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // the broker (see `fatal.rs`), instead of waiting on the shards that
     // are still up.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<()>)>();
+    let mut shutdown_sides = shutdown::install(cores.len())
+        .context("taking SIGTERM and SIGINT for controlled shutdown")?
+        .into_iter();
     for (k, &core) in cores.iter().enumerate() {
         let (config, cluster_id, mesh, meta) = (config.clone(), cluster_id.clone(), mesh.clone(), meta.clone());
         let log = if k == 0 { meta_log.take() } else { None };
         let admin = if k == 0 { admin_fd.take() } else { None };
+        let side = shutdown_sides.next().context("one shutdown side per shard")?;
         let done = ShardReport {
             shard: k,
             to: done_tx.clone(),
@@ -97,15 +104,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .name(&format!("shard-{k}"))
             .io_memory(SHARD_IO_MEMORY)
             .spawn(move || async move {
-                let result = shard_main(
-                    ShardId(k as u16),
+                let result = shard_main(ShardStart {
+                    id: ShardId(k as u16),
                     config,
                     cluster_id,
                     mesh,
                     meta,
-                    log.map(|l| (l, meta_applied)),
-                    admin,
-                )
+                    meta_log: log.map(|l| (l, meta_applied)),
+                    admin_fd: admin,
+                    side,
+                })
                 .await;
                 done.send(result);
             })
@@ -147,15 +155,31 @@ impl Drop for ShardReport {
     }
 }
 
-async fn shard_main(
+/// What one shard starts from.
+struct ShardStart {
     id: ShardId,
     config: Arc<Config>,
     cluster_id: Arc<str>,
     mesh: glommio::channels::channel_mesh::MeshBuilder<NodeMsg, glommio::channels::channel_mesh::Full>,
     meta: ClusterMeta,
+    /// Shard 0's: the metadata log and the Raft index it applied.
     meta_log: Option<(MetaLog, u64)>,
+    /// Shard 0's: the admin port, bound before any shard started.
     admin_fd: Option<std::os::fd::RawFd>,
-) -> anyhow::Result<()> {
+    side: shutdown::ShardSide,
+}
+
+async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
+    let ShardStart {
+        id,
+        config,
+        cluster_id,
+        mesh,
+        meta,
+        meta_log,
+        admin_fd,
+        side,
+    } = start;
     let brokers = config.brokers();
     let (raft_listen, peers) = match config.raft_endpoints(id.0) {
         Some((listen, peers)) => (Some(listen), peers),
@@ -215,6 +239,7 @@ async fn shard_main(
         meta: RefCell::new(meta),
         control,
         connections: Cell::new(0),
+        connection_fds: RefCell::new(Default::default()),
         groups: crate::group::Coordinator::new(initial_rebalance_delay),
         metrics: Default::default(),
         started: std::time::Instant::now(),
@@ -234,7 +259,18 @@ async fn shard_main(
         glommio::spawn_local(admin::serve(broker.clone(), admin)).detach();
     }
     tracing::debug!(shard = %id, partitions = owned.len(), "shard ready");
-    listener::serve(broker).await
+    // Serve until told to stop; keep accepting while the Raft group is
+    // handed over, then drop the listener (stops accepting) and drain.
+    let mut listening = glommio::spawn_local(listener::serve(broker.clone()));
+    let stopped = async {
+        let _ = side.stop.recv_async().await;
+        Ok(())
+    };
+    futures_lite::future::or(&mut listening, stopped).await?;
+    let handoff = shutdown::hand_off(&broker).await;
+    drop(listening);
+    shutdown::drain(&broker, &side, handoff).await;
+    Ok(())
 }
 
 /// Follows this shard's events: tells every shard of this node who leads

@@ -270,17 +270,32 @@ impl RaftGroup {
         if !live || !self.is_leader() || preferred == self.membership.me {
             return false;
         }
-        let last = self.node.raft.raft_log.last_index();
-        let ready = self
-            .node
-            .raft
-            .prs()
-            .get(preferred)
-            .is_some_and(|pr| pr.state == raft::ProgressState::Replicate && pr.matched == last);
+        let ready = self.caught_up(preferred);
         if ready {
             self.node.transfer_leader(preferred);
         }
         ready
+    }
+
+    /// Hands the leadership to any peer that holds the whole log (a
+    /// controlled shutdown); returns which, if one does.
+    pub fn hand_to_caught_up(&mut self) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let to = self.membership.peers().find(|&p| self.caught_up(p))?;
+        self.node.transfer_leader(to);
+        Some(to)
+    }
+
+    /// Whether `peer` is replicating and has every entry of this leader's log.
+    fn caught_up(&self, peer: u64) -> bool {
+        let last = self.node.raft.raft_log.last_index();
+        self.node
+            .raft
+            .prs()
+            .get(peer)
+            .is_some_and(|pr| pr.state == raft::ProgressState::Replicate && pr.matched == last)
     }
 
     /// Takes in a message from a peer. Stale or misrouted messages are
