@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corestream_shards::mesh::Mesh;
+use corestream_shards::mesh::{Mesh, Work};
 use corestream_shards::{
     Durability, Offset, OffsetQuery, PartitionId, PartitionRead, ProduceItem, ProduceResult, Shard, ShardError, ShardId,
 };
@@ -278,46 +278,50 @@ impl Broker {
 
     /// Serves a message from another shard. Work runs in its own task so the
     /// mesh receiver keeps draining.
-    pub fn handle(self: &Rc<Self>, _from: ShardId, msg: NodeMsg) {
+    /// Serves a message from another shard: requests count against the
+    /// mesh's bound per peer (backpressure), control traffic does not.
+    pub fn handle(self: &Rc<Self>, _from: ShardId, msg: NodeMsg) -> Work {
         let b = self.clone();
-        glommio::spawn_local(async move {
-            match msg {
-                NodeMsg::Produce {
-                    items,
-                    durability,
-                    reply,
-                } => {
-                    let _ = reply.send_async(b.shard.produce(items, durability).await).await;
+        match msg {
+            NodeMsg::Produce {
+                items,
+                durability,
+                reply,
+            } => Work::Request(Box::pin(async move {
+                let _ = reply.send_async(b.shard.produce(items, durability).await).await;
+            })),
+            NodeMsg::Read { reads, budget, reply } => Work::Request(Box::pin(async move {
+                let _ = reply.send_async(read_local(&b.shard, reads, budget).await).await;
+            })),
+            NodeMsg::Watch { watches, notify } => {
+                for (p, o) in watches {
+                    b.shard.watch(p, o, notify.clone());
                 }
-                NodeMsg::Read { reads, budget, reply } => {
-                    let _ = reply.send_async(read_local(&b.shard, reads, budget).await).await;
-                }
-                NodeMsg::Watch { watches, notify } => {
-                    for (p, o) in watches {
-                        b.shard.watch(p, o, notify.clone());
-                    }
-                }
-                NodeMsg::ListOffsets { queries, reply } => {
-                    let r = queries.into_iter().map(|(p, q)| b.shard.list_offset(p, q)).collect();
-                    let _ = reply.send_async(r).await;
-                }
-                NodeMsg::Control { request, reply } => {
-                    let _ = reply.send_async(super::control::execute(&b, request).await).await;
-                }
-                NodeMsg::Meta { changes, ack } => {
-                    super::control::apply_changes(&b, &changes);
-                    let _ = ack.send_async(()).await;
-                }
-                NodeMsg::Group { request, reply } => {
-                    let _ = reply.send_async(group::serve(&b, request).await).await;
-                }
-                NodeMsg::Report { reply } => {
-                    let _ = reply.send_async(b.local_report()).await;
-                }
-                NodeMsg::Leader { group, leader } => b.set_leader(group, leader),
+                Work::Done
             }
-        })
-        .detach();
+            NodeMsg::ListOffsets { queries, reply } => {
+                let r = queries.into_iter().map(|(p, q)| b.shard.list_offset(p, q)).collect();
+                let _ = reply.try_send(r);
+                Work::Done
+            }
+            NodeMsg::Control { request, reply } => Work::Request(Box::pin(async move {
+                let _ = reply.send_async(super::control::execute(&b, request).await).await;
+            })),
+            NodeMsg::Group { request, reply } => Work::Request(Box::pin(async move {
+                let _ = reply.send_async(group::serve(&b, request).await).await;
+            })),
+            NodeMsg::Meta { changes, ack } => Work::Control(Box::pin(async move {
+                super::control::apply_changes(&b, &changes);
+                let _ = ack.send_async(()).await;
+            })),
+            NodeMsg::Report { reply } => Work::Control(Box::pin(async move {
+                let _ = reply.send_async(b.local_report()).await;
+            })),
+            NodeMsg::Leader { group, leader } => {
+                b.set_leader(group, leader);
+                Work::Done
+            }
+        }
     }
 }
 

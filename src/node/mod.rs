@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use corestream_shards::mesh::{self, Mesh};
+use corestream_shards::mesh::{self, Mesh, Work};
 use corestream_shards::raft::Membership;
 use corestream_shards::shard::ShardEvent;
 use corestream_shards::{Shard, ShardConfig, ShardId};
@@ -224,7 +224,10 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     let (inbox, queued) = (slot.clone(), early.clone());
     let mesh = Mesh::join(mesh, move |from, msg| match inbox.borrow().clone() {
         Some(broker) => broker.handle(from, msg),
-        None => queued.borrow_mut().push((from, msg)),
+        None => {
+            queued.borrow_mut().push((from, msg));
+            Work::Done
+        }
     })
     .await;
     let initial_rebalance_delay = std::time::Duration::from_millis(config.groups.initial_rebalance_delay_ms);
@@ -251,8 +254,14 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         }),
     });
     *slot.borrow_mut() = Some(broker.clone());
+    // A handful at start-up (leader news), served outside the bound.
     for (from, msg) in early.take() {
-        broker.handle(from, msg);
+        match broker.handle(from, msg) {
+            Work::Request(serve) | Work::Control(serve) => {
+                glommio::spawn_local(serve).detach();
+            }
+            Work::Done => {}
+        }
     }
     glommio::spawn_local(follow_shard(broker.clone(), events)).detach();
     if let Some(admin) = admin {
