@@ -174,6 +174,7 @@ def flexible_frame(api_key, version, correlation_id, body):
 
 
 INVALID_GROUP_ID = 24
+INVALID_TOPIC = 17
 INVALID_COMMIT_OFFSET_SIZE = 28
 
 
@@ -261,4 +262,26 @@ def test_offset_fetch_of_many_partitions_of_a_long_name_costs_no_more_than_its_a
     c.close()
     rss_after, _ = broker.proc_status()
     assert rss_after - rss_before < 256 << 20, f"RSS grew by {(rss_after - rss_before) >> 20} MiB"
+    still_serving(broker)
+
+
+def test_an_invalid_topic_name_of_32000_bytes_gets_invalid_topic(broker):
+    """Found by the wire fuzzer: the error message quoted the name whole,
+    which made the response too long to encode (a non-flexible string holds
+    32,767 bytes), so the broker closed the connection instead of answering."""
+    name = "ü" * 16_000  # 32,000 bytes, not a legal topic name
+    body = struct.pack(">i", 1) + raw.string(name) + struct.pack(">ihii", 1, -1, 0, 0)  # 1 partition, rf -1
+    body += struct.pack(">ib", 5000, 0)  # timeout, validate_only
+    c = raw.Conn(broker.port)
+    c.send(raw.frame(19, 2, 11, body))
+    payload = c.recv_frame()
+    assert payload is not None, "the broker must answer, not close"
+    # correlation id, throttle, topics: [name, error code, error message]
+    (corr, _throttle, n) = struct.unpack_from(">iii", payload)
+    (name_len,) = struct.unpack_from(">h", payload, 12)
+    (err,) = struct.unpack_from(">h", payload, 14 + name_len)
+    (msg_len,) = struct.unpack_from(">h", payload, 16 + name_len)
+    assert (corr, n, name_len, err) == (11, 1, 32_000, INVALID_TOPIC)
+    assert 0 < msg_len <= 1024
+    c.close()
     still_serving(broker)

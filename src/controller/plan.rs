@@ -70,8 +70,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControlError> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." || !ok_chars {
+        // Quote a long name in part: the message goes back to the client.
+        let shown: String = name.chars().take(64).collect();
+        let more = if shown.len() < name.len() { "..." } else { "" };
         return Err(ControlError::InvalidTopic(format!(
-            "topic name '{name}' is invalid: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'"
+            "topic name '{shown}{more}' ({} bytes) is invalid: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'",
+            name.len()
         )));
     }
     Ok(())

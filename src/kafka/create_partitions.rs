@@ -4,7 +4,6 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
 use crate::node::broker::Broker;
@@ -31,7 +30,7 @@ pub async fn handle(b: &Rc<Broker>, req: CreatePartitionsRequest, _version: i16)
             let mut out = CreatePartitionsTopicResult::default().with_name(t.name);
             if let Err(e) = r {
                 out.error_code = errors::control(&e);
-                out.error_message = Some(StrBytes::from_string(e.to_string()));
+                out.error_message = Some(errors::message(e.to_string()));
             }
             out
         })

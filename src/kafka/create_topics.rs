@@ -4,7 +4,6 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
 use crate::controller::plan::NewTopic;
@@ -60,7 +59,7 @@ pub async fn handle(b: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> C
                 }
                 Err(e) => {
                     out.error_code = errors::control(&e);
-                    out.error_message = Some(StrBytes::from_string(e.to_string()));
+                    out.error_message = Some(errors::message(e.to_string()));
                 }
             }
             out

@@ -48,7 +48,7 @@ pub async fn handle(b: &Rc<Broker>, req: DeleteTopicsRequest, version: i16) -> D
                 Err(e) => {
                     out.error_code = errors::control(&e);
                     if version >= 5 {
-                        out.error_message = Some(StrBytes::from_string(e.to_string()));
+                        out.error_message = Some(errors::message(e.to_string()));
                     }
                 }
             }

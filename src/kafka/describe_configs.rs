@@ -50,10 +50,8 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -
                     let meta = b.meta.borrow();
                     let Some(t) = meta.topic(r.resource_name.as_str()) else {
                         out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
-                        out.error_message = Some(StrBytes::from_string(format!(
-                            "unknown topic '{}'",
-                            r.resource_name.as_str()
-                        )));
+                        out.error_message =
+                            Some(errors::message(format!("unknown topic '{}'", r.resource_name.as_str())));
                         return out;
                     };
                     out.configs = KEYS
@@ -108,7 +106,7 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -
                 }
                 other => {
                     out.error_code = errors::INVALID_REQUEST;
-                    out.error_message = Some(StrBytes::from_string(format!(
+                    out.error_message = Some(errors::message(format!(
                         "resource type {other} is not described by corestream"
                     )));
                 }

@@ -9,6 +9,27 @@ use crate::controller::plan::ControlError;
 
 pub const NONE: i16 = 0;
 
+/// Longest error message a response carries. Messages quote what the
+/// client sent (a topic name, a config value); a non-flexible response
+/// holds a string of at most 32,767 bytes, so an uncut message quoting a
+/// 32,000-byte name made the response unencodable and closed the
+/// connection instead of answering.
+pub const ERROR_MESSAGE_MAX_BYTES: usize = 1024;
+
+/// An error message for a response, cut to `ERROR_MESSAGE_MAX_BYTES` at a
+/// character boundary.
+pub fn message(mut text: String) -> kafka_protocol::protocol::StrBytes {
+    if text.len() > ERROR_MESSAGE_MAX_BYTES {
+        let mut end = ERROR_MESSAGE_MAX_BYTES - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    kafka_protocol::protocol::StrBytes::from_string(text)
+}
+
 pub fn shard(e: &ShardError) -> i16 {
     match e {
         ShardError::UnknownPartition(_) => E::UnknownTopicOrPartition.code(),

@@ -47,7 +47,7 @@ pub async fn handle(
                 Some(op) => ops.push((c.name.to_string(), op, c.value.as_ref().map(|v| v.to_string()))),
                 None => {
                     responses[i].error_code = errors::INVALID_REQUEST;
-                    responses[i].error_message = Some(StrBytes::from_string(format!(
+                    responses[i].error_message = Some(errors::message(format!(
                         "unknown config operation {}",
                         c.config_operation
                     )));
@@ -72,7 +72,7 @@ pub async fn handle(
         for (i, r) in slots.into_iter().zip(results) {
             if let Err(e) = r {
                 responses[i].error_code = errors::control(&e);
-                responses[i].error_message = Some(StrBytes::from_string(e.to_string()));
+                responses[i].error_message = Some(errors::message(e.to_string()));
             }
         }
     }

@@ -11,7 +11,6 @@ use corestream_shards::batch::{self, BatchError};
 use corestream_shards::{Durability, ProduceItem, ProduceResult, ShardId};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use kafka_protocol::protocol::StrBytes;
 
 use super::{errors, locate};
 use crate::controller::topic_config;
@@ -99,7 +98,7 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
                 Err(e) => {
                     out.error_code = errors::shard(&e);
                     if version >= 8 {
-                        out.error_message = Some(StrBytes::from_string(e.to_string()));
+                        out.error_message = Some(errors::message(e.to_string()));
                     }
                 }
             }
@@ -118,6 +117,6 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
 fn reject(out: &mut PartitionProduceResponse, e: &BatchError, version: i16) {
     out.error_code = errors::batch(e);
     if version >= 8 {
-        out.error_message = Some(StrBytes::from_string(e.to_string()));
+        out.error_message = Some(errors::message(e.to_string()));
     }
 }
