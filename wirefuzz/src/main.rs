@@ -314,6 +314,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                     if matches!(sent.outcome, Outcome::Silent) && sent.must_answer {
                         sent.outcome = Outcome::Failed("no response, and it is not an acks=0 produce".into());
                     }
+                    // A well-formed request at a served version always
+                    // decodes: it gets an answer (an error code at worst),
+                    // never a closed connection.
+                    if matches!(sent.outcome, Outcome::Closed) && sent.broken == Breakage::None {
+                        sent.outcome = Outcome::Failed("closed the connection on a well-formed request".into());
+                    }
                     if args.trace {
                         println!(
                             "{index} {:?} v{} {:?} {:?}",
