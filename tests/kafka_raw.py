@@ -26,8 +26,8 @@ def crc32c(data):
     return c ^ 0xFFFFFFFF
 
 
-def varint(n):
-    n = (n << 1) ^ (n >> 63)  # zigzag
+def uvarint(n):
+    """An unsigned varint (lengths of flexible versions' compact strings)."""
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -37,6 +37,23 @@ def varint(n):
         else:
             out.append(b)
             return bytes(out)
+
+
+def varint(n):
+    """A zigzag varint (record fields)."""
+    return uvarint((n << 1) ^ (n >> 63))
+
+
+def read_uvarint(b, at):
+    """(value, position after it)."""
+    n = shift = 0
+    while True:
+        byte = b[at]
+        at += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return n, at
 
 
 def record_batch(values, base_timestamp=1_700_000_000_000, producer=(-1, -1, -1)):
@@ -62,6 +79,17 @@ def string(s):
 
 def string_null():
     return struct.pack(">h", -1)
+
+
+def compact_string(s):
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def flexible_frame(api_key, version, correlation_id, body):
+    """A request with a v2 (flexible) header: client id, no tagged fields."""
+    payload = struct.pack(">hhi", api_key, version, correlation_id) + string("raw-test") + b"\x00" + body
+    return struct.pack(">i", len(payload)) + payload
 
 
 def frame(api_key, version, correlation_id, body, client_id="raw-test"):

@@ -150,62 +150,28 @@ def test_connections_beyond_the_per_shard_limit_are_refused(broker_factory, tmp_
         time.sleep(0.05)
 
 
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def compact_string(s):
-    b = s.encode()
-    return uvarint(len(b) + 1) + b
-
-
-def flexible_frame(api_key, version, correlation_id, body):
-    """A request with a v2 (flexible) header: client id, no tagged fields."""
-    payload = struct.pack(">hhi", api_key, version, correlation_id) + raw.string("raw-test") + b"\x00" + body
-    return struct.pack(">i", len(payload)) + payload
-
-
 INVALID_GROUP_ID = 24
 INVALID_TOPIC = 17
 INVALID_COMMIT_OFFSET_SIZE = 28
 
 
 def offset_commit_v8(group, topic, partitions):
-    body = compact_string(group) + struct.pack(">i", -1) + compact_string("") + b"\x00"  # null instance id
-    body += uvarint(2) + compact_string(topic) + uvarint(len(partitions) + 1)
+    body = raw.compact_string(group) + struct.pack(">i", -1) + raw.compact_string("") + b"\x00"  # null instance id
+    body += raw.uvarint(2) + raw.compact_string(topic) + raw.uvarint(len(partitions) + 1)
     for p in partitions:
-        body += struct.pack(">iqi", p, 5, -1) + compact_string("") + b"\x00"
+        body += struct.pack(">iqi", p, 5, -1) + raw.compact_string("") + b"\x00"
     return body + b"\x00" + b"\x00"
-
-
-def read_uvarint(b, at):
-    n = shift = 0
-    while True:
-        byte = b[at]
-        at += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return n, at
 
 
 def offset_commit_v8_errors(payload):
     """Every partition's error code in an OffsetCommit v8 response."""
     at = 4 + 1 + 4  # correlation id, header tags, throttle
     codes = []
-    n_topics, at = read_uvarint(payload, at)
+    n_topics, at = raw.read_uvarint(payload, at)
     for _ in range(n_topics - 1):
-        name_len, at = read_uvarint(payload, at)
+        name_len, at = raw.read_uvarint(payload, at)
         at += name_len - 1
-        n_parts, at = read_uvarint(payload, at)
+        n_parts, at = raw.read_uvarint(payload, at)
         for _ in range(n_parts - 1):
             _, err = struct.unpack_from(">ih", payload, at)
             codes.append(err)
@@ -219,7 +185,7 @@ def test_a_40000_byte_group_id_gets_invalid_group_id(broker):
     shard that handled it (the group id did not fit the offsets record)."""
     create_topic(broker.bootstrap, "t", 1)
     c = raw.Conn(broker.port)
-    c.send(flexible_frame(8, 8, 5, offset_commit_v8("g" * 40_000, "t", [0])))
+    c.send(raw.flexible_frame(8, 8, 5, offset_commit_v8("g" * 40_000, "t", [0])))
     payload = c.recv_frame()
     assert payload is not None and struct.unpack_from(">i", payload)[0] == 5
     assert offset_commit_v8_errors(payload) == [INVALID_GROUP_ID]
@@ -232,7 +198,7 @@ def test_an_offset_commit_larger_than_a_message_is_refused(broker):
     partitions of a 30,000-byte group would be a 1.2 GB batch."""
     create_topic(broker.bootstrap, "t", 1)
     c = raw.Conn(broker.port, timeout=30)
-    c.send(flexible_frame(8, 8, 6, offset_commit_v8("g" * 30_000, "t", [0] * 40_000)))
+    c.send(raw.flexible_frame(8, 8, 6, offset_commit_v8("g" * 30_000, "t", [0] * 40_000)))
     payload = c.recv_frame()
     assert payload is not None
     codes = offset_commit_v8_errors(payload)
