@@ -52,6 +52,19 @@ impl Partition {
         self.producers.get_or_insert_with(Default::default)
     }
 
+    /// Forgets producers idle since before `before_ms` (and the producer
+    /// table itself once empty); returns how many.
+    pub fn expire_producers(&mut self, before_ms: i64) -> usize {
+        let Some(ps) = self.producers.as_mut() else {
+            return 0;
+        };
+        let n = ps.expire(before_ms);
+        if ps.is_empty() {
+            self.producers = None;
+        }
+        n
+    }
+
     pub fn high_watermark(&self) -> Offset {
         self.high_watermark
     }

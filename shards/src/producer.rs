@@ -18,6 +18,12 @@ pub const RECENT_BATCHES: usize = 5;
 /// Sequences wrap to 0 after i32::MAX.
 const SEQ_SPACE: i64 = i32::MAX as i64 + 1;
 
+/// Kafka's `producer.id.expiration.ms` default: a producer that wrote
+/// nothing to a partition for a day is forgotten there (its next batch is
+/// taken as a new producer's), so producer state does not grow with every
+/// producer id a client ever used.
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SeqRange {
     first: i32,
@@ -29,6 +35,8 @@ struct SeqRange {
 struct ProducerEntry {
     epoch: i16,
     recent: VecDeque<SeqRange>,
+    /// When its last batch was written here (this broker's clock, ms).
+    last_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -109,12 +117,27 @@ impl Producers {
         Ok(SeqCheck::Append)
     }
 
-    /// Records an appended batch (after `check` said `Append`, or on replay).
-    pub fn record(&mut self, producer_id: i64, epoch: i16, first: i32, count: u32, base: Offset) {
+    /// Forgets producers whose last batch is older than `before_ms`;
+    /// returns how many.
+    pub fn expire(&mut self, before_ms: i64) -> usize {
+        let n = self.by_id.len();
+        self.by_id.retain(|_, p| p.last_ms >= before_ms);
+        n - self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Records an appended batch (after `check` said `Append`, or on
+    /// replay), written at `now_ms`.
+    pub fn record(&mut self, producer_id: i64, epoch: i16, first: i32, count: u32, base: Offset, now_ms: i64) {
         let p = self.by_id.entry(producer_id).or_insert_with(|| ProducerEntry {
             epoch,
             recent: VecDeque::with_capacity(RECENT_BATCHES),
+            last_ms: now_ms,
         });
+        p.last_ms = p.last_ms.max(now_ms);
         if epoch != p.epoch {
             p.epoch = epoch;
             p.recent.clear();
@@ -135,13 +158,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn producers_idle_past_the_expiration_are_forgotten() {
+        let mut ps = Producers::default();
+        ps.record(1, 0, 0, 1, Offset(0), 1_000);
+        ps.record(2, 0, 0, 1, Offset(1), 5_000);
+        ps.record(1, 0, 1, 1, Offset(2), 900); // a clock that went back keeps the newest
+        assert_eq!(ps.expire(1_000), 0);
+        assert_eq!(ps.expire(1_001), 1);
+        // Forgotten: its next batch is a new producer's, whatever its sequence.
+        assert_eq!(ps.check(1, 0, 7, 1), Ok(SeqCheck::Append));
+        assert_eq!(ps.check(2, 0, 7, 1).is_err(), true);
+        assert_eq!(ps.expire(i64::MAX), 1);
+        assert!(ps.is_empty());
+    }
+
+    #[test]
     fn retries_are_recognised_gaps_and_stale_epochs_refused() {
         let mut ps = Producers::default();
         assert_eq!(ps.check(7, 0, 0, 3), Ok(SeqCheck::Append));
-        ps.record(7, 0, 0, 3, Offset(100));
+        ps.record(7, 0, 0, 3, Offset(100), 0);
         assert_eq!(ps.check(7, 0, 0, 3), Ok(SeqCheck::Duplicate(Offset(100))));
         assert_eq!(ps.check(7, 0, 3, 2), Ok(SeqCheck::Append));
-        ps.record(7, 0, 3, 2, Offset(103));
+        ps.record(7, 0, 3, 2, Offset(103), 0);
         assert!(matches!(
             ps.check(7, 0, 9, 1),
             Err(SeqError::OutOfOrder { expected: 5, .. })
@@ -151,7 +189,7 @@ mod tests {
             ps.check(7, 1, 4, 1),
             Err(SeqError::OutOfOrder { expected: 0, .. })
         ));
-        ps.record(7, 1, 0, 1, Offset(105));
+        ps.record(7, 1, 0, 1, Offset(105), 0);
         assert!(matches!(
             ps.check(7, 0, 5, 1),
             Err(SeqError::StaleEpoch { current: 1, .. })
@@ -161,10 +199,10 @@ mod tests {
     #[test]
     fn sequences_wrap_and_only_recent_batches_are_remembered() {
         let mut ps = Producers::default();
-        ps.record(1, 0, i32::MAX - 1, 2, Offset(0));
+        ps.record(1, 0, i32::MAX - 1, 2, Offset(0), 0);
         assert_eq!(ps.check(1, 0, 0, 1), Ok(SeqCheck::Append));
         for i in 0..10 {
-            ps.record(1, 0, i, 1, Offset(2 + i as i64));
+            ps.record(1, 0, i, 1, Offset(2 + i as i64), 0);
         }
         assert_eq!(ps.check(1, 0, 9, 1), Ok(SeqCheck::Duplicate(Offset(11))));
         assert!(

@@ -16,7 +16,21 @@ use crate::batch;
 use crate::budget::Budget;
 use crate::metrics::{StorageReport, WalMetrics};
 use crate::partition::{IndexEntry, Partition};
-use crate::producer::{SeqCheck, SeqError};
+use crate::producer::{SeqCheck, SeqError, PRODUCER_ID_EXPIRATION_MS};
+
+/// How often, at most, a shard that writes producer state looks for
+/// expired producers (a pass over its partitions).
+const PRODUCER_SWEEP_MS: i64 = 60_000;
+
+/// A producer's last write is timed by this broker's clock, not by the
+/// batch's timestamps (a client's clock, or old data it replays, would
+/// expire a producer that is writing now); replayed and followed batches
+/// count as written when this broker indexes them.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 use crate::raft::entry::{items, EntryBuilder};
 use crate::raft::transport::Transport;
 use crate::raft::{entry_of, is_data, Membership, RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
@@ -161,6 +175,13 @@ struct State {
     /// Record batches staged for the log (divided by WAL appends: how many
     /// batches each group commit carried).
     batches_staged: u64,
+    /// Producers forgotten after `PRODUCER_ID_EXPIRATION_MS` idle.
+    producers_expired: u64,
+    /// When producer state was last looked at for expiry (ms since epoch).
+    producers_swept_ms: i64,
+    /// Partitions that hold producer state: what an expiry pass visits
+    /// (not every partition of the shard).
+    with_producers: HashSet<PartitionId>,
 }
 
 pub struct Shard {
@@ -363,6 +384,7 @@ impl Shard {
             raft_commit_index: self.raft_commit.get(),
             raft_leader: self.leader.get(),
             batches_staged: st.batches_staged,
+            producers_expired: st.producers_expired,
             read_cache_bytes: self.cache.borrow().bytes() as u64,
             read_cache_hits: self.cache.borrow().hits,
             read_cache_misses: self.cache.borrow().misses,
@@ -808,11 +830,12 @@ async fn read_batches(reader: WalReader, batches: &[IndexEntry]) -> Result<Bytes
 impl State {
     /// Assigns offsets to one item's batches and adds them to the proposal.
     fn stage(&mut self, item: &ProduceItem) -> ProduceResult {
+        let now_ms = wall_clock_ms();
         let p = self
             .partitions
             .get_mut(&item.partition)
             .ok_or(ShardError::UnknownPartition(item.partition))?;
-        let mut first = None;
+        let (mut first, mut recorded) = (None, false);
         for (i, &(start, count)) in item.batches.iter().enumerate() {
             let end = item.batches.get(i + 1).map_or(item.records.len(), |b| b.0);
             let bytes = &item.records[start..end];
@@ -828,13 +851,39 @@ impl State {
             }
             let base = p.assign(count);
             if producer_id >= 0 {
-                p.producers_mut().record(producer_id, epoch, seq, count, base);
+                p.producers_mut().record(producer_id, epoch, seq, count, base, now_ms);
+                recorded = true;
             }
             first.get_or_insert(base);
             self.proposal.push(item.partition, base, bytes);
             self.batches_staged += 1;
         }
+        if recorded {
+            self.with_producers.insert(item.partition);
+            self.maybe_expire_producers(now_ms);
+        }
         Ok(first.expect("a produce item has at least one batch"))
+    }
+
+    /// At most once a minute, and only when producer state is written:
+    /// forgets producers idle for `PRODUCER_ID_EXPIRATION_MS` in every
+    /// partition of the shard (no timer, and nothing while idle).
+    fn maybe_expire_producers(&mut self, now_ms: i64) {
+        if now_ms - self.producers_swept_ms < PRODUCER_SWEEP_MS {
+            return;
+        }
+        self.producers_swept_ms = now_ms;
+        let before_ms = now_ms.saturating_sub(PRODUCER_ID_EXPIRATION_MS);
+        let partitions = &mut self.partitions;
+        let mut expired = 0;
+        self.with_producers.retain(|id| match partitions.get_mut(id) {
+            Some(p) => {
+                expired += p.expire_producers(before_ms);
+                p.producers().is_some()
+            }
+            None => false, // deleted
+        });
+        self.producers_expired += expired as u64;
     }
 
     /// The partition an entry's batch belongs to, created on sight if the
@@ -852,6 +901,7 @@ impl State {
     /// Indexes the batches of a persisted entry, and records the producer
     /// sequences they carry when `record_producers` (replay, followers).
     fn index_entry(&mut self, payload: &[u8], pos: WalPos, record_producers: bool) {
+        let now_ms = wall_clock_ms();
         for it in items(payload) {
             let Some(p) = self.entry_partition(it.partition) else {
                 continue; // deleted since
@@ -861,7 +911,8 @@ impl State {
             let last = Offset(it.base.0 + delta as i64);
             let (producer_id, epoch, seq) = batch::producer(b);
             if record_producers && producer_id >= 0 {
-                p.producers_mut().record(producer_id, epoch, seq, delta + 1, it.base);
+                p.producers_mut()
+                    .record(producer_id, epoch, seq, delta + 1, it.base, now_ms);
             }
             p.index_batch(IndexEntry {
                 base: it.base,
@@ -873,6 +924,12 @@ impl State {
                 len: it.len as u32,
                 max_timestamp_ms: batch::max_timestamp(b),
             });
+            if record_producers && producer_id >= 0 {
+                self.with_producers.insert(it.partition);
+            }
+        }
+        if record_producers {
+            self.maybe_expire_producers(now_ms);
         }
     }
 

@@ -264,6 +264,13 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     );
     per_shard(
         &mut f,
+        "corestream_producers_expired_total",
+        "counter",
+        "Idempotent producers forgotten after a day without writing (Kafka's producer.id.expiration.ms).",
+        &|s| s.storage.producers_expired.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_read_cache_bytes",
         "gauge",
         "Recent batches held for readers.",
