@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(ps.expire(1_001), 1);
         // Forgotten: its next batch is a new producer's, whatever its sequence.
         assert_eq!(ps.check(1, 0, 7, 1), Ok(SeqCheck::Append));
-        assert_eq!(ps.check(2, 0, 7, 1).is_err(), true);
+        assert!(
+            ps.check(2, 0, 7, 1).is_err(),
+            "producer 2 is remembered: a gap is refused"
+        );
         assert_eq!(ps.expire(i64::MAX), 1);
         assert!(ps.is_empty());
     }
