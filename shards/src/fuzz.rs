@@ -8,7 +8,7 @@ use raft::prelude::Message;
 
 use crate::batch;
 use crate::raft::entry;
-use crate::wal::{decode_hard_state, scan_bytes, Continuity, RecordKind};
+use crate::wal::{decode_hard_state, encode_hard_state, scan_bytes, Continuity, RecordKind};
 
 /// A produce request's `records` field: split into batches and validated;
 /// the header fields the shard reads afterwards are read from each.
@@ -41,7 +41,9 @@ pub fn wal_segment(data: &[u8]) {
         last = Some(r.index);
         match r.kind {
             RecordKind::HardState => {
-                let _ = decode_hard_state(&r.payload);
+                if let Some(hs) = decode_hard_state(&r.payload) {
+                    assert_eq!(&encode_hard_state(hs)[..], &r.payload[..], "hard state round trip");
+                }
             }
             RecordKind::Entry => entry_payload(&r.payload),
             _ => {}

@@ -210,7 +210,7 @@ pub struct Shard {
 /// Entries replayed from the WAL, applied as the recorded commit index passes them.
 #[derive(Default)]
 struct Replay {
-    hard_state: Option<(u64, u64, u64)>,
+    hard_state: Option<wal::HardState>,
     applied: (u64, u64),
     unapplied: Vec<raft::prelude::Entry>,
     /// Metadata commands the recorded commit index passed.
@@ -992,7 +992,7 @@ fn replay_record(state: &mut State, replay: &mut Replay, rec: Record, pos: WalPo
                 return;
             };
             replay.hard_state = Some(hs);
-            let commit = hs.2;
+            let commit = hs.commit.0;
             let n = replay.unapplied.iter().take_while(|e| e.index <= commit).count();
             for e in replay.unapplied.drain(..n) {
                 if is_data(&e) {

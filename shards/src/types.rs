@@ -39,6 +39,16 @@ id_type!(
     RaftIndex,
     u64
 );
+id_type!(
+    /// A Raft term.
+    Term,
+    u64
+);
+id_type!(
+    /// A Raft node id (a broker's id + 1: raft-rs reserves 0 for "none").
+    NodeId,
+    u64
+);
 
 impl ShardId {
     pub fn index(self) -> usize {

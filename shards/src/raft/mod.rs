@@ -23,7 +23,7 @@ use bytes::Bytes;
 use raft::prelude::{Entry, EntryType, HardState, Message};
 use raft::{Config, RawNode};
 
-use crate::types::RaftIndex;
+use crate::types::{NodeId, RaftIndex, Term};
 use crate::wal::{encode_hard_state, RecordKind, RecordRef, WalError, WalPos, WalReader, WalWriter};
 use storage::{Fetch, LogStore};
 use transport::Transport;
@@ -98,7 +98,7 @@ pub struct ReadyOutcome {
 
 /// State recovered from the WAL for the Raft group.
 pub struct RecoveredRaft {
-    pub hard_state: Option<(u64, u64, u64)>,
+    pub hard_state: Option<crate::wal::HardState>,
     pub applied: (u64, u64),
     pub unapplied: Vec<Entry>,
 }
@@ -158,10 +158,10 @@ impl RaftGroup {
         wake: Rc<dyn Fn()>,
     ) -> Result<Self, RaftError> {
         let mut hs = HardState::default();
-        if let Some((term, vote, commit)) = recovered.hard_state {
-            hs.term = term;
-            hs.vote = vote;
-            hs.commit = commit.max(recovered.applied.0);
+        if let Some(saved) = recovered.hard_state {
+            hs.term = saved.term.0;
+            hs.vote = saved.vote.0;
+            hs.commit = saved.commit.0.max(recovered.applied.0);
         } else {
             hs.commit = recovered.applied.0;
         }
@@ -425,7 +425,13 @@ impl RaftGroup {
         hs: Option<&HardState>,
         out: &mut ReadyOutcome,
     ) -> Result<(), RaftError> {
-        let hs_bytes = hs.map(|h| encode_hard_state(h.term, h.vote, h.commit));
+        let hs_bytes = hs.map(|h| {
+            encode_hard_state(crate::wal::HardState {
+                term: Term(h.term),
+                vote: NodeId(h.vote),
+                commit: RaftIndex(h.commit),
+            })
+        });
         let mut records: Vec<RecordRef<'_>> = entries
             .iter()
             .map(|e| RecordRef {

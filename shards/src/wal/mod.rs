@@ -20,7 +20,7 @@ mod segment;
 mod sim_tests;
 
 pub use entry_index::EntryIndex;
-pub use record::{decode_hard_state, encode_hard_state, Record, RecordKind, RecordRef};
+pub use record::{decode_hard_state, encode_hard_state, HardState, Record, RecordKind, RecordRef};
 pub use recovery::{scan_bytes, Continuity};
 pub use segment::{open, WalPos, WalReader, WalWriter};
 

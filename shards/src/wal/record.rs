@@ -7,6 +7,8 @@
 
 use bytes::Bytes;
 
+use crate::types::{NodeId, RaftIndex, Term};
+
 pub const HEADER_BYTES: usize = 25;
 
 /// What a record holds. Entries mirror raft-rs `EntryType`; a metadata
@@ -127,21 +129,43 @@ pub fn decode(buf: &[u8], space_left: u64) -> Decoded {
     }
 }
 
-/// Hard state payload: term, vote, commit.
-pub fn encode_hard_state(term: u64, vote: u64, commit: u64) -> [u8; 24] {
+/// The Raft hard state as a WAL record keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HardState {
+    pub term: Term,
+    /// Who this node voted for in `term` (`NodeId(0)`: nobody).
+    pub vote: NodeId,
+    pub commit: RaftIndex,
+}
+
+/// Hard state payload: term, vote, commit, little endian.
+pub fn encode_hard_state(hs: HardState) -> [u8; 24] {
     let mut b = [0u8; 24];
-    b[0..8].copy_from_slice(&term.to_le_bytes());
-    b[8..16].copy_from_slice(&vote.to_le_bytes());
-    b[16..24].copy_from_slice(&commit.to_le_bytes());
+    b[0..8].copy_from_slice(&hs.term.0.to_le_bytes());
+    b[8..16].copy_from_slice(&hs.vote.0.to_le_bytes());
+    b[16..24].copy_from_slice(&hs.commit.0.to_le_bytes());
     b
 }
 
-pub fn decode_hard_state(p: &[u8]) -> Option<(u64, u64, u64)> {
-    if p.len() != 24 {
-        return None;
-    }
-    let at = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().expect("8 bytes"));
-    Some((at(0), at(8), at(16)))
+pub fn decode_hard_state(p: &[u8]) -> Option<HardState> {
+    let p: &[u8; 24] = p.try_into().ok()?;
+    let at = |i: usize| {
+        u64::from_le_bytes([
+            p[i],
+            p[i + 1],
+            p[i + 2],
+            p[i + 3],
+            p[i + 4],
+            p[i + 5],
+            p[i + 6],
+            p[i + 7],
+        ])
+    };
+    Some(HardState {
+        term: Term(at(0)),
+        vote: NodeId(at(8)),
+        commit: RaftIndex(at(16)),
+    })
 }
 
 #[cfg(test)]
