@@ -42,6 +42,8 @@ pub fn builder<M: Send + 'static>(shards: usize) -> MeshBuilder<M, Full> {
 pub struct Mesh<M: Send> {
     me: ShardId,
     senders: Senders<M>,
+    /// Times a peer's requests filled their slots and its receiver waited.
+    waits: Rc<std::cell::Cell<u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +58,17 @@ impl<M: Send + 'static> Mesh<M> {
             builder.join().await.expect("joining the shard mesh");
         let me = ShardId(senders.peer_id() as u16);
         let handle = Rc::new(handle);
+        let waits = Rc::new(std::cell::Cell::new(0u64));
         for (peer, rx) in receivers.streams() {
-            let handle = handle.clone();
+            let (handle, waits) = (handle.clone(), waits.clone());
             let slots = Rc::new(Semaphore::new(REQUESTS_IN_FLIGHT_PER_PEER));
             glommio::spawn_local(async move {
                 while let Some(msg) = rx.recv().await {
                     match handle(ShardId(peer as u16), msg) {
                         Work::Request(serve) => {
+                            if slots.available() == 0 {
+                                waits.set(waits.get() + 1);
+                            }
                             // Never closed, so the wait only ends with a slot.
                             let Ok(slot) = slots.acquire_static_permit(1).await else {
                                 break;
@@ -82,7 +88,12 @@ impl<M: Send + 'static> Mesh<M> {
             })
             .detach();
         }
-        Rc::new(Self { me, senders })
+        Rc::new(Self { me, senders, waits })
+    }
+
+    /// Times a peer's requests filled their slots on this shard.
+    pub fn backpressure_waits(&self) -> u64 {
+        self.waits.get()
     }
 
     pub fn me(&self) -> ShardId {
@@ -118,7 +129,7 @@ mod tests {
         let b1 = builder.clone();
         let busy = LocalExecutorBuilder::new(Placement::Unbound)
             .spawn(move || async move {
-                let _mesh = Mesh::join(b1, move |_, _| {
+                let mesh = Mesh::join(b1, move |_, _| {
                     let held = held.clone();
                     Work::Request(Box::pin(async move {
                         let _ = held.recv_async().await;
@@ -126,6 +137,7 @@ mod tests {
                 })
                 .await;
                 let _ = done_rx.recv_async().await;
+                mesh.backpressure_waits()
             })
             .expect("executor");
         let sender = LocalExecutorBuilder::new(Placement::Unbound)
@@ -150,7 +162,7 @@ mod tests {
             })
             .expect("executor");
         let sent = sender.join().expect("sender");
-        busy.join().expect("busy shard");
+        assert!(busy.join().expect("busy shard") >= 1, "the wait is counted");
         // Served + queued in the channel (+1 held by the receiver while it
         // waits for a slot).
         let bound = REQUESTS_IN_FLIGHT_PER_PEER as usize + CHANNEL_CAPACITY;

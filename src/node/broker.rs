@@ -266,6 +266,7 @@ impl Broker {
             storage: self.shard.report(),
             requests: self.metrics.report(),
             connections: self.connections.get() as u64,
+            mesh_waits: self.mesh.backpressure_waits(),
         }
     }
 
@@ -276,8 +277,6 @@ impl Broker {
         self.ask(to, |reply| NodeMsg::Report { reply }).await
     }
 
-    /// Serves a message from another shard. Work runs in its own task so the
-    /// mesh receiver keeps draining.
     /// Serves a message from another shard: requests count against the
     /// mesh's bound per peer (backpressure), control traffic does not.
     pub fn handle(self: &Rc<Self>, _from: ShardId, msg: NodeMsg) -> Work {

@@ -97,6 +97,9 @@ pub struct ShardReport {
     pub storage: StorageReport,
     pub requests: RequestReport,
     pub connections: u64,
+    /// Times this shard stopped taking requests from a peer shard until
+    /// one of its requests finished (mesh backpressure).
+    pub mesh_waits: u64,
 }
 
 /// Node-wide facts for the scrape.
@@ -188,6 +191,13 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
         "gauge",
         "Open client connections.",
         &|s| s.connections.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_mesh_backpressure_waits_total",
+        "counter",
+        "Times this shard had 256 requests from one peer shard in hand and stopped taking more until one finished.",
+        &|s| s.mesh_waits.to_string(),
     );
     per_shard(
         &mut f,
