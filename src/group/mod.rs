@@ -246,7 +246,7 @@ async fn commit(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let recs: Vec<kafka_protocol::records::Record> = offsets
+    let recs: Result<Vec<kafka_protocol::records::Record>, records::TooLong> = offsets
         .iter()
         .enumerate()
         .map(|(i, (topic, p, c))| {
@@ -267,6 +267,11 @@ async fn commit(
             )
         })
         .collect();
+    // Callers check every string's length; a commit that still does not
+    // fit the layout is refused as Kafka refuses one it cannot store.
+    let Ok(recs) = recs else {
+        return vec![errors::INVALID_COMMIT_OFFSET_SIZE; offsets.len()];
+    };
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,

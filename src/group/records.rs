@@ -28,13 +28,18 @@ pub struct CommitValue {
 /// The longest string the layout holds (an i16 length).
 pub const STRING_MAX_BYTES: usize = i16::MAX as usize;
 
-fn put_str(buf: &mut BytesMut, s: &str) {
-    // Group ids are checked against STRING_MAX_BYTES where they arrive
-    // (`coordinator_of`), topics are existing topics (249 bytes at most),
-    // metadata is cut at 4 KiB: a longer string here is a bug.
-    let len = i16::try_from(s.len()).expect("group, topic and metadata fit an i16 length");
+/// A string longer than the layout holds (`STRING_MAX_BYTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a string of {0} bytes does not fit the offsets record layout (at most {STRING_MAX_BYTES})")]
+pub struct TooLong(pub usize);
+
+fn put_str(buf: &mut BytesMut, s: &str) -> Result<(), TooLong> {
+    // Group ids are refused past STRING_MAX_BYTES where they arrive
+    // (`coordinator_of`), so this holds for them; checked here all the same.
+    let len = i16::try_from(s.len()).map_err(|_| TooLong(s.len()))?;
     buf.put_i16(len);
     buf.put_slice(s.as_bytes());
+    Ok(())
 }
 
 fn get_str(buf: &mut Bytes) -> Option<String> {
@@ -48,23 +53,23 @@ fn get_str(buf: &mut Bytes) -> Option<String> {
     String::from_utf8(buf.split_to(len).to_vec()).ok()
 }
 
-pub fn encode_key(k: &CommitKey) -> Bytes {
+pub fn encode_key(k: &CommitKey) -> Result<Bytes, TooLong> {
     let mut buf = BytesMut::new();
     buf.put_i16(KEY_VERSION);
-    put_str(&mut buf, &k.group);
-    put_str(&mut buf, &k.topic);
+    put_str(&mut buf, &k.group)?;
+    put_str(&mut buf, &k.topic)?;
     buf.put_i32(k.partition);
-    buf.freeze()
+    Ok(buf.freeze())
 }
 
-pub fn encode_value(v: &CommitValue) -> Bytes {
+pub fn encode_value(v: &CommitValue) -> Result<Bytes, TooLong> {
     let mut buf = BytesMut::new();
     buf.put_i16(VALUE_VERSION);
     buf.put_i64(v.offset);
     buf.put_i32(v.leader_epoch);
-    put_str(&mut buf, &v.metadata);
+    put_str(&mut buf, &v.metadata)?;
     buf.put_i64(v.commit_timestamp);
-    buf.freeze()
+    Ok(buf.freeze())
 }
 
 /// An offset commit key (versions 0 and 1 share the layout); `None` for
@@ -108,8 +113,8 @@ pub fn decode_value(bytes: &Bytes) -> Option<CommitValue> {
 }
 
 /// The `index`-th record of a batch: a commit (`Some`) or a deletion (`None`).
-pub fn record(index: i64, key: &CommitKey, value: Option<&CommitValue>, now_ms: i64) -> Record {
-    Record {
+pub fn record(index: i64, key: &CommitKey, value: Option<&CommitValue>, now_ms: i64) -> Result<Record, TooLong> {
+    Ok(Record {
         transactional: false,
         control: false,
         delete_horizon: false,
@@ -121,10 +126,10 @@ pub fn record(index: i64, key: &CommitKey, value: Option<&CommitValue>, now_ms: 
         offset: index,
         sequence: -1,
         timestamp: now_ms,
-        key: Some(encode_key(key)),
-        value: value.map(encode_value),
+        key: Some(encode_key(key)?),
+        value: value.map(encode_value).transpose()?,
         headers: Default::default(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -138,7 +143,7 @@ mod tests {
             topic: "t".into(),
             partition: 3,
         };
-        let bytes = encode_key(&k);
+        let bytes = encode_key(&k).expect("fits");
         // version 1 | "g" | "t" | partition 3
         assert_eq!(&bytes[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 3]);
         assert_eq!(decode_key(&bytes), Some(k));
@@ -148,14 +153,14 @@ mod tests {
             metadata: "m".into(),
             commit_timestamp: 7,
         };
-        assert_eq!(decode_value(&encode_value(&v)), Some(v));
+        assert_eq!(decode_value(&encode_value(&v).expect("fits")), Some(v));
     }
 
     #[test]
     fn other_record_kinds_and_garbage_are_not_commits() {
         let mut group_metadata = BytesMut::new();
         group_metadata.put_i16(2);
-        put_str(&mut group_metadata, "g");
+        put_str(&mut group_metadata, "g").expect("fits");
         assert_eq!(decode_key(&group_metadata.freeze()), None);
         for junk in [&b""[..], &[0, 1][..], &[0, 1, 0, 9, b'x'][..], &[0, 1, 0xff, 0xff][..]] {
             assert_eq!(decode_key(&Bytes::copy_from_slice(junk)), None);
