@@ -1,7 +1,8 @@
 //! corestream-shards: everything one core owns.
 //!
-//! - `shard.rs`: a shard's state (partitions, pending proposals, waiters)
-//!   and its operations: produce, read, list offsets, watch.
+//! - `shard/`: a shard: its state machine (partitions, pending proposals,
+//!   waiters, apply, replay) and the glommio driver that runs it with its
+//!   WAL and Raft group; produce, read, list offsets, watch.
 //! - `partition.rs`: per-partition bookkeeping (offsets, batch index).
 //! - `producer.rs`: idempotent producer sequences per partition.
 //! - `batch.rs`: Kafka RecordBatch header validation and offset stamping.
@@ -14,6 +15,10 @@
 //! - `mesh.rs`: bounded channels between shards.
 //! - `metrics.rs`: the shard's own counters and the report a scrape gathers.
 //! - `types.rs`: newtypes for ids and positions.
+//! - `sim/` (tests, and the `sim` feature): the deterministic simulator of
+//!   several nodes' WALs, Raft groups and state machines over a simulated
+//!   disk, network and clock, with faults and a checker.
+//! - `planted.rs`: bugs a simulator run can switch on to prove it finds them.
 //! - `fuzz.rs`: entry points of the fuzz targets (`fuzz/`) for every
 //!   decoder of outside bytes here.
 //!
@@ -27,12 +32,15 @@ pub mod fuzz;
 pub mod mesh;
 pub mod metrics;
 pub mod partition;
+pub mod planted;
 pub mod producer;
 pub mod raft;
 pub mod read_ahead;
 pub mod read_cache;
 pub mod shard;
-#[cfg(test)]
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+#[cfg(any(test, feature = "sim"))]
 mod test_rng;
 pub mod types;
 pub mod wal;

@@ -24,9 +24,15 @@ use raft::prelude::{Entry, EntryType, HardState, Message};
 use raft::{Config, RawNode};
 
 use crate::types::{NodeId, RaftIndex, Term};
-use crate::wal::{encode_hard_state, RecordKind, RecordRef, WalError, WalPos, WalReader, WalWriter};
+use crate::wal::{encode_hard_state, Disk, DmaDisk, RecordKind, RecordRef, WalError, WalPos, WalReader, WalWriter};
 use storage::{Fetch, LogStore};
-use transport::Transport;
+
+/// Where a group's messages to its peers go: the TCP transport in
+/// production, the simulator's network in tests. Delivery may fail
+/// silently: Raft tolerates lost messages.
+pub trait Outbox {
+    fn send(&self, msgs: Vec<Message>);
+}
 
 /// Marks a proposal (the Raft entry `context`) as a cluster metadata
 /// command rather than partition batches.
@@ -42,6 +48,15 @@ pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 /// How often (in ticks) a leader checks whether the group's preferred
 /// leader is ready to take over.
 pub const BALANCE_TICKS: u64 = 50;
+/// A leader serves while a quorum answered it within this many ticks. A
+/// follower that heard from its leader refuses to vote for
+/// `ELECTION_TICKS` of its own ticks (check-quorum), and a restarted node
+/// votes only after as long; the lease ends well before that, leaving
+/// room for clocks that run at up to twice each other's rate and for the
+/// answer's time on the wire. So no other leader can have been elected
+/// while a leader holds its lease, and a deposed leader that does not know
+/// it yet (cut off) stops serving stale reads after a few ticks.
+pub const LEASE_TICKS: u64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftError {
@@ -103,12 +118,16 @@ pub struct RecoveredRaft {
     pub unapplied: Vec<Entry>,
 }
 
-pub struct RaftGroup {
+pub struct RaftGroup<D: Disk = DmaDisk> {
     node: RawNode<LogStore>,
-    wal: WalWriter,
+    /// Ticks since the group started.
+    ticks: u64,
+    /// When (tick) each peer last answered this node in a term: the lease.
+    answered: std::collections::HashMap<u64, (u64, u64)>,
+    wal: WalWriter<D>,
     membership: Membership,
-    transport: Option<Rc<Transport>>,
-    fetcher: Fetcher,
+    transport: Option<Rc<dyn Outbox>>,
+    fetcher: Fetcher<D>,
 }
 
 /// Most payload bytes one read of old entries for a follower brings back.
@@ -119,8 +138,8 @@ type FetchResult = (u64, Result<Vec<Entry>, WalError>);
 
 /// Reads of old entries for lagging followers: in flight by first index
 /// (with every raft-rs request waiting on it), and finished ones.
-struct Fetcher {
-    reader: WalReader,
+struct Fetcher<D: Disk> {
+    reader: WalReader<D>,
     wake: Rc<dyn Fn()>,
     in_flight: std::collections::HashMap<u64, Vec<raft::GetEntriesContext>>,
     done: Rc<std::cell::RefCell<Vec<FetchResult>>>,
@@ -129,8 +148,25 @@ struct Fetcher {
     last_error: Option<String>,
 }
 
-fn raft_config(id: u64, applied: u64) -> Config {
+/// Where a follower's election timeout comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elections {
+    /// raft-rs draws it from `[ELECTION_TICKS, 2 * ELECTION_TICKS)` with
+    /// the thread's random generator (production).
+    Randomized,
+    /// Always `ELECTION_TICKS`; the caller jitters its ticks instead (the
+    /// simulator, whose runs must replay from their seed alone).
+    Fixed,
+}
+
+fn raft_config(id: u64, applied: u64, elections: Elections) -> Config {
+    let (min_election_tick, max_election_tick) = match elections {
+        Elections::Randomized => (0, 0), // raft-rs's defaults
+        Elections::Fixed => (ELECTION_TICKS, ELECTION_TICKS + 1),
+    };
     Config {
+        min_election_tick,
+        max_election_tick,
         id,
         election_tick: ELECTION_TICKS,
         heartbeat_tick: HEARTBEAT_TICKS,
@@ -143,19 +179,20 @@ fn raft_config(id: u64, applied: u64) -> Config {
     }
 }
 
-impl RaftGroup {
+impl<D: Disk> RaftGroup<D> {
     /// Starts the group from recovered state. A single voter elects itself
     /// at once (no election timer needed); a cluster member waits for
     /// ticks and messages.
     /// `wake` runs when a read of old entries finishes: the group wants a
     /// `step` then.
     pub fn start(
-        wal: WalWriter,
-        reader: WalReader,
+        wal: WalWriter<D>,
+        reader: WalReader<D>,
         recovered: RecoveredRaft,
         membership: Membership,
         retain_bytes: usize,
         wake: Rc<dyn Fn()>,
+        elections: Elections,
     ) -> Result<Self, RaftError> {
         let mut hs = HardState::default();
         if let Some(saved) = recovered.hard_state {
@@ -174,7 +211,7 @@ impl RaftGroup {
             reader.entry_index(),
         );
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let config = raft_config(membership.me, recovered.applied.0);
+        let config = raft_config(membership.me, recovered.applied.0, elections);
         config.validate()?;
         let mut node = RawNode::new(&config, store, &logger)?;
         if membership.is_single() {
@@ -182,6 +219,8 @@ impl RaftGroup {
         }
         Ok(Self {
             node,
+            ticks: 0,
+            answered: Default::default(),
             wal,
             membership,
             transport: None,
@@ -196,7 +235,7 @@ impl RaftGroup {
     }
 
     /// Where messages to peers go (a cluster member has one).
-    pub fn set_transport(&mut self, transport: Rc<Transport>) {
+    pub fn set_transport(&mut self, transport: Rc<dyn Outbox>) {
         self.transport = Some(transport);
     }
 
@@ -231,7 +270,22 @@ impl RaftGroup {
         self.node.raft.raft_log.committed
     }
 
-    pub fn wal(&self) -> &WalWriter {
+    /// Index of the last entry in this node's log.
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// Whether this node has applied an entry of the current term: a new
+    /// leader knows (and its state machine holds) every entry any earlier
+    /// leader committed only from then on. Knowing the commit is not
+    /// enough: the entries below it may still be on their way to the state
+    /// machine (read back from the WAL first).
+    pub fn committed_in_term(&self) -> bool {
+        let log = &self.node.raft.raft_log;
+        log.term(log.applied).is_ok_and(|t| t == self.node.raft.term)
+    }
+
+    pub fn wal(&self) -> &WalWriter<D> {
         &self.wal
     }
 
@@ -256,7 +310,28 @@ impl RaftGroup {
 
     /// Advances the group's logical clock by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         self.node.tick();
+    }
+
+    /// Whether this node leads and may serve: a quorum answered it within
+    /// `LEASE_TICKS` (see there), and it is not handing the leadership over
+    /// (the peer it hands to campaigns without waiting).
+    pub fn has_lease(&self) -> bool {
+        let raft = &self.node.raft;
+        if raft.state != raft::StateRole::Leader || raft.lead_transferee.is_some() {
+            return false;
+        }
+        let recent = self
+            .membership
+            .peers()
+            .filter(|p| {
+                self.answered
+                    .get(p)
+                    .is_some_and(|&(term, tick)| term == raft.term && tick + LEASE_TICKS >= self.ticks)
+            })
+            .count();
+        (recent + 1) * 2 > self.membership.voters.len()
     }
 
     /// Hands the leadership to `preferred` when this node leads, and that
@@ -301,6 +376,22 @@ impl RaftGroup {
     /// Takes in a message from a peer. Stale or misrouted messages are
     /// dropped (raft-rs tolerates loss).
     pub fn receive(&mut self, msg: Message) {
+        use raft::eraftpb::MessageType as T;
+        match msg.get_msg_type() {
+            T::MsgAppendResponse | T::MsgHeartbeatResponse if msg.term == self.node.raft.term => {
+                self.answered.insert(msg.from, (msg.term, self.ticks));
+            }
+            // A node that just started may have answered a leader before it
+            // stopped, and that leader may still count on it (its lease):
+            // it votes only once an election timeout has passed. A leader
+            // handing over its leadership asks for votes itself.
+            T::MsgRequestVote | T::MsgRequestPreVote
+                if self.ticks < ELECTION_TICKS as u64 && msg.context.as_ref() != raft::CAMPAIGN_TRANSFER =>
+            {
+                return;
+            }
+            _ => {}
+        }
         if let Err(e) = self.node.step(msg) {
             tracing::trace!(error = %e, "raft message dropped");
         }

@@ -73,7 +73,7 @@ impl Transport {
     }
 
     /// Queues messages for their peers; never waits.
-    pub fn send(&self, msgs: Vec<Message>) {
+    fn send_all(&self, msgs: Vec<Message>) {
         for m in msgs {
             let Some(link) = self.links.get(&m.to) else {
                 tracing::trace!(to = m.to, "raft message for an unknown peer dropped");
@@ -232,5 +232,11 @@ async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &d
         }
         super::check_from_peer(&msg).map_err(|e| Closed::Refused(format!("from node {from}: {e}")))?;
         deliver(msg);
+    }
+}
+
+impl super::Outbox for Transport {
+    fn send(&self, msgs: Vec<Message>) {
+        self.send_all(msgs)
     }
 }

@@ -9,9 +9,11 @@
 //!    byte after that cut is zeroed or its segment removed before the log is
 //!    written again, so a torn tail is never served or resurrected.
 //! 3. Records are framed `len | crc32c | term | index | kind | payload`
-//!    (`record.rs`); recovery is pure code over bytes (`recovery.rs`); file
-//!    I/O lives in `segment.rs`.
+//!    (`record.rs`); recovery is pure code over bytes (`recovery.rs`); the
+//!    segment logic lives in `segment.rs`, over the file operations of
+//!    `disk.rs` (glommio in production, the simulator's disk in tests).
 
+pub mod disk;
 mod entry_index;
 mod record;
 mod recovery;
@@ -19,6 +21,7 @@ mod segment;
 #[cfg(test)]
 mod sim_tests;
 
+pub use disk::{Disk, DiskFile, DmaDisk, Open};
 pub use entry_index::EntryIndex;
 pub use record::{decode_hard_state, encode_hard_state, HardState, Record, RecordKind, RecordRef};
 pub use recovery::{scan_bytes, Continuity};

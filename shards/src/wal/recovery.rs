@@ -5,6 +5,17 @@
 
 use super::record::{decode, Decoded, Record, RecordKind, HEADER_BYTES};
 
+/// The block the writer rewrites whole (O_DIRECT alignment).
+pub struct Block(pub u64);
+
+impl Block {
+    pub fn align_down(&self, v: u64) -> u64 {
+        v & !(self.0 - 1)
+    }
+}
+
+pub const TAIL_BLOCK: Block = Block(4096);
+
 /// Incremental scanner over one segment's bytes.
 pub struct Scanner {
     buf: Vec<u8>,
@@ -34,6 +45,26 @@ impl Scanner {
         }
     }
 
+    /// A scanner that resumes at `pos` with fresh reads (after a bad
+    /// record, to tell a torn write from a read that came back wrong). It
+    /// reads from the start of `pos`'s block, so `held` has its head.
+    pub fn resume(pos: u64, segment_bytes: u64) -> Self {
+        let start = TAIL_BLOCK.align_down(pos);
+        Self {
+            buf: Vec::new(),
+            buf_pos: start,
+            consumed: (pos - start) as usize,
+            segment_bytes,
+        }
+    }
+
+    /// Whether the scan stopped where the log is zeroes (a clean end, as
+    /// the writer leaves it), rather than at bytes that are not a record.
+    pub fn at_zeroes(&self) -> bool {
+        let rest = self.buf.get(self.consumed..).unwrap_or_default();
+        rest.iter().take(HEADER_BYTES).all(|&b| b == 0)
+    }
+
     pub fn next_read_pos(&self) -> u64 {
         self.buf_pos + self.buf.len() as u64
     }
@@ -45,16 +76,39 @@ impl Scanner {
             self.segment_bytes = self.next_read_pos();
             return;
         }
-        if self.consumed > 0 && self.consumed * 2 >= self.buf.len() {
-            self.buf.drain(..self.consumed);
-            self.buf_pos += self.consumed as u64;
-            self.consumed = 0;
+        // Drop what was consumed, except the block the scan is in: the
+        // writer rewrites that block's head from `held` after recovery.
+        let keep_from = TAIL_BLOCK
+            .align_down(self.buf_pos + self.consumed as u64)
+            .max(self.buf_pos);
+        let done = (keep_from - self.buf_pos) as usize;
+        if done > 0 && done * 2 >= self.buf.len() {
+            self.buf.drain(..done);
+            self.buf_pos += done as u64;
+            self.consumed -= done;
         }
         self.buf.extend_from_slice(chunk);
     }
 
+    /// The bytes `[from, to)` as the scan read and checked them, if still
+    /// held: the head of the last block up to the end of the valid log
+    /// (`from` = that end rounded down to `TAIL_BLOCK`) always is.
+    pub fn held(&self, from: u64, to: u64) -> Option<&[u8]> {
+        let start = from.checked_sub(self.buf_pos)? as usize;
+        let end = to.checked_sub(self.buf_pos)? as usize;
+        self.buf.get(start..end)
+    }
+
     pub fn step(&mut self) -> Step {
         let pos = self.buf_pos + self.consumed as u64;
+        if self.buf.len() < self.consumed {
+            // Resumed, and the bytes up to `pos` are not read yet.
+            return if self.next_read_pos() < self.segment_bytes {
+                Step::NeedBytes
+            } else {
+                Step::End { valid_end: pos }
+            };
+        }
         let space_left = self.segment_bytes.saturating_sub(pos);
         match decode(&self.buf[self.consumed..], space_left) {
             Decoded::Record { record, framed } => {

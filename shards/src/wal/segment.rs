@@ -25,29 +25,26 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{DmaFile, OpenOptions, ReadResult};
-
+use super::disk::{Disk, DiskFile, DmaDisk, Open};
 use super::entry_index::EntryIndex;
 use super::record::{decode, Decoded, Record, RecordKind, RecordRef, HEADER_BYTES};
-use super::recovery::{Continuity, Scanner, Step};
+use super::recovery::{Continuity, Scanner, Step, TAIL_BLOCK};
 use super::WalError;
 use crate::metrics::WalMetrics;
+use crate::planted::{self, Bug};
 use crate::types::RaftIndex;
 
-const ALIGN: u64 = 4096;
+const ALIGN: u64 = TAIL_BLOCK.0;
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Fresh reads of a bad record before recovery believes it.
+const BAD_RECORD_REREADS: u32 = 2;
 /// The segment being prepared for the next roll.
 const NEXT_SEGMENT: &str = "next.prep";
 /// Appends up to this size are written O_DSYNC on zero-filled segments.
 const DSYNC_APPEND_MAX: u64 = 256 << 10;
-/// fallocate(2) mode that writes zeroes (Linux 6.17+, on devices that can
-/// zero without a data transfer); older kernels and other devices refuse
-/// it, and the zeroes are written instead.
-const FALLOC_FL_WRITE_ZEROES: libc::c_int = 0x80;
 
 fn align_down(v: u64) -> u64 {
     v & !(ALIGN - 1)
@@ -66,7 +63,7 @@ pub struct WalPos {
     pub offset: u64,
 }
 
-type Files = Rc<RefCell<BTreeMap<RaftIndex, Rc<DmaFile>>>>;
+type Files<D> = Rc<RefCell<BTreeMap<RaftIndex, Rc<<D as Disk>::File>>>>;
 type Entries = Rc<RefCell<EntryIndex>>;
 
 fn segment_path(dir: &Path, first: RaftIndex) -> PathBuf {
@@ -83,10 +80,18 @@ fn io_err(op: &'static str, path: &Path, e: impl std::fmt::Display) -> WalError 
 
 /// Reads stored batches back. Cheap to clone; shares the open files with
 /// the writer, on the same shard only (`Rc`).
-#[derive(Clone)]
-pub struct WalReader {
-    files: Files,
+pub struct WalReader<D: Disk = DmaDisk> {
+    files: Files<D>,
     entries: Entries,
+}
+
+impl<D: Disk> Clone for WalReader<D> {
+    fn clone(&self) -> Self {
+        Self {
+            files: self.files.clone(),
+            entries: self.entries.clone(),
+        }
+    }
 }
 
 /// How much a read of old entries asks the disk for at once.
@@ -94,10 +99,10 @@ const ENTRY_READ_BYTES: usize = 1 << 20;
 /// No entry is larger (a request frame is at most 1 GiB).
 const MAX_RECORD_BYTES: usize = 1 << 30;
 
-impl WalReader {
+impl<D: Disk> WalReader<D> {
     /// Reads `len` bytes at `pos` into a DMA buffer of this shard; the
     /// caller copies them where they go (once).
-    pub async fn read(&self, pos: WalPos, len: usize) -> Result<ReadResult, WalError> {
+    pub async fn read(&self, pos: WalPos, len: usize) -> Result<<D::File as DiskFile>::ReadBuf, WalError> {
         let file = self.files.borrow().get(&pos.segment).cloned();
         let file = file.ok_or(WalError::MissingSegment(pos.segment))?;
         let got = file
@@ -201,18 +206,19 @@ enum SegmentState {
 
 /// The only writer of a shard's WAL. Owned by the shard's Raft driver task,
 /// so appends are serial by construction and gather into group commits.
-pub struct WalWriter {
+pub struct WalWriter<D: Disk = DmaDisk> {
+    disk: D,
     dir: PathBuf,
     segment_bytes: u64,
-    files: Files,
+    files: Files<D>,
     active_first: RaftIndex,
-    active: Rc<DmaFile>,
+    active: Rc<D::File>,
     active_state: SegmentState,
     /// The active segment opened O_DSYNC, if it was zero-filled: a small
     /// append written through it is durable when the write completes.
-    active_dsync: Option<Rc<DmaFile>>,
+    active_dsync: Option<Rc<D::File>>,
     /// The next segment, being zero-filled in the background, and its size.
-    next: Option<(u64, glommio::Task<Result<Prepared, WalError>>)>,
+    next: Option<(u64, Preparing<D::File>)>,
     /// Appends to the active segment, and those of them small enough to
     /// be written O_DSYNC: whether the next segment is worth zero-filling.
     appends_in_segment: u64,
@@ -229,7 +235,7 @@ pub struct WalWriter {
     metrics: Rc<WalMetrics>,
 }
 
-impl WalWriter {
+impl<D: Disk> WalWriter<D> {
     /// Appends records and makes them durable (write + fdatasync) before
     /// returning the payload position of each.
     pub async fn append(&mut self, records: &[RecordRef<'_>]) -> Result<Vec<WalPos>, WalError> {
@@ -255,8 +261,8 @@ impl WalWriter {
         let head = (self.write_pos - start) as usize;
         assert_eq!(head, self.tail.len(), "WAL tail block out of step with write position");
         let buf_len = align_up(self.write_pos + total) - start;
-        let mut buf = self.active.alloc_dma_buffer(buf_len as usize);
-        let out = buf.as_bytes_mut();
+        let mut buf = self.active.alloc(buf_len as usize);
+        let out = buf.as_mut();
         out[..head].copy_from_slice(&self.tail);
         let mut at = head;
         let mut positions = Vec::with_capacity(records.len());
@@ -273,7 +279,11 @@ impl WalWriter {
         let new_tail = out[tail_from..at].to_vec();
         let path = segment_path(&self.dir, self.active_first);
         let written_at = std::time::Instant::now();
-        let dsync = self.active_dsync.clone().filter(|_| buf_len <= DSYNC_APPEND_MAX);
+        let skip_sync = planted::active(Bug::SkipFdatasync);
+        let dsync = self
+            .active_dsync
+            .clone()
+            .filter(|_| buf_len <= DSYNC_APPEND_MAX && !skip_sync);
         let written = dsync
             .as_ref()
             .unwrap_or(&self.active)
@@ -283,7 +293,7 @@ impl WalWriter {
         if written as u64 != buf_len {
             return Err(io_err("write", &path, format!("short write: {written} of {buf_len}")));
         }
-        let durable_wait = if dsync.is_some() {
+        let durable_wait = if dsync.is_some() || skip_sync {
             written_at.elapsed()
         } else {
             let synced = std::time::Instant::now();
@@ -329,7 +339,8 @@ impl WalWriter {
     fn prepare_next(&mut self) {
         let path = self.dir.join(NEXT_SEGMENT);
         let capacity = self.segment_bytes;
-        let task = glommio::spawn_local(async move { prepare_segment(&path, capacity).await });
+        let disk = self.disk.clone();
+        let task = glommio::spawn_local(async move { prepare_segment(&disk, &path, capacity).await });
         self.next = Some((capacity, task));
     }
 
@@ -341,7 +352,7 @@ impl WalWriter {
             Some((size, task)) => match task.await {
                 Ok(file) if size >= capacity => Some((file, size)),
                 Ok(_) => {
-                    let _ = std::fs::remove_file(self.dir.join(NEXT_SEGMENT)); // too small for this entry
+                    let _ = self.disk.remove(&self.dir.join(NEXT_SEGMENT)); // too small for this entry
                     None
                 }
                 Err(e) => {
@@ -355,12 +366,12 @@ impl WalWriter {
             Some((prepared, size)) => {
                 let path = segment_path(&self.dir, first);
                 let from = self.dir.join(NEXT_SEGMENT);
-                std::fs::rename(&from, &path).map_err(|e| io_err("rename", &from, e))?;
-                sync_dir(&self.dir)?;
+                self.disk.rename(&from, &path).map_err(|e| io_err("rename", &from, e))?;
+                sync_dir(&self.disk, &self.dir)?;
                 (Rc::new(prepared.plain), size, Some(Rc::new(prepared.dsync)))
             }
             None => {
-                let (file, capacity) = create_segment(&self.dir, first, capacity).await?;
+                let (file, capacity) = create_segment(&self.disk, &self.dir, first, capacity).await?;
                 (file, capacity, None)
             }
         };
@@ -390,98 +401,68 @@ impl WalWriter {
     }
 }
 
-async fn create_segment(dir: &Path, first: RaftIndex, capacity: u64) -> Result<(Rc<DmaFile>, u64), WalError> {
+async fn create_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    first: RaftIndex,
+    capacity: u64,
+) -> Result<(Rc<D::File>, u64), WalError> {
     let path = segment_path(dir, first);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&path)
+    let file = disk
+        .open(&path, Open::Create)
         .await
         .map_err(|e| io_err("create", &path, e))?;
-    if let Err(e) = file.pre_allocate(capacity, false).await {
+    if let Err(e) = file.preallocate(capacity).await {
         // Leave no half-made segment behind for recovery to trip over.
-        let _ = std::fs::remove_file(&path);
+        let _ = disk.remove(&path);
         return Err(io_err("fallocate", &path, e));
     }
-    sync_dir(dir)?;
+    sync_dir(disk, dir)?;
     Ok((Rc::new(file), capacity))
 }
 
+/// The background task that zero-fills the next segment.
+type Preparing<F> = glommio::Task<Result<Prepared<F>, WalError>>;
+
 /// A zero-filled segment, open twice: plain, and O_DSYNC for small appends.
-struct Prepared {
-    plain: DmaFile,
-    dsync: DmaFile,
+struct Prepared<F> {
+    plain: F,
+    dsync: F,
 }
 
 /// Makes a segment whose every block is written (zeroes), so appends to it
 /// need no journal commit (see the module comment). Leaves nothing behind
 /// when it fails (a full disk).
-async fn prepare_segment(path: &Path, capacity: u64) -> Result<Prepared, WalError> {
-    let plain = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(path)
+async fn prepare_segment<D: Disk>(disk: &D, path: &Path, capacity: u64) -> Result<Prepared<D::File>, WalError> {
+    let plain = disk
+        .open(path, Open::Create)
         .await
         .map_err(|e| io_err("create", path, e))?;
     let made = async {
-        fill_with_zeroes(&plain, path, capacity).await?;
-        plain.fdatasync().await.map_err(|e| io_err("fdatasync", path, e))?;
-        OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DSYNC)
-            .dma_open(path)
+        plain
+            .fill_zeroes(capacity)
             .await
-            .map_err(|e| io_err("open", path, e))
+            .map_err(|e| io_err("write zeroes", path, e))?;
+        plain.fdatasync().await.map_err(|e| io_err("fdatasync", path, e))?;
+        disk.open(path, Open::Dsync).await.map_err(|e| io_err("open", path, e))
     };
     match made.await {
         Ok(dsync) => Ok(Prepared { plain, dsync }),
         Err(e) => {
-            let _ = std::fs::remove_file(path);
+            let _ = disk.remove(path);
             Err(e)
         }
     }
 }
 
-async fn fill_with_zeroes(file: &DmaFile, path: &Path, capacity: u64) -> Result<(), WalError> {
-    file.pre_allocate(capacity, false)
-        .await
-        .map_err(|e| io_err("fallocate", path, e))?;
-    // SAFETY: plain fallocate(2) on a descriptor we own; no memory is passed.
-    let offloaded = unsafe { libc::fallocate(file.as_raw_fd(), FALLOC_FL_WRITE_ZEROES, 0, capacity as libc::off_t) };
-    if offloaded == 0 {
-        return Ok(());
-    }
-    let chunk = (1u64 << 20).min(capacity) as usize;
-    let mut zeroes = file.alloc_dma_buffer(chunk);
-    zeroes.as_bytes_mut().fill(0);
-    let zeroes = Rc::new(zeroes);
-    let mut at = 0;
-    while at < capacity {
-        file.write_rc_at(zeroes.clone(), at)
-            .await
-            .map_err(|e| io_err("write", path, e))?;
-        at += chunk as u64;
-    }
-    Ok(())
-}
-
 /// A new or removed file name is durable only once its directory is synced.
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("sync directory", dir, e))
+fn sync_dir<D: Disk>(disk: &D, dir: &Path) -> Result<(), WalError> {
+    disk.sync_dir(dir).map_err(|e| io_err("sync directory", dir, e))
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<RaftIndex>, WalError> {
+fn list_segments<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<RaftIndex>, WalError> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| io_err("list", dir, e))? {
-        let entry = entry.map_err(|e| io_err("list", dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
+    for name in disk.list(dir).map_err(|e| io_err("list", dir, e))? {
         if let Some(stem) = name.strip_suffix(".log") {
             if let Ok(first) = stem.parse::<u64>() {
                 out.push(RaftIndex(first));
@@ -495,21 +476,23 @@ fn list_segments(dir: &Path) -> Result<Vec<RaftIndex>, WalError> {
 /// Opens (creating if needed) the WAL in `dir`, replays every valid record
 /// through `visit` in log order, cuts the log at the first bad record, and
 /// returns the writer positioned at the cut.
-pub async fn open(
+pub async fn open<D: Disk>(
+    disk: D,
     dir: &Path,
     segment_bytes: u64,
     mut visit: impl FnMut(Record, WalPos),
-) -> Result<(WalWriter, WalReader), WalError> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+) -> Result<(WalWriter<D>, WalReader<D>), WalError> {
+    disk.create_dir_all(dir)
+        .map_err(|e| io_err("create directory", dir, e))?;
     // A segment being prepared when the process stopped: never part of the log.
-    match std::fs::remove_file(dir.join(NEXT_SEGMENT)) {
-        Ok(()) => sync_dir(dir)?,
+    match disk.remove(&dir.join(NEXT_SEGMENT)) {
+        Ok(()) => sync_dir(&disk, dir)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err("remove", &dir.join(NEXT_SEGMENT), e)),
     }
-    settle_iopoll_probe(dir).await?;
-    let segments = list_segments(dir)?;
-    let files: Files = Rc::new(RefCell::new(BTreeMap::new()));
+    disk.prepare(dir).await.map_err(|e| io_err("prepare", dir, e))?;
+    let segments = list_segments(&disk, dir)?;
+    let files: Files<D> = Rc::new(RefCell::new(BTreeMap::new()));
     let entries: Entries = Rc::new(RefCell::new(EntryIndex::default()));
     let mut visit = |rec: Record, pos: WalPos| {
         if rec.kind != RecordKind::HardState {
@@ -523,22 +506,20 @@ pub async fn open(
         visit(rec, pos)
     };
     let mut continuity = Continuity::default();
-    let mut active: Option<(RaftIndex, Rc<DmaFile>, u64, Scan)> = None;
+    let mut active: Option<(RaftIndex, Rc<D::File>, u64, Scan)> = None;
     for (i, &first) in segments.iter().enumerate() {
         let path = segment_path(dir, first);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(&path)
+        let file = disk
+            .open(&path, Open::Existing)
             .await
             .map_err(|e| io_err("open", &path, e))?;
-        let size = file.file_size().await.map_err(|e| io_err("stat", &path, e))?;
+        let size = file.size().await.map_err(|e| io_err("stat", &path, e))?;
         let scan = scan_segment(&file, &path, size, first, &mut continuity, &mut visit).await?;
         if scan.broke_continuity && scan.valid_end == 0 && i > 0 {
             // The previous segment was cut short: this segment does not
             // continue the log, and nothing after it does either.
             let _ = file.close().await;
-            remove_segments(dir, &segments[i..])?;
+            remove_segments(&disk, dir, &segments[i..])?;
             break;
         }
         let file = Rc::new(file);
@@ -546,32 +527,33 @@ pub async fn open(
         let broke = scan.broke_continuity;
         active = Some((first, file, size.max(segment_bytes), scan));
         if broke {
-            remove_segments(dir, &segments[i + 1..])?;
+            remove_segments(&disk, dir, &segments[i + 1..])?;
             break;
         }
     }
     let mut active_has_entries = false;
+    let mut tail = Vec::new();
     let (active_first, file, capacity, write_pos, dsync) = match active {
         Some((first, file, capacity, scan)) => {
             active_has_entries = scan.entries > 0;
+            tail = scan.tail;
             (first, file, capacity, scan.valid_end, None)
         }
         None => {
             let first = RaftIndex(1);
             let path = segment_path(dir, first);
-            let prepared = prepare_segment(&path, segment_bytes).await?;
-            sync_dir(dir)?;
+            let prepared = prepare_segment(&disk, &path, segment_bytes).await?;
+            sync_dir(&disk, dir)?;
             let file = Rc::new(prepared.plain);
             files.borrow_mut().insert(first, file.clone());
             (first, file, segment_bytes, 0, Some(Rc::new(prepared.dsync)))
         }
     };
-    let tail = if dsync.is_some() {
-        Vec::new() // all zeroes already
-    } else {
-        erase_after(&file, &segment_path(dir, active_first), write_pos, capacity).await?
-    };
+    if dsync.is_none() {
+        erase_after(&*file, &segment_path(dir, active_first), write_pos, &tail, capacity).await?;
+    }
     let writer = WalWriter {
+        disk,
         dir: dir.to_path_buf(),
         segment_bytes,
         files: files.clone(),
@@ -594,26 +576,15 @@ pub async fn open(
     Ok((writer, WalReader { files, entries }))
 }
 
-/// glommio decides once per device and thread whether O_DIRECT I/O may go
-/// to its polled ring, by reading block 0 of the first DMA file opened. On
-/// a preallocated but unwritten file that read never reaches the device, so
-/// the probe "succeeds" on devices without poll queues (virtio, most cloud
-/// disks) and every later real read fails with EOPNOTSUPP. Opening a file
-/// whose first block holds written data first makes the probe honest.
-async fn settle_iopoll_probe(dir: &Path) -> Result<(), WalError> {
-    let path = dir.join(".iopoll-probe");
-    std::fs::write(&path, vec![0xa5u8; ALIGN as usize])
-        .and_then(|_| std::fs::File::open(&path)?.sync_all())
-        .map_err(|e| io_err("write probe", &path, e))?;
-    let probe = DmaFile::open(&path).await.map_err(|e| io_err("open probe", &path, e));
-    let _ = std::fs::remove_file(&path);
-    probe?.close().await.map_err(|e| io_err("close probe", &path, e))
-}
-
 /// What scanning one segment found.
 struct Scan {
     /// End of the last valid record.
     valid_end: u64,
+    /// The bytes `[align_down(valid_end), valid_end)` as the scan checked
+    /// them: what an append rewrites at the head of its first block. Never
+    /// read again: a second read that came back different (a bit flipped
+    /// on the way) would be written back over records the scan accepted.
+    tail: Vec<u8>,
     /// Whether the scan stopped at an entry that does not continue the log
     /// (rather than at the end of the data).
     broke_continuity: bool,
@@ -621,8 +592,8 @@ struct Scan {
     entries: u64,
 }
 
-async fn scan_segment(
-    file: &DmaFile,
+async fn scan_segment<F: DiskFile>(
+    file: &F,
     path: &Path,
     size: u64,
     first: RaftIndex,
@@ -631,12 +602,15 @@ async fn scan_segment(
 ) -> Result<Scan, WalError> {
     let mut scanner = Scanner::new(size);
     let mut entries = 0;
+    let mut rereads = 0;
     loop {
         match scanner.step() {
             Step::Record { record, payload_pos } => {
                 if !continuity.accept(&record) {
+                    let valid_end = payload_pos - HEADER_BYTES as u64;
                     return Ok(Scan {
-                        valid_end: payload_pos - HEADER_BYTES as u64,
+                        valid_end,
+                        tail: held_tail(&scanner, path, valid_end)?,
                         broke_continuity: true,
                         entries,
                     });
@@ -655,80 +629,77 @@ async fn scan_segment(
             Step::NeedBytes => {
                 let at = scanner.next_read_pos();
                 let chunk = file
-                    .read_at_aligned(at, SCAN_CHUNK_BYTES)
+                    .read_at(at, SCAN_CHUNK_BYTES)
                     .await
                     .map_err(|e| io_err("read", path, e))?;
                 scanner.feed(&chunk);
             }
+            Step::End { valid_end } if !scanner.at_zeroes() && rereads < BAD_RECORD_REREADS => {
+                // Not a record, and not the zeroes a clean end leaves: a
+                // torn write, or a read that came back wrong. Read again
+                // before cutting the log here (everything after the cut is
+                // erased).
+                rereads += 1;
+                scanner = Scanner::resume(valid_end, size);
+            }
             Step::End { valid_end } => {
+                if !scanner.at_zeroes() {
+                    tracing::warn!(segment = %path.display(), valid_end, "WAL record not valid; the log is cut there");
+                }
                 return Ok(Scan {
                     valid_end,
+                    tail: held_tail(&scanner, path, valid_end)?,
                     broke_continuity: false,
                     entries,
-                })
+                });
             }
         }
     }
 }
 
-fn remove_segments(dir: &Path, segments: &[RaftIndex]) -> Result<(), WalError> {
+fn held_tail(scanner: &Scanner, path: &Path, valid_end: u64) -> Result<Vec<u8>, WalError> {
+    let from = align_down(valid_end);
+    scanner
+        .held(from, valid_end)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| io_err("scan", path, format!("the scan no longer holds [{from}, {valid_end})")))
+}
+
+fn remove_segments<D: Disk>(disk: &D, dir: &Path, segments: &[RaftIndex]) -> Result<(), WalError> {
     for &s in segments {
         let path = segment_path(dir, s);
         tracing::warn!(segment = %path.display(), "removing WAL segment past the recovery cut");
-        std::fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))?;
+        disk.remove(&path).map_err(|e| io_err("remove", &path, e))?;
     }
-    sync_dir(dir)
+    sync_dir(disk, dir)
 }
 
 /// Zeroes everything after `valid_end`, so bytes of a torn or stale tail can
-/// never be mistaken for records later, and returns the kept partial block.
-async fn erase_after(file: &DmaFile, path: &Path, valid_end: u64, capacity: u64) -> Result<Vec<u8>, WalError> {
+/// never be mistaken for records later; the head of the partial block is
+/// rewritten from `tail`, the bytes the scan checked.
+async fn erase_after<F: DiskFile>(
+    file: &F,
+    path: &Path,
+    valid_end: u64,
+    tail: &[u8],
+    capacity: u64,
+) -> Result<(), WalError> {
     let start = align_down(valid_end);
     let head = (valid_end - start) as usize;
-    let mut tail = Vec::new();
-    if head > 0 {
-        let got = file
-            .read_at_aligned(start, ALIGN as usize)
-            .await
-            .map_err(|e| io_err("read", path, e))?;
-        tail.extend_from_slice(&got[..head]);
-    }
-    let mut block = file.alloc_dma_buffer(ALIGN as usize);
-    block.as_bytes_mut().fill(0);
-    block.as_bytes_mut()[..head].copy_from_slice(&tail);
+    assert_eq!(head, tail.len(), "WAL tail block out of step with the valid end");
+    let mut block = file.alloc(ALIGN as usize);
+    let bytes = block.as_mut();
+    bytes.fill(0);
+    bytes[..head].copy_from_slice(tail);
     file.write_at(block, start)
         .await
         .map_err(|e| io_err("write", path, e))?;
     let rest_from = start + ALIGN;
     if rest_from < capacity {
-        zero_range(file, path, rest_from, capacity - rest_from).await?;
+        file.zero_range(rest_from, capacity - rest_from)
+            .await
+            .map_err(|e| io_err("zero", path, e))?;
     }
     file.fdatasync().await.map_err(|e| io_err("fdatasync", path, e))?;
-    Ok(tail)
-}
-
-async fn zero_range(file: &DmaFile, path: &Path, from: u64, len: u64) -> Result<(), WalError> {
-    // SAFETY: plain fallocate(2) on a descriptor we own; no memory is passed.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_ZERO_RANGE,
-            from as libc::off_t,
-            len as libc::off_t,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    // Not every file system zeroes ranges: write the zeros instead.
-    let chunk = 1u64 << 20;
-    let mut at = from;
-    while at < from + len {
-        let n = chunk.min(from + len - at);
-        let mut buf = file.alloc_dma_buffer(n as usize);
-        buf.as_bytes_mut().fill(0);
-        file.write_at(buf, at).await.map_err(|e| io_err("write", path, e))?;
-        at += n;
-    }
     Ok(())
 }

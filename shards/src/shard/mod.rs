@@ -1,0 +1,490 @@
+//! One shard: the partitions it owns, its WAL and Raft group, its memory
+//! budget. Everything here is `Rc`/`RefCell` and reached only from the
+//! shard's own executor; other shards send it messages.
+//!
+//! - `mod.rs`: the public types, `Shard` (what the node calls) and its
+//!   glommio driver: the task that runs the Raft group, the tick.
+//! - `state.rs`: the state machine the driver runs (partitions, staging,
+//!   waiters, apply, replay): no I/O, shared with the simulator.
+//! - `reads.rs`: the read path (read cache, read-ahead, WAL reads).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+use crate::budget::Budget;
+use crate::metrics::{StorageReport, WalMetrics};
+use crate::producer::SeqError;
+
+use crate::raft::transport::Transport;
+use crate::raft::{Membership, RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
+use crate::read_ahead::ReadAhead;
+use crate::read_cache::ReadCache;
+use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
+use crate::wal::{self, DmaDisk, WalError, WalReader};
+
+mod reads;
+pub mod state;
+
+pub use reads::read_batches;
+use state::Replay;
+pub use state::State;
+
+/// The broker's clock for producer expiry, in ms since the epoch.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub id: ShardId,
+    pub wal_dir: PathBuf,
+    pub segment_bytes: u64,
+    pub memory_bytes: u64,
+    /// This node and the voters of the shard's Raft group.
+    pub membership: Membership,
+    /// With peers: this shard's Raft port, and each peer's (same shard).
+    pub raft_listen: Option<SocketAddr>,
+    pub peers: Vec<(u64, SocketAddr)>,
+}
+
+/// What a shard tells the node about, in order, through `Shard::events`.
+#[derive(Debug)]
+pub enum ShardEvent {
+    /// A metadata command committed in this shard's group (shard 0's).
+    MetaCommitted { index: RaftIndex, command: Bytes },
+    /// The group's leader changed: its Raft id, `None` while unknown.
+    Leader { leader: Option<u64> },
+}
+
+/// Errors a shard reports per partition; the Kafka layer maps each to one
+/// error code.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ShardError {
+    #[error("partition {0} is not hosted by this shard")]
+    UnknownPartition(PartitionId),
+    #[error("this shard does not lead the partition's Raft group")]
+    NotLeader,
+    #[error("offset {offset} is outside [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: Offset,
+        log_start: Offset,
+        high_watermark: Offset,
+    },
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Sequence(#[from] SeqError),
+}
+
+impl From<RaftError> for ShardError {
+    fn from(e: RaftError) -> Self {
+        match e {
+            RaftError::NotLeader => ShardError::NotLeader,
+            other => ShardError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<WalError> for ShardError {
+    fn from(e: WalError) -> Self {
+        ShardError::Storage(e.to_string())
+    }
+}
+
+/// How durable a write must be before its producer hears back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On the leader's disk (acks=0 and acks=1).
+    Persisted,
+    /// Committed: on a majority's disk (acks=all).
+    Committed,
+}
+
+/// One partition's share of a produce request, already validated.
+#[derive(Debug, Clone)]
+pub struct ProduceItem {
+    pub partition: PartitionId,
+    /// One or more complete record batches, as the client sent them.
+    pub records: Bytes,
+    /// `(start, record_count)` of each batch inside `records`.
+    pub batches: Vec<(usize, u32)>,
+}
+
+pub type ProduceResult = Result<Offset, ShardError>;
+
+/// What a fetch of one partition returns.
+#[derive(Debug, Clone)]
+pub struct PartitionRead {
+    pub high_watermark: Offset,
+    pub log_start: Offset,
+    pub records: Bytes,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    AtOrAfter(i64),
+}
+
+/// The read cache, and the read-ahead, may each hold up to this fraction
+/// (1/N) of the memory budget.
+const READ_CACHE_SHARE: u64 = 8;
+/// Applied Raft entries kept in memory for followers that lag behind may
+/// take up to this fraction (1/N) of the memory budget.
+const RAFT_RETAIN_SHARE: u64 = 4;
+
+pub struct Shard {
+    pub id: ShardId,
+    state: RefCell<State>,
+    reader: WalReader<DmaDisk>,
+    kick: LocalSender<()>,
+    pub budget: Budget,
+    cache: RefCell<ReadCache>,
+    ahead: Rc<RefCell<ReadAhead>>,
+    raft_term: Cell<u64>,
+    raft_commit: Cell<u64>,
+    wal_metrics: Rc<WalMetrics>,
+    /// Messages from peers and clock ticks, for the Raft driver.
+    raft_inbox: RefCell<Vec<raft::prelude::Message>>,
+    tick_due: Cell<bool>,
+    /// Shutting down: hand the group's leadership to a caught-up peer.
+    hand_off: Cell<bool>,
+    transport: Option<Rc<Transport>>,
+    events: LocalSender<ShardEvent>,
+    events_rx: RefCell<Option<LocalReceiver<ShardEvent>>>,
+}
+
+impl Shard {
+    /// Opens the shard's WAL, rebuilds its partitions from it, starts its Raft
+    /// group and the driver task that runs it.
+    pub async fn open(cfg: ShardConfig, partitions: &[PartitionId], known_below: u32) -> Result<Rc<Shard>, ShardError> {
+        let mut state = State::new(partitions, known_below);
+        let mut replay = Replay::default();
+        let now_ms = wall_clock_ms();
+        let (writer, reader) = wal::open(DmaDisk, &cfg.wal_dir, cfg.segment_bytes, |rec, pos| {
+            state.replay_record(&mut replay, rec, pos, now_ms)
+        })
+        .await?;
+        if replay.rewrites_committed {
+            return Err(ShardError::Storage(
+                "WAL rewrites a committed Raft entry; the log is corrupt".into(),
+            ));
+        }
+        let membership = cfg.membership.clone();
+        let (kick, kicked) = local_channel::new_bounded(1);
+        let wake: Rc<RefCell<Option<std::rc::Weak<Shard>>>> = Rc::new(RefCell::new(None));
+        let wake_group = wake.clone();
+        let mut group = RaftGroup::start(
+            writer,
+            reader.clone(),
+            RecoveredRaft {
+                hard_state: replay.hard_state,
+                applied: replay.applied,
+                unapplied: replay.unapplied,
+            },
+            membership.clone(),
+            (cfg.memory_bytes / RAFT_RETAIN_SHARE) as usize,
+            Rc::new(move || {
+                if let Some(shard) = wake_group.borrow().as_ref().and_then(|w| w.upgrade()) {
+                    let _ = shard.kick.try_send(());
+                }
+            }),
+            crate::raft::Elections::Randomized,
+        )?;
+        let (events, events_rx) = local_channel::new_unbounded();
+        for (index, command) in replay.meta {
+            let _ = events.try_send(ShardEvent::MetaCommitted { index, command });
+        }
+        let shard = Rc::new_cyclic(|weak: &std::rc::Weak<Shard>| {
+            let transport = cfg.raft_listen.filter(|_| !membership.is_single()).map(|listen| {
+                let weak = weak.clone();
+                Transport::start(membership.me, listen, &cfg.peers, move |msg| {
+                    if let Some(shard) = weak.upgrade() {
+                        shard.raft_inbox.borrow_mut().push(msg);
+                        let _ = shard.kick.try_send(());
+                    }
+                })
+            });
+            let (transport, bind_error) = match transport {
+                Some(Ok(t)) => (Some(t), None),
+                Some(Err(e)) => (None, Some(e.to_string())),
+                None => (None, None),
+            };
+            if let Some(reason) = bind_error {
+                state.fail(reason);
+            }
+            Shard {
+                id: cfg.id,
+                state: RefCell::new(state),
+                reader,
+                kick,
+                budget: Budget::new(cfg.memory_bytes),
+                cache: RefCell::new(ReadCache::new((cfg.memory_bytes / READ_CACHE_SHARE) as usize)),
+                ahead: Rc::new(RefCell::new(ReadAhead::new(
+                    (cfg.memory_bytes / READ_CACHE_SHARE) as usize,
+                ))),
+                raft_term: Cell::new(group.term()),
+                raft_commit: Cell::new(group.commit_index()),
+                wal_metrics: group.wal().metrics(),
+                raft_inbox: RefCell::new(Vec::new()),
+                tick_due: Cell::new(false),
+                hand_off: Cell::new(false),
+                transport,
+                events,
+                events_rx: RefCell::new(Some(events_rx)),
+            }
+        });
+        if let Some(reason) = shard.state.borrow().failed.clone() {
+            return Err(ShardError::Storage(reason));
+        }
+        *wake.borrow_mut() = Some(Rc::downgrade(&shard));
+        if let Some(t) = &shard.transport {
+            group.set_transport(t.clone() as Rc<dyn crate::raft::Outbox>);
+            glommio::spawn_local(tick(shard.clone())).detach();
+        }
+        glommio::spawn_local(drive(shard.clone(), group, kicked)).detach();
+        // Elections and recovered entries produce a first Ready.
+        let _ = shard.kick.try_send(());
+        Ok(shard)
+    }
+
+    /// The shard's events (metadata commits, leader changes), for the one
+    /// node task that follows them. `None` once taken.
+    pub fn take_events(&self) -> Option<LocalReceiver<ShardEvent>> {
+        self.events_rx.borrow_mut().take()
+    }
+
+    /// The Raft id of the group's leader, as far as this shard knows.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.state.borrow().leader_id
+    }
+
+    /// Whether this shard leads its group and serves reads and writes.
+    pub fn is_leader(&self) -> bool {
+        self.state.borrow().serves()
+    }
+
+    /// Asks the Raft driver to hand this group's leadership to a caught-up
+    /// peer (controlled shutdown). True while this node still leads a
+    /// group that has peers: the caller waits, asking again, until false.
+    pub fn hand_off_leadership(&self) -> bool {
+        if self.transport.is_none() || !self.is_leader() {
+            return false;
+        }
+        self.hand_off.set(true);
+        let _ = self.kick.try_send(());
+        true
+    }
+
+    /// Peers (Raft ids) this shard heard from within `within`.
+    pub fn live_peers(&self, within: std::time::Duration) -> Vec<u64> {
+        self.transport.as_ref().map_or_else(Vec::new, |t| t.live_peers(within))
+    }
+
+    /// Proposes a metadata command to the group (any member may: a
+    /// follower forwards it to the leader). Ok means it was handed to Raft,
+    /// not that it committed: a `MetaCommitted` event tells that.
+    pub async fn propose_meta(&self, command: Vec<u8>) -> Result<(), ShardError> {
+        if let Some(reason) = &self.state.borrow().failed {
+            return Err(ShardError::Storage(reason.clone()));
+        }
+        let (tx, rx) = flume::bounded(1);
+        self.state.borrow_mut().meta_proposals.push((command, tx));
+        let _ = self.kick.try_send(());
+        rx.recv_async()
+            .await
+            .unwrap_or_else(|_| Err(ShardError::Storage("shard stopped".into())))
+    }
+
+    /// The shard's storage-side state, for a metrics scrape or a health check.
+    pub fn report(&self) -> StorageReport {
+        let st = self.state.borrow();
+        let wal = &self.wal_metrics;
+        StorageReport {
+            partitions: st.partitions.len() as u64,
+            budget_limit_bytes: self.budget.limit_bytes(),
+            budget_used_bytes: self.budget.used_bytes(),
+            budget_waits: self.budget.waits(),
+            wal_appends: wal.appends.get(),
+            wal_bytes: wal.bytes.get(),
+            wal_records: wal.records.get(),
+            wal_segments: wal.segments.get(),
+            wal_fsync: wal.fsync_summary(),
+            raft_term: self.raft_term.get(),
+            raft_commit_index: self.raft_commit.get(),
+            raft_leader: st.leader,
+            batches_staged: st.batches_staged,
+            producers_expired: st.producers_expired,
+            read_cache_bytes: self.cache.borrow().bytes() as u64,
+            read_cache_hits: self.cache.borrow().hits,
+            read_cache_misses: self.cache.borrow().misses,
+            read_ahead_bytes: self.ahead.borrow().bytes() as u64,
+            read_ahead_runs: self.ahead.borrow().started,
+            read_ahead_hits: self.ahead.borrow().hits,
+            failed: st.failed.clone(),
+        }
+    }
+
+    pub fn create_partitions(&self, ids: &[PartitionId]) {
+        self.state.borrow_mut().create_partitions(ids);
+    }
+
+    /// Forgets partitions; their bytes stay in the WAL until its segments
+    /// are reclaimed. Fetches waiting on them return at once.
+    pub fn delete_partitions(&self, ids: &[PartitionId]) {
+        self.state.borrow_mut().delete_partitions(ids);
+        for id in ids {
+            self.ahead.borrow_mut().forget(*id);
+        }
+    }
+
+    /// Appends the batches of one produce request (for partitions of this
+    /// shard) and waits until they are as durable as `durability` asks.
+    /// Returns each item's base offset, in order.
+    pub async fn produce(&self, items: Vec<ProduceItem>, durability: Durability) -> Vec<ProduceResult> {
+        let (results, done) = self.state.borrow_mut().produce(&items, durability, wall_clock_ms());
+        let Some(done) = done else {
+            return results;
+        };
+        let _ = self.kick.try_send(());
+        match done.recv_async().await {
+            Ok(Ok(())) => results,
+            Ok(Err(e)) => results.into_iter().map(|r| r.and(Err(e.clone()))).collect(),
+            Err(_) => results
+                .into_iter()
+                .map(|r| r.and(Err(ShardError::Storage("shard stopped".into()))))
+                .collect(),
+        }
+    }
+
+    pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
+        self.state.borrow().list_offset(partition, query)
+    }
+
+    /// Signals `notify` once `partition` has committed data at or past
+    /// `offset` (at once if it already has, or if the partition is gone).
+    pub fn watch(&self, partition: PartitionId, offset: Offset, notify: flume::Sender<()>) {
+        let mut st = self.state.borrow_mut();
+        let ready = match st.partitions.get(&partition) {
+            Some(p) => p.high_watermark() > offset,
+            None => true,
+        };
+        if ready {
+            let _ = notify.try_send(());
+            return;
+        }
+        let list = st.data_waiters.entry(partition).or_default();
+        // Waiters whose fetch already returned are dropped here, so an idle
+        // partition polled forever holds only live waiters.
+        list.retain(|w| !w.is_disconnected());
+        list.push(notify);
+    }
+
+    /// Applies a Ready round: the leader keeps what it just wrote for
+    /// readers (followers do not serve reads), the state machine does the
+    /// rest; committed metadata goes to the node.
+    fn apply(&self, out: ReadyOutcome) {
+        if out.persisted_own {
+            for (_, payload, pos) in &out.persisted {
+                self.cache_entry(*pos, payload);
+            }
+        }
+        let metas = self.state.borrow_mut().apply(out, wall_clock_ms());
+        for (index, command) in metas {
+            let _ = self.events.try_send(ShardEvent::MetaCommitted { index, command });
+        }
+    }
+
+    /// Follows the group's role after a Ready round; the node hears of
+    /// every change of leader.
+    fn observe_role(&self, group: &RaftGroup) {
+        self.raft_term.set(group.term());
+        self.raft_commit.set(group.commit_index());
+        let Some(change) = self.state.borrow_mut().observe_role(group) else {
+            return;
+        };
+        if change.lost {
+            tracing::info!(shard = %self.id, term = group.term(), "lost Raft leadership");
+        } else if group.is_leader() {
+            tracing::info!(shard = %self.id, term = group.term(), "leading Raft group");
+        }
+        let _ = self.events.try_send(ShardEvent::Leader { leader: change.leader });
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(shard = %self.id, %reason, "shard storage failed; refusing writes until restart");
+        self.state.borrow_mut().fail(reason);
+    }
+}
+
+/// With peers, the group's clock: one tick per shard, whatever the number
+/// of partitions.
+async fn tick(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(crate::raft::TICK).await;
+        shard.tick_due.set(true);
+        let _ = shard.kick.try_send(());
+    }
+}
+
+/// The shard's Raft driver: wakes on a proposal, a peer's message or a
+/// tick, proposes everything gathered since the last round as one entry,
+/// and runs Ready rounds until there is nothing left. Proposals that arrive
+/// while a WAL write is in flight gather into the next one: group commit.
+async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>) {
+    // Group k's preferred leader: the k-th voter (round robin), so the
+    // groups' leaders spread over the nodes.
+    let voters = &group.membership().voters;
+    let preferred = voters[shard.id.0 as usize % voters.len()];
+    let mut ticks = 0u64;
+    while kicked.recv().await.is_some() {
+        loop {
+            for msg in std::mem::take(&mut *shard.raft_inbox.borrow_mut()) {
+                group.receive(msg);
+            }
+            if shard.tick_due.replace(false) {
+                group.tick();
+                ticks += 1;
+                let live = || shard.live_peers(std::time::Duration::from_secs(1)).contains(&preferred);
+                if ticks.is_multiple_of(crate::raft::BALANCE_TICKS) && group.hand_to_preferred(preferred, live()) {
+                    tracing::info!(shard = %shard.id, to = preferred, "handing Raft leadership to the group's preferred leader");
+                }
+            }
+            if shard.hand_off.replace(false) {
+                if let Some(to) = group.hand_to_caught_up() {
+                    tracing::info!(shard = %shard.id, to, "shutting down: handing Raft leadership over");
+                }
+            }
+            shard.state.borrow_mut().propose_gathered(&mut group);
+            let stepped = group.step().await;
+            match stepped {
+                Ok(Some(out)) => {
+                    shard.apply(out);
+                    shard.observe_role(&group);
+                }
+                Ok(None) => {
+                    shard.observe_role(&group);
+                    if shard.raft_inbox.borrow().is_empty() && !shard.tick_due.get() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The WAL's state after a failed append is unknown: the
+                    // group stops here, so nothing after the failure can be
+                    // persisted past a gap. Reads go on; writes are refused.
+                    shard.fail(e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! One simulated node: the real WAL, Raft group and shard state machine
+//! over the simulator's disk and network, driven the way the shard's
+//! glommio driver drives them (`crate::shard`): messages in, tick, propose
+//! what was gathered, Ready rounds until quiet.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use raft::prelude::Message;
+
+use super::disk::SimDisk;
+use super::net::{Net, SimOutbox};
+use crate::raft::{check_from_peer, Elections, Membership, RaftGroup, RecoveredRaft};
+use crate::shard::state::{Replay, State};
+use crate::types::{PartitionId, RaftIndex};
+use crate::wal::{self, WalReader};
+
+/// Small segments, so a run rolls many times.
+pub const SEGMENT_BYTES: u64 = 32 << 10;
+/// Applied entries kept for lagging followers (the rest are read back).
+const RETAIN_BYTES: usize = 16 << 10;
+const WAL_DIR: &str = "/sim/wal";
+/// Ready rounds one drive of a node runs at most before yielding.
+const MAX_ROUNDS: usize = 16;
+
+/// A metadata command: create or delete a partition.
+pub fn meta_create(p: PartitionId) -> Vec<u8> {
+    let mut v = b"c".to_vec();
+    v.extend_from_slice(&p.0.to_le_bytes());
+    v
+}
+
+pub fn meta_delete(p: PartitionId) -> Vec<u8> {
+    let mut v = b"d".to_vec();
+    v.extend_from_slice(&p.0.to_le_bytes());
+    v
+}
+
+/// What a committed metadata command does to a node's partitions.
+fn apply_meta(state: &mut State, command: &[u8]) {
+    let Some((&kind, id)) = command.split_first() else {
+        return;
+    };
+    let Ok(id) = <[u8; 4]>::try_from(id).map(u32::from_le_bytes) else {
+        return;
+    };
+    match kind {
+        b'c' => state.create_partitions(&[PartitionId(id)]),
+        b'd' => state.delete_partitions(&[PartitionId(id)]),
+        _ => {}
+    }
+}
+
+/// A running incarnation of a node.
+pub struct Up {
+    pub state: State,
+    pub group: RaftGroup<SimDisk>,
+    pub reader: WalReader<SimDisk>,
+    /// A read of old entries for a follower finished.
+    woken: Rc<Cell<bool>>,
+    pub inbox: Vec<Message>,
+    /// The storage failed: writes are refused until a restart.
+    pub failed: bool,
+    /// Metadata commands committed here, in order.
+    pub metas: Vec<(RaftIndex, Bytes)>,
+}
+
+pub struct Node {
+    pub id: u64,
+    pub disk: SimDisk,
+    pub up: Option<Up>,
+    /// When a node that is down comes back.
+    pub down_until_ms: u64,
+    /// This node's tick period and the time of its next tick (clock skew).
+    pub tick_ms: u64,
+    pub next_tick_ms: u64,
+    /// Offset of this node's wall clock from the simulation's.
+    pub clock_offset_ms: i64,
+    pub restarts: u64,
+}
+
+/// Why a start failed.
+pub enum StartError {
+    /// An I/O fault (a failed sync, a full disk): try again later.
+    Io(String),
+    /// The log is corrupt: an invariant broke.
+    Corrupt(String),
+}
+
+impl Node {
+    pub fn new(id: u64, seed: u64) -> Self {
+        Self {
+            id,
+            disk: SimDisk::new(seed),
+            up: None,
+            down_until_ms: 0,
+            tick_ms: 100,
+            next_tick_ms: 0,
+            clock_offset_ms: 0,
+            restarts: 0,
+        }
+    }
+
+    pub fn wall_ms(&self, now_ms: u64) -> i64 {
+        now_ms as i64 + self.clock_offset_ms
+    }
+
+    /// Recovers the node from its disk, as a restarted process does.
+    pub async fn start(
+        &mut self,
+        voters: &[u64],
+        net: &Rc<std::cell::RefCell<Net>>,
+        now_ms: u64,
+    ) -> Result<(), StartError> {
+        let mut state = State::new(&[], 0);
+        let mut replay = Replay::default();
+        let wall = self.wall_ms(now_ms);
+        let opened = wal::open(self.disk.clone(), Path::new(WAL_DIR), SEGMENT_BYTES, |rec, pos| {
+            state.replay_record(&mut replay, rec, pos, wall)
+        })
+        .await;
+        let (writer, reader) = opened.map_err(|e| StartError::Io(e.to_string()))?;
+        if replay.rewrites_committed {
+            return Err(StartError::Corrupt("the WAL rewrites a committed Raft entry".into()));
+        }
+        let mut metas = Vec::new();
+        for (index, command) in replay.meta {
+            apply_meta(&mut state, &command);
+            metas.push((index, command));
+        }
+        let woken = Rc::new(Cell::new(false));
+        let wake = woken.clone();
+        let mut group = RaftGroup::start(
+            writer,
+            reader.clone(),
+            RecoveredRaft {
+                hard_state: replay.hard_state,
+                applied: replay.applied,
+                unapplied: replay.unapplied,
+            },
+            Membership {
+                me: self.id,
+                voters: voters.to_vec(),
+            },
+            RETAIN_BYTES,
+            Rc::new(move || wake.set(true)),
+            Elections::Fixed,
+        )
+        .map_err(|e| StartError::Corrupt(format!("raft refused the recovered state: {e}")))?;
+        group.set_transport(Rc::new(SimOutbox {
+            net: net.clone(),
+            from: self.id,
+        }));
+        self.up = Some(Up {
+            state,
+            group,
+            reader,
+            woken,
+            inbox: Vec::new(),
+            failed: false,
+            metas,
+        });
+        Ok(())
+    }
+
+    /// Power cut: the incarnation is gone, and so is what its disk had not
+    /// synced.
+    pub fn crash(&mut self, now_ms: u64, down_ms: u64) {
+        self.up = None;
+        self.disk = self.disk.crash();
+        self.down_until_ms = now_ms + down_ms;
+        self.restarts += 1;
+    }
+
+    /// Runs the node until it has nothing to do. Returns whether it did
+    /// anything. A storage failure marks it failed (the harness restarts
+    /// it, as systemd restarts the broker).
+    pub async fn drive(&mut self, tick: bool, now_ms: u64) -> bool {
+        let wall = self.wall_ms(now_ms);
+        let Some(up) = self.up.as_mut() else {
+            return false;
+        };
+        if up.failed {
+            return false;
+        }
+        let mut tick = tick;
+        let mut busy = false;
+        for _ in 0..MAX_ROUNDS {
+            for msg in std::mem::take(&mut up.inbox) {
+                // As the transport does: a malformed peer message never
+                // reaches Raft.
+                if check_from_peer(&msg).is_ok() {
+                    up.group.receive(msg);
+                }
+            }
+            if std::mem::take(&mut tick) {
+                up.group.tick();
+            }
+            up.woken.set(false);
+            up.state.propose_gathered(&mut up.group);
+            match up.group.step().await {
+                Ok(Some(out)) => {
+                    busy = true;
+                    for (index, command) in up.state.apply(out, wall) {
+                        apply_meta(&mut up.state, &command);
+                        up.metas.push((index, command));
+                    }
+                    up.state.observe_role(&up.group);
+                }
+                Ok(None) => {
+                    up.state.observe_role(&up.group);
+                    if up.inbox.is_empty() && !up.woken.get() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    up.state.fail(e.to_string());
+                    up.failed = true;
+                    break;
+                }
+            }
+        }
+        busy
+    }
+
+    pub fn woken(&self) -> bool {
+        self.up.as_ref().is_some_and(|u| u.woken.get())
+    }
+}
