@@ -73,12 +73,22 @@ pub struct GroupConfig {
     /// How long an empty group's first rebalance waits for more members
     /// after each join (Kafka's group.initial.rebalance.delay.ms).
     pub initial_rebalance_delay_ms: u64,
+    /// Groups one shard coordinates at most (with members, and with
+    /// committed offsets, each); a new group beyond it gets
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub max_groups_per_shard: usize,
+    /// Members (joined or given an id to join with) of one group at most;
+    /// a new member beyond it gets GROUP_MAX_SIZE_REACHED (Kafka's
+    /// group.max.size).
+    pub max_members_per_group: usize,
 }
 
 impl Default for GroupConfig {
     fn default() -> Self {
         Self {
             initial_rebalance_delay_ms: 3000,
+            max_groups_per_shard: 100_000,
+            max_members_per_group: 1_000,
         }
     }
 }
@@ -311,6 +321,18 @@ impl Config {
             self.groups.initial_rebalance_delay_ms,
             0,
             300_000,
+        )?;
+        check(
+            "groups.max_groups_per_shard",
+            self.groups.max_groups_per_shard,
+            1,
+            10_000_000,
+        )?;
+        check(
+            "groups.max_members_per_group",
+            self.groups.max_members_per_group,
+            1,
+            1_000_000,
         )?;
         check(
             "limits.max_partitions_per_shard",

@@ -251,3 +251,50 @@ def test_an_invalid_topic_name_of_32000_bytes_gets_invalid_topic(broker):
     assert 0 < msg_len <= 1024
     c.close()
     still_serving(broker)
+
+
+COORDINATOR_NOT_AVAILABLE, MEMBER_ID_REQUIRED, GROUP_MAX_SIZE_REACHED = 15, 79, 81
+
+
+def join_group_v5(group, member_id=""):
+    body = raw.string(group) + struct.pack(">ii", 10_000, 10_000) + raw.string(member_id) + raw.string_null()
+    body += raw.string("consumer") + struct.pack(">i", 1) + raw.string("range") + struct.pack(">i", 0)
+    return raw.frame(11, 5, 1, body)
+
+
+def join_error(conn, group, member_id=""):
+    conn.send(join_group_v5(group, member_id))
+    payload = conn.recv_frame()
+    assert payload is not None, "JoinGroup answered"
+    return struct.unpack_from(">h", payload, 4 + 4)[0]  # correlation id, throttle time
+
+
+def test_groups_and_members_beyond_their_limits_are_refused(broker_factory, tmp_path):
+    """A client cannot grow a coordinator without bound: new groups past
+    groups.max_groups_per_shard get COORDINATOR_NOT_AVAILABLE (joins and
+    standalone commits alike), new members past max_members_per_group get
+    GROUP_MAX_SIZE_REACHED; each refusal is counted."""
+    from test_metrics import scrape, total
+    cfg = tmp_path / "groups.toml"
+    cfg.write_text("[groups]\nmax_groups_per_shard = 3\nmax_members_per_group = 2\n")
+    b = broker_factory(shards=1, extra_args=["--config", str(cfg)])
+    create_topic(b.bootstrap, "t", 1)
+    c = raw.Conn(b.port)
+    # Two members may be handed ids (KIP-394), the third may not.
+    assert join_error(c, "g") == MEMBER_ID_REQUIRED
+    assert join_error(c, "g") == MEMBER_ID_REQUIRED
+    assert join_error(c, "g") == GROUP_MAX_SIZE_REACHED
+    # Three groups with members; the fourth is refused, the first still joins.
+    assert join_error(c, "g2") == MEMBER_ID_REQUIRED
+    assert join_error(c, "g3") == MEMBER_ID_REQUIRED
+    assert join_error(c, "g4") == COORDINATOR_NOT_AVAILABLE
+    # Committed offsets are kept per group too: three groups, not a fourth.
+    for i, want in enumerate([0, 0, 0, COORDINATOR_NOT_AVAILABLE]):
+        c.send(raw.flexible_frame(8, 8, 1, offset_commit_v8(f"standalone-{i}", "t", [0])))
+        assert offset_commit_v8_errors(c.recv_frame()) == [want]
+    m = scrape(b)
+    assert total(m, "corestream_group_limit_refusals_total", limit="members") == 1
+    assert total(m, "corestream_group_limit_refusals_total", limit="groups") == 2
+    assert b.log_text().count("refusing a new") == 1, "one warning per shard, not one per request"
+    still_serving(b)
+

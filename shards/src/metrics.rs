@@ -105,6 +105,8 @@ pub struct StorageReport {
     pub read_ahead_bytes: u64,
     pub read_ahead_runs: u64,
     pub read_ahead_hits: u64,
+    /// Peer Raft messages dropped because the shard's inbox was full.
+    pub raft_inbox_dropped: u64,
     /// Why the shard refuses writes, if it does.
     pub failed: Option<String>,
 }

@@ -232,6 +232,8 @@ impl Group {
 /// The groups this shard coordinates.
 pub struct Groups {
     groups: RefCell<HashMap<String, Group>>,
+    limits: super::GroupLimits,
+    refused: Rc<super::Refusals>,
     sweeping: Cell<bool>,
     next_member: Cell<u64>,
     initial_delay: Duration,
@@ -244,9 +246,11 @@ impl Groups {
         self.groups.borrow_mut().clear();
     }
 
-    pub fn new(initial_delay: Duration) -> Self {
+    pub fn new(initial_delay: Duration, limits: super::GroupLimits, refused: Rc<super::Refusals>) -> Self {
         Self {
             groups: RefCell::new(HashMap::new()),
+            limits,
+            refused,
             sweeping: Cell::new(false),
             next_member: Cell::new(0),
             initial_delay,
@@ -318,11 +322,17 @@ pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGr
     let now = Instant::now();
     let rx = {
         let mut all = groups.groups.borrow_mut();
+        if !all.contains_key(&group_id) && all.len() >= groups.limits.groups {
+            return join_error(groups.refused.group(groups.limits.groups), req.member_id);
+        }
         let g = all.entry(group_id.clone()).or_insert_with(Group::new);
         if !g.accepts(req.protocol_type.as_str(), &protocols) {
             return join_error(errors::INCONSISTENT_GROUP_PROTOCOL, req.member_id);
         }
         let mut member_id = req.member_id.to_string();
+        if member_id.is_empty() && g.members.len() + g.pending.len() >= groups.limits.members {
+            return join_error(groups.refused.member(groups.limits.members), req.member_id);
+        }
         if member_id.is_empty() {
             member_id = groups.new_member_id("consumer");
             if version >= 4 {

@@ -14,7 +14,7 @@
 pub mod membership;
 pub mod records;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -94,6 +94,43 @@ pub enum GroupReply {
     Leave(LeaveGroupResponse),
 }
 
+/// How many groups one coordinator keeps, and members one group.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    pub groups: usize,
+    pub members: usize,
+}
+
+/// Requests refused at a limit, for the metrics.
+#[derive(Default)]
+pub struct Refusals {
+    pub groups: Cell<u64>,
+    pub members: Cell<u64>,
+    /// The first refusal was logged (one warning per shard, not per request).
+    warned: Cell<bool>,
+}
+
+impl Refusals {
+    fn count(&self, counter: &Cell<u64>, what: &str, limit: usize) {
+        counter.set(counter.get() + 1);
+        if !self.warned.replace(true) {
+            tracing::warn!(limit, "refusing a new {what}: this coordinator holds its limit (config [groups]); counted in corestream_group_limit_refusals_total from now on");
+        }
+    }
+
+    /// A new group beyond `groups.max_groups_per_shard`.
+    pub fn group(&self, limit: usize) -> i16 {
+        self.count(&self.groups, "group", limit);
+        errors::COORDINATOR_NOT_AVAILABLE
+    }
+
+    /// A new member beyond `groups.max_members_per_group`.
+    pub fn member(&self, limit: usize) -> i16 {
+        self.count(&self.members, "group member", limit);
+        errors::GROUP_MAX_SIZE_REACHED
+    }
+}
+
 /// The groups whose coordinator is this shard.
 pub struct Coordinator {
     /// Offsets partitions whose records were replayed since start.
@@ -102,6 +139,8 @@ pub struct Coordinator {
     loading: glommio::sync::Semaphore,
     offsets: RefCell<HashMap<String, GroupOffsets>>,
     pub members: membership::Groups,
+    limits: GroupLimits,
+    pub refused: Rc<Refusals>,
     /// Creating the offsets topic was refused (and logged) once already.
     offsets_topic_refused: std::cell::Cell<bool>,
 }
@@ -123,12 +162,15 @@ impl Coordinator {
         self.members.forget_all();
     }
 
-    pub fn new(initial_rebalance_delay: std::time::Duration) -> Self {
+    pub fn new(initial_rebalance_delay: std::time::Duration, limits: GroupLimits) -> Self {
+        let refused = Rc::new(Refusals::default());
         Self {
             loaded: RefCell::new(HashSet::new()),
             loading: glommio::sync::Semaphore::new(1),
             offsets: RefCell::new(HashMap::new()),
-            members: membership::Groups::new(initial_rebalance_delay),
+            members: membership::Groups::new(initial_rebalance_delay, limits, refused.clone()),
+            limits,
+            refused,
             offsets_topic_refused: std::cell::Cell::new(false),
         }
     }
@@ -242,6 +284,12 @@ async fn commit(
 ) -> Vec<i16> {
     if let Err(code) = ensure_loaded(b, partition).await {
         return vec![code; offsets.len()];
+    }
+    {
+        let all = b.groups.offsets.borrow();
+        if !all.contains_key(group) && all.len() >= b.groups.limits.groups {
+            return vec![b.groups.refused.group(b.groups.limits.groups); offsets.len()];
+        }
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

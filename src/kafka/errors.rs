@@ -74,6 +74,7 @@ pub const INVALID_TOPIC: i16 = E::InvalidTopicException.code();
 pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();
 pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
 pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
+pub const GROUP_MAX_SIZE_REACHED: i16 = E::GroupMaxSizeReached.code();
 pub const INVALID_GROUP_ID: i16 = E::InvalidGroupId.code();
 pub const OFFSET_METADATA_TOO_LARGE: i16 = E::OffsetMetadataTooLarge.code();
 pub const INVALID_COMMIT_OFFSET_SIZE: i16 = E::InvalidCommitOffsetSize.code();

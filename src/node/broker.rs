@@ -267,6 +267,9 @@ impl Broker {
             requests: self.metrics.report(),
             connections: self.connections.get() as u64,
             mesh_waits: self.mesh.backpressure_waits(),
+            groups_refused: self.groups.refused.groups.get(),
+            members_refused: self.groups.refused.members.get(),
+            metadata_refused: self.control.as_ref().map_or(0, |c| c.refused.get()),
         }
     }
 

@@ -27,6 +27,11 @@ use crate::controller::{ClusterMeta, MetaChange};
 
 /// How long a proposer waits for its command to commit and apply.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Metadata changes proposed here and waiting to commit, at most: each
+/// holds a request and its reply channel until it commits or times out,
+/// so a client firing CreateTopics in a loop meets REQUEST_TIMED_OUT
+/// (retriable) here instead of growing the node's memory.
+pub const MAX_PENDING_CHANGES: usize = 1024;
 /// How often a proposer looks again for a metadata leader, and for how
 /// long (an election takes 1-2 s); a broker cut off from the majority
 /// then tells its client to go elsewhere.
@@ -135,6 +140,8 @@ pub struct Control {
     stalled: Cell<bool>,
     /// Commands proposed here, by id, with who waits for the reply.
     pending: RefCell<HashMap<u128, flume::Sender<ControlReply>>>,
+    /// Changes refused because `MAX_PENDING_CHANGES` were waiting.
+    pub refused: Cell<u64>,
 }
 
 impl Control {
@@ -145,6 +152,7 @@ impl Control {
             applied: Cell::new(applied),
             stalled: Cell::new(false),
             pending: RefCell::new(HashMap::new()),
+            refused: Cell::new(0),
         }
     }
 }
@@ -163,6 +171,12 @@ pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlRep
     };
     let bytes = serde_json::to_vec(&command).expect("a metadata command serializes");
     let request = command.request;
+    if control.pending.borrow().len() >= MAX_PENDING_CHANGES {
+        control.refused.set(control.refused.get() + 1);
+        return request.failed(ControlError::TimedOut(format!(
+            "{MAX_PENDING_CHANGES} metadata changes are already waiting to commit; retry"
+        )));
+    }
     let (tx, rx) = flume::bounded(1);
     control.pending.borrow_mut().insert(id, tx);
     let started = std::time::Instant::now();

@@ -100,6 +100,12 @@ pub struct ShardReport {
     /// Times this shard stopped taking requests from a peer shard until
     /// one of its requests finished (mesh backpressure).
     pub mesh_waits: u64,
+    /// New groups and members refused at `[groups]` limits.
+    pub groups_refused: u64,
+    pub members_refused: u64,
+    /// Metadata changes refused because too many were waiting to commit
+    /// (shard 0 runs the controller; 0 elsewhere).
+    pub metadata_refused: u64,
 }
 
 /// Node-wide facts for the scrape.
@@ -271,6 +277,34 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
         "counter",
         "Record batches written; divided by WAL appends: the batches each group commit carried.",
         &|s| s.storage.batches_staged.to_string(),
+    );
+    f.head(
+        "corestream_group_limit_refusals_total",
+        "counter",
+        "New groups (groups.max_groups_per_shard, answered COORDINATOR_NOT_AVAILABLE) and new members (groups.max_members_per_group, answered GROUP_MAX_SIZE_REACHED) refused.",
+    );
+    for s in shards {
+        for (limit, n) in [("groups", s.groups_refused), ("members", s.members_refused)] {
+            f.line(
+                "corestream_group_limit_refusals_total",
+                &format!("shard=\"{}\",limit=\"{limit}\"", s.shard),
+                n.to_string(),
+            );
+        }
+    }
+    per_shard(
+        &mut f,
+        "corestream_metadata_changes_refused_total",
+        "counter",
+        "Metadata changes (CreateTopics, DeleteTopics, ...) answered REQUEST_TIMED_OUT because 1,024 were already waiting to commit.",
+        &|s| s.metadata_refused.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_raft_inbox_dropped_total",
+        "counter",
+        "Raft messages from peers dropped because 16,384 messages or 64 MiB of entries were waiting for this shard (the leader sends them again).",
+        &|s| s.storage.raft_inbox_dropped.to_string(),
     );
     per_shard(
         &mut f,

@@ -231,6 +231,10 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     })
     .await;
     let initial_rebalance_delay = std::time::Duration::from_millis(config.groups.initial_rebalance_delay_ms);
+    let group_limits = crate::group::GroupLimits {
+        groups: config.groups.max_groups_per_shard,
+        members: config.groups.max_members_per_group,
+    };
     let shards = mesh.shard_count();
     // A cluster node starts out hearing from nobody: not worth a warning.
     let in_cluster = !config.cluster.nodes.is_empty();
@@ -243,7 +247,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         control,
         connections: Cell::new(0),
         connection_fds: RefCell::new(Default::default()),
-        groups: crate::group::Coordinator::new(initial_rebalance_delay),
+        groups: crate::group::Coordinator::new(initial_rebalance_delay, group_limits),
         metrics: Default::default(),
         started: std::time::Instant::now(),
         leaders: RefCell::new(vec![None; shards]),

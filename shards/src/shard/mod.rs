@@ -141,6 +141,48 @@ const READ_CACHE_SHARE: u64 = 8;
 /// Applied Raft entries kept in memory for followers that lag behind may
 /// take up to this fraction (1/N) of the memory budget.
 const RAFT_RETAIN_SHARE: u64 = 4;
+/// Most Raft messages, and entry bytes, waiting for the driver; beyond
+/// them a peer's messages are dropped (`RaftInbox::push`).
+const RAFT_INBOX_MAX_MESSAGES: usize = 16_384;
+const RAFT_INBOX_MAX_BYTES: usize = 64 << 20;
+
+/// Peers' Raft messages waiting for the driver, bounded.
+#[derive(Default)]
+struct RaftInbox {
+    messages: Vec<raft::prelude::Message>,
+    /// Entry bytes in `messages`.
+    bytes: usize,
+    /// Messages dropped because the inbox was full.
+    dropped: u64,
+}
+
+impl RaftInbox {
+    /// Queues `msg`, or drops it (and counts it) when the inbox holds its
+    /// limit: Raft tolerates loss (the leader sends again), memory does
+    /// not tolerate a peer that sends faster than this shard steps. One
+    /// message always fits an empty inbox, however large.
+    fn push(&mut self, msg: raft::prelude::Message) -> bool {
+        let bytes: usize = msg.get_entries().iter().map(|e| e.data.len() + e.context.len()).sum();
+        let full = self.messages.len() >= RAFT_INBOX_MAX_MESSAGES
+            || (!self.messages.is_empty() && self.bytes + bytes > RAFT_INBOX_MAX_BYTES);
+        if full {
+            self.dropped += 1;
+            return false;
+        }
+        self.bytes += bytes;
+        self.messages.push(msg);
+        true
+    }
+
+    fn take(&mut self) -> Vec<raft::prelude::Message> {
+        self.bytes = 0;
+        std::mem::take(&mut self.messages)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
 
 pub struct Shard {
     pub id: ShardId,
@@ -154,7 +196,7 @@ pub struct Shard {
     raft_commit: Cell<u64>,
     wal_metrics: Rc<WalMetrics>,
     /// Messages from peers and clock ticks, for the Raft driver.
-    raft_inbox: RefCell<Vec<raft::prelude::Message>>,
+    raft_inbox: RefCell<RaftInbox>,
     tick_due: Cell<bool>,
     /// Shutting down: hand the group's leadership to a caught-up peer.
     hand_off: Cell<bool>,
@@ -209,8 +251,7 @@ impl Shard {
                 let weak = weak.clone();
                 Transport::start(membership.me, listen, &cfg.peers, move |msg| {
                     if let Some(shard) = weak.upgrade() {
-                        shard.raft_inbox.borrow_mut().push(msg);
-                        let _ = shard.kick.try_send(());
+                        shard.take_from_peer(msg);
                     }
                 })
             });
@@ -235,7 +276,7 @@ impl Shard {
                 raft_term: Cell::new(group.term()),
                 raft_commit: Cell::new(group.commit_index()),
                 wal_metrics: group.wal().metrics(),
-                raft_inbox: RefCell::new(Vec::new()),
+                raft_inbox: RefCell::new(RaftInbox::default()),
                 tick_due: Cell::new(false),
                 hand_off: Cell::new(false),
                 transport,
@@ -255,6 +296,16 @@ impl Shard {
         // Elections and recovered entries produce a first Ready.
         let _ = shard.kick.try_send(());
         Ok(shard)
+    }
+
+    /// Queues a peer's Raft message for the driver, unless the queue holds
+    /// `RAFT_INBOX_MAX_*` already (a peer sending faster than this shard
+    /// steps): then it is dropped, which Raft tolerates (the leader sends
+    /// again), rather than held without bound.
+    fn take_from_peer(&self, msg: raft::prelude::Message) {
+        if self.raft_inbox.borrow_mut().push(msg) {
+            let _ = self.kick.try_send(());
+        }
     }
 
     /// The shard's events (metadata commits, leader changes), for the one
@@ -330,6 +381,7 @@ impl Shard {
             read_ahead_bytes: self.ahead.borrow().bytes() as u64,
             read_ahead_runs: self.ahead.borrow().started,
             read_ahead_hits: self.ahead.borrow().hits,
+            raft_inbox_dropped: self.raft_inbox.borrow().dropped,
             failed: st.failed.clone(),
         }
     }
@@ -448,7 +500,8 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
     let mut ticks = 0u64;
     while kicked.recv().await.is_some() {
         loop {
-            for msg in std::mem::take(&mut *shard.raft_inbox.borrow_mut()) {
+            let inbox = shard.raft_inbox.borrow_mut().take();
+            for msg in inbox {
                 group.receive(msg);
             }
             if shard.tick_due.replace(false) {
@@ -486,5 +539,38 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::prelude::{Entry, Message};
+
+    fn with_entry(bytes: usize) -> Message {
+        let mut m = Message::default();
+        m.mut_entries().push(Entry {
+            data: vec![0u8; bytes].into(),
+            ..Default::default()
+        });
+        m
+    }
+
+    #[test]
+    fn the_raft_inbox_drops_what_exceeds_its_bounds() {
+        let mut inbox = RaftInbox::default();
+        assert!(
+            inbox.push(with_entry(RAFT_INBOX_MAX_BYTES + 1)),
+            "one message always fits an empty inbox"
+        );
+        assert!(!inbox.push(with_entry(1)));
+        assert_eq!(inbox.take().len(), 1);
+        for _ in 0..RAFT_INBOX_MAX_MESSAGES {
+            assert!(inbox.push(Message::default()));
+        }
+        assert!(!inbox.push(Message::default()));
+        assert_eq!(inbox.dropped, 2);
+        assert_eq!(inbox.take().len(), RAFT_INBOX_MAX_MESSAGES);
+        assert!(inbox.is_empty() && inbox.push(with_entry(1000)));
     }
 }
