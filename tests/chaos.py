@@ -1,7 +1,10 @@
 """Fault injection on real processes, in the spirit of Jepsen's Kafka and
 Redpanda workloads: a 3-node cluster in network namespaces (one host each,
 on a bridge), a nemesis that kills -9, pauses (SIGSTOP/SIGCONT), stops
-gracefully (SIGTERM) and partitions nodes (one node, or the leader alone),
+gracefully (SIGTERM), partitions nodes (one node, the leader alone, or a
+bridge: two nodes cut from each other, both still reaching the third),
+fills a node's disk (each node's data is on its own small ext4 image) and
+skews a node's clock (libfaketime moves its wall clock by hours or a day),
 one fault at a time; producers (librdkafka idempotent, kafka-python plain,
 both acks=all) and a consumer group run throughout. Then everything heals
 and a checker reads every partition from the start:
@@ -20,7 +23,9 @@ and a checker reads every partition from the start:
 """
 import argparse
 import json
+import os
 import random
+import subprocess
 import signal
 import sys
 import tempfile
@@ -39,7 +44,71 @@ from test_partition import Hosts, netns_cluster  # noqa: E402
 
 TOPIC = "chaos"
 PARTITIONS = 6
-FAULTS = ["kill9", "pause", "sigterm", "partition_one", "partition_leader"]
+FAULTS = ["kill9", "pause", "sigterm", "partition_one", "partition_leader", "partition_bridge", "disk_full",
+          "clock_skew"]
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+class Disks:
+    """A small ext4 file system per node, loop-mounted, so that the nemesis
+    can fill one node's disk without touching the machine's."""
+
+    def __init__(self, workdir, size="512M"):
+        self.workdir, self.size, self.mounts = Path(workdir), size, []
+
+    def build(self):
+        for i in range(3):
+            image, mnt = self.workdir / f"disk{i}.ext4", self.workdir / f"disk{i}"
+            mnt.mkdir()
+            subprocess.run(["truncate", "-s", self.size, str(image)], check=True)
+            subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+            subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+            self.mounts.append(mnt)
+
+    def data_dir(self, i):
+        return self.mounts[i] / "data"
+
+    def fill(self, i):
+        """Takes every free block, the reserved ones too (the broker runs
+        as root, which may use them)."""
+        filler = self.mounts[i] / "filler"
+        st = os.statvfs(self.mounts[i])
+        with open(filler, "wb") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, st.f_bfree * st.f_frsize)
+            except OSError:
+                pass
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    def free(self, i):
+        (self.mounts[i] / "filler").unlink(missing_ok=True)
+
+    def destroy(self):
+        for mnt in self.mounts:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+class Clocks:
+    """Each node's wall clock offset, read by libfaketime in the node at
+    every clock call (the monotonic clock, which timers use, is left
+    alone)."""
+
+    def __init__(self, workdir):
+        self.files = [Path(workdir) / f"clock{i}" for i in range(3)]
+        for f in self.files:
+            f.write_text("+0\n")
+
+    def wrapper(self, i):
+        return ["env", f"LD_PRELOAD={FAKETIME}", f"FAKETIME_TIMESTAMP_FILE={self.files[i]}", "FAKETIME_NO_CACHE=1",
+                "FAKETIME_DONT_FAKE_MONOTONIC=1"]
+
+    def skew(self, i, offset):
+        self.files[i].write_text(f"{offset}\n")
 
 
 class Acks:
@@ -144,8 +213,9 @@ class GroupConsumer(threading.Thread):
 
 
 class Nemesis:
-    def __init__(self, cluster, hosts, rng, log):
-        self.cluster, self.hosts, self.rng, self.log = cluster, hosts, rng, log
+    def __init__(self, cluster, hosts, disks, clocks, rng, log):
+        self.cluster, self.hosts, self.disks, self.clocks, self.rng, self.log = cluster, hosts, disks, clocks, rng, log
+        self.kinds = FAULTS if clocks else [k for k in FAULTS if k != "clock_skew"]
 
     def leader(self):
         for b in self.cluster.alive():
@@ -158,7 +228,7 @@ class Nemesis:
         return None
 
     def one(self):
-        kind = self.rng.choice(FAULTS)
+        kind = self.rng.choice(self.kinds)
         node = self.leader() if kind == "partition_leader" else self.rng.randrange(3)
         if node is None:
             node = self.rng.randrange(3)
@@ -182,6 +252,28 @@ class Nemesis:
                 raise AssertionError(f"node {node} exited {rc} on SIGTERM")
             time.sleep(hold)
             b.start(timeout=60)
+        elif kind == "partition_bridge":
+            # `node` is the bridge: the other two lose each other only.
+            a, c = [i for i in range(3) if i != node]
+            self.hosts.cut_link(a, c)
+            time.sleep(hold)
+            self.hosts.cut_link(a, c, on=False)
+        elif kind == "disk_full":
+            self.disks.fill(node)
+            time.sleep(hold)
+            self.disks.free(node)
+            # A WAL append that met the full disk leaves its shard refusing
+            # writes until a restart recovers the log (/health says so):
+            # restart it, as its operator or health check would.
+            status, body = b.admin_get("/health")
+            if status != 200 and "refuses writes" in body:
+                b.kill9()
+                b.start(timeout=60)
+                kind = "disk_full_restart"
+        elif kind == "clock_skew":
+            self.clocks.skew(node, self.rng.choice(["+3h", "-3h", "+1d", "-1d", "+7d"]))
+            time.sleep(hold)
+            self.clocks.skew(node, "+0")
         else:
             self.hosts.cut(node)
             time.sleep(hold)
@@ -254,7 +346,7 @@ def check(idem, plain, group, got, ends, faults):
             gap = max((b - a for a, b in zip(ts, ts[1:])), default=0.0)
             unavailable[f["kind"]] = max(unavailable[f["kind"]], gap)
     summary = {
-        "faults": {k: sum(1 for f in faults if f["kind"] == k) for k in FAULTS},
+        "faults": {k: sum(1 for f in faults if f["kind"] == k) for k in FAULTS + ["disk_full_restart"]},
         "acknowledged": {"idempotent": len(idem.acks.acked), "plain": len(plain.acks.acked)},
         "sent": {"idempotent": idem.sent, "plain": plain.sent},
         "failed_sends": {"idempotent": idem.acks.errors, "plain": plain.acks.errors},
@@ -272,10 +364,19 @@ def check(idem, plain, group, got, ends, faults):
 def run(minutes, seed, workdir, rate=100, between=(3, 8)):
     rng = random.Random(seed)
     print(f"chaos: seed {seed}, {minutes} min, data in {workdir}", flush=True)
-    hosts = Hosts()
+    hosts, disks = Hosts(), Disks(workdir)
     hosts.build()
-    cluster = netns_cluster(Path(workdir), hosts)
+    cluster = None
     try:
+        disks.build()
+        clocks = Clocks(workdir) if FAKETIME.exists() else None
+        if clocks is None:
+            print(f"chaos: {FAKETIME} is missing (Debian package faketime): no clock skew", flush=True)
+        # 1 MiB segments: rolls, which allocate, come often enough for a
+        # full disk to meet one.
+        cluster = netns_cluster(Path(workdir), hosts, data_dirs=[disks.data_dir(i) for i in range(3)],
+                                wrappers=[clocks.wrapper(i) for i in range(3)] if clocks else None,
+                                segment_bytes="1MiB")
         cluster.start()
         bootstrap = cluster.bootstrap()
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -286,7 +387,7 @@ def run(minutes, seed, workdir, rate=100, between=(3, 8)):
         for t in (idem, plain, group):
             t.start()
         faults = []
-        nemesis = Nemesis(cluster, hosts, rng, faults)
+        nemesis = Nemesis(cluster, hosts, disks, clocks, rng, faults)
         end = time.monotonic() + minutes * 60
         while time.monotonic() < end:
             time.sleep(rng.uniform(*between))
@@ -307,7 +408,9 @@ def run(minutes, seed, workdir, rate=100, between=(3, 8)):
         got, ends = read_everything(bootstrap)
         return check(idem, plain, group, got, ends, faults)
     finally:
-        cluster.stop()
+        if cluster is not None:
+            cluster.stop()
+        disks.destroy()
         hosts.destroy()
 
 

@@ -63,6 +63,13 @@ class Hosts:
                 sh("ip", "netns", "exec", self.names[i], "ip", "route", verb, "blackhole", self.ip(j) + "/32")
                 sh("ip", "netns", "exec", self.names[j], "ip", "route", verb, "blackhole", self.ip(i) + "/32")
 
+    def cut_link(self, i, j, on=True):
+        """Cuts (or heals) only the link between nodes i and j: with three
+        nodes, the third one still reaches both (a bridge)."""
+        verb = "add" if on else "del"
+        sh("ip", "netns", "exec", self.names[i], "ip", "route", verb, "blackhole", self.ip(j) + "/32")
+        sh("ip", "netns", "exec", self.names[j], "ip", "route", verb, "blackhole", self.ip(i) + "/32")
+
     def destroy(self):
         for kind, name in reversed(self.made):
             if kind == "netns":
@@ -85,16 +92,21 @@ def hosts():
     h.destroy()
 
 
-def netns_cluster(tmp_path, hosts):
+def netns_cluster(tmp_path, hosts, data_dirs=None, wrappers=None, segment_bytes="8MiB"):
+    """A 3-node cluster, node i in namespace i. `data_dirs[i]` (default
+    under tmp_path) and `wrappers[i]`, a command prefix run inside the
+    namespace (e.g. `env LD_PRELOAD=...`), are per node."""
     cluster = Cluster.__new__(Cluster)
     cluster.nodes = []
     lines = ",\n".join(f'  {{ id = {i}, kafka = "{hosts.ip(i)}:9092", raft = "{hosts.ip(i)}:9093" }}'
                        for i in range(3))
     for i in range(3):
         cfg = tmp_path / f"node{i}.toml"
-        cfg.write_text(f'[wal]\nsegment_bytes = "8MiB"\n[cluster]\nnodes = [\n{lines}\n]\n')
-        cluster.nodes.append(Broker(tmp_path / f"node{i}", shards=1, host=hosts.ip(i), port=9092, admin_port=9644,
-                                    prefix=["ip", "netns", "exec", hosts.names[i]],
+        cfg.write_text(f'[wal]\nsegment_bytes = "{segment_bytes}"\n[cluster]\nnodes = [\n{lines}\n]\n')
+        data_dir = data_dirs[i] if data_dirs else tmp_path / f"node{i}"
+        wrapper = list(wrappers[i]) if wrappers else []
+        cluster.nodes.append(Broker(data_dir, shards=1, host=hosts.ip(i), port=9092, admin_port=9644,
+                                    prefix=["ip", "netns", "exec", hosts.names[i]] + wrapper,
                                     extra_args=["--config", str(cfg), "--node-id", str(i)],
                                     log_path=tmp_path / f"node{i}.log"))
     return cluster

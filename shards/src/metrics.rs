@@ -99,6 +99,7 @@ pub struct StorageReport {
     pub raft_leader: bool,
     pub batches_staged: u64,
     pub producers_expired: u64,
+    pub producers_evicted: u64,
     pub read_cache_bytes: u64,
     pub read_cache_hits: u64,
     pub read_cache_misses: u64,

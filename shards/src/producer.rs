@@ -24,6 +24,12 @@ const SEQ_SPACE: i64 = i32::MAX as i64 + 1;
 /// producer id a client ever used.
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// Producers remembered per partition at most: a new one beyond it evicts
+/// the one that wrote least recently (as if it had expired), so that
+/// clients opening a new producer per message (KIP-936's case) cannot
+/// grow the broker's memory within the expiration day.
+pub const MAX_PRODUCERS_PER_PARTITION: usize = 1_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SeqRange {
     first: i32,
@@ -130,8 +136,21 @@ impl Producers {
     }
 
     /// Records an appended batch (after `check` said `Append`, or on
-    /// replay), written at `now_ms`.
-    pub fn record(&mut self, producer_id: i64, epoch: i16, first: i32, count: u32, base: Offset, now_ms: i64) {
+    /// replay), written at `now_ms`. Returns whether a producer was evicted
+    /// to make room (`MAX_PRODUCERS_PER_PARTITION`).
+    pub fn record(&mut self, producer_id: i64, epoch: i16, first: i32, count: u32, base: Offset, now_ms: i64) -> bool {
+        let mut evicted = false;
+        if self.by_id.len() >= MAX_PRODUCERS_PER_PARTITION && !self.by_id.contains_key(&producer_id) {
+            let oldest = self
+                .by_id
+                .iter()
+                .min_by_key(|(id, p)| (p.last_ms, **id))
+                .map(|(&id, _)| id);
+            if let Some(id) = oldest {
+                self.by_id.remove(&id);
+                evicted = true;
+            }
+        }
         let p = self.by_id.entry(producer_id).or_insert_with(|| ProducerEntry {
             epoch,
             recent: VecDeque::with_capacity(RECENT_BATCHES),
@@ -150,6 +169,7 @@ impl Producers {
             last: last_seq(first, count),
             base,
         });
+        evicted
     }
 }
 
@@ -173,6 +193,26 @@ mod tests {
         );
         assert_eq!(ps.expire(i64::MAX), 1);
         assert!(ps.is_empty());
+    }
+
+    #[test]
+    fn a_new_producer_beyond_the_limit_evicts_the_least_recent() {
+        let mut ps = Producers::default();
+        for id in 0..MAX_PRODUCERS_PER_PARTITION as i64 {
+            assert!(!ps.record(id, 0, 0, 1, Offset(id), 1_000 + id));
+        }
+        assert!(
+            !ps.record(5, 0, 1, 1, Offset(2_000), 0),
+            "a known producer evicts no one"
+        );
+        assert!(ps.record(-7, 0, 0, 1, Offset(2_001), 9_999));
+        assert_eq!(ps.by_id.len(), MAX_PRODUCERS_PER_PARTITION);
+        assert!(!ps.by_id.contains_key(&0), "producer 0 wrote least recently");
+        assert_eq!(
+            ps.check(1, 0, 0, 1),
+            Ok(SeqCheck::Duplicate(Offset(1))),
+            "the others are remembered"
+        );
     }
 
     #[test]

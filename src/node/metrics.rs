@@ -301,6 +301,13 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     );
     per_shard(
         &mut f,
+        "corestream_producers_evicted_total",
+        "counter",
+        "Idempotent producers forgotten because a partition held 1,000 and a new one wrote (the least recent goes).",
+        &|s| s.storage.producers_evicted.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_raft_inbox_dropped_total",
         "counter",
         "Raft messages from peers dropped because 16,384 messages or 64 MiB of entries were waiting for this shard (the leader sends them again).",

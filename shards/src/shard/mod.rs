@@ -375,6 +375,7 @@ impl Shard {
             raft_leader: st.leader,
             batches_staged: st.batches_staged,
             producers_expired: st.producers_expired,
+            producers_evicted: st.producers_evicted,
             read_cache_bytes: self.cache.borrow().bytes() as u64,
             read_cache_hits: self.cache.borrow().hits,
             read_cache_misses: self.cache.borrow().misses,

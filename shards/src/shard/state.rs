@@ -63,8 +63,10 @@ pub struct State {
     /// Record batches staged for the log (divided by WAL appends: how many
     /// batches each group commit carried).
     pub(crate) batches_staged: u64,
-    /// Producers forgotten after `PRODUCER_ID_EXPIRATION_MS` idle.
+    /// Producers forgotten after `PRODUCER_ID_EXPIRATION_MS` idle, and
+    /// evicted beyond `MAX_PRODUCERS_PER_PARTITION`.
     pub(crate) producers_expired: u64,
+    pub(crate) producers_evicted: u64,
     /// When producer state was last looked at for expiry (ms since epoch).
     producers_swept_ms: i64,
     /// Partitions that hold producer state: what an expiry pass visits
@@ -181,7 +183,9 @@ impl State {
             }
             let base = p.assign(count);
             if producer_id >= 0 {
-                p.producers_mut().record(producer_id, epoch, seq, count, base, now_ms);
+                if p.producers_mut().record(producer_id, epoch, seq, count, base, now_ms) {
+                    self.producers_evicted += 1;
+                }
                 recorded = true;
             }
             first.get_or_insert(base);
@@ -395,6 +399,7 @@ impl State {
     /// not by the batch's timestamps: a client's clock, or old data it
     /// replays, would expire a producer that is writing now.
     fn index_entry(&mut self, payload: &[u8], pos: WalPos, record_producers: bool, now_ms: i64) {
+        let mut evicted = 0;
         for it in items(payload) {
             let Some(p) = self.entry_partition(it.partition) else {
                 continue; // deleted since
@@ -403,9 +408,12 @@ impl State {
             let delta = batch::last_offset_delta(b);
             let last = Offset(it.base.0 + delta as i64);
             let (producer_id, epoch, seq) = batch::producer(b);
-            if record_producers && producer_id >= 0 {
-                p.producers_mut()
-                    .record(producer_id, epoch, seq, delta + 1, it.base, now_ms);
+            if record_producers
+                && producer_id >= 0
+                && p.producers_mut()
+                    .record(producer_id, epoch, seq, delta + 1, it.base, now_ms)
+            {
+                evicted += 1;
             }
             p.index_batch(IndexEntry {
                 base: it.base,
@@ -421,6 +429,7 @@ impl State {
                 self.with_producers.insert(it.partition);
             }
         }
+        self.producers_evicted += evicted;
         if record_producers {
             self.maybe_expire_producers(now_ms);
         }
