@@ -115,7 +115,7 @@ pub async fn hand_off(broker: &Rc<Broker>) -> Option<Duration> {
     while live() && broker.shard.hand_off_leadership() && started.elapsed() < HANDOFF_BUDGET {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    if broker.shard.is_leader() {
+    if broker.shard.leads_group() {
         tracing::warn!(shard = %broker.me(), "no peer took the Raft group over within {HANDOFF_BUDGET:?}; stopping as its leader");
     }
     Some(started.elapsed())

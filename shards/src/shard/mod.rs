@@ -324,11 +324,20 @@ impl Shard {
         self.state.borrow().serves()
     }
 
+    /// Whether this shard's Raft role is leader (serving or not: a new
+    /// leader before its first commit, one without its lease, one
+    /// handing over).
+    pub fn leads_group(&self) -> bool {
+        self.state.borrow().leader
+    }
+
     /// Asks the Raft driver to hand this group's leadership to a caught-up
     /// peer (controlled shutdown). True while this node still leads a
     /// group that has peers: the caller waits, asking again, until false.
     pub fn hand_off_leadership(&self) -> bool {
-        if self.transport.is_none() || !self.is_leader() {
+        // The Raft role, not `is_leader`: a leader handing over has given
+        // up its lease already, and leads until a peer takes over.
+        if self.transport.is_none() || !self.leads_group() {
             return false;
         }
         self.hand_off.set(true);
