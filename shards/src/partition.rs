@@ -103,6 +103,26 @@ impl Partition {
         }
     }
 
+    /// Moves the log start up to `offset` (DeleteRecords, retention: a
+    /// committed trim entry) and forgets the batches wholly below it.
+    /// Returns whether it moved.
+    pub fn trim_to(&mut self, offset: Offset) -> bool {
+        assert!(
+            offset <= self.high_watermark,
+            "partition {}: log start {} past the high watermark {}",
+            self.id,
+            offset,
+            self.high_watermark
+        );
+        if offset <= self.log_start {
+            return false;
+        }
+        self.log_start = offset;
+        let gone = self.index.partition_point(|e| e.last < offset);
+        self.index.drain(..gone);
+        true
+    }
+
     /// Drops the stored batches from `offset` on: an uncommitted tail that
     /// a new Raft leader replaced. Committed offsets never go.
     pub fn truncate_from(&mut self, offset: Offset) {

@@ -66,6 +66,7 @@ pub fn control(e: &ControlError) -> i16 {
 }
 
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = E::UnknownTopicOrPartition.code();
+pub const OFFSET_OUT_OF_RANGE: i16 = E::OffsetOutOfRange.code();
 pub const INVALID_REQUIRED_ACKS: i16 = E::InvalidRequiredAcks.code();
 pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = E::FetchSessionIdNotFound.code();
@@ -115,6 +116,14 @@ mod codes {
         }
     }
     impl ErrorCodes for ListOffsetsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| each(p.error_code));
+        }
+    }
+    impl ErrorCodes for DeleteRecordsResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             self.topics
                 .iter()

@@ -7,6 +7,7 @@ pub mod api_versions;
 pub mod connection;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod errors;
@@ -108,6 +109,7 @@ requests! {
     Produce => produce, ProduceRequest;
     Fetch => fetch, FetchRequest;
     ListOffsets => list_offsets, ListOffsetsRequest;
+    DeleteRecords => delete_records, DeleteRecordsRequest;
     Metadata => metadata, MetadataRequest;
     ApiVersions => api_versions, ApiVersionsRequest;
     CreateTopics => create_topics, CreateTopicsRequest;
@@ -165,6 +167,7 @@ pub async fn dispatch(
             Ok(Some(frame::encode(api, corr, version, &resp, borrowed)?))
         }
         Request::ListOffsets(req) => serve!(list_offsets, req),
+        Request::DeleteRecords(req) => serve!(delete_records, req),
         Request::Metadata(req) => serve!(metadata, req),
         Request::ApiVersions(req) => serve!(api_versions, req),
         Request::CreateTopics(req) => serve!(create_topics, req),

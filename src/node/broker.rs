@@ -49,6 +49,12 @@ pub enum NodeMsg {
         queries: Vec<(PartitionId, OffsetQuery)>,
         reply: flume::Sender<Vec<OffsetResult>>,
     },
+    /// DeleteRecords: each partition's log start up to an offset (`None`:
+    /// the high watermark); the reply holds each new low watermark.
+    DeleteRecords {
+        trims: Vec<(PartitionId, Option<Offset>)>,
+        reply: flume::Sender<Vec<Result<Offset, ShardError>>>,
+    },
     /// To shard 0: a metadata request for the controller.
     Control {
         request: ControlRequest,
@@ -224,6 +230,21 @@ impl Broker {
             .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
     }
 
+    /// DeleteRecords on the partitions of shard `to`.
+    pub async fn delete_records(
+        &self,
+        to: ShardId,
+        trims: Vec<(PartitionId, Option<Offset>)>,
+    ) -> Vec<Result<Offset, ShardError>> {
+        if to == self.me() {
+            return delete_local(&self.shard, trims).await;
+        }
+        let n = trims.len();
+        self.ask(to, |reply| NodeMsg::DeleteRecords { trims, reply })
+            .await
+            .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
+    }
+
     /// Runs a group request on the group's coordinator shard `to`.
     pub async fn group(self: &Rc<Self>, to: ShardId, request: GroupRequest) -> Option<GroupReply> {
         if to == self.me() {
@@ -306,6 +327,9 @@ impl Broker {
                 let _ = reply.try_send(r);
                 Work::Done
             }
+            NodeMsg::DeleteRecords { trims, reply } => Work::Request(Box::pin(async move {
+                let _ = reply.send_async(delete_local(&b.shard, trims).await).await;
+            })),
             NodeMsg::Control { request, reply } => Work::Request(Box::pin(async move {
                 let _ = reply.send_async(super::control::execute(&b, request).await).await;
             })),
@@ -325,6 +349,10 @@ impl Broker {
             }
         }
     }
+}
+
+async fn delete_local(shard: &Shard, trims: Vec<(PartitionId, Option<Offset>)>) -> Vec<Result<Offset, ShardError>> {
+    shard.delete_records(trims).await
 }
 
 async fn read_local(shard: &Shard, reads: Vec<ReadRequest>, budget: usize) -> Vec<ReadResult> {

@@ -65,6 +65,10 @@ pub enum EntryError {
     ItemOverrun { at: usize, claimed: usize, left: usize },
     #[error("batch at byte {at}: {source}")]
     Batch { at: usize, source: batch::BatchError },
+    #[error("a trim entry of {0} bytes (a multiple of 12, at least one item)")]
+    TrimLength(usize),
+    #[error("a trim to offset {0}")]
+    NegativeTrim(i64),
 }
 
 /// Checks a data entry's payload as `items` and the shard's apply will
@@ -91,6 +95,45 @@ pub fn validate_payload(payload: &[u8]) -> Result<usize, EntryError> {
         count += 1;
     }
     Ok(count)
+}
+
+/// A trim entry's payload: `partition u32 | log_start i64` (little
+/// endian), once per partition whose log start moves.
+const TRIM_ITEM_BYTES: usize = 12;
+
+pub fn encode_trims(trims: &[(PartitionId, Offset)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(trims.len() * TRIM_ITEM_BYTES);
+    for (p, offset) in trims {
+        out.extend_from_slice(&p.0.to_le_bytes());
+        out.extend_from_slice(&offset.0.to_le_bytes());
+    }
+    out
+}
+
+/// Checks a trim entry's payload as `trims` reads it.
+pub fn validate_trims(payload: &[u8]) -> Result<usize, EntryError> {
+    if payload.is_empty() || !payload.len().is_multiple_of(TRIM_ITEM_BYTES) {
+        return Err(EntryError::TrimLength(payload.len()));
+    }
+    for t in trims(payload) {
+        if t.1 .0 < 0 {
+            return Err(EntryError::NegativeTrim(t.1 .0));
+        }
+    }
+    Ok(payload.len() / TRIM_ITEM_BYTES)
+}
+
+/// The `(partition, new log start)` pairs of a trim entry (checked by
+/// `validate_trims` when it came from a peer; a trailing partial item,
+/// which only a bug could write, is ignored).
+pub fn trims(payload: &[u8]) -> impl Iterator<Item = (PartitionId, Offset)> + '_ {
+    payload.chunks_exact(TRIM_ITEM_BYTES).map(|c| {
+        let (p, o) = c.split_at(4);
+        (
+            PartitionId(u32::from_le_bytes(p.try_into().expect("4 bytes"))),
+            Offset(i64::from_le_bytes(o.try_into().expect("8 bytes"))),
+        )
+    })
 }
 
 /// Iterates the items of a payload. A malformed payload (which passed the
@@ -137,5 +180,16 @@ mod tests {
         assert!(batch::validate(first, 1 << 20).is_ok());
         assert_eq!(got[1].partition, PartitionId(9));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn trims_roundtrip_and_bad_ones_are_refused() {
+        let t = [(PartitionId(3), Offset(40)), (PartitionId(u32::MAX), Offset(0))];
+        let payload = encode_trims(&t);
+        assert_eq!(validate_trims(&payload).unwrap(), 2);
+        assert_eq!(trims(&payload).collect::<Vec<_>>(), t);
+        assert!(validate_trims(&payload[..13]).is_err());
+        assert!(validate_trims(&[]).is_err());
+        assert!(validate_trims(&encode_trims(&[(PartitionId(1), Offset(-1))])).is_err());
     }
 }

@@ -37,6 +37,8 @@ pub trait Outbox {
 /// Marks a proposal (the Raft entry `context`) as a cluster metadata
 /// command rather than partition batches.
 pub const META_CONTEXT: &[u8] = b"meta";
+/// Marks a proposal that moves partitions' log starts (`entry::trims`).
+pub const TRIM_CONTEXT: &[u8] = b"trim";
 
 /// Ticks between heartbeats, and before a follower that heard nothing
 /// starts an election (randomised up to twice that by raft-rs).
@@ -107,6 +109,8 @@ pub struct ReadyOutcome {
     pub committed: Vec<(RaftIndex, Bytes)>,
     /// Metadata commands now committed, in log order.
     pub committed_meta: Vec<(RaftIndex, Bytes)>,
+    /// Log start moves (trim entries) now committed, in log order.
+    pub committed_trims: Vec<(RaftIndex, Bytes)>,
     /// Highest index known committed after this round.
     pub committed_index: Option<RaftIndex>,
 }
@@ -295,6 +299,15 @@ impl<D: Disk> RaftGroup<D> {
             return Err(RaftError::NotLeader);
         }
         self.node.propose(vec![], payload)?;
+        Ok(RaftIndex(self.node.raft.raft_log.last_index()))
+    }
+
+    /// Proposes moving partitions' log starts; returns the entry's index.
+    pub fn propose_trim(&mut self, payload: Vec<u8>) -> Result<RaftIndex, RaftError> {
+        if !self.is_leader() {
+            return Err(RaftError::NotLeader);
+        }
+        self.node.propose(TRIM_CONTEXT.to_vec(), payload)?;
         Ok(RaftIndex(self.node.raft.raft_log.last_index()))
     }
 
@@ -572,6 +585,7 @@ impl<D: Disk> RaftGroup<D> {
 pub fn record_kind(e: &Entry) -> RecordKind {
     match e.get_entry_type() {
         EntryType::EntryNormal if e.context.as_ref() == META_CONTEXT => RecordKind::Meta,
+        EntryType::EntryNormal if e.context.as_ref() == TRIM_CONTEXT => RecordKind::Trim,
         EntryType::EntryNormal => RecordKind::Entry,
         EntryType::EntryConfChange => RecordKind::ConfChange,
         EntryType::EntryConfChangeV2 => RecordKind::ConfChangeV2,
@@ -590,6 +604,7 @@ pub fn entry_of(kind: RecordKind, term: u64, index: u64, payload: Bytes) -> Entr
         RecordKind::ConfChange => e.set_entry_type(EntryType::EntryConfChange),
         RecordKind::ConfChangeV2 => e.set_entry_type(EntryType::EntryConfChangeV2),
         RecordKind::Meta => e.context = Bytes::from_static(META_CONTEXT),
+        RecordKind::Trim => e.context = Bytes::from_static(TRIM_CONTEXT),
         RecordKind::Entry | RecordKind::HardState => {}
     }
     e
@@ -610,9 +625,12 @@ pub fn check_from_peer(m: &Message) -> Result<(), String> {
         return Err("a snapshot, which this version neither sends nor installs".into());
     }
     for e in m.get_entries() {
-        if is_data(e) {
-            entry::validate_payload(&e.data).map_err(|err| format!("entry {} (term {}): {err}", e.index, e.term))?;
-        }
+        let checked = match record_kind(e) {
+            _ if is_data(e) => entry::validate_payload(&e.data),
+            RecordKind::Trim => entry::validate_trims(&e.data),
+            _ => Ok(0),
+        };
+        checked.map_err(|err| format!("entry {} (term {}): {err}", e.index, e.term))?;
     }
     Ok(())
 }
@@ -621,6 +639,7 @@ fn collect_committed(out: &mut ReadyOutcome, entries: Vec<Entry>) {
     for e in entries {
         match record_kind(&e) {
             RecordKind::Meta => out.committed_meta.push((RaftIndex(e.index), e.data)),
+            RecordKind::Trim => out.committed_trims.push((RaftIndex(e.index), e.data)),
             _ if is_data(&e) => out.committed.push((RaftIndex(e.index), e.data)),
             _ => {}
         }

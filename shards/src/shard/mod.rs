@@ -409,6 +409,35 @@ impl Shard {
         }
     }
 
+    /// DeleteRecords: moves each partition's log start up to its offset
+    /// (`None`: the high watermark) on every replica, through the Raft log
+    /// (one entry for them all), and returns each low watermark once that
+    /// committed.
+    pub async fn delete_records(&self, trims: Vec<(PartitionId, Option<Offset>)>) -> Vec<Result<Offset, ShardError>> {
+        let staged: Vec<_> = {
+            let mut st = self.state.borrow_mut();
+            trims.iter().map(|&(p, o)| st.delete_records(p, o)).collect()
+        };
+        let _ = self.kick.try_send(());
+        let mut out = Vec::with_capacity(staged.len());
+        for ((partition, _), staged) in trims.into_iter().zip(staged) {
+            out.push(match staged {
+                Err(e) => Err(e),
+                Ok((low, None)) => Ok(low),
+                Ok((low, Some(done))) => match done.recv_async().await {
+                    Ok(Ok(())) => Ok(self
+                        .state
+                        .borrow()
+                        .partition(partition)
+                        .map_or(low, |p| p.log_start().max(low))),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(ShardError::Storage("shard stopped".into())),
+                },
+            });
+        }
+        out
+    }
+
     /// Appends the batches of one produce request (for partitions of this
     /// shard) and waits until they are as durable as `durability` asks.
     /// Returns each item's base offset, in order.

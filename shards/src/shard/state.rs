@@ -14,7 +14,7 @@ use crate::batch;
 use crate::partition::{IndexEntry, Partition};
 use crate::planted::{self, Bug};
 use crate::producer::{SeqCheck, PRODUCER_ID_EXPIRATION_MS};
-use crate::raft::entry::{items, EntryBuilder};
+use crate::raft::entry::{encode_trims, items, trims, EntryBuilder};
 use crate::raft::{entry_of, is_data, RaftGroup, ReadyOutcome};
 use crate::types::{Offset, PartitionId, RaftIndex};
 use crate::wal::{self, decode_hard_state, Disk, Record, RecordKind, WalPos};
@@ -49,6 +49,9 @@ pub struct State {
     proposal_waiters: Vec<Waiter>,
     /// Partitions with batches in `proposal`.
     staged: HashSet<PartitionId>,
+    /// Log start moves to propose (DeleteRecords), and who waits for them.
+    trims: Vec<(PartitionId, Offset)>,
+    trim_waiters: Vec<Waiter>,
     inflight: VecDeque<(RaftIndex, Vec<Waiter>)>,
     /// Fetches long-polling a partition; only present while someone waits.
     pub(crate) data_waiters: HashMap<PartitionId, Vec<flume::Sender<()>>>,
@@ -105,9 +108,15 @@ impl State {
         st
     }
 
+    /// Partition ids are never reused: an id deleted once stays deleted
+    /// (a create that reaches a shard after the delete, as a replayed log
+    /// can order them, must not bring back an empty partition that its
+    /// peers do not have).
     pub fn create_partitions(&mut self, ids: &[PartitionId]) {
         for &id in ids {
-            self.partitions.entry(id).or_insert_with(|| Partition::new(id));
+            if !self.deleted.contains(&id) {
+                self.partitions.entry(id).or_insert_with(|| Partition::new(id));
+            }
         }
     }
 
@@ -200,8 +209,51 @@ impl State {
         Ok(first.expect("a produce item has at least one batch"))
     }
 
+    /// DeleteRecords: moves `partition`'s log start up to `offset` (`None`:
+    /// the high watermark) through a Raft entry. Returns the low watermark
+    /// it will have, and where the commit is reported (`None` when the log
+    /// start is there already).
+    pub fn delete_records(
+        &mut self,
+        partition: PartitionId,
+        offset: Option<Offset>,
+    ) -> Result<(Offset, Option<Done>), ShardError> {
+        if let Some(reason) = &self.failed {
+            return Err(ShardError::Storage(reason.clone()));
+        }
+        if !self.serves() {
+            return Err(ShardError::NotLeader);
+        }
+        let p = self
+            .partitions
+            .get(&partition)
+            .ok_or(ShardError::UnknownPartition(partition))?;
+        let (start, hw) = (p.log_start(), p.high_watermark());
+        let offset = offset.unwrap_or(hw);
+        if offset.0 < 0 || offset > hw {
+            return Err(ShardError::OffsetOutOfRange {
+                offset,
+                log_start: start,
+                high_watermark: hw,
+            });
+        }
+        if offset <= start {
+            return Ok((start, None));
+        }
+        // Another request may have asked for more already (not yet proposed).
+        let queued = self.trims.iter().filter(|t| t.0 == partition).map(|t| t.1).max();
+        self.trims.push((partition, offset));
+        let (tx, rx) = flume::bounded(1);
+        self.trim_waiters.push(Waiter {
+            durability: Durability::Committed,
+            done: tx,
+        });
+        Ok((offset.max(queued.unwrap_or(offset)), Some(rx)))
+    }
+
     /// Hands what was gathered since the last round to Raft: metadata
-    /// commands, then every staged batch as one entry (the group commit).
+    /// commands, every staged batch as one entry (the group commit), then
+    /// the log start moves.
     pub fn propose_gathered<D: Disk>(&mut self, group: &mut RaftGroup<D>) {
         for (command, done) in std::mem::take(&mut self.meta_proposals) {
             let _ = done.try_send(group.propose_meta(command).map_err(ShardError::from));
@@ -240,6 +292,19 @@ impl State {
                 }),
             }
         }
+        if !self.trims.is_empty() {
+            let payload = encode_trims(&std::mem::take(&mut self.trims));
+            let waiters = std::mem::take(&mut self.trim_waiters);
+            match group.propose_trim(payload) {
+                Ok(idx) => self.inflight.push_back((idx, waiters)),
+                Err(e) => {
+                    let e = ShardError::from(e);
+                    for w in waiters {
+                        let _ = w.done.try_send(Err(e.clone()));
+                    }
+                }
+            }
+        }
     }
 
     /// Applies one Ready round to the partitions and answers the waiters
@@ -264,6 +329,10 @@ impl State {
         for (_, payload) in &out.committed {
             self.commit_entry(payload);
         }
+        // After the data: a trim never passes what committed before it.
+        for (_, payload) in &out.committed_trims {
+            self.trim_entry(payload);
+        }
         self.complete_waiters(out.persisted_index, out.committed_index);
         out.committed_meta
     }
@@ -282,7 +351,9 @@ impl State {
                 .drain(..)
                 .flat_map(|(_, ws)| ws)
                 .chain(self.proposal_waiters.drain(..))
+                .chain(self.trim_waiters.drain(..))
                 .collect();
+            self.trims.clear();
             for w in waiting {
                 let _ = w.done.try_send(Err(ShardError::NotLeader));
             }
@@ -305,9 +376,10 @@ impl State {
                 let _ = w.done.try_send(Err(e.clone()));
             }
         }
-        for w in self.proposal_waiters.drain(..) {
+        for w in self.proposal_waiters.drain(..).chain(self.trim_waiters.drain(..)) {
             let _ = w.done.try_send(Err(e.clone()));
         }
+        self.trims.clear();
         for (_, done) in self.meta_proposals.drain(..) {
             let _ = done.try_send(Err(e.clone()));
         }
@@ -444,6 +516,16 @@ impl State {
         }
     }
 
+    /// Applies a committed trim entry: each partition's log start moves
+    /// (never back), and its batches below it are forgotten.
+    fn trim_entry(&mut self, payload: &[u8]) {
+        for (id, offset) in trims(payload) {
+            if let Some(p) = self.partitions.get_mut(&id) {
+                p.trim_to(offset);
+            }
+        }
+    }
+
     fn commit_entry(&mut self, payload: &[u8]) {
         for it in items(payload) {
             let Some(p) = self.partitions.get_mut(&it.partition) else {
@@ -499,10 +581,11 @@ impl State {
                 let commit = hs.commit.0;
                 let n = replay.unapplied.iter().take_while(|e| e.index <= commit).count();
                 for e in replay.unapplied.drain(..n) {
-                    if is_data(&e) {
-                        self.commit_entry(&e.data);
-                    } else if crate::raft::record_kind(&e) == RecordKind::Meta {
-                        replay.meta.push((RaftIndex(e.index), e.data.clone()));
+                    match crate::raft::record_kind(&e) {
+                        _ if is_data(&e) => self.commit_entry(&e.data),
+                        RecordKind::Meta => replay.meta.push((RaftIndex(e.index), e.data.clone())),
+                        RecordKind::Trim => self.trim_entry(&e.data),
+                        _ => {}
                     }
                     replay.applied = (e.index, e.term);
                 }

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::{Offset, PartitionId};
 
-/// A replica's committed records per partition: `(offset, record id)`.
-pub type Logs = BTreeMap<PartitionId, Vec<(Offset, u64)>>;
+/// A replica's committed records per partition: its log start, and
+/// `(offset, record id)` from there.
+pub type Logs = BTreeMap<PartitionId, (Offset, Vec<(Offset, u64)>)>;
 
 #[derive(Default)]
 pub struct History {
@@ -17,8 +18,10 @@ pub struct History {
     acked: Vec<(PartitionId, Offset, u64)>,
     /// What consumers read at each offset.
     seen: BTreeMap<(PartitionId, Offset), u64>,
-    /// The highest high watermark a serving leader answered with.
+    /// The highest high watermark, and log start, a serving leader
+    /// answered with.
     high_watermarks: BTreeMap<PartitionId, (Offset, u64)>,
+    log_starts: BTreeMap<PartitionId, (Offset, u64)>,
     sent: BTreeSet<u64>,
     /// Ids sent by idempotent producers: stored once at most.
     idempotent: BTreeSet<u64>,
@@ -60,6 +63,20 @@ impl History {
         Ok(())
     }
 
+    /// A serving leader answered a fetch with log start `start`: never
+    /// below what any leader answered before (a trim is a committed entry).
+    pub fn log_start(&mut self, p: PartitionId, start: Offset, node: u64) -> Result<(), String> {
+        let best = self.log_starts.entry(p).or_insert((start, node));
+        if start < best.0 {
+            return Err(format!(
+                "partition {p}: node {node} answered log start {start} after node {} answered {}",
+                best.1, best.0
+            ));
+        }
+        *best = (start, node);
+        Ok(())
+    }
+
     /// The converged replicas' logs (`logs[i]` is node i+1's).
     pub fn check(&self, logs: &[Logs]) -> Result<(), String> {
         let first = logs.first().ok_or("no replica")?;
@@ -69,8 +86,14 @@ impl History {
             if a != b {
                 return Err(format!("node 1 holds partitions {a:?}, node {} holds {b:?}", i + 1));
             }
-            for (p, records) in log {
-                let theirs = &first[p];
+            for (p, (start, records)) in log {
+                let (their_start, theirs) = &first[p];
+                if start != their_start {
+                    return Err(format!(
+                        "partition {p}: node {} starts its log at {start}, node 1 at {their_start}",
+                        i + 1
+                    ));
+                }
                 if records != theirs {
                     let at = records.iter().zip(theirs).position(|(x, y)| x != y);
                     return Err(format!(
@@ -82,11 +105,13 @@ impl History {
                 }
             }
         }
-        for (p, records) in first {
+        for (p, (start, records)) in first {
             let mut once = BTreeSet::new();
             for (k, &(offset, id)) in records.iter().enumerate() {
-                if offset != Offset(k as i64) {
-                    return Err(format!("partition {p}: record {k} has offset {offset}: not dense"));
+                if offset != Offset(start.0 + k as i64) {
+                    return Err(format!(
+                        "partition {p}: record {k} from the log start {start} has offset {offset}: not dense"
+                    ));
                 }
                 if !self.sent.contains(&id) {
                     return Err(format!(
@@ -98,9 +123,14 @@ impl History {
                 }
             }
         }
-        let at = |p: PartitionId, o: Offset| first.get(&p).and_then(|r| r.get(o.0 as usize)).map(|&(_, id)| id);
+        let start = |p: PartitionId| first.get(&p).map_or(Offset(0), |l| l.0);
+        let at = |p: PartitionId, o: Offset| {
+            let (start, records) = first.get(&p)?;
+            records.get(usize::try_from(o.0 - start.0).ok()?).map(|&(_, id)| id)
+        };
         for &(p, offset, id) in &self.acked {
-            if self.deleted.contains(&p) {
+            // Deleted partitions, and records DeleteRecords removed, are gone.
+            if self.deleted.contains(&p) || offset < start(p) {
                 continue;
             }
             if at(p, offset) != Some(id) {
@@ -111,7 +141,7 @@ impl History {
             }
         }
         for (&(p, offset), &id) in &self.seen {
-            if self.deleted.contains(&p) {
+            if self.deleted.contains(&p) || offset < start(p) {
                 continue;
             }
             if at(p, offset) != Some(id) {

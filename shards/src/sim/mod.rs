@@ -89,6 +89,7 @@ pub struct Report {
     pub sync_errors: u64,
     pub read_flips: u64,
     pub corrupt_reads: u64,
+    pub trims: u64,
 }
 
 struct Sim {
@@ -334,6 +335,7 @@ impl Sim {
                 }
             }
             160..=169 if self.live.len() < 6 => self.create_partition(),
+            170..=199 => self.delete_records(i),
             _ => {}
         }
     }
@@ -522,6 +524,30 @@ impl Sim {
 
     /// A consumer reads one partition from a random node that leads, from
     /// where it stopped, as a Kafka client does (checking CRCs).
+    /// DeleteRecords on node `i` (it must serve): a random partition's log
+    /// start moves somewhere up to its high watermark.
+    fn delete_records(&mut self, i: usize) {
+        let k = self.rng.below(self.live.len() as u64 + 1) as usize;
+        let Some(&p) = self.live.keys().nth(k) else {
+            return;
+        };
+        let Some(up) = self.nodes[i].up.as_mut() else {
+            return;
+        };
+        let Some((start, hw)) = up.state.partition(p).map(|x| (x.log_start(), x.high_watermark())) else {
+            return;
+        };
+        let offset = Offset(start.0 + self.rng.below((hw.0 - start.0) as u64 + 1) as i64);
+        if let Ok((low, _done)) = up.state.delete_records(p, Some(offset)) {
+            self.report.trims += 1;
+            trace!(
+                self,
+                "delete records of partition {p} below {offset} on node {} (low watermark {low})",
+                i + 1
+            );
+        }
+    }
+
     async fn consume(&mut self) -> Result<(), String> {
         if self.live.is_empty() || self.rng.below(3) != 0 {
             return Ok(());
@@ -537,9 +563,18 @@ impl Sim {
         if !up.state.serves() {
             return Ok(());
         }
-        let from = *self.positions.get(&p).unwrap_or(&Offset(0));
-        let Ok((batches, hw, _start)) = up.state.plan_read(p, from, 2048, true) else {
-            return Ok(()); // not created here yet
+        let mut from = *self.positions.get(&p).unwrap_or(&Offset(0));
+        let (batches, hw, start) = match up.state.plan_read(p, from, 2048, true) {
+            Ok(plan) => plan,
+            // Below the log start: start over from it (auto.offset.reset=earliest).
+            Err(ShardError::OffsetOutOfRange { log_start, .. }) if from < log_start => {
+                from = log_start;
+                match up.state.plan_read(p, from, 2048, true) {
+                    Ok(plan) => plan,
+                    Err(e) => return Err(format!("partition {p}: a fetch at the log start {from} failed: {e}")),
+                }
+            }
+            Err(_) => return Ok(()), // not created here yet
         };
         trace!(
             self,
@@ -547,6 +582,7 @@ impl Sim {
             i + 1
         );
         self.history.high_watermark(p, hw, self.nodes[i].id)?;
+        self.history.log_start(p, start, self.nodes[i].id)?;
         let reader = up.reader.clone();
         let Ok(bytes) = crate::shard::read_batches(reader, &batches).await else {
             return Ok(()); // a crash point, say: try later
@@ -559,6 +595,9 @@ impl Sim {
                 return Ok(());
             }
         };
+        // A batch that straddles the log start comes whole; a client skips
+        // the records below what it asked for.
+        let records: Vec<_> = records.into_iter().filter(|&(o, _)| o >= from).collect();
         let mut next = from;
         for &(offset, id) in &records {
             if offset != next {
@@ -628,14 +667,15 @@ impl Sim {
     /// every partition, read back from its WAL, against each other and
     /// against the history.
     async fn finish(mut self) -> Result<Report, String> {
-        let mut logs: Vec<BTreeMap<PartitionId, Vec<(Offset, u64)>>> = Vec::new();
+        let mut logs: Vec<check::Logs> = Vec::new();
         for node in &self.nodes {
             let up = node.up.as_ref().expect("converged: every node is up");
             let mut node_logs = BTreeMap::new();
             for (&p, partition) in up.state.partitions.iter().collect::<BTreeMap<_, _>>() {
                 let hw = partition.high_watermark();
                 let mut records = Vec::new();
-                let mut from = partition.log_start();
+                let start = partition.log_start();
+                let mut from = start;
                 while from < hw {
                     let (batches, _, _) = up
                         .state
@@ -651,10 +691,10 @@ impl Sim {
                             node.id
                         ));
                     };
-                    records.extend(got);
+                    records.extend(got.into_iter().filter(|&(o, _)| o >= start));
                     from = Offset(last.0 + 1);
                 }
-                node_logs.insert(p, records);
+                node_logs.insert(p, (start, records));
             }
             logs.push(node_logs);
         }

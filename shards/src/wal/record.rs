@@ -23,6 +23,9 @@ pub enum RecordKind {
     ConfChangeV2 = 3,
     HardState = 4,
     Meta = 5,
+    /// Moves partitions' log starts (DeleteRecords, retention): a Raft
+    /// entry, so every replica trims at the same point of the log.
+    Trim = 6,
 }
 
 impl RecordKind {
@@ -33,6 +36,7 @@ impl RecordKind {
             3 => Some(Self::ConfChangeV2),
             4 => Some(Self::HardState),
             5 => Some(Self::Meta),
+            6 => Some(Self::Trim),
             _ => None,
         }
     }
