@@ -1,5 +1,5 @@
 """The admin CLI against the real broker: create / list / describe /
-alter-config / add-partitions / delete round trip with JSON output parsed
+alter-config / add-partitions / delete-records / delete round trip with JSON output parsed
 here, errors as a non-zero exit naming the Kafka error; cluster status."""
 import json
 import subprocess
@@ -43,6 +43,14 @@ def test_topic_roundtrip(broker):
     p.produce("orders", value=b"y" * 5000, partition=0, on_delivery=lambda e, m: errs.append(e))
     p.flush(10)
     assert errs[0] is not None and errs[0].name() == "MSG_SIZE_TOO_LARGE"
+
+    # delete-records moves the log start, which describe shows.
+    assert cli(broker, "topic", "delete-records", "orders", "--before", "3", "-p", "1")["low_watermarks"] == {"1": 3}
+    assert cli(broker, "topic", "delete-records", "orders", "--before", "-1")["low_watermarks"] == \
+        {"0": 0, "1": 5, "2": 0}
+    d = cli(broker, "topic", "describe", "orders")
+    assert [x["log_start_offset"] for x in d["partitions"]] == [0, 5, 0]
+    assert "OffsetOutOfRange" in cli(broker, "topic", "delete-records", "orders", "--before", "9", "-p", "1", ok=False)
 
     assert cli(broker, "topic", "add-partitions", "orders", "--count", "5")["partitions"] == 5
     assert len(cli(broker, "topic", "describe", "orders")["partitions"]) == 5

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -71,6 +72,17 @@ pub enum TopicCommand {
         name: String,
         #[arg(long)]
         count: i32,
+    },
+    /// Delete the records below an offset (Kafka's DeleteRecords, as
+    /// kafka-delete-records.sh): the partitions' log starts move there.
+    DeleteRecords {
+        name: String,
+        /// The new log start; -1: the high watermark (everything so far).
+        #[arg(long, allow_hyphen_values = true)]
+        before: i64,
+        /// Only these partitions (repeatable); all of them by default.
+        #[arg(long = "partition", short = 'p')]
+        partitions: Vec<i32>,
     },
 }
 
@@ -324,6 +336,47 @@ pub fn topic(target: Target, cmd: TopicCommand) -> anyhow::Result<()> {
                 &serde_json::json!({"altered": topic, "set": set, "deleted": delete}),
                 |_| println!("altered configs of topic {topic}"),
             )
+        }
+        TopicCommand::DeleteRecords {
+            name: topic,
+            before,
+            mut partitions,
+        } => {
+            if partitions.is_empty() {
+                let md = metadata(&mut c, Some(vec![topic.clone()]))?;
+                let t = md.topics.first().context("no metadata in the response")?;
+                check(t.error_code, None, &format!("describing topic {topic}"))?;
+                partitions = t.partitions.iter().map(|p| p.partition_index).collect();
+            }
+            let req = DeleteRecordsRequest::default()
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(name(&topic))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|&p| {
+                                DeleteRecordsPartition::default()
+                                    .with_partition_index(p)
+                                    .with_offset(before)
+                            })
+                            .collect(),
+                    )])
+                .with_timeout_ms(30_000);
+            let resp: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, (0, 2), &req)?;
+            let mut low = BTreeMap::new();
+            for p in resp.topics.iter().flat_map(|t| &t.partitions) {
+                check(
+                    p.error_code,
+                    None,
+                    &format!("deleting records of {topic} partition {}", p.partition_index),
+                )?;
+                low.insert(p.partition_index, p.low_watermark);
+            }
+            emit(out, &serde_json::json!({"topic": topic, "low_watermarks": low}), |_| {
+                for (p, l) in &low {
+                    println!("{topic} partition {p}: log start {l}");
+                }
+            })
         }
         TopicCommand::AddPartitions { name: topic, count } => {
             let req = CreatePartitionsRequest::default()
