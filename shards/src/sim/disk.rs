@@ -136,6 +136,11 @@ impl SimDisk {
         self.state.borrow_mut().crash_after = Some(ops);
     }
 
+    /// Takes back a crash point not reached yet (the faults heal).
+    pub fn disarm(&self) {
+        self.state.borrow_mut().crash_after = None;
+    }
+
     /// Whether the disk died at its crash point.
     pub fn is_dead(&self) -> bool {
         self.state.borrow().dead

@@ -350,6 +350,7 @@ impl Sim {
         drop(net);
         for node in &mut self.nodes {
             node.disk.set_faults(DiskFaults::default());
+            node.disk.disarm();
             node.tick_ms = 100;
         }
     }
