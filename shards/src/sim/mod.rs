@@ -25,9 +25,11 @@
 //! corestream-shards --release sim::tests::replay -- --nocapture` replays
 //! it; `scripts/sim` runs many seeds on demand.
 //!
-//! What it does not model (yet): bit flips while recovery scans the WAL
-//! (recovery would cut the log there; see the issue note), a process exit
-//! that keeps the page cache (every restart here is a power cut).
+//! What it does not model (yet): a process exit that keeps the page cache
+//! (every restart here is a power cut), corruption that persists on the
+//! medium in the middle of the log (recovery would cut the log there; a
+//! replica needs a snapshot from its peers to rebuild), snapshots and
+//! segment reclaim (not built yet).
 
 pub mod check;
 pub mod disk;
