@@ -46,14 +46,17 @@ impl Scanner {
     }
 
     /// A scanner that resumes at `pos` with fresh reads (after a bad
-    /// record, to tell a torn write from a read that came back wrong). It
-    /// reads from the start of `pos`'s block, so `held` has its head.
-    pub fn resume(pos: u64, segment_bytes: u64) -> Self {
+    /// record, to tell a torn write from a read that came back wrong).
+    /// `head` is `pos`'s block up to `pos` as the first scan checked it
+    /// (its `held`): kept, not read again, since a second read of it could
+    /// come back different and `held` is written back to disk.
+    pub fn resume(pos: u64, segment_bytes: u64, head: &[u8]) -> Self {
         let start = TAIL_BLOCK.align_down(pos);
+        assert_eq!(start + head.len() as u64, pos, "resume's head is the block up to pos");
         Self {
-            buf: Vec::new(),
+            buf: head.to_vec(),
             buf_pos: start,
-            consumed: (pos - start) as usize,
+            consumed: head.len(),
             segment_bytes,
         }
     }
@@ -101,14 +104,6 @@ impl Scanner {
 
     pub fn step(&mut self) -> Step {
         let pos = self.buf_pos + self.consumed as u64;
-        if self.buf.len() < self.consumed {
-            // Resumed, and the bytes up to `pos` are not read yet.
-            return if self.next_read_pos() < self.segment_bytes {
-                Step::NeedBytes
-            } else {
-                Step::End { valid_end: pos }
-            };
-        }
         let space_left = self.segment_bytes.saturating_sub(pos);
         match decode(&self.buf[self.consumed..], space_left) {
             Decoded::Record { record, framed } => {

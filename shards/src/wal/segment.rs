@@ -640,7 +640,8 @@ async fn scan_segment<F: DiskFile>(
                 // before cutting the log here (everything after the cut is
                 // erased).
                 rereads += 1;
-                scanner = Scanner::resume(valid_end, size);
+                let head = held_tail(&scanner, path, valid_end)?;
+                scanner = Scanner::resume(valid_end, size, &head);
             }
             Step::End { valid_end } => {
                 if !scanner.at_zeroes() {
