@@ -59,6 +59,45 @@ def test_describe_configs_shows_defaults_and_overrides(broker):
         a.describe_configs([missing])[missing].result(timeout=10)
 
 
+def test_every_kafka_topic_config_is_taken_with_kafkas_checks(broker):
+    """What Kafka Streams (changelog and repartition topics), Connect and
+    Schema Registry send at topic creation is accepted and reported, and
+    values Kafka refuses are refused here too (INVALID_CONFIG)."""
+    streams_changelog = {"cleanup.policy": "compact", "segment.ms": "600000", "min.compaction.lag.ms": "0",
+                         "max.compaction.lag.ms": "86400000", "delete.retention.ms": "86400000",
+                         "min.cleanable.dirty.ratio": "0.1", "message.timestamp.type": "CreateTime",
+                         "segment.bytes": "52428800", "retention.ms": "-1", "segment.index.bytes": "1048576",
+                         "index.interval.bytes": "4096", "preallocate": "false", "file.delete.delay.ms": "60000",
+                         "flush.messages": "10000", "flush.ms": "1000", "unclean.leader.election.enable": "false",
+                         "leader.replication.throttled.replicas": "*", "message.timestamp.after.max.ms": "3600000"}
+    errs = create_errors(broker, [
+        NewTopic("app-store-changelog", 1, 1, config=streams_changelog),
+        NewTopic("app-repartition", 1, 1, config={"cleanup.policy": "delete", "segment.ms": "600000",
+                                                     "retention.ms": "-1", "retention.bytes": "-1"}),
+        NewTopic("ratio", 1, 1, config={"min.cleanable.dirty.ratio": "1.5"}),
+        NewTopic("lags", 1, 1, config={"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"}),
+        NewTopic("policy", 1, 1, config={"cleanup.policy": "compact,forever"}),
+        NewTopic("tiered", 1, 1, config={"remote.storage.enable": "true"}),
+        NewTopic("segms", 1, 1, config={"segment.ms": "0"}),
+    ])
+    assert errs["app-store-changelog"] is None and errs["app-repartition"] is None
+    for bad in ("ratio", "lags", "policy", "tiered", "segms"):
+        assert errs[bad] is not None and errs[bad].name() == "INVALID_CONFIG", (bad, errs[bad])
+    res = ConfigResource(ConfigResource.Type.TOPIC, "app-store-changelog")
+    a = admin(broker)
+    configs = a.describe_configs([res])[res].result(timeout=10)
+    for k, v in streams_changelog.items():
+        assert configs[k].value == v and not configs[k].is_default, k
+    assert configs["compression.zstd.level"].value == "3" and configs["compression.zstd.level"].is_default
+    # A change that would break a rule of the whole set is refused too.
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+    change = ConfigResource(ConfigResource.Type.TOPIC, "app-store-changelog", incremental_configs=[
+        ConfigEntry("min.compaction.lag.ms", "999999999999", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as e:
+        a.incremental_alter_configs([change])[change].result(timeout=10)
+    assert e.value.args[0].name() == "INVALID_CONFIG"
+
+
 def test_add_partitions_and_delete(broker):
     create_topic(broker.bootstrap, "grow", 1)
     a = admin(broker)

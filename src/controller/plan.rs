@@ -174,6 +174,7 @@ fn plan_one(
         topic_config::validate(k, v, limits.socket_request_max_bytes).map_err(ControlError::InvalidConfig)?;
         configs.insert(k.clone(), v.clone());
     }
+    topic_config::validate_together(&configs).map_err(ControlError::InvalidConfig)?;
     let partitions = place(meta, u32::try_from(count).unwrap_or(u32::MAX), limits)?;
     Ok(MetaChange::TopicCreated {
         name: t.name.clone(),
@@ -299,9 +300,9 @@ pub fn plan_alter_topic_configs(
     let results = topics
         .iter()
         .map(|(name, ops)| {
-            if meta.topic(name).is_none() {
+            let Some(topic) = meta.topic(name) else {
                 return Err(ControlError::UnknownTopic(name.clone()));
-            }
+            };
             let (mut set, mut delete) = (BTreeMap::new(), Vec::new());
             for (key, op, value) in ops {
                 match (op, value) {
@@ -326,6 +327,12 @@ pub fn plan_alter_topic_configs(
                     }
                 }
             }
+            let mut after = topic.configs.clone();
+            after.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for k in &delete {
+                after.remove(k);
+            }
+            topic_config::validate_together(&after).map_err(ControlError::InvalidConfig)?;
             changes.push(MetaChange::TopicConfigsAltered {
                 name: name.clone(),
                 set,

@@ -1,115 +1,396 @@
-//! Topic configs: the keys corestream knows, their defaults, and checks.
-//! DescribeConfigs reports all of them; CreateTopics rejects unknown keys or
-//! bad values with INVALID_CONFIG.
+//! Topic configs: every key Apache Kafka accepts for a topic (3.x and 4.x),
+//! with Kafka's types, defaults and validation, so that clients that send
+//! them at topic creation (Kafka Streams, Connect, Schema Registry, the
+//! tools) get what Kafka would answer. DescribeConfigs reports all of
+//! them; CreateTopics and IncrementalAlterConfigs refuse unknown keys and
+//! bad values with INVALID_CONFIG. What each key does here is in its
+//! `doc`: many are accepted and reported but have no effect, because
+//! corestream stores data differently (a WAL per shard, not segments per
+//! partition), and the README lists them.
 
 use std::collections::BTreeMap;
 
-pub struct ConfigKey {
-    pub name: &'static str,
-    /// Kafka's `ConfigType` code for DescribeConfigs v3+.
-    pub kind: i8,
-    pub doc: &'static str,
-}
-
+/// Kafka's `ConfigType` codes (DescribeConfigs v3+).
 const BOOLEAN: i8 = 1;
 const STRING: i8 = 2;
 const INT: i8 = 3;
 const LONG: i8 = 5;
+const DOUBLE: i8 = 6;
+const LIST: i8 = 7;
+
+/// How a value is checked.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// An integer in the range (INT keys: at most i32::MAX).
+    Int(i64, i64),
+    /// A number in the range.
+    Double(f64, f64),
+    Bool,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// A comma-separated list, each item one of these, at least one.
+    ListOf(&'static [&'static str]),
+    /// `*`, or `partition:broker` pairs separated by commas (throttled
+    /// replica lists), or empty.
+    Replicas,
+    /// A message format version such as `2.8` or `3.0-IV1`.
+    Version,
+    /// `max.message.bytes`: from 1 KiB up to the broker's request limit.
+    MessageBytes,
+}
+
+pub struct ConfigKey {
+    pub name: &'static str,
+    pub kind: i8,
+    default: &'static str,
+    check: Check,
+    pub doc: &'static str,
+}
+
+const I32: i64 = i32::MAX as i64;
+const NO_EFFECT_SEGMENTS: &str =
+    "Accepted and reported; no effect: data lives in per-shard WAL segments, not in segments per partition.";
 
 pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
-        name: "max.message.bytes",
-        kind: INT,
-        doc: "Largest record batch the topic accepts.",
-    },
-    ConfigKey {
-        name: "retention.ms",
-        kind: LONG,
-        doc: "How long data is kept (-1: forever). Stored; retention is not enforced yet.",
-    },
-    ConfigKey {
-        name: "retention.bytes",
-        kind: LONG,
-        doc: "Bytes kept per partition (-1: no limit). Stored; retention is not enforced yet.",
-    },
-    ConfigKey {
         name: "cleanup.policy",
-        kind: STRING,
-        doc: "delete or compact.",
-    },
-    ConfigKey {
-        name: "segment.bytes",
-        kind: INT,
-        doc: "Kafka log segment size (corestream uses per-shard WAL segments).",
-    },
-    ConfigKey {
-        name: "min.insync.replicas",
-        kind: INT,
-        doc: "Replicas that must acknowledge acks=all writes.",
+        kind: LIST,
+        default: "delete",
+        check: Check::ListOf(&["delete", "compact"]),
+        doc: "delete or compact (or both). Stored; neither retention nor compaction is enforced yet.",
     },
     ConfigKey {
         name: "compression.type",
         kind: STRING,
+        default: "producer",
+        check: Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
         doc: "Batches are stored as produced.",
+    },
+    ConfigKey {
+        name: "compression.gzip.level",
+        kind: INT,
+        default: "-1",
+        check: Check::Int(-1, 9),
+        doc: "Accepted and reported; no effect: the broker never recompresses.",
+    },
+    ConfigKey {
+        name: "compression.lz4.level",
+        kind: INT,
+        default: "9",
+        check: Check::Int(1, 17),
+        doc: "Accepted and reported; no effect: the broker never recompresses.",
+    },
+    ConfigKey {
+        name: "compression.zstd.level",
+        kind: INT,
+        default: "3",
+        check: Check::Int(-131_072, 22),
+        doc: "Accepted and reported; no effect: the broker never recompresses.",
+    },
+    ConfigKey {
+        name: "delete.retention.ms",
+        kind: LONG,
+        default: "86400000",
+        check: Check::Int(0, i64::MAX),
+        doc: "How long compaction keeps tombstones. Stored; compaction is not built yet.",
+    },
+    ConfigKey {
+        name: "file.delete.delay.ms",
+        kind: LONG,
+        default: "60000",
+        check: Check::Int(0, i64::MAX),
+        doc: NO_EFFECT_SEGMENTS,
+    },
+    ConfigKey {
+        name: "flush.messages",
+        kind: LONG,
+        default: "9223372036854775807",
+        check: Check::Int(1, i64::MAX),
+        doc: "Accepted and reported; no effect: every write is made durable before it is acknowledged.",
+    },
+    ConfigKey {
+        name: "flush.ms",
+        kind: LONG,
+        default: "9223372036854775807",
+        check: Check::Int(0, i64::MAX),
+        doc: "Accepted and reported; no effect: every write is made durable before it is acknowledged.",
+    },
+    ConfigKey {
+        name: "follower.replication.throttled.replicas",
+        kind: LIST,
+        default: "",
+        check: Check::Replicas,
+        doc: "Accepted and reported; no effect: replication is not throttled.",
+    },
+    ConfigKey {
+        name: "index.interval.bytes",
+        kind: INT,
+        default: "4096",
+        check: Check::Int(0, I32),
+        doc: "Accepted and reported; no effect: the offset index keeps one entry per batch.",
+    },
+    ConfigKey {
+        name: "leader.replication.throttled.replicas",
+        kind: LIST,
+        default: "",
+        check: Check::Replicas,
+        doc: "Accepted and reported; no effect: replication is not throttled.",
+    },
+    ConfigKey {
+        name: "local.retention.bytes",
+        kind: LONG,
+        default: "-2",
+        check: Check::Int(-2, i64::MAX),
+        doc: "Accepted and reported; no effect: there is no tiered storage.",
+    },
+    ConfigKey {
+        name: "local.retention.ms",
+        kind: LONG,
+        default: "-2",
+        check: Check::Int(-2, i64::MAX),
+        doc: "Accepted and reported; no effect: there is no tiered storage.",
+    },
+    ConfigKey {
+        name: "max.compaction.lag.ms",
+        kind: LONG,
+        default: "9223372036854775807",
+        check: Check::Int(1, i64::MAX),
+        doc: "Stored; compaction is not built yet.",
+    },
+    ConfigKey {
+        name: "max.message.bytes",
+        kind: INT,
+        default: "",
+        check: Check::MessageBytes,
+        doc: "Largest record batch the topic accepts.",
+    },
+    ConfigKey {
+        name: "message.downconversion.enable",
+        kind: BOOLEAN,
+        default: "true",
+        check: Check::Bool,
+        doc: "Accepted and reported; no effect: only record batch v2 is served (Kafka 4 removed down-conversion).",
+    },
+    ConfigKey {
+        name: "message.format.version",
+        kind: STRING,
+        default: "3.0-IV1",
+        check: Check::Version,
+        doc: "Accepted and reported; no effect: batches are stored in format v2 as produced.",
+    },
+    ConfigKey {
+        name: "message.timestamp.after.max.ms",
+        kind: LONG,
+        default: "3600000",
+        check: Check::Int(0, i64::MAX),
+        doc: "Accepted and reported; not enforced yet.",
+    },
+    ConfigKey {
+        name: "message.timestamp.before.max.ms",
+        kind: LONG,
+        default: "9223372036854775807",
+        check: Check::Int(0, i64::MAX),
+        doc: "Accepted and reported; not enforced yet.",
+    },
+    ConfigKey {
+        name: "message.timestamp.difference.max.ms",
+        kind: LONG,
+        default: "9223372036854775807",
+        check: Check::Int(0, i64::MAX),
+        doc: "Accepted and reported; not enforced yet (Kafka 4 replaced it with the two above).",
     },
     ConfigKey {
         name: "message.timestamp.type",
         kind: STRING,
-        doc: "CreateTime or LogAppendTime.",
+        default: "CreateTime",
+        check: Check::OneOf(&["CreateTime", "LogAppendTime"]),
+        doc: "CreateTime or LogAppendTime. Stored; batches keep the producer's timestamps.",
+    },
+    ConfigKey {
+        name: "min.cleanable.dirty.ratio",
+        kind: DOUBLE,
+        default: "0.5",
+        check: Check::Double(0.0, 1.0),
+        doc: "Stored; compaction is not built yet.",
+    },
+    ConfigKey {
+        name: "min.compaction.lag.ms",
+        kind: LONG,
+        default: "0",
+        check: Check::Int(0, i64::MAX),
+        doc: "Stored; compaction is not built yet.",
+    },
+    ConfigKey {
+        name: "min.insync.replicas",
+        kind: INT,
+        default: "1",
+        check: Check::Int(1, I32),
+        doc: "Replicas that must acknowledge acks=all writes: always a Raft majority here.",
+    },
+    ConfigKey {
+        name: "preallocate",
+        kind: BOOLEAN,
+        default: "false",
+        check: Check::Bool,
+        doc: "Accepted and reported; no effect: WAL segments are always preallocated.",
+    },
+    ConfigKey {
+        name: "remote.log.copy.disable",
+        kind: BOOLEAN,
+        default: "false",
+        check: Check::Bool,
+        doc: "Accepted and reported; no effect: there is no tiered storage.",
+    },
+    ConfigKey {
+        name: "remote.log.delete.on.disable",
+        kind: BOOLEAN,
+        default: "false",
+        check: Check::Bool,
+        doc: "Accepted and reported; no effect: there is no tiered storage.",
+    },
+    ConfigKey {
+        name: "remote.storage.enable",
+        kind: BOOLEAN,
+        default: "false",
+        check: Check::OneOf(&["false"]),
+        doc: "Only false: there is no tiered storage, and a topic asking for it is refused rather than silently kept local.",
+    },
+    ConfigKey {
+        name: "retention.bytes",
+        kind: LONG,
+        default: "-1",
+        check: Check::Int(i64::MIN, i64::MAX),
+        doc: "Bytes kept per partition (-1: no limit). Stored; retention is not enforced yet.",
+    },
+    ConfigKey {
+        name: "retention.ms",
+        kind: LONG,
+        default: "604800000",
+        check: Check::Int(-1, i64::MAX),
+        doc: "How long data is kept (-1: forever). Stored; retention is not enforced yet.",
+    },
+    ConfigKey {
+        name: "segment.bytes",
+        kind: INT,
+        default: "1073741824",
+        check: Check::Int(14, I32),
+        doc: NO_EFFECT_SEGMENTS,
+    },
+    ConfigKey {
+        name: "segment.index.bytes",
+        kind: INT,
+        default: "10485760",
+        check: Check::Int(4, I32),
+        doc: NO_EFFECT_SEGMENTS,
+    },
+    ConfigKey {
+        name: "segment.jitter.ms",
+        kind: LONG,
+        default: "0",
+        check: Check::Int(0, i64::MAX),
+        doc: NO_EFFECT_SEGMENTS,
+    },
+    ConfigKey {
+        name: "segment.ms",
+        kind: LONG,
+        default: "604800000",
+        check: Check::Int(1, i64::MAX),
+        doc: NO_EFFECT_SEGMENTS,
     },
     ConfigKey {
         name: "unclean.leader.election.enable",
         kind: BOOLEAN,
+        default: "false",
+        check: Check::Bool,
         doc: "Never: Raft elects only up-to-date leaders.",
     },
 ];
 
+fn key(name: &str) -> Option<&'static ConfigKey> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
 pub fn default_value(name: &str, message_max_bytes: u64) -> Option<String> {
-    Some(match name {
-        "max.message.bytes" => message_max_bytes.to_string(),
-        "retention.ms" => "604800000".into(),
-        "retention.bytes" => "-1".into(),
-        "cleanup.policy" => "delete".into(),
-        "segment.bytes" => "1073741824".into(),
-        "min.insync.replicas" => "1".into(),
-        "compression.type" => "producer".into(),
-        "message.timestamp.type" => "CreateTime".into(),
-        "unclean.leader.election.enable" => "false".into(),
-        _ => return None,
+    let k = key(name)?;
+    Some(match k.check {
+        Check::MessageBytes => message_max_bytes.to_string(),
+        _ => k.default.to_string(),
     })
 }
 
 /// Checks one `key = value` override; the error says what is wrong.
 pub fn validate(name: &str, value: &str, socket_request_max_bytes: u64) -> Result<(), String> {
-    let int_in = |lo: i64, hi: i64| -> Result<(), String> {
-        match value.parse::<i64>() {
-            Ok(v) if v >= lo && v <= hi => Ok(()),
-            _ => Err(format!("{name} = '{value}': must be an integer in [{lo}, {hi}]")),
-        }
+    let k = key(name).ok_or_else(|| format!("unknown topic config '{name}'"))?;
+    let bad = |why: String| Err(format!("{name} = '{value}': {why}"));
+    let int_in = |lo: i64, hi: i64| match value.trim().parse::<i64>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(()),
+        _ => bad(format!("must be an integer in [{lo}, {hi}]")),
     };
-    match name {
-        "max.message.bytes" => int_in(1024, socket_request_max_bytes as i64),
-        "retention.ms" | "retention.bytes" => int_in(-1, i64::MAX),
-        "segment.bytes" => int_in(14, i32::MAX as i64),
-        "min.insync.replicas" => int_in(1, i32::MAX as i64),
-        "cleanup.policy" => match value {
-            "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
-            _ => Err(format!("{name} = '{value}': must be delete, compact or both")),
+    match k.check {
+        Check::Int(lo, hi) => int_in(lo, hi),
+        Check::MessageBytes => int_in(1024, socket_request_max_bytes.min(I32 as u64) as i64),
+        Check::Double(lo, hi) => match value.trim().parse::<f64>() {
+            Ok(v) if v >= lo && v <= hi => Ok(()),
+            _ => bad(format!("must be a number in [{lo}, {hi}]")),
         },
-        "compression.type" => match value {
-            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
-            _ => Err(format!("{name} = '{value}': unknown compression type")),
-        },
-        "message.timestamp.type" => match value {
-            "CreateTime" | "LogAppendTime" => Ok(()),
-            _ => Err(format!("{name} = '{value}': must be CreateTime or LogAppendTime")),
-        },
-        "unclean.leader.election.enable" => match value {
+        Check::Bool => match value.trim().to_ascii_lowercase().as_str() {
             "true" | "false" => Ok(()),
-            _ => Err(format!("{name} = '{value}': must be true or false")),
+            _ => bad("must be true or false".into()),
         },
-        _ => Err(format!("unknown topic config '{name}'")),
+        Check::OneOf(allowed) if allowed.contains(&value.trim()) => Ok(()),
+        Check::OneOf(allowed) => bad(format!("must be one of {}", allowed.join(", "))),
+        Check::ListOf(allowed) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if items.iter().all(|i| allowed.contains(i)) {
+                Ok(())
+            } else {
+                bad(format!("must be a list of {}", allowed.join(", ")))
+            }
+        }
+        Check::Replicas => {
+            let v = value.trim();
+            let pair = |p: &str| {
+                let (a, b) = p.trim().split_once(':')?;
+                a.parse::<i32>().ok().filter(|&a| a >= 0)?;
+                b.parse::<i32>().ok().filter(|&b| b >= 0)
+            };
+            if v.is_empty() || v == "*" || v.split(',').all(|p| pair(p).is_some()) {
+                Ok(())
+            } else {
+                bad("must be *, or PARTITION:BROKER pairs separated by commas".into())
+            }
+        }
+        Check::Version => {
+            let (numbers, iv) = value.split_once("-IV").unwrap_or((value, "0"));
+            let parts: Vec<&str> = numbers.split('.').collect();
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if (2..=4).contains(&parts.len()) && parts.iter().all(|p| digits(p)) && digits(iv) {
+                Ok(())
+            } else {
+                bad("not a message format version (such as 2.8 or 3.0-IV1)".into())
+            }
+        }
     }
+}
+
+/// Checks what only the whole set of a topic's overrides can tell (as
+/// Kafka's `LogConfig.validateValues`): each value is valid already.
+pub fn validate_together(overrides: &BTreeMap<String, String>) -> Result<(), String> {
+    let long = |name: &str| {
+        overrides
+            .get(name)
+            .cloned()
+            .or_else(|| default_value(name, 0))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let (min, max) = (long("min.compaction.lag.ms"), long("max.compaction.lag.ms"));
+    if min > max {
+        return Err(format!(
+            "min.compaction.lag.ms ({min}) is greater than max.compaction.lag.ms ({max})"
+        ));
+    }
+    Ok(())
 }
 
 /// The effective `max.message.bytes` of a topic.
@@ -118,4 +399,47 @@ pub fn max_message_bytes(overrides: &BTreeMap<String, String>, broker_default: u
         .get("max.message.bytes")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(broker_default) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_valid_default() {
+        for k in KEYS {
+            let d = default_value(k.name, 1_048_588).expect("a default");
+            assert!(validate(k.name, &d, 100 << 20).is_ok(), "{} default {d:?}", k.name);
+        }
+        let mut names: Vec<_> = KEYS.iter().map(|k| k.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), KEYS.len(), "a key is listed twice");
+    }
+
+    #[test]
+    fn kafkas_checks() {
+        let ok = |k: &str, v: &str| validate(k, v, 100 << 20).is_ok();
+        assert!(ok("cleanup.policy", "compact,delete") && ok("cleanup.policy", "delete, compact"));
+        assert!(!ok("cleanup.policy", "compact,forever"));
+        assert!(ok("min.cleanable.dirty.ratio", "0.01") && !ok("min.cleanable.dirty.ratio", "1.5"));
+        assert!(ok("segment.ms", "1") && !ok("segment.ms", "0"));
+        assert!(ok("retention.bytes", "-5") && !ok("retention.ms", "-2"));
+        assert!(
+            ok("leader.replication.throttled.replicas", "0:1,1:2") && ok("leader.replication.throttled.replicas", "*")
+        );
+        assert!(!ok("leader.replication.throttled.replicas", "0-1"));
+        assert!(ok("message.format.version", "2.8") && ok("message.format.version", "3.0-IV1"));
+        assert!(!ok("message.format.version", "latest"));
+        assert!(ok("preallocate", "TRUE") && !ok("preallocate", "yes"));
+        assert!(!ok("remote.storage.enable", "true"));
+        assert!(!ok("segment.bytes", "2147483648") && !ok("no.such.key", "1"));
+        let lag = |min: &str, max: &str| {
+            validate_together(&BTreeMap::from([
+                ("min.compaction.lag.ms".to_string(), min.to_string()),
+                ("max.compaction.lag.ms".to_string(), max.to_string()),
+            ]))
+        };
+        assert!(lag("10", "10").is_ok() && lag("11", "10").is_err());
+    }
 }
