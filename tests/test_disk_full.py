@@ -53,4 +53,12 @@ def test_disk_full_gives_storage_errors_and_keeps_acknowledged_data(small_disk, 
     got = consume_all(b.bootstrap, "full", 1, len(acked), timeout=30)
     assert [(m.offset(), m.value()) for m in got] == sorted(acked)
     assert b.alive()
+    # The operator sees it: /health says why writes stop and how full the
+    # disk is, and the metrics carry the free bytes.
+    status, body = b.admin_get("/health")
+    assert status == 503 and "refuses writes" in body and "% full" in body, body
+    from test_metrics import scrape, total
+    m = scrape(b)
+    assert 0 <= total(m, "corestream_disk_free_bytes") < 2 << 20  # less than two 1 MiB segments
+    assert total(m, "corestream_disk_total_bytes") > 8 << 20
     b.stop()

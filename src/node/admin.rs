@@ -50,6 +50,7 @@ async fn handle(broker: &Rc<Broker>, mut stream: TcpStream) -> std::io::Result<(
                 leaders: broker.leaders.borrow().iter().map(|l| l.unwrap_or(-1)).collect(),
                 max_partitions_per_shard: broker.config.limits.max_partitions_per_shard,
                 version: env!("CARGO_PKG_VERSION"),
+                disk: disk_space(&broker.config.data_dir),
             };
             (
                 "200 OK",
@@ -96,6 +97,25 @@ async fn gather(broker: &Rc<Broker>) -> Vec<ShardReport> {
     out
 }
 
+/// Bytes free (for this process: root may use the reserved blocks too)
+/// and in all on the file system holding `dir`.
+pub fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs(3) with a NUL-terminated path and a zeroed struct it fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let block = st.f_frsize as u64;
+    let free = if unsafe { libc::geteuid() } == 0 {
+        st.f_bfree
+    } else {
+        st.f_bavail
+    };
+    Some((free as u64 * block, st.f_blocks as u64 * block))
+}
+
 fn health(broker: &Broker, reports: &[ShardReport]) -> (bool, String) {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -123,6 +143,20 @@ fn health(broker: &Broker, reports: &[ShardReport]) -> (bool, String) {
     }
     if broker.cut_off() {
         problems.push("no majority of the cluster is reachable; client connections are closed".into());
+    }
+    if let Some((free, total)) = disk_space(&broker.config.data_dir) {
+        // Warn while there is time to act: a WAL that meets a full disk
+        // stops its shard's writes until a restart. Each shard's next roll
+        // needs a segment's worth.
+        let rolls = 2 * broker.config.wal.segment_bytes.0 * shards as u64;
+        if total > 0 && (free * 10 < total || free < rolls) {
+            warnings.push(format!(
+                "the data dir's file system is {}% full ({} MiB free of {} MiB)",
+                100 - free * 100 / total,
+                free >> 20,
+                total >> 20
+            ));
+        }
     }
     let live = broker.live_brokers();
     for b in broker.config.brokers() {

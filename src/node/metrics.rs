@@ -119,6 +119,8 @@ pub struct NodeFacts {
     pub leaders: Vec<i32>,
     pub max_partitions_per_shard: usize,
     pub version: &'static str,
+    /// The data dir's file system: bytes free to the broker, and in all.
+    pub disk: Option<(u64, u64)>,
 }
 
 struct Family<'a> {
@@ -162,6 +164,20 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
         "Seconds since the broker started.",
     );
     f.line("corestream_uptime_seconds", "", node.uptime.as_secs_f64());
+    if let Some((free, total)) = node.disk {
+        f.head(
+            "corestream_disk_free_bytes",
+            "gauge",
+            "Bytes free to the broker on the data dir's file system (/health warns under 10%).",
+        );
+        f.line("corestream_disk_free_bytes", "", free);
+        f.head(
+            "corestream_disk_total_bytes",
+            "gauge",
+            "Size of the data dir's file system.",
+        );
+        f.line("corestream_disk_total_bytes", "", total);
+    }
     f.head("corestream_shards", "gauge", "Shards (pinned executors) of this node.");
     f.line("corestream_shards", "", shards.len());
     f.head(
