@@ -42,6 +42,7 @@ APIS = [
     ("DescribeConfigs", "describe_configs_request"),
     ("AlterConfigs", "alter_configs_request"),
     ("CreatePartitions", "create_partitions_request"),
+    ("DescribeLogDirs", "describe_log_dirs_request"),
     ("DeleteGroups", "delete_groups_request"),
     ("IncrementalAlterConfigs", "incremental_alter_configs_request"),
     ("OffsetDelete", "offset_delete_request"),

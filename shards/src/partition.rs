@@ -28,6 +28,8 @@ pub struct Partition {
     log_start: Offset,
     /// Sorted, dense: `index[i+1].base == index[i].last + 1`.
     index: Vec<IndexEntry>,
+    /// Bytes of the batches in `index` (what DescribeLogDirs reports).
+    bytes: u64,
     /// Idempotent producers writing here; allocated on first use.
     producers: Option<Box<Producers>>,
 }
@@ -40,6 +42,7 @@ impl Partition {
             high_watermark: Offset(0),
             log_start: Offset(0),
             index: Vec::new(),
+            bytes: 0,
             producers: None,
         }
     }
@@ -63,6 +66,11 @@ impl Partition {
             self.producers = None;
         }
         n
+    }
+
+    /// Bytes of the stored batches this partition holds from its log start.
+    pub fn size_bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub fn high_watermark(&self) -> Offset {
@@ -96,6 +104,7 @@ impl Partition {
             self.indexed_end()
         );
         assert!(entry.last >= entry.base, "partition {}: empty batch range", self.id);
+        self.bytes += entry.len as u64;
         self.index.push(entry);
         if self.next_offset < self.indexed_end() {
             // Recovery replays batches that this leader did not assign.
@@ -119,7 +128,7 @@ impl Partition {
         }
         self.log_start = offset;
         let gone = self.index.partition_point(|e| e.last < offset);
-        self.index.drain(..gone);
+        self.bytes -= self.index.drain(..gone).map(|e| e.len as u64).sum::<u64>();
         true
     }
 
@@ -134,7 +143,7 @@ impl Partition {
             self.high_watermark
         );
         let keep = self.index.partition_point(|e| e.base < offset);
-        self.index.truncate(keep);
+        self.bytes -= self.index.drain(keep..).map(|e| e.len as u64).sum::<u64>();
         self.forget_unstored();
     }
 

@@ -123,6 +123,12 @@ mod codes {
                 .for_each(|p| each(p.error_code));
         }
     }
+    impl ErrorCodes for DescribeLogDirsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+            self.results.iter().for_each(|r| each(r.error_code));
+        }
+    }
     impl ErrorCodes for DeleteRecordsResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             self.topics

@@ -10,6 +10,7 @@ pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -117,6 +118,7 @@ requests! {
     InitProducerId => init_producer_id, InitProducerIdRequest;
     DescribeConfigs => describe_configs, DescribeConfigsRequest;
     CreatePartitions => create_partitions, CreatePartitionsRequest;
+    DescribeLogDirs => describe_log_dirs, DescribeLogDirsRequest;
     IncrementalAlterConfigs => incremental_alter_configs, IncrementalAlterConfigsRequest;
     FindCoordinator => find_coordinator, FindCoordinatorRequest;
     OffsetCommit => offset_commit, OffsetCommitRequest;
@@ -174,6 +176,7 @@ pub async fn dispatch(
         Request::DeleteTopics(req) => serve!(delete_topics, req),
         Request::DescribeConfigs(req) => serve!(describe_configs, req),
         Request::CreatePartitions(req) => serve!(create_partitions, req),
+        Request::DescribeLogDirs(req) => serve!(describe_log_dirs, req),
         Request::InitProducerId(req) => serve!(init_producer_id, req),
         Request::IncrementalAlterConfigs(req) => serve!(incremental_alter_configs, req),
         Request::FindCoordinator(req) => serve!(find_coordinator, req),

@@ -49,6 +49,11 @@ pub enum NodeMsg {
         queries: Vec<(PartitionId, OffsetQuery)>,
         reply: flume::Sender<Vec<OffsetResult>>,
     },
+    /// DescribeLogDirs: each partition's stored bytes on this node.
+    PartitionSizes {
+        ids: Vec<PartitionId>,
+        reply: flume::Sender<Vec<Option<u64>>>,
+    },
     /// DeleteRecords: each partition's log start up to an offset (`None`:
     /// the high watermark); the reply holds each new low watermark.
     DeleteRecords {
@@ -230,6 +235,17 @@ impl Broker {
             .unwrap_or_else(|| vec![Err(unreachable_shard(to)); n])
     }
 
+    /// The stored bytes of partitions of shard `to` (`None`: not held).
+    pub async fn partition_sizes(&self, to: ShardId, ids: Vec<PartitionId>) -> Vec<Option<u64>> {
+        if to == self.me() {
+            return self.shard.partition_sizes(&ids);
+        }
+        let n = ids.len();
+        self.ask(to, |reply| NodeMsg::PartitionSizes { ids, reply })
+            .await
+            .unwrap_or_else(|| vec![None; n])
+    }
+
     /// DeleteRecords on the partitions of shard `to`.
     pub async fn delete_records(
         &self,
@@ -325,6 +341,10 @@ impl Broker {
             NodeMsg::ListOffsets { queries, reply } => {
                 let r = queries.into_iter().map(|(p, q)| b.shard.list_offset(p, q)).collect();
                 let _ = reply.try_send(r);
+                Work::Done
+            }
+            NodeMsg::PartitionSizes { ids, reply } => {
+                let _ = reply.try_send(b.shard.partition_sizes(&ids));
                 Work::Done
             }
             NodeMsg::DeleteRecords { trims, reply } => Work::Request(Box::pin(async move {

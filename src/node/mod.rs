@@ -11,7 +11,7 @@
 //! - `metrics.rs`, `admin.rs`: per-shard counters, and the admin HTTP port
 //!   (/metrics, /health) on shard 0 that gathers them.
 
-mod admin;
+pub mod admin;
 pub mod broker;
 pub mod control;
 pub mod fatal;

@@ -32,6 +32,7 @@ pub const REQUESTS: &[(ApiKey, i16, i16, crate::Build)] = &[
     (ApiKey::DescribeConfigs, 1, 4, crate::build::<DescribeConfigsRequest>),
     (ApiKey::AlterConfigs, 0, 2, crate::build::<AlterConfigsRequest>),
     (ApiKey::CreatePartitions, 0, 3, crate::build::<CreatePartitionsRequest>),
+    (ApiKey::DescribeLogDirs, 1, 4, crate::build::<DescribeLogDirsRequest>),
     (ApiKey::DeleteGroups, 0, 2, crate::build::<DeleteGroupsRequest>),
     (
         ApiKey::IncrementalAlterConfigs,
@@ -962,6 +963,33 @@ impl Gen for create_partitions_request::CreatePartitionsTopic {
         if (0..=3).contains(&version) {
             m.assignments =
                 <Option<Vec<create_partitions_request::CreatePartitionsAssignment>>>::gen(g, "assignments", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for describe_log_dirs_request::DescribableLogDirTopic {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (1..=4).contains(&version) {
+            m.topic = <messages::TopicName>::gen(g, "topic", version);
+        }
+        if (1..=4).contains(&version) {
+            m.partitions = <Vec<i32>>::gen(g, "partitions", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for describe_log_dirs_request::DescribeLogDirsRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (1..=4).contains(&version) {
+            m.topics = <Option<Vec<describe_log_dirs_request::DescribableLogDirTopic>>>::gen(g, "topics", version);
         }
         m.unknown_tagged_fields = g.tagged_fields();
         m

@@ -457,6 +457,13 @@ impl Shard {
         }
     }
 
+    /// Each partition's stored bytes on this replica (leader or not), or
+    /// `None` for a partition this shard does not hold.
+    pub fn partition_sizes(&self, ids: &[PartitionId]) -> Vec<Option<u64>> {
+        let st = self.state.borrow();
+        ids.iter().map(|&id| st.partition(id).map(|p| p.size_bytes())).collect()
+    }
+
     pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
         self.state.borrow().list_offset(partition, query)
     }
