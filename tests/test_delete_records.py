@@ -134,3 +134,34 @@ def test_every_replica_trims_at_the_same_point(tmp_path):
         assert first_from(cluster.bootstrap(), "drc", 0, 0) == (30, b"m30")
     finally:
         cluster.stop()
+
+
+def test_retention_bytes_trims_the_oldest_batches(broker):
+    """retention.bytes: the leader moves the log start (the same Raft entry
+    as DeleteRecords) once a partition holds more than the limit and an
+    eighth; consumers from the beginning start at the new log start. Lifting
+    the limit stops it. (Disk space is reclaimed with WAL segments, later.)"""
+    from test_log_dirs import sizes
+    create_topic(broker.bootstrap, "capped", 1, {"retention.bytes": "20000"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    for i in range(400):
+        p.produce("capped", value=b"%05d" % i + b"x" * 195, partition=0)
+        p.flush(10)  # a batch each: retention works in whole batches
+    low, high = low_watermark(broker.bootstrap, "capped", 0)
+    assert high == 400 and low > 250, (low, high)
+    _, got = sizes(broker.bootstrap)
+    assert got[("capped", 0)] <= 20000 + 20000 // 8 + 300, got
+    offset, value = first_from(broker.bootstrap, "capped", 0, 0)
+    assert offset == low and value.startswith(b"%05d" % low)
+    # The limit survives a restart, and lifting it stops the trimming.
+    broker.restart()
+    assert low_watermark(broker.bootstrap, "capped", 0)[0] == low
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    lift = ConfigResource(ConfigResource.Type.TOPIC, "capped", incremental_configs=[
+        ConfigEntry("retention.bytes", "-1", incremental_operation=AlterConfigOpType.SET)])
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.incremental_alter_configs([lift])[lift].result(timeout=10)
+    for i in range(200):
+        p.produce("capped", value=b"y" * 200, partition=0)
+    assert p.flush(10) == 0
+    assert low_watermark(broker.bootstrap, "capped", 0) == (low, 600)

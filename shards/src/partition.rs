@@ -112,6 +112,23 @@ impl Partition {
         }
     }
 
+    /// The log start that keeps at most `limit` bytes of committed batches
+    /// (the newest ones; never past the high watermark), if it is past the
+    /// current one.
+    pub fn start_keeping(&self, limit: u64) -> Option<Offset> {
+        let committed = self.index.partition_point(|e| e.last < self.high_watermark);
+        let mut excess = self.bytes.checked_sub(limit)?;
+        let mut to = None;
+        for e in &self.index[..committed] {
+            if excess == 0 {
+                break;
+            }
+            excess = excess.saturating_sub(e.len as u64);
+            to = Some(Offset(e.last.0 + 1));
+        }
+        to.filter(|&t| t > self.log_start)
+    }
+
     /// Moves the log start up to `offset` (DeleteRecords, retention: a
     /// committed trim entry) and forgets the batches wholly below it.
     /// Returns whether it moved.
@@ -226,6 +243,28 @@ mod tests {
             len,
             max_timestamp_ms: base * 10,
         }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_bytes_of_committed_batches() {
+        let mut p = Partition::new(PartitionId(1));
+        for i in 0..10 {
+            p.index_batch(entry(i * 2, i * 2 + 1, 100));
+        }
+        assert_eq!(p.size_bytes(), 1000);
+        p.advance_high_watermark(Offset(16)); // 8 batches committed
+        assert_eq!(p.start_keeping(1000), None);
+        assert_eq!(
+            p.start_keeping(750),
+            Some(Offset(6)),
+            "three batches go, 700 bytes stay"
+        );
+        assert_eq!(p.start_keeping(0), Some(Offset(16)), "never past the high watermark");
+        assert!(p.trim_to(Offset(6)));
+        assert_eq!((p.log_start(), p.size_bytes()), (Offset(6), 700));
+        assert_eq!(p.start_keeping(700), None);
+        p.truncate_from(Offset(18));
+        assert_eq!(p.size_bytes(), 600);
     }
 
     #[test]

@@ -260,7 +260,7 @@ pub const KEYS: &[ConfigKey] = &[
         kind: LONG,
         default: "-1",
         check: Check::Int(i64::MIN, i64::MAX),
-        doc: "Bytes kept per partition (-1: no limit). Stored; retention is not enforced yet.",
+        doc: "Bytes kept per partition (-1: no limit): the leader moves the log start past the oldest batches once the partition holds an eighth more (disk space is reclaimed with WAL segments, later).",
     },
     ConfigKey {
         name: "retention.ms",
@@ -391,6 +391,17 @@ pub fn validate_together(overrides: &BTreeMap<String, String>) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+/// The `retention.bytes` a topic's partitions are trimmed to: none when it
+/// is negative (the default) or when `cleanup.policy` does not delete.
+pub fn retention_bytes(overrides: &BTreeMap<String, String>) -> Option<u64> {
+    let policy = overrides.get("cleanup.policy").map_or("delete", String::as_str);
+    if !policy.split(',').any(|p| p.trim() == "delete") {
+        return None;
+    }
+    let bytes = overrides.get("retention.bytes")?.trim().parse::<i64>().ok()?;
+    u64::try_from(bytes).ok()
 }
 
 /// The effective `max.message.bytes` of a topic.

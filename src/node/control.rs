@@ -297,17 +297,29 @@ pub fn apply_changes(broker: &Broker, changes: &[MetaChange]) {
         }
         drop(meta);
         match change {
-            MetaChange::TopicCreated { partitions, .. } | MetaChange::PartitionsAdded { partitions, .. } => {
+            MetaChange::TopicCreated { partitions, name, .. } | MetaChange::PartitionsAdded { partitions, name } => {
                 let mine: Vec<_> = partitions
                     .iter()
                     .filter(|p| p.shard_id() == me)
                     .map(|p| p.partition_id())
                     .collect();
                 broker.shard.create_partitions(&mine);
+                apply_retention(broker, name);
             }
             MetaChange::TopicDeleted { .. } => broker.shard.delete_partitions(&gone),
-            MetaChange::ProducerIdsReserved { .. } | MetaChange::TopicConfigsAltered { .. } => {}
+            MetaChange::TopicConfigsAltered { name, .. } => apply_retention(broker, name),
+            MetaChange::ProducerIdsReserved { .. } => {}
         }
+    }
+}
+
+/// Tells this shard the `retention.bytes` of its partitions of `topic`.
+pub fn apply_retention(broker: &Broker, topic: &str) {
+    let meta = broker.meta.borrow();
+    let Some(t) = meta.topic(topic) else { return };
+    let limit = crate::controller::topic_config::retention_bytes(&t.configs);
+    for p in t.partitions.iter().filter(|p| p.shard_id() == broker.me()) {
+        broker.shard.set_retention_bytes(p.partition_id(), limit);
     }
 }
 

@@ -258,6 +258,10 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         }),
     });
     *slot.borrow_mut() = Some(broker.clone());
+    let topics: Vec<String> = broker.meta.borrow().topics.keys().cloned().collect();
+    for topic in &topics {
+        control::apply_retention(&broker, topic);
+    }
     // A handful at start-up (leader news), served outside the bound.
     for (from, msg) in early.take() {
         match broker.handle(from, msg) {

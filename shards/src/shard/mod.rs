@@ -457,6 +457,12 @@ impl Shard {
         }
     }
 
+    /// Sets (or, `None`, lifts) a partition's `retention.bytes`; the leader
+    /// trims it as writes pass the limit.
+    pub fn set_retention_bytes(&self, partition: PartitionId, limit: Option<u64>) {
+        self.state.borrow_mut().set_retention_bytes(partition, limit);
+    }
+
     /// Each partition's stored bytes on this replica (leader or not), or
     /// `None` for a partition this shard does not hold.
     pub fn partition_sizes(&self, ids: &[PartitionId]) -> Vec<Option<u64>> {

@@ -49,9 +49,16 @@ pub struct State {
     proposal_waiters: Vec<Waiter>,
     /// Partitions with batches in `proposal`.
     staged: HashSet<PartitionId>,
-    /// Log start moves to propose (DeleteRecords), and who waits for them.
+    /// Log start moves to propose (DeleteRecords, retention), and who waits
+    /// for them.
     trims: Vec<(PartitionId, Offset)>,
     trim_waiters: Vec<Waiter>,
+    /// `retention.bytes` of the partitions that have one (no entry: no
+    /// limit), and the log start a retention trim in flight will reach.
+    retention_bytes: HashMap<PartitionId, u64>,
+    retention_in_flight: HashMap<PartitionId, Offset>,
+    /// Partitions whose high watermark moved in this Ready round.
+    grown: Vec<PartitionId>,
     inflight: VecDeque<(RaftIndex, Vec<Waiter>)>,
     /// Fetches long-polling a partition; only present while someone waits.
     pub(crate) data_waiters: HashMap<PartitionId, Vec<flume::Sender<()>>>,
@@ -126,6 +133,14 @@ impl State {
             self.deleted.insert(*id);
             self.data_waiters.remove(id);
         }
+    }
+
+    /// Sets (or, `None`, lifts) a partition's `retention.bytes`.
+    pub fn set_retention_bytes(&mut self, id: PartitionId, limit: Option<u64>) {
+        match limit {
+            Some(l) => self.retention_bytes.insert(id, l),
+            None => self.retention_bytes.remove(&id),
+        };
     }
 
     pub fn partition(&self, id: PartitionId) -> Option<&Partition> {
@@ -298,6 +313,8 @@ impl State {
             match group.propose_trim(payload) {
                 Ok(idx) => self.inflight.push_back((idx, waiters)),
                 Err(e) => {
+                    // Retention proposes again at the next write.
+                    self.retention_in_flight.clear();
                     let e = ShardError::from(e);
                     for w in waiters {
                         let _ = w.done.try_send(Err(e.clone()));
@@ -333,6 +350,7 @@ impl State {
         for (_, payload) in &out.committed_trims {
             self.trim_entry(payload);
         }
+        self.enforce_retention_bytes();
         self.complete_waiters(out.persisted_index, out.committed_index);
         out.committed_meta
     }
@@ -354,6 +372,7 @@ impl State {
                 .chain(self.trim_waiters.drain(..))
                 .collect();
             self.trims.clear();
+            self.retention_in_flight.clear();
             for w in waiting {
                 let _ = w.done.try_send(Err(ShardError::NotLeader));
             }
@@ -516,12 +535,42 @@ impl State {
         }
     }
 
+    /// A leader trims partitions whose committed batches exceed their
+    /// `retention.bytes` by an eighth of it (at least 4 KiB: one trim entry
+    /// per few writes, not per write), down to at most the limit, oldest
+    /// batches first, as Kafka deletes whole old segments. Runs when a
+    /// high watermark moves: no timer.
+    fn enforce_retention_bytes(&mut self) {
+        let grown = std::mem::take(&mut self.grown);
+        if self.retention_bytes.is_empty() || !self.serves() {
+            return;
+        }
+        for id in grown {
+            let (Some(&limit), Some(p)) = (self.retention_bytes.get(&id), self.partitions.get(&id)) else {
+                continue;
+            };
+            let slack = (limit / 8).max(4096);
+            if p.size_bytes() <= limit.saturating_add(slack) {
+                continue;
+            }
+            let Some(to) = p.start_keeping(limit) else { continue };
+            if self.retention_in_flight.get(&id).is_some_and(|&t| t >= to) {
+                continue;
+            }
+            self.retention_in_flight.insert(id, to);
+            self.trims.push((id, to));
+        }
+    }
+
     /// Applies a committed trim entry: each partition's log start moves
     /// (never back), and its batches below it are forgotten.
     fn trim_entry(&mut self, payload: &[u8]) {
         for (id, offset) in trims(payload) {
             if let Some(p) = self.partitions.get_mut(&id) {
                 p.trim_to(offset);
+            }
+            if self.retention_in_flight.get(&id).is_some_and(|&t| t <= offset) {
+                self.retention_in_flight.remove(&id);
             }
         }
     }
@@ -534,6 +583,9 @@ impl State {
             let b = &payload[it.at..it.at + it.len];
             let end = Offset(it.base.0 + batch::last_offset_delta(b) as i64 + 1);
             if p.advance_high_watermark(end) {
+                if self.retention_bytes.contains_key(&it.partition) {
+                    self.grown.push(it.partition);
+                }
                 if let Some(ws) = self.data_waiters.remove(&it.partition) {
                     for w in ws {
                         let _ = w.try_send(());

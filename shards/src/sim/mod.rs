@@ -92,6 +92,9 @@ pub struct Report {
     pub read_flips: u64,
     pub corrupt_reads: u64,
     pub trims: u64,
+    /// Partitions whose converged log starts past offset 0 (DeleteRecords
+    /// and retention.bytes).
+    pub trimmed_partitions: u64,
 }
 
 struct Sim {
@@ -712,6 +715,7 @@ impl Sim {
         self.report.messages = net.sent;
         self.report.lost_messages = net.lost;
         drop(net);
+        self.report.trimmed_partitions = logs[0].values().filter(|(start, _)| start.0 > 0).count() as u64;
         self.history.check(&logs)?;
         Ok(self.report)
     }

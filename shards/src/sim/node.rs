@@ -47,7 +47,14 @@ fn apply_meta(state: &mut State, command: &[u8]) {
         return;
     };
     match kind {
-        b'c' => state.create_partitions(&[PartitionId(id)]),
+        b'c' => {
+            state.create_partitions(&[PartitionId(id)]);
+            // Every third partition keeps at most 2 KB (retention.bytes):
+            // its leader trims it as it grows.
+            if id % 3 == 0 {
+                state.set_retention_bytes(PartitionId(id), Some(2_000));
+            }
+        }
         b'd' => state.delete_partitions(&[PartitionId(id)]),
         _ => {}
     }

@@ -33,7 +33,8 @@ fn seeds_pass() {
     eprintln!(
         "simulator: seeds {first}..{} passed in {:.1} s: {} acks=all records acknowledged and checked, {} consumed; \
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
-         {} leaders, {} partitions deleted, {} DeleteRecords, {} of {} messages lost",
+         {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
+         {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -46,6 +47,7 @@ fn seeds_pass() {
         sum(|r| r.leader_changes),
         sum(|r| r.partitions_deleted),
         sum(|r| r.trims),
+        sum(|r| r.trimmed_partitions),
         sum(|r| r.lost_messages),
         sum(|r| r.messages),
     );
