@@ -583,7 +583,7 @@ impl State {
             let b = &payload[it.at..it.at + it.len];
             let end = Offset(it.base.0 + batch::last_offset_delta(b) as i64 + 1);
             if p.advance_high_watermark(end) {
-                if self.retention_bytes.contains_key(&it.partition) {
+                if !self.retention_bytes.is_empty() && self.retention_bytes.contains_key(&it.partition) {
                     self.grown.push(it.partition);
                 }
                 if let Some(ws) = self.data_waiters.remove(&it.partition) {
