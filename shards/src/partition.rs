@@ -131,15 +131,12 @@ impl Partition {
 
     /// Moves the log start up to `offset` (DeleteRecords, retention: a
     /// committed trim entry) and forgets the batches wholly below it.
-    /// Returns whether it moved.
+    /// Returns whether it moved. The leader never asks past the high
+    /// watermark, and every replica has applied as far when it applies the
+    /// trim; the entry comes from a peer all the same, so a trim past it
+    /// stops at it (the caller logs that) rather than stopping the shard.
     pub fn trim_to(&mut self, offset: Offset) -> bool {
-        assert!(
-            offset <= self.high_watermark,
-            "partition {}: log start {} past the high watermark {}",
-            self.id,
-            offset,
-            self.high_watermark
-        );
+        let offset = offset.min(self.high_watermark);
         if offset <= self.log_start {
             return false;
         }
@@ -263,8 +260,12 @@ mod tests {
         assert!(p.trim_to(Offset(6)));
         assert_eq!((p.log_start(), p.size_bytes()), (Offset(6), 700));
         assert_eq!(p.start_keeping(700), None);
+        assert!(!p.trim_to(Offset(2)), "never back");
+        assert!(p.trim_to(Offset(99)), "a trim past the high watermark stops there");
+        assert_eq!(p.log_start(), Offset(16));
+        p.index_batch(entry(20, 21, 100));
         p.truncate_from(Offset(18));
-        assert_eq!(p.size_bytes(), 600);
+        assert_eq!(p.size_bytes(), 100);
     }
 
     #[test]

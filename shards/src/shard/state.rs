@@ -567,6 +567,10 @@ impl State {
     fn trim_entry(&mut self, payload: &[u8]) {
         for (id, offset) in trims(payload) {
             if let Some(p) = self.partitions.get_mut(&id) {
+                if offset > p.high_watermark() {
+                    tracing::warn!(partition = %id, offset = offset.0, high_watermark = p.high_watermark().0,
+                        "a trim entry past the high watermark; trimming to the high watermark");
+                }
                 p.trim_to(offset);
             }
             if self.retention_in_flight.get(&id).is_some_and(|&t| t <= offset) {
