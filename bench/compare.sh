@@ -24,11 +24,7 @@ trap '[ -n "$broker" ] && kill "$broker" 2>/dev/null; wait 2>/dev/null; rm -rf "
 port=$((30000 + RANDOM % 20000))
 admin=$((port + 1))
 
-field() { python3 -c "import json,sys; d={s['mode']: s for s in json.load(open(sys.argv[1]))}; print(eval(sys.argv[2]))" "$@"; }
-cpu_s() { python3 -c "
-import os,sys
-s=open(f'/proc/{sys.argv[1]}/stat').read(); p=s[s.rindex(')')+2:].split()
-print((int(p[11])+int(p[12]))/os.sysconf('SC_CLK_TCK'))" "$1"; }
+source bench/lib.sh
 
 start_broker() {
     rm -rf "$WORK/data"

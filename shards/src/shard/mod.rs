@@ -21,17 +21,16 @@ use crate::metrics::{StorageReport, WalMetrics};
 use crate::producer::SeqError;
 
 use crate::raft::transport::Transport;
-use crate::raft::{Membership, RaftError, RaftGroup, ReadyOutcome, RecoveredRaft};
+use crate::raft::{Membership, RaftError, RaftGroup, ReadyOutcome};
 use crate::read_ahead::ReadAhead;
 use crate::read_cache::ReadCache;
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
-use crate::wal::{self, DmaDisk, WalError, WalReader};
+use crate::wal::{DmaDisk, WalError, WalReader};
 
 mod reads;
 pub mod state;
 
 pub use reads::read_batches;
-use state::Replay;
 pub use state::State;
 
 /// The broker's clock for producer expiry, in ms since the epoch.
@@ -210,29 +209,18 @@ impl Shard {
     /// group and the driver task that runs it.
     pub async fn open(cfg: ShardConfig, partitions: &[PartitionId], known_below: u32) -> Result<Rc<Shard>, ShardError> {
         let mut state = State::new(partitions, known_below);
-        let mut replay = Replay::default();
-        let now_ms = wall_clock_ms();
-        let (writer, reader) = wal::open(DmaDisk, &cfg.wal_dir, cfg.segment_bytes, |rec, pos| {
-            state.replay_record(&mut replay, rec, pos, now_ms)
-        })
-        .await?;
-        if replay.rewrites_committed {
-            return Err(ShardError::Storage(
-                "WAL rewrites a committed Raft entry; the log is corrupt".into(),
-            ));
-        }
+        let recovered = state::recover(DmaDisk, &cfg.wal_dir, cfg.segment_bytes, &mut state, wall_clock_ms())
+            .await
+            .map_err(|e| ShardError::Storage(e.to_string()))?;
+        let reader = recovered.reader;
         let membership = cfg.membership.clone();
         let (kick, kicked) = local_channel::new_bounded(1);
         let wake: Rc<RefCell<Option<std::rc::Weak<Shard>>>> = Rc::new(RefCell::new(None));
         let wake_group = wake.clone();
         let mut group = RaftGroup::start(
-            writer,
+            recovered.writer,
             reader.clone(),
-            RecoveredRaft {
-                hard_state: replay.hard_state,
-                applied: replay.applied,
-                unapplied: replay.unapplied,
-            },
+            recovered.raft,
             membership.clone(),
             (cfg.memory_bytes / RAFT_RETAIN_SHARE) as usize,
             Rc::new(move || {
@@ -243,7 +231,7 @@ impl Shard {
             crate::raft::Elections::Randomized,
         )?;
         let (events, events_rx) = local_channel::new_unbounded();
-        for (index, command) in replay.meta {
+        for (index, command) in recovered.meta {
             let _ = events.try_send(ShardEvent::MetaCommitted { index, command });
         }
         let shard = Rc::new_cyclic(|weak: &std::rc::Weak<Shard>| {

@@ -43,11 +43,10 @@ impl Shard {
             let mut taken_any = false;
             for &(partition, offset, max_bytes) in reads {
                 let plan = st.plan_read(partition, offset, max_bytes.min(remaining), !taken_any);
-                if let Ok((batches, _, _)) = &plan {
+                if let (Ok((batches, _, _)), Some(p)) = (&plan, st.partition(partition)) {
                     let bytes: usize = batches.iter().map(|b| b.len as usize).sum();
                     remaining = remaining.saturating_sub(bytes);
                     taken_any |= bytes > 0;
-                    let p = st.partition(partition).expect("planned a read of it");
                     if let Some(next) = self.next_to_read_ahead(p, batches, bytes) {
                         read_ahead.push((partition, next));
                     }

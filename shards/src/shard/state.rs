@@ -15,9 +15,9 @@ use crate::partition::{IndexEntry, Partition};
 use crate::planted::{self, Bug};
 use crate::producer::{SeqCheck, PRODUCER_ID_EXPIRATION_MS};
 use crate::raft::entry::{encode_trims, items, trims, EntryBuilder};
-use crate::raft::{entry_of, is_data, RaftGroup, ReadyOutcome};
+use crate::raft::{entry_of, is_data, RaftGroup, ReadyOutcome, RecoveredRaft};
 use crate::types::{Offset, PartitionId, RaftIndex};
-use crate::wal::{self, decode_hard_state, Disk, Record, RecordKind, WalPos};
+use crate::wal::{self, decode_hard_state, Disk, Record, RecordKind, WalPos, WalReader, WalWriter};
 
 /// How often, at most, a shard that writes producer state looks for
 /// expired producers (a pass over its partitions).
@@ -91,16 +91,62 @@ pub struct State {
     serving: bool,
 }
 
+/// What recovery hands the Raft group and the node, besides the state.
+pub struct Recovered<D: Disk> {
+    pub writer: WalWriter<D>,
+    pub reader: WalReader<D>,
+    pub raft: RecoveredRaft,
+    /// Metadata commands the recorded commit index passed, in log order.
+    pub meta: Vec<(RaftIndex, Bytes)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    #[error("WAL rewrites a committed Raft entry; the log is corrupt")]
+    RewritesCommitted,
+}
+
+/// Opens the WAL in `dir` and replays it into `state`: one recovery for the
+/// glommio shard and the simulator.
+pub async fn recover<D: Disk>(
+    disk: D,
+    dir: &std::path::Path,
+    segment_bytes: u64,
+    state: &mut State,
+    now_ms: i64,
+) -> Result<Recovered<D>, RecoverError> {
+    let mut replay = Replay::default();
+    let (writer, reader) = wal::open(disk, dir, segment_bytes, |rec, pos| {
+        state.replay_record(&mut replay, rec, pos, now_ms)
+    })
+    .await?;
+    if replay.rewrites_committed {
+        return Err(RecoverError::RewritesCommitted);
+    }
+    Ok(Recovered {
+        writer,
+        reader,
+        raft: RecoveredRaft {
+            hard_state: replay.hard_state,
+            applied: replay.applied,
+            unapplied: replay.unapplied,
+        },
+        meta: replay.meta,
+    })
+}
+
 /// Entries replayed from the WAL, applied as the recorded commit index passes them.
 #[derive(Default)]
-pub struct Replay {
-    pub hard_state: Option<wal::HardState>,
-    pub applied: (u64, u64),
-    pub unapplied: Vec<raft::prelude::Entry>,
+struct Replay {
+    hard_state: Option<wal::HardState>,
+    applied: (u64, u64),
+    unapplied: Vec<raft::prelude::Entry>,
     /// Metadata commands the recorded commit index passed.
-    pub meta: Vec<(RaftIndex, Bytes)>,
+    meta: Vec<(RaftIndex, Bytes)>,
     /// Set when the WAL rewrites a committed entry: corruption.
-    pub rewrites_committed: bool,
+    rewrites_committed: bool,
 }
 
 impl State {
@@ -236,13 +282,7 @@ impl State {
         if let Some(reason) = &self.failed {
             return Err(ShardError::Storage(reason.clone()));
         }
-        if !self.serves() {
-            return Err(ShardError::NotLeader);
-        }
-        let p = self
-            .partitions
-            .get(&partition)
-            .ok_or(ShardError::UnknownPartition(partition))?;
+        let p = self.served(partition)?;
         let (start, hw) = (p.log_start(), p.high_watermark());
         let offset = offset.unwrap_or(hw);
         if offset.0 < 0 || offset > hw {
@@ -435,14 +475,18 @@ impl State {
         Ok((batches, hw, start))
     }
 
-    pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
+    /// A partition this node serves as leader.
+    fn served(&self, partition: PartitionId) -> Result<&Partition, ShardError> {
         if !self.serves() {
             return Err(ShardError::NotLeader);
         }
-        let p = self
-            .partitions
+        self.partitions
             .get(&partition)
-            .ok_or(ShardError::UnknownPartition(partition))?;
+            .ok_or(ShardError::UnknownPartition(partition))
+    }
+
+    pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
+        let p = self.served(partition)?;
         Ok(match query {
             OffsetQuery::Earliest => Some((p.log_start(), -1)),
             OffsetQuery::Latest => Some((p.high_watermark(), -1)),
@@ -627,7 +671,7 @@ impl State {
 
     /// Replays one WAL record at start-up: entries are indexed as they
     /// come, applied as the recorded commit index passes them.
-    pub fn replay_record(&mut self, replay: &mut Replay, rec: Record, pos: WalPos, now_ms: i64) {
+    fn replay_record(&mut self, replay: &mut Replay, rec: Record, pos: WalPos, now_ms: i64) {
         match rec.kind {
             RecordKind::HardState => {
                 let Some(hs) = decode_hard_state(&rec.payload) else {

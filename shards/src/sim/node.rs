@@ -12,10 +12,10 @@ use raft::prelude::Message;
 
 use super::disk::SimDisk;
 use super::net::{Net, SimOutbox};
-use crate::raft::{check_from_peer, Elections, Membership, RaftGroup, RecoveredRaft};
-use crate::shard::state::{Replay, State};
+use crate::raft::{check_from_peer, Elections, Membership, RaftGroup};
+use crate::shard::state::{recover, RecoverError, State};
 use crate::types::{PartitionId, RaftIndex};
-use crate::wal::{self, WalReader};
+use crate::wal::WalReader;
 
 /// Small segments, so a run rolls many times.
 pub const SEGMENT_BYTES: u64 = 32 << 10;
@@ -122,31 +122,24 @@ impl Node {
         now_ms: u64,
     ) -> Result<(), StartError> {
         let mut state = State::new(&[], 0);
-        let mut replay = Replay::default();
         let wall = self.wall_ms(now_ms);
-        let opened = wal::open(self.disk.clone(), Path::new(WAL_DIR), SEGMENT_BYTES, |rec, pos| {
-            state.replay_record(&mut replay, rec, pos, wall)
-        })
-        .await;
-        let (writer, reader) = opened.map_err(|e| StartError::Io(e.to_string()))?;
-        if replay.rewrites_committed {
-            return Err(StartError::Corrupt("the WAL rewrites a committed Raft entry".into()));
-        }
+        let recovered = match recover(self.disk.clone(), Path::new(WAL_DIR), SEGMENT_BYTES, &mut state, wall).await {
+            Ok(r) => r,
+            Err(e @ RecoverError::Wal(_)) => return Err(StartError::Io(e.to_string())),
+            Err(e @ RecoverError::RewritesCommitted) => return Err(StartError::Corrupt(e.to_string())),
+        };
+        let reader = recovered.reader;
         let mut metas = Vec::new();
-        for (index, command) in replay.meta {
+        for (index, command) in recovered.meta {
             apply_meta(&mut state, &command);
             metas.push((index, command));
         }
         let woken = Rc::new(Cell::new(false));
         let wake = woken.clone();
         let mut group = RaftGroup::start(
-            writer,
+            recovered.writer,
             reader.clone(),
-            RecoveredRaft {
-                hard_state: replay.hard_state,
-                applied: replay.applied,
-                unapplied: replay.unapplied,
-            },
+            recovered.raft,
             Membership {
                 me: self.id,
                 voters: voters.to_vec(),
