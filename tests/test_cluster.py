@@ -273,6 +273,41 @@ def test_a_consumer_group_moves_with_its_coordinator(tmp_path):
         cluster.stop()
 
 
+def test_a_request_to_a_node_still_joining_waits_for_the_cluster_and_a_cut_off_one_is_closed(tmp_path):
+    """A client that finds a node before its peers are up is answered once
+    they are (the node is joining, as a Kafka broker that is still starting);
+    once joined, a node that loses its majority closes client connections
+    so clients go to the nodes that can serve them."""
+    from kafka_raw import Conn, frame
+    metadata_v1_all_topics = frame(3, 1, 7, (-1).to_bytes(4, "big", signed=True))
+    cluster = Cluster(tmp_path, shards=1)
+    first = cluster.nodes[0].start()
+    try:
+        early = Conn(first.port, timeout=15)
+        early.send(metadata_v1_all_topics)
+        time.sleep(0.5)
+        for b in cluster.nodes[1:]:
+            b.start()
+        reply = early.recv_frame()
+        assert reply is not None, "the joining node closed the connection instead of waiting for its peers"
+        assert int.from_bytes(reply[:4], "big") == 7
+        early.close()
+        cluster.wait(lambda: all(cluster.metadata(b).controller_id >= 0 for b in cluster.nodes))
+
+        for b in cluster.nodes[1:]:
+            b.kill9()
+        status, health = cluster.wait(
+            lambda: (lambda r: r if "no majority" in r[1] else None)(first.admin_get("/health")))
+        assert status == 503, health
+        late = Conn(first.port, timeout=15)
+        late.send(metadata_v1_all_topics)
+        assert late.recv_frame() is None, "a node cut off from its majority answered instead of closing"
+        late.close()
+        assert first.alive()
+    finally:
+        cluster.stop()
+
+
 def test_1000_topics_x_3_partitions_on_3_nodes_survive_a_dead_node_and_idle_quietly(tmp_path):
     """The workload that killed the broker we replace: 1000 topics x 3
     partitions on 3 nodes, one node dies, and every one of 3000 messages is

@@ -174,11 +174,6 @@ fn start_request(broker: &Rc<Broker>, frame: Bytes, charge: Charge) -> Result<Pe
         }
         Parsed::Request { api, header, body } => (api, header, body),
     };
-    if api != ApiKey::ApiVersions && broker.cut_off() {
-        // Cut off from the majority, this broker can neither lead nor learn
-        // who does; closing sends the client to the brokers that can.
-        return Err("this broker hears from no majority of its cluster".into());
-    }
     let (version, correlation_id) = (header.request_api_version, header.correlation_id);
     let b = broker.clone();
     tracing::trace!(shard = %b.me(), ?api, version, correlation_id, "request");
@@ -186,6 +181,12 @@ fn start_request(broker: &Rc<Broker>, frame: Bytes, charge: Charge) -> Result<Pe
         // Any wait counts: a request held back for 0.3 ms was throttled.
         let throttle_ms = charge.waited.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let started = std::time::Instant::now();
+        if api != ApiKey::ApiVersions && b.cut_off_for_request().await {
+            // Cut off from the majority, this broker can neither lead nor
+            // learn who does; closing sends the client to the brokers that can.
+            tracing::debug!(shard = %b.me(), "closing connection: this broker hears from no majority of its cluster");
+            return (Outcome::Close, charge);
+        }
         match dispatch(b.clone(), header, frame, throttle_ms).await {
             Ok(reply) => {
                 let bytes_out = reply.as_ref().map_or(0, |f| f.len());

@@ -104,6 +104,8 @@ pub struct Broker {
     pub leaders: RefCell<Vec<Option<i32>>>,
     pub was_cut_off: Cell<bool>,
     pub cut_off_checked: Cell<Instant>,
+    /// Whether this shard has heard from a majority since it started.
+    pub joined: Cell<bool>,
 }
 
 /// How long a cut-off verdict is reused before liveness is looked at again.
@@ -111,6 +113,11 @@ const CUT_OFF_RECHECK: Duration = Duration::from_millis(100);
 
 /// A peer that sent nothing (not even a keepalive) for this long is down.
 pub const PEER_LIVENESS: Duration = Duration::from_secs(3);
+
+/// How long after start a request waits for the cluster to be reachable
+/// before its connection is closed: peers started a moment later are
+/// connected within a keepalive or two.
+const STARTUP_GRACE: Duration = Duration::from_secs(10);
 
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 
@@ -157,6 +164,9 @@ impl Broker {
         }
         self.cut_off_checked.set(now);
         let cut = self.live_brokers().len() * 2 <= nodes;
+        if !cut {
+            self.joined.set(true);
+        }
         if self.was_cut_off.replace(cut) != cut {
             if cut {
                 tracing::warn!(shard = %self.me(), "no majority of the cluster is reachable: closing client connections until it is");
@@ -165,6 +175,21 @@ impl Broker {
             }
         }
         cut
+    }
+
+    /// Whether this broker is cut off from its cluster for a request that
+    /// arrives now. A broker that has not yet heard from a majority since it
+    /// started is joining, not cut off: the request waits for the peers (up
+    /// to `STARTUP_GRACE`) like a request to a Kafka broker that is still
+    /// starting, instead of failing a client that found it first.
+    pub async fn cut_off_for_request(&self) -> bool {
+        while self.cut_off() {
+            if self.joined.get() || self.started.elapsed() >= STARTUP_GRACE {
+                return true;
+            }
+            glommio::timer::sleep(CUT_OFF_RECHECK).await;
+        }
+        false
     }
 
     /// Brokers this one knows to be up: itself, and the peers this shard

@@ -252,6 +252,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         started: std::time::Instant::now(),
         leaders: RefCell::new(vec![None; shards]),
         was_cut_off: Cell::new(in_cluster),
+        joined: Cell::new(!in_cluster),
         cut_off_checked: Cell::new({
             let now = std::time::Instant::now();
             now.checked_sub(std::time::Duration::from_secs(1)).unwrap_or(now)
