@@ -51,7 +51,7 @@ class Broker:
         args = self.prefix + [str(BIN), "start", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
                               "--admin-listen", f"{self.host}:{self.admin_port}", "--shards", str(self.shards)]
         args += self.extra_args
-        if "--config" not in self.extra_args:
+        if "--config" not in self.extra_args and "--wal-segment-bytes" not in self.extra_args:
             # Each broker preallocates a segment per shard: keep the suite's
             # disk use small (the default is 128 MiB).
             args += ["--wal-segment-bytes", "8MiB"]

@@ -58,6 +58,18 @@ pub fn wal_segment(data: &[u8]) {
     }
 }
 
+/// A checkpoint's body as a restart reads it: what decodes re-encodes to
+/// the same bytes, and every partition in it is restored or refused, never
+/// a panic.
+pub fn checkpoint(data: &[u8]) {
+    if let Ok(c) = crate::shard::checkpoint::Checkpoint::decode(data) {
+        assert_eq!(c.encode(), data, "checkpoint round trip");
+        for p in c.partitions {
+            let _ = crate::partition::Partition::restore(p);
+        }
+    }
+}
+
 /// A Raft transport frame from a peer: what passes `check_from_peer` is
 /// what the shard then persists and applies.
 pub fn raft_message(data: &[u8]) {
@@ -133,6 +145,7 @@ mod tests {
             record_batches(&data);
             wal_segment(&data);
             raft_message(&data);
+            checkpoint(&data);
         }
     }
 }

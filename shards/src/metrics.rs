@@ -51,6 +51,10 @@ pub struct WalMetrics {
     /// Records per append: how much each group commit gathered.
     pub records: Cell<u64>,
     pub segments: Cell<u64>,
+    /// Segments removed because nothing in them was needed any more, and
+    /// checkpoints written for that.
+    pub segments_reclaimed: Cell<u64>,
+    pub checkpoints: Cell<u64>,
     fsync_us: RefCell<Histogram<u64>>,
     fsync_us_sum: Cell<u64>,
 }
@@ -62,6 +66,8 @@ impl Default for WalMetrics {
             bytes: Cell::new(0),
             records: Cell::new(0),
             segments: Cell::new(0),
+            segments_reclaimed: Cell::new(0),
+            checkpoints: Cell::new(0),
             fsync_us: RefCell::new(new_histogram()),
             fsync_us_sum: Cell::new(0),
         }
@@ -93,6 +99,10 @@ pub struct StorageReport {
     pub wal_bytes: u64,
     pub wal_records: u64,
     pub wal_segments: u64,
+    pub wal_segments_reclaimed: u64,
+    pub wal_checkpoints: u64,
+    /// Bytes of the partitions' retained batches.
+    pub retained_bytes: u64,
     pub wal_fsync: LatencySummary,
     pub raft_term: u64,
     pub raft_commit_index: u64,

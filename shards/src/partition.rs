@@ -3,7 +3,7 @@
 //! timer, file or buffer (DESIGN invariant 7); its data lives in the shard's
 //! WAL.
 
-use crate::producer::Producers;
+use crate::producer::{Producers, SavedProducer};
 use crate::types::{Offset, PartitionId};
 use crate::wal::WalPos;
 
@@ -34,7 +34,87 @@ pub struct Partition {
     producers: Option<Box<Producers>>,
 }
 
+/// A partition's committed state, as a checkpoint saves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedPartition {
+    pub id: PartitionId,
+    pub log_start: Offset,
+    pub high_watermark: Offset,
+    /// The committed batches from the log start on.
+    pub index: Vec<IndexEntry>,
+    pub producers: Vec<SavedProducer>,
+}
+
 impl Partition {
+    /// What a checkpoint keeps: the committed log (batches below the high
+    /// watermark) and the producers as of it; the uncommitted tail is in
+    /// the WAL past the checkpoint and replayed from there.
+    pub fn saved(&self) -> SavedPartition {
+        let committed = self.index.partition_point(|e| e.last < self.high_watermark);
+        SavedPartition {
+            id: self.id,
+            log_start: self.log_start,
+            high_watermark: self.high_watermark,
+            index: self.index[..committed].to_vec(),
+            producers: self
+                .producers
+                .as_ref()
+                .map_or_else(Vec::new, |p| p.saved_below(self.high_watermark)),
+        }
+    }
+
+    /// A partition as a checkpoint saved it. The checkpoint comes from
+    /// disk: a state that breaks the partition's invariants is refused.
+    pub fn restore(saved: SavedPartition) -> Result<Self, String> {
+        let SavedPartition {
+            id,
+            log_start,
+            high_watermark,
+            index,
+            producers,
+        } = saved;
+        let bad = |why: String| Err(format!("partition {id}: {why}"));
+        if log_start.0 < 0 || high_watermark < log_start {
+            return bad(format!("log start {log_start} past high watermark {high_watermark}"));
+        }
+        for pair in index.windows(2) {
+            if pair[1].base.0 != pair[0].last.0 + 1 || pair[1].pos <= pair[0].pos {
+                return bad("batches not dense in offsets and WAL order".into());
+            }
+        }
+        if index.iter().any(|e| e.last < e.base) {
+            return bad("an empty batch range".into());
+        }
+        match (index.first(), index.last()) {
+            (Some(first), Some(last)) if first.last < log_start || last.last.0 + 1 != high_watermark.0 => {
+                return bad("batches do not span log start to high watermark".into())
+            }
+            (None, _) if log_start != high_watermark => return bad("no batches below the high watermark".into()),
+            _ => {}
+        }
+        let bytes = index.iter().map(|e| e.len as u64).sum();
+        Ok(Self {
+            id,
+            next_offset: high_watermark,
+            high_watermark,
+            log_start,
+            index,
+            bytes,
+            producers: (!producers.is_empty()).then(|| Box::new(Producers::restore(producers))),
+        })
+    }
+
+    /// The WAL position of the oldest batch this partition retains: the
+    /// segments before it hold none of its data.
+    pub fn first_position(&self) -> Option<WalPos> {
+        self.index.first().map(|e| e.pos)
+    }
+
+    /// Index entries held (a checkpoint's size grows with them).
+    pub fn batches(&self) -> usize {
+        self.index.len()
+    }
+
     pub fn new(id: PartitionId) -> Self {
         Self {
             id,

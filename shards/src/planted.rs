@@ -14,6 +14,9 @@ pub enum Bug {
     /// A follower keeps the batches of an uncommitted tail that a new
     /// leader's log replaced.
     KeepOverwrittenTail,
+    /// WAL segments are reclaimed while partitions still retain batches in
+    /// them.
+    ReclaimRetained,
 }
 
 #[cfg(feature = "planted-bugs")]

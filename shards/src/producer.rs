@@ -135,6 +135,10 @@ impl Producers {
         self.by_id.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     /// Records an appended batch (after `check` said `Append`, or on
     /// replay), written at `now_ms`. Returns whether a producer was evicted
     /// to make room (`MAX_PRODUCERS_PER_PARTITION`).
@@ -170,6 +174,65 @@ impl Producers {
             base,
         });
         evicted
+    }
+}
+
+/// One producer as a checkpoint stores it: id, epoch, last write (ms) and
+/// its recent batches `(first seq, last seq, base offset)`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedProducer {
+    pub id: i64,
+    pub epoch: i16,
+    pub last_ms: i64,
+    pub recent: Vec<(i32, i32, Offset)>,
+}
+
+impl Producers {
+    /// The producers' state as of offset `end` (batches stored at or past
+    /// it left out: they are replayed from the log), for a checkpoint.
+    pub fn saved_below(&self, end: Offset) -> Vec<SavedProducer> {
+        let mut out: Vec<SavedProducer> = self
+            .by_id
+            .iter()
+            .filter_map(|(&id, p)| {
+                let recent: Vec<_> = p
+                    .recent
+                    .iter()
+                    .filter(|r| r.base < end)
+                    .map(|r| (r.first, r.last, r.base))
+                    .collect();
+                (!recent.is_empty()).then_some(SavedProducer {
+                    id,
+                    epoch: p.epoch,
+                    last_ms: p.last_ms,
+                    recent,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
+    /// Producers as a checkpoint saved them. At most `RECENT_BATCHES`
+    /// batches each are kept (the file comes from disk).
+    pub fn restore(saved: Vec<SavedProducer>) -> Self {
+        let mut by_id = HashMap::with_capacity(saved.len());
+        for p in saved {
+            let skip = p.recent.len().saturating_sub(RECENT_BATCHES);
+            let recent = p.recent[skip..]
+                .iter()
+                .map(|&(first, last, base)| SeqRange { first, last, base })
+                .collect();
+            by_id.insert(
+                p.id,
+                ProducerEntry {
+                    epoch: p.epoch,
+                    recent,
+                    last_ms: p.last_ms,
+                },
+            );
+        }
+        Self { by_id }
     }
 }
 

@@ -216,6 +216,7 @@ pub async fn execute(broker: &Rc<Broker>, request: ControlRequest) -> ControlRep
 pub async fn apply_committed(broker: &Rc<Broker>, index: RaftIndex, command: Bytes) {
     let control = broker.control.as_ref().expect("metadata commits reach shard 0");
     if index.0 <= control.applied.get() || control.stalled.get() {
+        broker.shard.set_meta_durable(control.applied.get());
         return; // applied before this start (or stalled)
     }
     let command: MetaCommand = match serde_json::from_slice(&command) {
@@ -244,6 +245,7 @@ pub async fn apply_committed(broker: &Rc<Broker>, index: RaftIndex, command: Byt
     }
     if !control.stalled.get() {
         control.applied.set(index.0);
+        broker.shard.set_meta_durable(index.0);
     }
     if let Some(waiter) = control.pending.borrow_mut().remove(&command.id) {
         let _ = waiter.try_send(reply);

@@ -289,6 +289,27 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     });
     per_shard(
         &mut f,
+        "corestream_wal_segments_reclaimed_total",
+        "counter",
+        "WAL segments removed because no partition retained a batch in them and every replica held their entries.",
+        &|s| s.storage.wal_segments_reclaimed.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_wal_checkpoints_total",
+        "counter",
+        "Checkpoints of the shard's state written so that the WAL before them could be reclaimed.",
+        &|s| s.storage.wal_checkpoints.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_retained_bytes",
+        "gauge",
+        "Bytes of the record batches the shard's partitions retain (from each log start).",
+        &|s| s.storage.retained_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_produce_batches_total",
         "counter",
         "Record batches written; divided by WAL appends: the batches each group commit carried.",

@@ -69,6 +69,8 @@ pub enum EntryError {
     TrimLength(usize),
     #[error("a trim to offset {0}")]
     NegativeTrim(i64),
+    #[error("a release entry of {0} bytes (8)")]
+    ReleaseLength(usize),
 }
 
 /// Checks a data entry's payload as `items` and the shard's apply will
@@ -134,6 +136,19 @@ pub fn trims(payload: &[u8]) -> impl Iterator<Item = (PartitionId, Offset)> + '_
             Offset(i64::from_le_bytes(o.try_into().expect("8 bytes"))),
         )
     })
+}
+
+/// A release entry's payload: the index (u64, little endian) up to which
+/// every voter held the log when the leader proposed it.
+pub fn encode_release(index: u64) -> Vec<u8> {
+    index.to_le_bytes().to_vec()
+}
+
+/// The index of a release entry, if its payload is one.
+pub fn release(payload: &[u8]) -> Result<u64, EntryError> {
+    <[u8; 8]>::try_from(payload)
+        .map(u64::from_le_bytes)
+        .map_err(|_| EntryError::ReleaseLength(payload.len()))
 }
 
 /// Iterates the items of a payload. A malformed payload (which passed the

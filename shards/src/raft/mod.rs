@@ -39,6 +39,8 @@ pub trait Outbox {
 pub const META_CONTEXT: &[u8] = b"meta";
 /// Marks a proposal that moves partitions' log starts (`entry::trims`).
 pub const TRIM_CONTEXT: &[u8] = b"trim";
+/// Marks a proposal saying every voter holds the log up to an index.
+pub const RELEASE_CONTEXT: &[u8] = b"release";
 
 /// Ticks between heartbeats, and before a follower that heard nothing
 /// starts an election (randomised up to twice that by raft-rs).
@@ -111,6 +113,8 @@ pub struct ReadyOutcome {
     pub committed_meta: Vec<(RaftIndex, Bytes)>,
     /// Log start moves (trim entries) now committed, in log order.
     pub committed_trims: Vec<(RaftIndex, Bytes)>,
+    /// The highest index a committed release entry says every voter holds.
+    pub committed_release: Option<u64>,
     /// Highest index known committed after this round.
     pub committed_index: Option<RaftIndex>,
 }
@@ -309,6 +313,54 @@ impl<D: Disk> RaftGroup<D> {
         }
         self.node.propose(TRIM_CONTEXT.to_vec(), payload)?;
         Ok(RaftIndex(self.node.raft.raft_log.last_index()))
+    }
+
+    /// With every voter holding the log past a WAL segment boundary of
+    /// this leader's beyond `released` (the last release applied or
+    /// proposed), the index every voter holds: worth a release entry, so
+    /// that every replica may reclaim its WAL up to it. `None` otherwise,
+    /// and on a follower.
+    pub fn release_due(&self, released: u64) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let held = self.node.raft.prs().iter().map(|(_, pr)| pr.matched).min()?;
+        let held = held.min(self.node.raft.raft_log.committed);
+        if held <= released {
+            return None;
+        }
+        let next_boundary = self.wal.entry_index().borrow().segment_start_after(released + 1)?;
+        (next_boundary <= held + 1).then_some(held)
+    }
+
+    /// Proposes a release entry (see `release_due`).
+    pub fn propose_release(&mut self, index: u64) -> Result<RaftIndex, RaftError> {
+        if !self.is_leader() {
+            return Err(RaftError::NotLeader);
+        }
+        self.node
+            .propose(RELEASE_CONTEXT.to_vec(), entry::encode_release(index))?;
+        Ok(RaftIndex(self.node.raft.raft_log.last_index()))
+    }
+
+    /// The index and term of the last entry handed to the state machine.
+    pub fn applied(&self) -> (u64, u64) {
+        let log = &self.node.raft.raft_log;
+        (log.applied, log.term(log.applied).unwrap_or(0))
+    }
+
+    /// The hard state as last persisted (or learned).
+    pub fn hard_state(&self) -> crate::wal::HardState {
+        let hs = self.node.store().hard_state();
+        crate::wal::HardState {
+            term: Term(hs.term),
+            vote: NodeId(hs.vote),
+            commit: RaftIndex(hs.commit),
+        }
+    }
+
+    pub fn wal_mut(&mut self) -> &mut WalWriter<D> {
+        &mut self.wal
     }
 
     /// Proposes a metadata command. A follower forwards it to the leader;
@@ -586,6 +638,7 @@ pub fn record_kind(e: &Entry) -> RecordKind {
     match e.get_entry_type() {
         EntryType::EntryNormal if e.context.as_ref() == META_CONTEXT => RecordKind::Meta,
         EntryType::EntryNormal if e.context.as_ref() == TRIM_CONTEXT => RecordKind::Trim,
+        EntryType::EntryNormal if e.context.as_ref() == RELEASE_CONTEXT => RecordKind::Release,
         EntryType::EntryNormal => RecordKind::Entry,
         EntryType::EntryConfChange => RecordKind::ConfChange,
         EntryType::EntryConfChangeV2 => RecordKind::ConfChangeV2,
@@ -605,6 +658,7 @@ pub fn entry_of(kind: RecordKind, term: u64, index: u64, payload: Bytes) -> Entr
         RecordKind::ConfChangeV2 => e.set_entry_type(EntryType::EntryConfChangeV2),
         RecordKind::Meta => e.context = Bytes::from_static(META_CONTEXT),
         RecordKind::Trim => e.context = Bytes::from_static(TRIM_CONTEXT),
+        RecordKind::Release => e.context = Bytes::from_static(RELEASE_CONTEXT),
         RecordKind::Entry | RecordKind::HardState => {}
     }
     e
@@ -628,6 +682,7 @@ pub fn check_from_peer(m: &Message) -> Result<(), String> {
         let checked = match record_kind(e) {
             _ if is_data(e) => entry::validate_payload(&e.data),
             RecordKind::Trim => entry::validate_trims(&e.data),
+            RecordKind::Release => entry::release(&e.data).map(|_| 1),
             _ => Ok(0),
         };
         checked.map_err(|err| format!("entry {} (term {}): {err}", e.index, e.term))?;
@@ -640,6 +695,11 @@ fn collect_committed(out: &mut ReadyOutcome, entries: Vec<Entry>) {
         match record_kind(&e) {
             RecordKind::Meta => out.committed_meta.push((RaftIndex(e.index), e.data)),
             RecordKind::Trim => out.committed_trims.push((RaftIndex(e.index), e.data)),
+            RecordKind::Release => {
+                if let Ok(index) = entry::release(&e.data) {
+                    out.committed_release = out.committed_release.max(Some(index));
+                }
+            }
             _ if is_data(&e) => out.committed.push((RaftIndex(e.index), e.data)),
             _ => {}
         }

@@ -27,7 +27,9 @@ use crate::read_cache::ReadCache;
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
 use crate::wal::{DmaDisk, WalError, WalReader};
 
+pub mod checkpoint;
 mod reads;
+pub mod reclaim;
 pub mod state;
 
 pub use reads::read_batches;
@@ -202,6 +204,10 @@ pub struct Shard {
     transport: Option<Rc<Transport>>,
     events: LocalSender<ShardEvent>,
     events_rx: RefCell<Option<LocalReceiver<ShardEvent>>>,
+    /// The last metadata entry of this group the node's metadata log holds.
+    meta_durable: Cell<u64>,
+    /// A wake-up for a reclaim that was put off is set.
+    reclaim_wake: Cell<bool>,
 }
 
 impl Shard {
@@ -270,6 +276,8 @@ impl Shard {
                 transport,
                 events,
                 events_rx: RefCell::new(Some(events_rx)),
+                meta_durable: Cell::new(0),
+                reclaim_wake: Cell::new(false),
             }
         });
         if let Some(reason) = shard.state.borrow().failed.clone() {
@@ -292,6 +300,16 @@ impl Shard {
     /// again), rather than held without bound.
     fn take_from_peer(&self, msg: raft::prelude::Message) {
         if self.raft_inbox.borrow_mut().push(msg) {
+            let _ = self.kick.try_send(());
+        }
+    }
+
+    /// The node's metadata log holds the metadata entries of this group up
+    /// to `index`: a checkpoint may cover them.
+    pub fn set_meta_durable(&self, index: u64) {
+        if index > self.meta_durable.replace(self.meta_durable.get().max(index))
+            && self.state.borrow().reclaim_pending()
+        {
             let _ = self.kick.try_send(());
         }
     }
@@ -366,6 +384,9 @@ impl Shard {
             wal_bytes: wal.bytes.get(),
             wal_records: wal.records.get(),
             wal_segments: wal.segments.get(),
+            wal_segments_reclaimed: wal.segments_reclaimed.get(),
+            wal_checkpoints: wal.checkpoints.get(),
+            retained_bytes: st.partitions.values().map(|p| p.size_bytes()).sum(),
             wal_fsync: wal.fsync_summary(),
             raft_term: self.raft_term.get(),
             raft_commit_index: self.raft_commit.get(),
@@ -579,6 +600,35 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
                 }
             }
         }
+        maybe_reclaim(&shard, &mut group).await;
+    }
+}
+
+/// Once the Ready rounds are quiet: reclaims WAL segments if they are due;
+/// a look put off (at most one a second) wakes the driver when it is due.
+async fn maybe_reclaim(shard: &Rc<Shard>, group: &mut RaftGroup) {
+    let policy = reclaim::Policy::PRODUCTION;
+    let plan = shard
+        .state
+        .borrow_mut()
+        .plan_reclaim(group, shard.meta_durable.get(), wall_clock_ms(), policy);
+    if let Some(plan) = plan {
+        let segments = plan.segments;
+        match reclaim::reclaim(plan, group).await {
+            Ok(_) => tracing::debug!(shard = %shard.id, segments, "WAL segments reclaimed"),
+            Err(e) => {
+                tracing::warn!(shard = %shard.id, error = %e, "reclaiming WAL segments failed; retrying at the next trim")
+            }
+        }
+    }
+    if shard.state.borrow().reclaim_pending() && !shard.reclaim_wake.replace(true) {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(std::time::Duration::from_millis(policy.recheck_ms)).await;
+            shard.reclaim_wake.set(false);
+            let _ = shard.kick.try_send(());
+        })
+        .detach();
     }
 }
 

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::checkpoint::Checkpoint;
 use super::{Durability, OffsetQuery, ProduceItem, ProduceResult, ShardError};
 use crate::batch;
 use crate::partition::{IndexEntry, Partition};
@@ -68,8 +69,8 @@ pub struct State {
     /// Partition ids below this one that the shard does not hold were
     /// deleted; ids at or above it, met in an entry before the metadata
     /// that creates them arrived (a follower), are created on sight.
-    known_below: u32,
-    deleted: HashSet<PartitionId>,
+    pub(super) known_below: u32,
+    pub(super) deleted: HashSet<PartitionId>,
     /// Record batches staged for the log (divided by WAL appends: how many
     /// batches each group commit carried).
     pub(crate) batches_staged: u64,
@@ -81,7 +82,19 @@ pub struct State {
     producers_swept_ms: i64,
     /// Partitions that hold producer state: what an expiry pass visits
     /// (not every partition of the shard).
-    with_producers: HashSet<PartitionId>,
+    pub(super) with_producers: HashSet<PartitionId>,
+    /// Every voter holds the log up to this index (committed release
+    /// entries): no replica needs the WAL before it from another. And the
+    /// last release this leader proposed.
+    pub(crate) released: u64,
+    release_proposed: u64,
+    /// The last metadata entry applied (shard 0's group): a checkpoint past
+    /// it waits until the node's metadata log holds it.
+    pub(super) last_meta: u64,
+    /// Something that may free WAL segments (a trim, a release) was applied
+    /// since the last look, and when that look was (ms).
+    pub(super) reclaim_dirty: bool,
+    pub(super) reclaim_checked_ms: i64,
     /// Whether this node leads the group, and who does as far as it knows.
     pub(crate) leader: bool,
     pub(crate) leader_id: Option<u64>,
@@ -98,6 +111,8 @@ pub struct Recovered<D: Disk> {
     pub raft: RecoveredRaft,
     /// Metadata commands the recorded commit index passed, in log order.
     pub meta: Vec<(RaftIndex, Bytes)>,
+    /// Whether the state started from a checkpoint.
+    pub from_checkpoint: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +121,8 @@ pub enum RecoverError {
     Wal(#[from] wal::WalError),
     #[error("WAL rewrites a committed Raft entry; the log is corrupt")]
     RewritesCommitted,
+    #[error("the shard checkpoint cannot be used: {0}")]
+    Checkpoint(String),
 }
 
 /// Opens the WAL in `dir` and replays it into `state`: one recovery for the
@@ -118,13 +135,46 @@ pub async fn recover<D: Disk>(
     now_ms: i64,
 ) -> Result<Recovered<D>, RecoverError> {
     let mut replay = Replay::default();
-    let (writer, reader) = wal::open(disk, dir, segment_bytes, |rec, pos| {
+    disk.create_dir_all(dir).map_err(|e| wal::WalError::Io {
+        op: "create directory",
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let checkpoint = match wal::checkpoint::read(&disk, dir).await? {
+        Some(body) => Some(Checkpoint::decode(&body).map_err(RecoverError::Checkpoint)?),
+        None => None,
+    };
+    let start = checkpoint.as_ref().map(|c| c.wal);
+    let from_checkpoint = checkpoint.is_some();
+    let saved_hard_state = checkpoint.as_ref().map(|c| c.hard_state);
+    if let Some(c) = checkpoint {
+        replay.applied = c.applied;
+        replay.skip_through = c.applied.0;
+        state.restore(c).map_err(RecoverError::Checkpoint)?;
+    }
+    let (writer, reader) = wal::open(disk, dir, segment_bytes, start, |rec, pos| {
         state.replay_record(&mut replay, rec, pos, now_ms)
     })
     .await?;
     if replay.rewrites_committed {
         return Err(RecoverError::RewritesCommitted);
     }
+    if let Some(missing) = state.batch_outside(&reader) {
+        return Err(RecoverError::Checkpoint(format!(
+            "partition {missing} has batches in WAL segments that are gone"
+        )));
+    }
+    // Term and vote changes are always written to the WAL, so the last hard
+    // state there is at least as new as the checkpoint's, except for a
+    // commit index that moved without a write.
+    replay.hard_state = match (replay.hard_state, saved_hard_state) {
+        (Some(mut hs), Some(saved)) if hs.term >= saved.term => {
+            hs.commit = hs.commit.max(saved.commit);
+            Some(hs)
+        }
+        (None, saved) | (Some(_), saved @ Some(_)) => saved,
+        (hs, None) => hs,
+    };
     Ok(Recovered {
         writer,
         reader,
@@ -134,6 +184,7 @@ pub async fn recover<D: Disk>(
             unapplied: replay.unapplied,
         },
         meta: replay.meta,
+        from_checkpoint,
     })
 }
 
@@ -147,6 +198,8 @@ struct Replay {
     meta: Vec<(RaftIndex, Bytes)>,
     /// Set when the WAL rewrites a committed entry: corruption.
     rewrites_committed: bool,
+    /// Entries up to here are in the checkpoint the state came from.
+    skip_through: u64,
 }
 
 impl State {
@@ -347,6 +400,11 @@ impl State {
                 }),
             }
         }
+        if let Some(index) = group.release_due(self.released.max(self.release_proposed)) {
+            if group.propose_release(index).is_ok() {
+                self.release_proposed = index;
+            }
+        }
         if !self.trims.is_empty() {
             let payload = encode_trims(&std::mem::take(&mut self.trims));
             let waiters = std::mem::take(&mut self.trim_waiters);
@@ -390,6 +448,12 @@ impl State {
         for (_, payload) in &out.committed_trims {
             self.trim_entry(payload);
         }
+        if let Some(index) = out.committed_release {
+            self.set_released(index);
+        }
+        if let Some((index, _)) = out.committed_meta.last() {
+            self.last_meta = index.0;
+        }
         self.enforce_retention_bytes();
         self.complete_waiters(out.persisted_index, out.committed_index);
         out.committed_meta
@@ -413,6 +477,7 @@ impl State {
                 .collect();
             self.trims.clear();
             self.retention_in_flight.clear();
+            self.release_proposed = 0;
             for w in waiting {
                 let _ = w.done.try_send(Err(ShardError::NotLeader));
             }
@@ -609,6 +674,7 @@ impl State {
     /// Applies a committed trim entry: each partition's log start moves
     /// (never back), and its batches below it are forgotten.
     fn trim_entry(&mut self, payload: &[u8]) {
+        self.reclaim_dirty = true;
         for (id, offset) in trims(payload) {
             if let Some(p) = self.partitions.get_mut(&id) {
                 if offset > p.high_watermark() {
@@ -620,6 +686,19 @@ impl State {
             if self.retention_in_flight.get(&id).is_some_and(|&t| t <= offset) {
                 self.retention_in_flight.remove(&id);
             }
+        }
+    }
+
+    fn release_entry(&mut self, payload: &[u8]) {
+        if let Ok(index) = crate::raft::entry::release(payload) {
+            self.set_released(index);
+        }
+    }
+
+    fn set_released(&mut self, index: u64) {
+        if index > self.released {
+            self.released = index;
+            self.reclaim_dirty = true;
         }
     }
 
@@ -683,25 +762,34 @@ impl State {
                 for e in replay.unapplied.drain(..n) {
                     match crate::raft::record_kind(&e) {
                         _ if is_data(&e) => self.commit_entry(&e.data),
-                        RecordKind::Meta => replay.meta.push((RaftIndex(e.index), e.data.clone())),
+                        RecordKind::Meta => {
+                            self.last_meta = e.index;
+                            replay.meta.push((RaftIndex(e.index), e.data.clone()))
+                        }
                         RecordKind::Trim => self.trim_entry(&e.data),
+                        RecordKind::Release => self.release_entry(&e.data),
                         _ => {}
                     }
                     replay.applied = (e.index, e.term);
                 }
             }
             kind => {
-                if rec.index <= replay.applied.0 {
-                    replay.rewrites_committed = true;
-                    return;
-                }
                 // A lower index than the last is a Raft overwrite of an
-                // uncommitted tail: what it replaces is gone.
+                // uncommitted tail: what it replaces is gone. (Also when
+                // the overwrite itself is in the checkpoint: the entries
+                // after the checkpoint that it replaced are gone too.)
                 let keep = replay.unapplied.partition_point(|e| e.index < rec.index);
                 for e in replay.unapplied.drain(keep..) {
                     if is_data(&e) {
                         self.truncate_entry(&e.data);
                     }
+                }
+                if rec.index <= replay.skip_through {
+                    return; // in the checkpoint
+                }
+                if rec.index <= replay.applied.0 {
+                    replay.rewrites_committed = true;
+                    return;
                 }
                 if kind == RecordKind::Entry && !rec.payload.is_empty() {
                     self.index_entry(&rec.payload, pos, true, now_ms);

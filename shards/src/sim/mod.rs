@@ -95,6 +95,9 @@ pub struct Report {
     /// Partitions whose converged log starts past offset 0 (DeleteRecords
     /// and retention.bytes).
     pub trimmed_partitions: u64,
+    /// WAL segments reclaimed, and node starts from a checkpoint.
+    pub segments_reclaimed: u64,
+    pub checkpoint_starts: u64,
 }
 
 struct Sim {
@@ -716,6 +719,8 @@ impl Sim {
         self.report.lost_messages = net.lost;
         drop(net);
         self.report.trimmed_partitions = logs[0].values().filter(|(start, _)| start.0 > 0).count() as u64;
+        self.report.segments_reclaimed = self.nodes.iter().map(|n| n.reclaimed).sum();
+        self.report.checkpoint_starts = self.nodes.iter().map(|n| n.checkpoint_starts).sum();
         self.history.check(&logs)?;
         Ok(self.report)
     }

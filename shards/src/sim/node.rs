@@ -13,6 +13,7 @@ use raft::prelude::Message;
 use super::disk::SimDisk;
 use super::net::{Net, SimOutbox};
 use crate::raft::{check_from_peer, Elections, Membership, RaftGroup};
+use crate::shard::reclaim::{reclaim, Policy};
 use crate::shard::state::{recover, RecoverError, State};
 use crate::types::{PartitionId, RaftIndex};
 use crate::wal::WalReader;
@@ -49,16 +50,27 @@ fn apply_meta(state: &mut State, command: &[u8]) {
     match kind {
         b'c' => {
             state.create_partitions(&[PartitionId(id)]);
-            // Every third partition keeps at most 2 KB (retention.bytes):
-            // its leader trims it as it grows.
-            if id % 3 == 0 {
-                state.set_retention_bytes(PartitionId(id), Some(2_000));
-            }
+            set_retention(state, PartitionId(id));
         }
         b'd' => state.delete_partitions(&[PartitionId(id)]),
         _ => {}
     }
 }
+
+/// Every third partition keeps at most 2 KB (retention.bytes), the others
+/// 6 KB: their leaders trim them as they grow, and the WAL segments they
+/// let go of are reclaimed.
+fn set_retention(state: &mut State, id: PartitionId) {
+    let limit = if id.0.is_multiple_of(3) { 2_000 } else { 6_000 };
+    state.set_retention_bytes(id, Some(limit));
+}
+
+/// Reclaims as soon as a segment is free: small segments, and every
+/// checkpoint and removal a chance for a fault.
+const RECLAIM: Policy = Policy {
+    recheck_ms: 50,
+    freed_per_checkpoint_byte: 0,
+};
 
 /// A running incarnation of a node.
 pub struct Up {
@@ -86,6 +98,9 @@ pub struct Node {
     /// Offset of this node's wall clock from the simulation's.
     pub clock_offset_ms: i64,
     pub restarts: u64,
+    /// WAL segments this node reclaimed, and starts from a checkpoint.
+    pub reclaimed: u64,
+    pub checkpoint_starts: u64,
 }
 
 /// Why a start failed.
@@ -107,6 +122,8 @@ impl Node {
             next_tick_ms: 0,
             clock_offset_ms: 0,
             restarts: 0,
+            reclaimed: 0,
+            checkpoint_starts: 0,
         }
     }
 
@@ -126,9 +143,18 @@ impl Node {
         let recovered = match recover(self.disk.clone(), Path::new(WAL_DIR), SEGMENT_BYTES, &mut state, wall).await {
             Ok(r) => r,
             Err(e @ RecoverError::Wal(_)) => return Err(StartError::Io(e.to_string())),
-            Err(e @ RecoverError::RewritesCommitted) => return Err(StartError::Corrupt(e.to_string())),
+            Err(e @ (RecoverError::RewritesCommitted | RecoverError::Checkpoint(_))) => {
+                return Err(StartError::Corrupt(e.to_string()))
+            }
         };
+        self.checkpoint_starts += recovered.from_checkpoint as u64;
         let reader = recovered.reader;
+        // Retention is configuration, not log state: set again at start
+        // for the partitions a checkpoint brought back.
+        let restored: Vec<PartitionId> = state.partitions.keys().copied().collect();
+        for id in restored {
+            set_retention(&mut state, id);
+        }
         let mut metas = Vec::new();
         for (index, command) in recovered.meta {
             apply_meta(&mut state, &command);
@@ -219,6 +245,16 @@ impl Node {
                     up.state.fail(e.to_string());
                     up.failed = true;
                     break;
+                }
+            }
+        }
+        // As the shard's driver does once its rounds are quiet.
+        if !up.failed {
+            if let Some(plan) = up.state.plan_reclaim(&up.group, u64::MAX, wall, RECLAIM) {
+                match reclaim(plan, &mut up.group).await {
+                    Ok(n) => self.reclaimed += n as u64,
+                    // Nothing is lost: tried again at the next trim.
+                    Err(e) => tracing::trace!(node = self.id, error = %e, "reclaim failed"),
                 }
             }
         }

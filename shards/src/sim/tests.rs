@@ -34,7 +34,7 @@ fn seeds_pass() {
         "simulator: seeds {first}..{} passed in {:.1} s: {} acks=all records acknowledged and checked, {} consumed; \
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
          {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
-         {} of {} messages lost",
+         {} WAL segments reclaimed, {} starts from a checkpoint, {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -48,6 +48,8 @@ fn seeds_pass() {
         sum(|r| r.partitions_deleted),
         sum(|r| r.trims),
         sum(|r| r.trimmed_partitions),
+        sum(|r| r.segments_reclaimed),
+        sum(|r| r.checkpoint_starts),
         sum(|r| r.lost_messages),
         sum(|r| r.messages),
     );
@@ -60,6 +62,10 @@ fn seeds_pass() {
     if n >= 100 {
         assert!(sum(|r| r.crashes + r.crash_points) > n, "hardly any crash was injected");
         assert!(reports.iter().any(|r| r.nodes == 1) && reports.iter().any(|r| r.nodes == 3));
+        assert!(
+            sum(|r| r.checkpoint_starts) > n / 20,
+            "hardly any node started from a checkpoint: reclaiming went untested"
+        );
     }
 }
 
@@ -104,7 +110,12 @@ fn regression_seeds() {
 fn planted_bugs_are_caught() {
     use crate::planted::Bug;
     const MAX_SEEDS: u64 = 500;
-    for bug in [Bug::SkipFdatasync, Bug::AckBeforeCommit, Bug::KeepOverwrittenTail] {
+    for bug in [
+        Bug::SkipFdatasync,
+        Bug::AckBeforeCommit,
+        Bug::KeepOverwrittenTail,
+        Bug::ReclaimRetained,
+    ] {
         let opts = Options {
             planted: Some(bug),
             ..Options::default()

@@ -23,6 +23,9 @@ pub struct EntryIndex {
     terms: Vec<(u64, u64)>,
     last: u64,
     bytes_since_checkpoint: u64,
+    /// Index and term of the last entry of the segments reclaimed (what
+    /// raft-rs asks `term` of, just before the first entry held).
+    before: Option<(u64, u64)>,
 }
 
 /// A run of live records to read: indexes `[from, to)` start at `pos`
@@ -59,6 +62,53 @@ impl EntryIndex {
         self.bytes_since_checkpoint += framed;
     }
 
+    /// The entry just before the first one held, once older segments were
+    /// reclaimed (from the checkpoint at start, `drop_segments_before` after).
+    pub fn set_before(&mut self, index: u64, term: u64) {
+        self.before = Some((index, term));
+        if self.checkpoints.is_empty() {
+            self.last = self.last.max(index);
+        }
+    }
+
+    /// Forgets the entries of segments before `segment` (reclaimed).
+    pub fn drop_segments_before(&mut self, segment: crate::types::RaftIndex) {
+        let gone = self.checkpoints.partition_point(|c| c.1.segment < segment);
+        if gone == 0 {
+            return;
+        }
+        let first = self.checkpoints.get(gone).map_or(self.last + 1, |c| c.0);
+        let before_term = self.term(first - 1).unwrap_or(0);
+        self.checkpoints.drain(..gone);
+        let runs_before = self.terms.partition_point(|t| t.0 <= first).saturating_sub(1);
+        self.terms.drain(..runs_before);
+        self.before = Some((first - 1, before_term));
+    }
+
+    /// The first entry index of the first segment that starts past
+    /// `index` (a binary search, then at most one segment's checkpoints).
+    pub fn segment_start_after(&self, index: u64) -> Option<u64> {
+        let i = self.checkpoints.partition_point(|c| c.0 <= index);
+        let mut segment = i.checked_sub(1).map(|j| self.checkpoints[j].1.segment);
+        for &(first, pos) in &self.checkpoints[i..] {
+            if segment != Some(pos.segment) {
+                return Some(first);
+            }
+            segment = Some(pos.segment);
+        }
+        None
+    }
+
+    /// The first entry index of each segment that holds entries, in order.
+    pub fn segment_starts(&self) -> impl Iterator<Item = (crate::types::RaftIndex, u64)> + '_ {
+        let mut prev = None;
+        self.checkpoints.iter().filter_map(move |&(index, pos)| {
+            let new = prev != Some(pos.segment);
+            prev = Some(pos.segment);
+            new.then_some((pos.segment, index))
+        })
+    }
+
     /// The first index the WAL holds (`last + 1` when it holds none).
     pub fn first_index(&self) -> u64 {
         self.checkpoints.first().map_or(self.last + 1, |c| c.0)
@@ -70,6 +120,11 @@ impl EntryIndex {
 
     /// The term of entry `index`, if the WAL holds it.
     pub fn term(&self, index: u64) -> Option<u64> {
+        if let Some((before, term)) = self.before {
+            if index == before {
+                return Some(term);
+            }
+        }
         if index < self.first_index() || index > self.last {
             return None;
         }
@@ -150,5 +205,10 @@ mod tests {
             }]
         );
         assert!(ix.spans(11, 20).is_empty());
+        assert_eq!(ix.segment_start_after(3), Some(9), "the next segment starts at 9");
+        assert_eq!(ix.segment_start_after(9), None);
+        ix.drop_segments_before(RaftIndex(9));
+        assert_eq!((ix.first_index(), ix.term(8), ix.term(9)), (9, Some(2), Some(2)));
+        assert_eq!(ix.term(7), None, "reclaimed");
     }
 }

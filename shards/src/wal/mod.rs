@@ -13,6 +13,7 @@
 //!    segment logic lives in `segment.rs`, over the file operations of
 //!    `disk.rs` (glommio in production, the simulator's disk in tests).
 
+pub mod checkpoint;
 pub mod disk;
 mod entry_index;
 mod record;
@@ -25,7 +26,7 @@ pub use disk::{Disk, DiskFile, DmaDisk, Open};
 pub use entry_index::EntryIndex;
 pub use record::{decode_hard_state, encode_hard_state, HardState, Record, RecordKind, RecordRef};
 pub use recovery::{scan_bytes, Continuity};
-pub use segment::{open, WalPos, WalReader, WalWriter};
+pub use segment::{open, WalPos, WalReader, WalStart, WalWriter};
 
 use std::path::PathBuf;
 
@@ -43,4 +44,6 @@ pub enum WalError {
     MissingSegment(RaftIndex),
     #[error("WAL read from segment {0} failed: {1}")]
     Read(RaftIndex, String),
+    #[error("WAL checkpoint: {0}")]
+    Checkpoint(String),
 }

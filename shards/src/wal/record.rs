@@ -26,6 +26,9 @@ pub enum RecordKind {
     /// Moves partitions' log starts (DeleteRecords, retention): a Raft
     /// entry, so every replica trims at the same point of the log.
     Trim = 6,
+    /// Every voter holds the log up to an index: the WAL before it may be
+    /// reclaimed on every replica (`raft::entry::release`).
+    Release = 7,
 }
 
 impl RecordKind {
@@ -37,6 +40,7 @@ impl RecordKind {
             4 => Some(Self::HardState),
             5 => Some(Self::Meta),
             6 => Some(Self::Trim),
+            7 => Some(Self::Release),
             _ => None,
         }
     }

@@ -123,6 +123,10 @@ impl<D: Disk> WalReader<D> {
         self.entries.clone()
     }
 
+    pub fn has_segment(&self, segment: RaftIndex) -> bool {
+        self.files.borrow().contains_key(&segment)
+    }
+
     /// Reads the entry records `[low, high)` back, in index order, stopping
     /// after about `max_bytes` of payload (at least one record).
     pub async fn read_entries(&self, low: u64, high: u64, max_bytes: usize) -> Result<Vec<Record>, WalError> {
@@ -394,6 +398,84 @@ impl<D: Disk> WalWriter<D> {
         self.metrics.clone()
     }
 
+    /// The first segment to keep if every sealed segment before it goes:
+    /// those whose entries all lie at or below `through` and that hold no
+    /// retained batch (all before `pinned`, the segment of the oldest one).
+    /// `None` when no segment can go. The active segment always stays.
+    pub fn reclaimable(&self, through: u64, pinned: Option<RaftIndex>) -> Option<(RaftIndex, usize)> {
+        let names: Vec<RaftIndex> = self.files.borrow().keys().copied().collect();
+        let entries = self.entries.borrow();
+        let starts: BTreeMap<RaftIndex, u64> = entries.segment_starts().collect();
+        let mut keep_from = None;
+        for (i, pair) in names.windows(2).enumerate() {
+            let (this, next) = (pair[0], pair[1]);
+            if this == self.active_first || pinned.is_some_and(|p| this >= p) {
+                break;
+            }
+            // A segment's live entries end where the next one's begin.
+            let end = starts.get(&next).map_or(entries.last_index(), |&first| first - 1);
+            if end > through {
+                break;
+            }
+            keep_from = Some((next, i + 1));
+        }
+        keep_from
+    }
+
+    /// Removes the segments before `keep_from`, which a checkpoint written
+    /// before this call no longer needs; returns how many went.
+    pub fn remove_before(&mut self, keep_from: RaftIndex) -> Result<usize, WalError> {
+        assert!(keep_from <= self.active_first, "reclaiming the active WAL segment");
+        let gone: Vec<RaftIndex> = self.files.borrow().range(..keep_from).map(|(&k, _)| k).collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        // Oldest first, so a crash part way leaves a suffix of the log
+        // (and the checkpoint removes the rest at the next open).
+        for &s in &gone {
+            let path = segment_path(&self.dir, s);
+            if let Err(e) = self.disk.remove(&path) {
+                self.entries.borrow_mut().drop_segments_before(s);
+                return Err(io_err("remove", &path, e));
+            }
+            self.files.borrow_mut().remove(&s);
+        }
+        sync_dir(&self.disk, &self.dir)?;
+        self.entries.borrow_mut().drop_segments_before(keep_from);
+        self.metrics.segments.set(self.files.borrow().len() as u64);
+        self.metrics
+            .segments_reclaimed
+            .set(self.metrics.segments_reclaimed.get() + gone.len() as u64);
+        Ok(gone.len())
+    }
+
+    /// Replaces the checkpoint (see `wal::checkpoint`).
+    pub async fn write_checkpoint(&self, body: &[u8]) -> Result<(), WalError> {
+        super::checkpoint::write(&self.disk, &self.dir, body).await?;
+        self.metrics.checkpoints.set(self.metrics.checkpoints.get() + 1);
+        Ok(())
+    }
+
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    pub fn entry_index(&self) -> Entries {
+        self.entries.clone()
+    }
+
+    /// Index and term of the last entry before segment `keep_from`'s
+    /// first (what a checkpoint that reclaims up to it records).
+    pub fn entry_before(&self, keep_from: RaftIndex) -> (u64, u64) {
+        let entries = self.entries.borrow();
+        let first = entries
+            .segment_starts()
+            .find(|&(s, _)| s >= keep_from)
+            .map_or(entries.last_index() + 1, |(_, first)| first);
+        let index = first - 1;
+        (index, entries.term(index).unwrap_or(0))
+    }
+
     /// Whether small appends to the active segment are written O_DSYNC.
     #[cfg(test)]
     pub(crate) fn writes_dsync(&self) -> bool {
@@ -476,10 +558,22 @@ fn list_segments<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<RaftIndex>, WalErr
 /// Opens (creating if needed) the WAL in `dir`, replays every valid record
 /// through `visit` in log order, cuts the log at the first bad record, and
 /// returns the writer positioned at the cut.
+/// Where a WAL whose older segments were reclaimed starts, as its
+/// checkpoint says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalStart {
+    /// Segments named before it were reclaimed (any left by a crash are
+    /// removed at open).
+    pub keep_from: RaftIndex,
+    /// Index and term of the last entry reclaimed.
+    pub before: (u64, u64),
+}
+
 pub async fn open<D: Disk>(
     disk: D,
     dir: &Path,
     segment_bytes: u64,
+    start: Option<WalStart>,
     mut visit: impl FnMut(Record, WalPos),
 ) -> Result<(WalWriter<D>, WalReader<D>), WalError> {
     disk.create_dir_all(dir)
@@ -491,7 +585,20 @@ pub async fn open<D: Disk>(
         Err(e) => return Err(io_err("remove", &dir.join(NEXT_SEGMENT), e)),
     }
     disk.prepare(dir).await.map_err(|e| io_err("prepare", dir, e))?;
-    let segments = list_segments(&disk, dir)?;
+    let mut segments = list_segments(&disk, dir)?;
+    if let Some(start) = start {
+        // The checkpoint decides: segments before its start were reclaimed,
+        // even if a crash left some of their names behind.
+        let gone = segments.partition_point(|&s| s < start.keep_from);
+        if gone > 0 {
+            for &s in &segments[..gone] {
+                let path = segment_path(dir, s);
+                disk.remove(&path).map_err(|e| io_err("remove", &path, e))?;
+            }
+            sync_dir(&disk, dir)?;
+            segments.drain(..gone);
+        }
+    }
     let files: Files<D> = Rc::new(RefCell::new(BTreeMap::new()));
     let entries: Entries = Rc::new(RefCell::new(EntryIndex::default()));
     let mut visit = |rec: Record, pos: WalPos| {
@@ -552,6 +659,12 @@ pub async fn open<D: Disk>(
     if dsync.is_none() {
         erase_after(&*file, &segment_path(dir, active_first), write_pos, &tail, capacity).await?;
     }
+    if let Some(start) = start {
+        entries.borrow_mut().set_before(start.before.0, start.before.1);
+    }
+    let last_entry = continuity
+        .last_index()
+        .unwrap_or_else(|| start.map_or(0, |s| s.before.0).max(active_first.0 - 1));
     let writer = WalWriter {
         disk,
         dir: dir.to_path_buf(),
@@ -567,7 +680,7 @@ pub async fn open<D: Disk>(
         capacity,
         write_pos,
         tail,
-        last_entry: RaftIndex(continuity.last_index().unwrap_or(active_first.0 - 1)),
+        last_entry: RaftIndex(last_entry),
         active_has_entries,
         entries: entries.clone(),
         metrics: Rc::new(WalMetrics::default()),

@@ -35,7 +35,7 @@ fn segment_path(dir: &Path, first: RaftIndex) -> PathBuf {
 /// Reopens the WAL and returns the entries recovery yields.
 async fn recover(dir: &Path) -> (super::WalWriter, Vec<(u64, Vec<u8>, WalPos)>) {
     let mut got = Vec::new();
-    let (writer, _reader) = open(super::DmaDisk, dir, SEGMENT_BYTES, |r, pos| {
+    let (writer, _reader) = open(super::DmaDisk, dir, SEGMENT_BYTES, None, |r, pos| {
         assert_eq!(r.kind, RecordKind::Entry);
         got.push((r.index, r.payload.to_vec(), pos));
     })
