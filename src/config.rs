@@ -122,6 +122,9 @@ pub struct TopicDefaults {
     pub auto_create: bool,
     /// Partitions of auto-created topics and of CreateTopics with -1.
     pub default_partitions: u32,
+    /// How often each shard looks for partitions whose oldest batches
+    /// passed their `retention.ms` (Kafka's log.retention.check.interval.ms).
+    pub retention_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -169,6 +172,7 @@ impl Default for TopicDefaults {
         Self {
             auto_create: true,
             default_partitions: 1,
+            retention_check_interval_ms: 300_000,
         }
     }
 }
@@ -366,6 +370,12 @@ impl Config {
         )?;
         check("wal.segment_bytes", self.wal.segment_bytes.0, 1 << 20, 1 << 40)?;
         check("topics.default_partitions", self.topics.default_partitions, 1, 100_000)?;
+        check(
+            "topics.retention_check_interval_ms",
+            self.topics.retention_check_interval_ms,
+            100,
+            86_400_000,
+        )?;
         self.validate_cluster()?;
         if !self.wal.segment_bytes.0.is_multiple_of(4096) {
             return Err(ConfigError::Invalid {

@@ -107,6 +107,9 @@ struct StartArgs {
     /// members after each join [default: 3000].
     #[arg(long, value_name = "MS")]
     group_initial_rebalance_delay_ms: Option<u64>,
+    /// How often each shard applies retention.ms, in ms [default: 300000].
+    #[arg(long, value_name = "MS")]
+    retention_check_interval_ms: Option<u64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -150,6 +153,9 @@ impl StartArgs {
         }
         if let Some(v) = self.group_initial_rebalance_delay_ms {
             c.groups.initial_rebalance_delay_ms = v;
+        }
+        if let Some(v) = self.retention_check_interval_ms {
+            c.topics.retention_check_interval_ms = v;
         }
         Ok((c, self.print_config))
     }

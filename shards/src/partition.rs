@@ -209,6 +209,28 @@ impl Partition {
         to.filter(|&t| t > self.log_start)
     }
 
+    /// The largest timestamp of the oldest committed batch: when it is
+    /// older than `retention.ms`, that batch is the next to go.
+    pub fn oldest_committed_timestamp(&self) -> Option<i64> {
+        self.index
+            .first()
+            .filter(|e| e.last < self.high_watermark)
+            .map(|e| e.max_timestamp_ms)
+    }
+
+    /// The log start that drops the committed batches whose largest
+    /// timestamp is before `cutoff_ms`, oldest first up to the first one
+    /// that is not (Kafka deletes whole segments by their largest
+    /// timestamp, likewise from the oldest), if it is past the current one.
+    pub fn start_after_expired(&self, cutoff_ms: i64) -> Option<Offset> {
+        let committed = self.index.partition_point(|e| e.last < self.high_watermark);
+        let expired = self.index[..committed]
+            .iter()
+            .take_while(|e| e.max_timestamp_ms < cutoff_ms)
+            .last()?;
+        Some(Offset(expired.last.0 + 1)).filter(|&t| t > self.log_start)
+    }
+
     /// Moves the log start up to `offset` (DeleteRecords, retention: a
     /// committed trim entry) and forgets the batches wholly below it.
     /// Returns whether it moved. The leader never asks past the high
@@ -340,6 +362,19 @@ mod tests {
         assert!(p.trim_to(Offset(6)));
         assert_eq!((p.log_start(), p.size_bytes()), (Offset(6), 700));
         assert_eq!(p.start_keeping(700), None);
+        // Batch i has max timestamp 20 * i (entry() stamps base * 10).
+        assert_eq!(p.oldest_committed_timestamp(), Some(60));
+        assert_eq!(p.start_after_expired(60), None, "nothing strictly older");
+        assert_eq!(
+            p.start_after_expired(101),
+            Some(Offset(12)),
+            "batches at 60, 80 and 100 go"
+        );
+        assert_eq!(
+            p.start_after_expired(i64::MAX),
+            Some(Offset(16)),
+            "committed batches only"
+        );
         assert!(!p.trim_to(Offset(2)), "never back");
         assert!(p.trim_to(Offset(99)), "a trim past the high watermark stops there");
         assert_eq!(p.log_start(), Offset(16));

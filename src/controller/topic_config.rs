@@ -260,14 +260,14 @@ pub const KEYS: &[ConfigKey] = &[
         kind: LONG,
         default: "-1",
         check: Check::Int(i64::MIN, i64::MAX),
-        doc: "Bytes kept per partition (-1: no limit): the leader moves the log start past the oldest batches once the partition holds an eighth more (disk space is reclaimed with WAL segments, later).",
+        doc: "Bytes kept per partition (-1: no limit): the leader moves the log start past the oldest batches once the partition holds an eighth more; the WAL segments it frees are deleted.",
     },
     ConfigKey {
         name: "retention.ms",
         kind: LONG,
         default: "604800000",
         check: Check::Int(-1, i64::MAX),
-        doc: "How long data is kept (-1: forever). Stored; retention is not enforced yet.",
+        doc: "How long data is kept (-1: forever): batches whose newest timestamp is older go, oldest first, checked every topics.retention_check_interval_ms (as Kafka deletes segments by their largest timestamp).",
     },
     ConfigKey {
         name: "segment.bytes",
@@ -403,6 +403,24 @@ pub fn retention_bytes(overrides: &BTreeMap<String, String>) -> Option<u64> {
     let bytes = overrides.get("retention.bytes")?.trim().parse::<i64>().ok()?;
     u64::try_from(bytes).ok()
 }
+
+/// The `retention.ms` a topic's partitions are trimmed by: the topic's, or
+/// Kafka's default of 7 days; none when it is -1 or when `cleanup.policy`
+/// does not delete.
+pub fn retention_ms(overrides: &BTreeMap<String, String>) -> Option<i64> {
+    let policy = overrides.get("cleanup.policy").map_or("delete", String::as_str);
+    if !policy.split(',').any(|p| p.trim() == "delete") {
+        return None;
+    }
+    let ms = match overrides.get("retention.ms") {
+        Some(v) => v.trim().parse::<i64>().ok()?,
+        None => DEFAULT_RETENTION_MS,
+    };
+    (ms >= 0).then_some(ms)
+}
+
+/// Kafka's `log.retention.hours` default: a week.
+const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// The effective `max.message.bytes` of a topic.
 pub fn max_message_bytes(overrides: &BTreeMap<String, String>, broker_default: u64) -> usize {

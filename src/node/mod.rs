@@ -196,6 +196,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         },
         raft_listen,
         peers,
+        retention_check_interval: std::time::Duration::from_millis(config.topics.retention_check_interval_ms),
     };
     let owned = meta.partitions_of(id);
     let shard = Shard::open(shard_cfg.clone(), &owned, meta.peek_partition_ids(0).start)

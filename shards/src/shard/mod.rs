@@ -30,6 +30,7 @@ use crate::wal::{DmaDisk, WalError, WalReader};
 pub mod checkpoint;
 mod reads;
 pub mod reclaim;
+mod retention;
 pub mod state;
 
 pub use reads::read_batches;
@@ -53,6 +54,8 @@ pub struct ShardConfig {
     /// With peers: this shard's Raft port, and each peer's (same shard).
     pub raft_listen: Option<SocketAddr>,
     pub peers: Vec<(u64, SocketAddr)>,
+    /// How often the shard looks for batches past their `retention.ms`.
+    pub retention_check_interval: std::time::Duration,
 }
 
 /// What a shard tells the node about, in order, through `Shard::events`.
@@ -289,6 +292,7 @@ impl Shard {
             glommio::spawn_local(tick(shard.clone())).detach();
         }
         glommio::spawn_local(drive(shard.clone(), group, kicked)).detach();
+        glommio::spawn_local(expire_by_time(Rc::downgrade(&shard), cfg.retention_check_interval)).detach();
         // Elections and recovered entries produce a first Ready.
         let _ = shard.kick.try_send(());
         Ok(shard)
@@ -466,10 +470,13 @@ impl Shard {
         }
     }
 
-    /// Sets (or, `None`, lifts) a partition's `retention.bytes`; the leader
-    /// trims it as writes pass the limit.
-    pub fn set_retention_bytes(&self, partition: PartitionId, limit: Option<u64>) {
-        self.state.borrow_mut().set_retention_bytes(partition, limit);
+    /// Sets (or, `None`, lifts) a partition's `retention.bytes` and
+    /// `retention.ms`; the leader trims it as writes pass the first and
+    /// as time passes the second.
+    pub fn set_retention(&self, partition: PartitionId, bytes: Option<u64>, ms: Option<i64>) {
+        let mut st = self.state.borrow_mut();
+        st.set_retention_bytes(partition, bytes);
+        st.set_retention_ms(partition, ms);
     }
 
     /// Each partition's stored bytes on this replica (leader or not), or
@@ -536,6 +543,18 @@ impl Shard {
     fn fail(&self, reason: String) {
         tracing::error!(shard = %self.id, %reason, "shard storage failed; refusing writes until restart");
         self.state.borrow_mut().fail(reason);
+    }
+}
+
+/// `retention.ms`: one wake-up per shard and interval, whatever the number
+/// of partitions; it does nothing unless the earliest expiry passed.
+async fn expire_by_time(shard: std::rc::Weak<Shard>, every: std::time::Duration) {
+    loop {
+        glommio::timer::sleep(every).await;
+        let Some(shard) = shard.upgrade() else { return };
+        if shard.state.borrow_mut().expire_by_time(wall_clock_ms()) {
+            let _ = shard.kick.try_send(());
+        }
     }
 }
 

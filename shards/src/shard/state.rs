@@ -52,12 +52,14 @@ pub struct State {
     staged: HashSet<PartitionId>,
     /// Log start moves to propose (DeleteRecords, retention), and who waits
     /// for them.
-    trims: Vec<(PartitionId, Offset)>,
+    pub(super) trims: Vec<(PartitionId, Offset)>,
     trim_waiters: Vec<Waiter>,
     /// `retention.bytes` of the partitions that have one (no entry: no
     /// limit), and the log start a retention trim in flight will reach.
     retention_bytes: HashMap<PartitionId, u64>,
-    retention_in_flight: HashMap<PartitionId, Offset>,
+    pub(super) retention_in_flight: HashMap<PartitionId, Offset>,
+    /// `retention.ms`: when each partition's oldest batch expires.
+    pub(super) time_retention: super::retention::TimeRetention,
     /// Partitions whose high watermark moved in this Ready round.
     grown: Vec<PartitionId>,
     inflight: VecDeque<(RaftIndex, Vec<Waiter>)>,
@@ -231,6 +233,8 @@ impl State {
             self.partitions.remove(id);
             self.deleted.insert(*id);
             self.data_waiters.remove(id);
+            self.retention_bytes.remove(id);
+            self.time_retention.forget(*id);
         }
     }
 
@@ -683,6 +687,9 @@ impl State {
                 }
                 p.trim_to(offset);
             }
+            if self.time_retention.limited(id) {
+                self.time_retention.reschedule(id, self.partitions.get(&id));
+            }
             if self.retention_in_flight.get(&id).is_some_and(|&t| t <= offset) {
                 self.retention_in_flight.remove(&id);
             }
@@ -712,6 +719,9 @@ impl State {
             if p.advance_high_watermark(end) {
                 if !self.retention_bytes.is_empty() && self.retention_bytes.contains_key(&it.partition) {
                     self.grown.push(it.partition);
+                }
+                if self.time_retention.limited(it.partition) && !self.time_retention.scheduled(it.partition) {
+                    self.time_retention.reschedule(it.partition, Some(&*p));
                 }
                 if let Some(ws) = self.data_waiters.remove(&it.partition) {
                     for w in ws {

@@ -98,6 +98,7 @@ pub struct Report {
     /// WAL segments reclaimed, and node starts from a checkpoint.
     pub segments_reclaimed: u64,
     pub checkpoint_starts: u64,
+    pub time_trims: u64,
 }
 
 struct Sim {
@@ -468,7 +469,7 @@ impl Sim {
             }
             if self.producers[c].batch.is_none() {
                 let p = live[self.rng.below(live.len() as u64) as usize];
-                self.producers[c].next_batch(p, &mut self.rng);
+                self.producers[c].next_batch(p, &mut self.rng, self.now_ms);
                 if let Some((_, ids)) = &self.producers[c].batch {
                     self.history.sent(ids, self.producers[c].idempotent);
                 }
@@ -721,6 +722,7 @@ impl Sim {
         self.report.trimmed_partitions = logs[0].values().filter(|(start, _)| start.0 > 0).count() as u64;
         self.report.segments_reclaimed = self.nodes.iter().map(|n| n.reclaimed).sum();
         self.report.checkpoint_starts = self.nodes.iter().map(|n| n.checkpoint_starts).sum();
+        self.report.time_trims = self.nodes.iter().map(|n| n.time_trims).sum();
         self.history.check(&logs)?;
         Ok(self.report)
     }

@@ -59,11 +59,17 @@ fn apply_meta(state: &mut State, command: &[u8]) {
 
 /// Every third partition keeps at most 2 KB (retention.bytes), the others
 /// 6 KB: their leaders trim them as they grow, and the WAL segments they
-/// let go of are reclaimed.
+/// let go of are reclaimed. Every fourth keeps its batches for 2 s
+/// (retention.ms, by the producers' timestamps and the nodes' skewed clocks).
 fn set_retention(state: &mut State, id: PartitionId) {
     let limit = if id.0.is_multiple_of(3) { 2_000 } else { 6_000 };
     state.set_retention_bytes(id, Some(limit));
+    if id.0 % 4 == 1 {
+        state.set_retention_ms(id, Some(RETENTION_MS));
+    }
 }
+
+const RETENTION_MS: i64 = 2_000;
 
 /// Reclaims as soon as a segment is free: small segments, and every
 /// checkpoint and removal a chance for a fault.
@@ -101,6 +107,8 @@ pub struct Node {
     /// WAL segments this node reclaimed, and starts from a checkpoint.
     pub reclaimed: u64,
     pub checkpoint_starts: u64,
+    /// Times the leader found batches past their retention.ms.
+    pub time_trims: u64,
 }
 
 /// Why a start failed.
@@ -124,6 +132,7 @@ impl Node {
             restarts: 0,
             reclaimed: 0,
             checkpoint_starts: 0,
+            time_trims: 0,
         }
     }
 
@@ -223,6 +232,10 @@ impl Node {
             }
             if std::mem::take(&mut tick) {
                 up.group.tick();
+                // The shard's retention.ms wake-up, at the tick's rate.
+                if up.state.expire_by_time(wall) {
+                    self.time_trims += 1;
+                }
             }
             up.woken.set(false);
             up.state.propose_gathered(&mut up.group);

@@ -34,7 +34,7 @@ fn seeds_pass() {
         "simulator: seeds {first}..{} passed in {:.1} s: {} acks=all records acknowledged and checked, {} consumed; \
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
          {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
-         {} WAL segments reclaimed, {} starts from a checkpoint, {} of {} messages lost",
+         {} WAL segments reclaimed, {} starts from a checkpoint, {} retention.ms trims, {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -50,6 +50,7 @@ fn seeds_pass() {
         sum(|r| r.trimmed_partitions),
         sum(|r| r.segments_reclaimed),
         sum(|r| r.checkpoint_starts),
+        sum(|r| r.time_trims),
         sum(|r| r.lost_messages),
         sum(|r| r.messages),
     );
@@ -66,6 +67,7 @@ fn seeds_pass() {
             sum(|r| r.checkpoint_starts) > n / 20,
             "hardly any node started from a checkpoint: reclaiming went untested"
         );
+        assert!(sum(|r| r.time_trims) > n, "retention.ms hardly ever trimmed");
     }
 }
 

@@ -15,7 +15,7 @@ use crate::types::{Offset, PartitionId};
 
 /// A Kafka RecordBatch (magic 2) whose records are the ids, 8 bytes each
 /// (the broker never looks inside records), with a valid CRC.
-pub fn make_batch(ids: &[u64], producer: Option<(i64, i16, i32)>) -> Bytes {
+pub fn make_batch(ids: &[u64], producer: Option<(i64, i16, i32)>, timestamp_ms: i64) -> Bytes {
     let mut b = vec![0u8; batch::HEADER_BYTES];
     for id in ids {
         b.extend_from_slice(&id.to_be_bytes());
@@ -24,8 +24,8 @@ pub fn make_batch(ids: &[u64], producer: Option<(i64, i16, i32)>) -> Bytes {
     b[8..12].copy_from_slice(&body.to_be_bytes());
     b[16] = 2; // magic
     b[23..27].copy_from_slice(&(ids.len() as i32 - 1).to_be_bytes());
-    b[27..35].copy_from_slice(&1_000i64.to_be_bytes());
-    b[35..43].copy_from_slice(&1_000i64.to_be_bytes());
+    b[27..35].copy_from_slice(&timestamp_ms.to_be_bytes());
+    b[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     b[43..51].copy_from_slice(&pid.to_be_bytes());
     b[51..53].copy_from_slice(&epoch.to_be_bytes());
@@ -134,7 +134,8 @@ impl Producer {
     }
 
     /// A new batch of 1-3 fresh records for `partition`.
-    pub fn next_batch(&mut self, partition: PartitionId, rng: &mut Rng) {
+    /// `now_ms`: the client's clock, the batch's timestamp.
+    pub fn next_batch(&mut self, partition: PartitionId, rng: &mut Rng, now_ms: u64) {
         self.partition = partition;
         let n = 1 + rng.below(3) as usize;
         let ids: Vec<u64> = (0..n)
@@ -147,7 +148,7 @@ impl Producer {
             let seq = *self.seq.get(&partition).unwrap_or(&0);
             (self.producer_id(), 0i16, seq)
         });
-        self.batch = Some((make_batch(&ids, producer), ids));
+        self.batch = Some((make_batch(&ids, producer, now_ms as i64), ids));
     }
 
     pub fn item(&self) -> Option<ProduceItem> {
