@@ -134,3 +134,42 @@ def test_every_replica_reclaims_and_a_restarted_node_serves_the_same_log(tmp_pat
         assert len(leaders) >= 2
     finally:
         cluster.stop()
+
+
+def test_a_trickle_kept_forever_moves_to_cold_files_instead_of_pinning_the_wal(broker_factory):
+    """Mixed retention: a topic kept forever, written at a trickle, beside
+    one with retention.bytes written fast. The trickle's batches are moved
+    out of the segments they would pin, so the WAL stays bounded; they read
+    back whole, from the start, before and after a restart; and consumer
+    group commits (`__consumer_offsets`, kept forever too) pin nothing."""
+    from confluent_kafka import Consumer
+    broker = broker_factory(shards=1, extra_args=["--wal-segment-bytes", "1MiB"])
+    create_topic(broker.bootstrap, "stream", 1, {"retention.bytes": str(RETAIN)})
+    create_topic(broker.bootstrap, "audit", 1, {"retention.ms": "-1"})
+    trickle = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    group = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "auditors", "enable.auto.commit": False})
+    kept = []
+    for round_ in range(30):
+        write(broker.bootstrap, "stream", 1, 1, prefix=b"s%02d" % round_)
+        v = b"audit-%04d" % round_
+        trickle.produce("audit", value=v, partition=0)
+        assert trickle.flush(10) == 0
+        kept.append(v)
+        from confluent_kafka import TopicPartition as CTP
+        group.commit(offsets=[CTP("audit", 0, round_ + 1)], asynchronous=False)
+    time.sleep(1.2)
+    write(broker.bootstrap, "stream", 1, 1, prefix=b"late")
+    group.close()
+    on_disk = wal_bytes(broker.data_dir)
+    cold = sum(f.stat().st_size for f in broker.data_dir.glob("shard-*/wal/cold-*.dat"))
+    bound = RETAIN * 9 // 8 + 4 * SEGMENT
+    assert on_disk <= bound, f"{on_disk} bytes of WAL segments after 31 MiB (bound {bound})"
+    assert 0 < cold < 1 << 20, cold
+    assert metric(broker, "corestream_cold_files") >= 1
+    assert [v for _, v in read_from_start(broker.bootstrap, "audit", 0)] == kept
+    broker.restart()
+    assert [v for _, v in read_from_start(broker.bootstrap, "audit", 0)] == kept
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "auditors"})
+    from confluent_kafka import TopicPartition as CTP
+    assert c.committed([CTP("audit", 0)], timeout=10)[0].offset == 30
+    c.close()

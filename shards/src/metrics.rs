@@ -55,6 +55,10 @@ pub struct WalMetrics {
     /// checkpoints written for that.
     pub segments_reclaimed: Cell<u64>,
     pub checkpoints: Cell<u64>,
+    /// Cold files (batches moved out of reclaimed segments), and the bytes
+    /// moved into them.
+    pub cold_files: Cell<u64>,
+    pub bytes_moved: Cell<u64>,
     fsync_us: RefCell<Histogram<u64>>,
     fsync_us_sum: Cell<u64>,
 }
@@ -68,6 +72,8 @@ impl Default for WalMetrics {
             segments: Cell::new(0),
             segments_reclaimed: Cell::new(0),
             checkpoints: Cell::new(0),
+            cold_files: Cell::new(0),
+            bytes_moved: Cell::new(0),
             fsync_us: RefCell::new(new_histogram()),
             fsync_us_sum: Cell::new(0),
         }
@@ -101,6 +107,8 @@ pub struct StorageReport {
     pub wal_segments: u64,
     pub wal_segments_reclaimed: u64,
     pub wal_checkpoints: u64,
+    pub cold_files: u64,
+    pub bytes_moved: u64,
     /// Bytes of the partitions' retained batches.
     pub retained_bytes: u64,
     pub wal_fsync: LatencySummary,

@@ -5,7 +5,7 @@
 
 use crate::producer::{Producers, SavedProducer};
 use crate::types::{Offset, PartitionId};
-use crate::wal::WalPos;
+use crate::wal::{is_cold, WalPos};
 
 /// One stored batch: offsets `[base, last]` at `pos`, `len` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,9 +77,14 @@ impl Partition {
         if log_start.0 < 0 || high_watermark < log_start {
             return bad(format!("log start {log_start} past high watermark {high_watermark}"));
         }
-        for pair in index.windows(2) {
-            if pair[1].base.0 != pair[0].last.0 + 1 || pair[1].pos <= pair[0].pos {
-                return bad("batches not dense in offsets and WAL order".into());
+        let cold = index.partition_point(|e| is_cold(e.pos.segment));
+        if index[cold..].iter().any(|e| is_cold(e.pos.segment)) {
+            return bad("batches in cold files after batches in the WAL".into());
+        }
+        for (i, pair) in index.windows(2).enumerate() {
+            let in_wal = i >= cold;
+            if pair[1].base.0 != pair[0].last.0 + 1 || (in_wal && pair[1].pos <= pair[0].pos) {
+                return bad("batches not dense in offsets, or not in WAL order".into());
             }
         }
         if index.iter().any(|e| e.last < e.base) {
@@ -104,10 +109,41 @@ impl Partition {
         })
     }
 
-    /// The WAL position of the oldest batch this partition retains: the
-    /// segments before it hold none of its data.
+    /// The WAL position of the oldest batch this partition retains in a
+    /// WAL segment: the segments before it hold none of its data. (Its
+    /// older batches, if any, were moved to cold files: they come first.)
     pub fn first_position(&self) -> Option<WalPos> {
-        self.index.first().map(|e| e.pos)
+        self.index.get(self.cold_batches()).map(|e| e.pos)
+    }
+
+    /// How many of the oldest batches live in cold files.
+    fn cold_batches(&self) -> usize {
+        self.index.partition_point(|e| is_cold(e.pos.segment))
+    }
+
+    /// The batches held in cold files.
+    pub fn cold(&self) -> &[IndexEntry] {
+        &self.index[..self.cold_batches()]
+    }
+
+    /// The batches held in WAL segments before `segment`.
+    pub fn in_segments_before(&self, segment: crate::types::RaftIndex) -> &[IndexEntry] {
+        let from = self.cold_batches();
+        let to = from + self.index[from..].partition_point(|e| e.pos.segment < segment);
+        &self.index[from..to]
+    }
+
+    /// Points the batch at `base`, if it is still at `from`, at `to` (it
+    /// was copied there). Returns whether it did.
+    pub fn moved(&mut self, base: Offset, from: WalPos, to: WalPos) -> bool {
+        let at = self.index.partition_point(|e| e.base < base);
+        match self.index.get_mut(at) {
+            Some(e) if e.base == base && e.pos == from => {
+                e.pos = to;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Index entries held (a checkpoint's size grows with them).

@@ -303,6 +303,20 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     );
     per_shard(
         &mut f,
+        "corestream_cold_files",
+        "gauge",
+        "Cold files: batches of long-retained partitions moved out of WAL segments so that those could be reclaimed.",
+        &|s| s.storage.cold_files.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_bytes_moved_total",
+        "counter",
+        "Bytes copied into cold files (out of WAL segments, or merged out of mostly dead cold files).",
+        &|s| s.storage.bytes_moved.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_retained_bytes",
         "gauge",
         "Bytes of the record batches the shard's partitions retain (from each log start).",

@@ -390,6 +390,8 @@ impl Shard {
             wal_segments: wal.segments.get(),
             wal_segments_reclaimed: wal.segments_reclaimed.get(),
             wal_checkpoints: wal.checkpoints.get(),
+            cold_files: wal.cold_files.get(),
+            bytes_moved: wal.bytes_moved.get(),
             retained_bytes: st.partitions.values().map(|p| p.size_bytes()).sum(),
             wal_fsync: wal.fsync_summary(),
             raft_term: self.raft_term.get(),
@@ -623,20 +625,39 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
     }
 }
 
-/// Once the Ready rounds are quiet: reclaims WAL segments if they are due;
-/// a look put off (at most one a second) wakes the driver when it is due.
+/// Once the Ready rounds are quiet: gives disk space back if that is due
+/// (batches moved to a cold file first, then the checkpoint and the
+/// removals); a look put off (at most one a second) wakes the driver when
+/// it is due.
 async fn maybe_reclaim(shard: &Rc<Shard>, group: &mut RaftGroup) {
     let policy = reclaim::Policy::PRODUCTION;
-    let plan = shard
-        .state
-        .borrow_mut()
-        .plan_reclaim(group, shard.meta_durable.get(), wall_clock_ms(), policy);
-    if let Some(plan) = plan {
-        let segments = plan.segments;
-        match reclaim::reclaim(plan, group).await {
-            Ok(_) => tracing::debug!(shard = %shard.id, segments, "WAL segments reclaimed"),
-            Err(e) => {
-                tracing::warn!(shard = %shard.id, error = %e, "reclaiming WAL segments failed; retrying at the next trim")
+    // A move is followed at once by the reclaim it made possible.
+    for _ in 0..2 {
+        let work = shard
+            .state
+            .borrow_mut()
+            .plan_reclaim(group, shard.meta_durable.get(), wall_clock_ms(), policy);
+        match work {
+            None => break,
+            Some(reclaim::Work::Move(m)) => match reclaim::copy_to_cold(&m, shard.reader.clone(), group).await {
+                Ok(file) => {
+                    tracing::debug!(shard = %shard.id, batches = m.batches.len(), bytes = m.bytes, "batches moved to a cold file");
+                    shard.state.borrow_mut().moved(&m, file);
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %shard.id, error = %e, "moving batches to a cold file failed; retrying at the next trim");
+                    break;
+                }
+            },
+            Some(reclaim::Work::Reclaim(plan)) => {
+                let segments = plan.segments;
+                match reclaim::reclaim(plan, group).await {
+                    Ok(_) => tracing::debug!(shard = %shard.id, segments, "WAL segments reclaimed"),
+                    Err(e) => {
+                        tracing::warn!(shard = %shard.id, error = %e, "reclaiming WAL segments failed; retrying at the next trim")
+                    }
+                }
+                break;
             }
         }
     }

@@ -13,18 +13,22 @@
 //! checkpoint written for them several times over, so that a shard of a
 //! million partitions does not rewrite its state for one segment.
 //!
-//! Segments pinned by a partition that keeps its data longer than the
-//! others (no retention, or a long one) stay until it lets go: moving such
-//! batches to colder files is not built yet.
+//! A partition that keeps its data longer than the others (no retention,
+//! a long one, `__consumer_offsets`) would pin every segment since its
+//! oldest batch: once the segments it pins are more than half dead, its
+//! batches there are copied, once, into a cold file (the partitions' runs
+//! one after another, so files grow with data volume, not with partition
+//! count), the index points there, and the segments go. Cold files whose
+//! batches are mostly gone are merged the same way, and go when empty.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::checkpoint::{estimate_bytes, Checkpoint};
 use super::state::State;
-use crate::partition::Partition;
+use crate::partition::{IndexEntry, Partition};
 use crate::raft::RaftGroup;
 use crate::types::{PartitionId, RaftIndex};
-use crate::wal::{Disk, WalReader, WalStart};
+use crate::wal::{Disk, WalError, WalPos, WalReader, WalStart};
 
 /// When to look at what may be reclaimed, and when to act on it.
 #[derive(Debug, Clone, Copy)]
@@ -43,12 +47,31 @@ impl Policy {
     };
 }
 
-/// A checkpoint to write, then the segments before `keep_from` to remove.
+/// A checkpoint to write, then the segments before `keep_from` and the
+/// cold files in `cold` to remove.
 pub struct Plan {
     pub checkpoint: Vec<u8>,
     pub keep_from: RaftIndex,
     pub segments: usize,
+    pub cold: Vec<RaftIndex>,
 }
+
+/// Batches to copy into a new cold file, in this order: those that pin
+/// segments otherwise free, or the live rest of cold files mostly dead.
+pub struct Move {
+    pub batches: Vec<(PartitionId, IndexEntry)>,
+    pub bytes: u64,
+}
+
+pub enum Work {
+    Move(Move),
+    Reclaim(Plan),
+}
+
+/// Most bytes one move copies (the driver waits for it).
+const MOVE_MAX_BYTES: u64 = 64 << 20;
+/// Beyond this many cold files, the small ones are merged.
+const MAX_COLD_FILES: usize = 64;
 
 impl State {
     /// Whether a look at what may be reclaimed was put off.
@@ -56,54 +79,151 @@ impl State {
         self.reclaim_dirty
     }
 
-    /// What to reclaim now, if anything. `meta_durable`: the last metadata
-    /// entry the node's metadata log holds (a checkpoint must not cover a
-    /// metadata command the node could still lose).
+    /// What to do now to give disk space back, if anything. `meta_durable`:
+    /// the last metadata entry the node's metadata log holds (a checkpoint
+    /// must not cover a metadata command the node could still lose).
     pub fn plan_reclaim<D: Disk>(
         &mut self,
         group: &RaftGroup<D>,
         meta_durable: u64,
         now_ms: i64,
         policy: Policy,
-    ) -> Option<Plan> {
+    ) -> Option<Work> {
         if !self.reclaim_dirty || now_ms.abs_diff(self.reclaim_checked_ms) < policy.recheck_ms {
             return None;
         }
         self.reclaim_checked_ms = now_ms;
+        self.reclaim_dirty = false;
         let applied = group.applied();
         let through = self.released.min(applied.0);
         let wal = group.wal();
-        // Cheap first: without pins, would any segment go? If not, nothing
-        // will until the next trim or release.
-        self.reclaim_dirty = false;
-        wal.reclaimable(through, None)?;
+        // Cheap first: would any segment go without pins, or is there a
+        // cold file at all? If not, nothing will until the next trim or
+        // release.
+        let free = wal.reclaimable(through, None);
+        if free.is_none() && wal.cold_files().is_empty() {
+            return None;
+        }
         if self.last_meta > meta_durable {
             self.reclaim_dirty = true; // the node tells when its metadata log has it
             return None;
         }
         let (mut batches, mut producers) = (0, 0);
         let mut pinned: Option<RaftIndex> = None;
+        let mut cold_live: BTreeMap<RaftIndex, u64> = wal.cold_files().keys().map(|&id| (id, 0)).collect();
         for p in self.partitions.values() {
             batches += p.batches();
             producers += p.producers().map_or(0, |ps| ps.len());
             if let Some(pos) = p.first_position() {
                 pinned = Some(pinned.map_or(pos.segment, |s| s.min(pos.segment)));
             }
+            for e in p.cold() {
+                *cold_live.entry(e.pos.segment).or_default() += e.len as u64;
+            }
         }
         if crate::planted::active(crate::planted::Bug::ReclaimRetained) {
             pinned = None;
         }
-        let (keep_from, segments) = wal.reclaimable(through, pinned)?;
+        // Segments free but for a few retained batches: move those batches
+        // (once more than half of the segments is dead, so that a topic of
+        // short retention beside a long one is not copied while it lives).
+        if let Some((keep_all, n)) = free {
+            if pinned.is_some_and(|p| p < keep_all) {
+                let m = self.gather(|p| p.in_segments_before(keep_all));
+                if m.bytes * 2 <= n as u64 * wal.segment_bytes() {
+                    return Some(Work::Move(m));
+                }
+            }
+        }
+        // Cold files mostly dead, or too many small ones: merge their live
+        // batches into one.
+        let sizes = wal.cold_files();
+        let mut merge: BTreeSet<RaftIndex> = cold_live
+            .iter()
+            .filter(|&(id, &live)| live > 0 && live * 2 < sizes.get(id).copied().unwrap_or(0))
+            .map(|(&id, _)| id)
+            .collect();
+        if sizes.len() > MAX_COLD_FILES {
+            let small = wal.segment_bytes() / 8;
+            merge.extend(sizes.iter().filter(|&(_, &size)| size < small).map(|(&id, _)| id));
+        }
+        if merge.len() >= 2 || merge.iter().any(|id| cold_live[id] * 2 < sizes[id]) {
+            let m = self.gather(|p| {
+                let cold = p.cold();
+                let first = cold
+                    .iter()
+                    .position(|e| merge.contains(&e.pos.segment))
+                    .unwrap_or(cold.len());
+                &cold[first..]
+            });
+            if m.bytes > 0 {
+                return Some(Work::Move(m));
+            }
+        }
+        let dead_cold: Vec<RaftIndex> = cold_live.iter().filter(|&(_, &l)| l == 0).map(|(&id, _)| id).collect();
+        let (keep_from, segments) = wal
+            .reclaimable(through, pinned)
+            .unwrap_or_else(|| (wal.first_segment(), 0));
+        let freed = segments as u64 * wal.segment_bytes() + dead_cold.iter().map(|id| sizes[id]).sum::<u64>();
         let estimate = estimate_bytes(self.partitions.len(), batches, producers);
-        if (segments as u64) * wal.segment_bytes() < estimate * policy.freed_per_checkpoint_byte {
-            return None; // until more segments are free
+        if freed == 0 || freed < estimate * policy.freed_per_checkpoint_byte {
+            return None; // until more is free
         }
         let checkpoint = self.checkpoint(applied, group, keep_from);
-        Some(Plan {
+        Some(Work::Reclaim(Plan {
             checkpoint: checkpoint.encode(),
             keep_from,
             segments,
-        })
+            cold: dead_cold,
+        }))
+    }
+
+    /// The batches `pick` chooses of each partition, in partition order
+    /// (the same on every run of a seed), up to `MOVE_MAX_BYTES` (whole
+    /// partitions: a partition's cold batches stay a prefix of its log).
+    fn gather<'a>(&'a self, pick: impl Fn(&'a Partition) -> &'a [IndexEntry]) -> Move {
+        let mut ids: Vec<PartitionId> = self.partitions.keys().copied().collect();
+        ids.sort();
+        let mut m = Move {
+            batches: Vec::new(),
+            bytes: 0,
+        };
+        for id in ids {
+            let run = pick(&self.partitions[&id]);
+            let bytes: u64 = run.iter().map(|e| e.len as u64).sum();
+            if bytes == 0 {
+                continue;
+            }
+            if m.bytes > 0 && m.bytes + bytes > MOVE_MAX_BYTES {
+                break;
+            }
+            m.batches.extend(run.iter().map(|&e| (id, e)));
+            m.bytes += bytes;
+        }
+        m
+    }
+
+    /// The batches of `m` now live in cold file `file`, one after another:
+    /// each partition's index points there (unless the batch went since).
+    /// The segments or cold files they came from may go at the next look,
+    /// which comes at once.
+    pub fn moved(&mut self, m: &Move, file: RaftIndex) {
+        let mut at = 0u64;
+        for &(id, e) in &m.batches {
+            if let Some(p) = self.partitions.get_mut(&id) {
+                p.moved(
+                    e.base,
+                    e.pos,
+                    WalPos {
+                        segment: file,
+                        offset: at,
+                    },
+                );
+            }
+            at += e.len as u64;
+        }
+        self.reclaim_dirty = true;
+        self.reclaim_checked_ms = i64::MIN;
     }
 
     /// The state as of `applied`, which is where the state machine is.
@@ -148,20 +268,49 @@ impl State {
         Ok(())
     }
 
-    /// A partition holding a batch in a WAL segment that is not there (a
-    /// checkpoint that does not match its WAL), if any.
+    /// A partition holding a batch in a WAL segment or cold file that is
+    /// not there (a checkpoint that does not match its files), if any.
     pub(crate) fn batch_outside<D: Disk>(&self, reader: &WalReader<D>) -> Option<PartitionId> {
         self.partitions
             .values()
-            .find(|p| p.first_position().is_some_and(|pos| !reader.has_segment(pos.segment)))
+            .find(|p| {
+                p.first_position().is_some_and(|pos| !reader.has_segment(pos.segment))
+                    || p.cold().iter().any(|e| !reader.has_segment(e.pos.segment))
+            })
             .map(|p| p.id)
     }
 }
 
-/// Writes the plan's checkpoint, then removes the segments it covers.
-/// A failure leaves everything as it was, or a checkpoint that a later
-/// reclaim or start completes: nothing is lost either way.
-pub async fn reclaim<D: Disk>(plan: Plan, group: &mut RaftGroup<D>) -> Result<usize, crate::wal::WalError> {
+/// Writes the plan's checkpoint, then removes the segments and cold files
+/// it no longer names. A failure leaves everything as it was, or a
+/// checkpoint that a later reclaim or start completes: nothing is lost.
+pub async fn reclaim<D: Disk>(plan: Plan, group: &mut RaftGroup<D>) -> Result<usize, WalError> {
     group.wal().write_checkpoint(&plan.checkpoint).await?;
+    group.wal_mut().remove_cold(&plan.cold)?;
     group.wal_mut().remove_before(plan.keep_from)
+}
+
+/// Copies the batches of `m` into a new cold file, each checked whole (its
+/// CRC, not only where the index says it is) so that a bit flipped on the
+/// way is never made permanent; returns the file. The caller then points
+/// the index there (`State::moved`).
+pub async fn copy_to_cold<D: Disk>(
+    m: &Move,
+    reader: WalReader<D>,
+    group: &mut RaftGroup<D>,
+) -> Result<RaftIndex, WalError> {
+    let entries: Vec<IndexEntry> = m.batches.iter().map(|&(_, e)| e).collect();
+    let bytes = super::read_batches(reader, &entries).await?;
+    let mut at = 0usize;
+    for e in &entries {
+        let b = &bytes[at..at + e.len as usize];
+        if let Err(why) = crate::batch::validate(b, usize::MAX) {
+            return Err(WalError::Read(
+                e.pos.segment,
+                format!("the batch at offset {} to move: {why}", e.base),
+            ));
+        }
+        at += e.len as usize;
+    }
+    group.wal_mut().write_cold(&bytes).await
 }

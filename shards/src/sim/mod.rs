@@ -99,6 +99,7 @@ pub struct Report {
     pub segments_reclaimed: u64,
     pub checkpoint_starts: u64,
     pub time_trims: u64,
+    pub bytes_moved: u64,
 }
 
 struct Sim {
@@ -723,6 +724,7 @@ impl Sim {
         self.report.segments_reclaimed = self.nodes.iter().map(|n| n.reclaimed).sum();
         self.report.checkpoint_starts = self.nodes.iter().map(|n| n.checkpoint_starts).sum();
         self.report.time_trims = self.nodes.iter().map(|n| n.time_trims).sum();
+        self.report.bytes_moved = self.nodes.iter().map(|n| n.moved).sum();
         self.history.check(&logs)?;
         Ok(self.report)
     }

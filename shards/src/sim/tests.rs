@@ -34,7 +34,8 @@ fn seeds_pass() {
         "simulator: seeds {first}..{} passed in {:.1} s: {} acks=all records acknowledged and checked, {} consumed; \
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
          {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
-         {} WAL segments reclaimed, {} starts from a checkpoint, {} retention.ms trims, {} of {} messages lost",
+         {} WAL segments reclaimed, {} starts from a checkpoint, {} retention.ms trims, {} bytes moved to cold files, \
+         {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -51,6 +52,7 @@ fn seeds_pass() {
         sum(|r| r.segments_reclaimed),
         sum(|r| r.checkpoint_starts),
         sum(|r| r.time_trims),
+        sum(|r| r.bytes_moved),
         sum(|r| r.lost_messages),
         sum(|r| r.messages),
     );
@@ -68,6 +70,7 @@ fn seeds_pass() {
             "hardly any node started from a checkpoint: reclaiming went untested"
         );
         assert!(sum(|r| r.time_trims) > n, "retention.ms hardly ever trimmed");
+        assert!(sum(|r| r.bytes_moved) > 0, "no batch ever moved to a cold file");
     }
 }
 

@@ -70,6 +70,31 @@ fn segment_path(dir: &Path, first: RaftIndex) -> PathBuf {
     dir.join(format!("{:020}.log", first.0))
 }
 
+/// File ids at or above this name cold files, not segments: batches moved
+/// out of WAL segments that were reclaimed while a partition still
+/// retained them (`WalWriter::write_cold`). A `WalPos` names either.
+pub const COLD_BASE: u64 = 1 << 63;
+
+pub fn is_cold(file: RaftIndex) -> bool {
+    file.0 >= COLD_BASE
+}
+
+fn cold_path(dir: &Path, id: RaftIndex) -> PathBuf {
+    dir.join(format!("cold-{:020}.dat", id.0 - COLD_BASE))
+}
+
+fn list_cold<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<RaftIndex>, WalError> {
+    let mut out = Vec::new();
+    for name in disk.list(dir).map_err(|e| io_err("list", dir, e))? {
+        let seq = name.strip_prefix("cold-").and_then(|n| n.strip_suffix(".dat"));
+        if let Some(seq) = seq.and_then(|s| s.parse::<u64>().ok()) {
+            out.push(RaftIndex(COLD_BASE.saturating_add(seq)));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn io_err(op: &'static str, path: &Path, e: impl std::fmt::Display) -> WalError {
     WalError::Io {
         op,
@@ -94,6 +119,8 @@ impl<D: Disk> Clone for WalReader<D> {
     }
 }
 
+/// Cold files are written in pieces of this size.
+const COLD_WRITE_BYTES: usize = 4 << 20;
 /// How much a read of old entries asks the disk for at once.
 const ENTRY_READ_BYTES: usize = 1 << 20;
 /// No entry is larger (a request frame is at most 1 GiB).
@@ -237,6 +264,8 @@ pub struct WalWriter<D: Disk = DmaDisk> {
     active_has_entries: bool,
     entries: Entries,
     metrics: Rc<WalMetrics>,
+    /// The size of each cold file.
+    cold_sizes: BTreeMap<RaftIndex, u64>,
 }
 
 impl<D: Disk> WalWriter<D> {
@@ -380,7 +409,7 @@ impl<D: Disk> WalWriter<D> {
             }
         };
         self.files.borrow_mut().insert(first, file.clone());
-        self.metrics.segments.set(self.files.borrow().len() as u64);
+        self.metrics.segments.set(segment_count(&self.files.borrow()));
         self.active = file;
         self.active_first = first;
         self.active_state = SegmentState::Active;
@@ -403,7 +432,12 @@ impl<D: Disk> WalWriter<D> {
     /// retained batch (all before `pinned`, the segment of the oldest one).
     /// `None` when no segment can go. The active segment always stays.
     pub fn reclaimable(&self, through: u64, pinned: Option<RaftIndex>) -> Option<(RaftIndex, usize)> {
-        let names: Vec<RaftIndex> = self.files.borrow().keys().copied().collect();
+        let names: Vec<RaftIndex> = self
+            .files
+            .borrow()
+            .range(..RaftIndex(COLD_BASE))
+            .map(|(&k, _)| k)
+            .collect();
         let entries = self.entries.borrow();
         let starts: BTreeMap<RaftIndex, u64> = entries.segment_starts().collect();
         let mut keep_from = None;
@@ -442,11 +476,81 @@ impl<D: Disk> WalWriter<D> {
         }
         sync_dir(&self.disk, &self.dir)?;
         self.entries.borrow_mut().drop_segments_before(keep_from);
-        self.metrics.segments.set(self.files.borrow().len() as u64);
+        self.metrics.segments.set(segment_count(&self.files.borrow()));
         self.metrics
             .segments_reclaimed
             .set(self.metrics.segments_reclaimed.get() + gone.len() as u64);
         Ok(gone.len())
+    }
+
+    /// Writes `data` (batches gathered by the caller) to a new cold file,
+    /// durably, and returns its id: position `p` in `data` is
+    /// `WalPos { segment: id, offset: p }`.
+    pub async fn write_cold(&mut self, data: &[u8]) -> Result<RaftIndex, WalError> {
+        let last = self.files.borrow().keys().next_back().copied();
+        let id = RaftIndex(last.filter(|&k| is_cold(k)).map_or(COLD_BASE, |k| k.0 + 1));
+        let path = cold_path(&self.dir, id);
+        let file = self
+            .disk
+            .open(&path, Open::Create)
+            .await
+            .map_err(|e| io_err("create", &path, e))?;
+        let written = async {
+            for (i, chunk) in data.chunks(COLD_WRITE_BYTES).enumerate() {
+                let len = align_up(chunk.len() as u64) as usize;
+                let mut buf = file.alloc(len);
+                let out = buf.as_mut();
+                out[..chunk.len()].copy_from_slice(chunk);
+                out[chunk.len()..].fill(0);
+                let at = (i * COLD_WRITE_BYTES) as u64;
+                let n = file.write_at(buf, at).await.map_err(|e| io_err("write", &path, e))?;
+                if n != len {
+                    return Err(io_err("write", &path, format!("short write: {n} of {len}")));
+                }
+            }
+            file.fdatasync().await.map_err(|e| io_err("fdatasync", &path, e))?;
+            sync_dir(&self.disk, &self.dir)
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = file.close().await;
+            let _ = self.disk.remove(&path);
+            return Err(e);
+        }
+        self.files.borrow_mut().insert(id, Rc::new(file));
+        self.cold_sizes.insert(id, data.len() as u64);
+        self.metrics.cold_files.set(self.cold_sizes.len() as u64);
+        self.metrics
+            .bytes_moved
+            .set(self.metrics.bytes_moved.get() + data.len() as u64);
+        Ok(id)
+    }
+
+    /// Removes cold files nothing refers to any more (a checkpoint written
+    /// before this call no longer names them).
+    pub fn remove_cold(&mut self, ids: &[RaftIndex]) -> Result<(), WalError> {
+        for &id in ids.iter().filter(|&&id| is_cold(id)) {
+            let path = cold_path(&self.dir, id);
+            self.disk.remove(&path).map_err(|e| io_err("remove", &path, e))?;
+            self.files.borrow_mut().remove(&id);
+            self.cold_sizes.remove(&id);
+        }
+        self.metrics.cold_files.set(self.cold_sizes.len() as u64);
+        sync_dir(&self.disk, &self.dir)
+    }
+
+    /// The cold files there are, with their sizes.
+    pub fn cold_files(&self) -> &BTreeMap<RaftIndex, u64> {
+        &self.cold_sizes
+    }
+
+    /// The oldest segment.
+    pub fn first_segment(&self) -> RaftIndex {
+        self.files
+            .borrow()
+            .range(..RaftIndex(COLD_BASE))
+            .next()
+            .map_or(self.active_first, |(&k, _)| k)
     }
 
     /// Replaces the checkpoint (see `wal::checkpoint`).
@@ -537,6 +641,10 @@ async fn prepare_segment<D: Disk>(disk: &D, path: &Path, capacity: u64) -> Resul
     }
 }
 
+fn segment_count<F>(files: &BTreeMap<RaftIndex, F>) -> u64 {
+    files.range(..RaftIndex(COLD_BASE)).count() as u64
+}
+
 /// A new or removed file name is durable only once its directory is synced.
 fn sync_dir<D: Disk>(disk: &D, dir: &Path) -> Result<(), WalError> {
     disk.sync_dir(dir).map_err(|e| io_err("sync directory", dir, e))
@@ -612,6 +720,16 @@ pub async fn open<D: Disk>(
         }
         visit(rec, pos)
     };
+    let mut cold_sizes = BTreeMap::new();
+    for id in list_cold(&disk, dir)? {
+        let path = cold_path(dir, id);
+        let file = disk
+            .open(&path, Open::Existing)
+            .await
+            .map_err(|e| io_err("open", &path, e))?;
+        cold_sizes.insert(id, file.size().await.map_err(|e| io_err("stat", &path, e))?);
+        files.borrow_mut().insert(id, Rc::new(file));
+    }
     let mut continuity = Continuity::default();
     let mut active: Option<(RaftIndex, Rc<D::File>, u64, Scan)> = None;
     for (i, &first) in segments.iter().enumerate() {
@@ -684,8 +802,10 @@ pub async fn open<D: Disk>(
         active_has_entries,
         entries: entries.clone(),
         metrics: Rc::new(WalMetrics::default()),
+        cold_sizes,
     };
-    writer.metrics.segments.set(writer.files.borrow().len() as u64);
+    writer.metrics.segments.set(segment_count(&writer.files.borrow()));
+    writer.metrics.cold_files.set(writer.cold_sizes.len() as u64);
     Ok((writer, WalReader { files, entries }))
 }
 
