@@ -129,9 +129,14 @@ impl State {
         // short retention beside a long one is not copied while it lives).
         if let Some((keep_all, n)) = free {
             if pinned.is_some_and(|p| p < keep_all) {
-                let m = self.gather(|p| p.in_segments_before(keep_all));
-                if m.bytes * 2 <= n as u64 * wal.segment_bytes() {
-                    return Some(Work::Move(m));
+                let live: u64 = self
+                    .partitions
+                    .values()
+                    .flat_map(|p| p.in_segments_before(keep_all))
+                    .map(|e| e.len as u64)
+                    .sum();
+                if live * 2 <= n as u64 * wal.segment_bytes() {
+                    return Some(Work::Move(self.gather(|p| p.in_segments_before(keep_all))));
                 }
             }
         }
@@ -179,8 +184,9 @@ impl State {
     }
 
     /// The batches `pick` chooses of each partition, in partition order
-    /// (the same on every run of a seed), up to `MOVE_MAX_BYTES` (whole
-    /// partitions: a partition's cold batches stay a prefix of its log).
+    /// (the same on every run of a seed), oldest first, up to about
+    /// `MOVE_MAX_BYTES` (a partition's cold batches stay a prefix of its
+    /// log: what is left of a run moves next time).
     fn gather<'a>(&'a self, pick: impl Fn(&'a Partition) -> &'a [IndexEntry]) -> Move {
         let mut ids: Vec<PartitionId> = self.partitions.keys().copied().collect();
         ids.sort();
@@ -188,17 +194,14 @@ impl State {
             batches: Vec::new(),
             bytes: 0,
         };
-        for id in ids {
-            let run = pick(&self.partitions[&id]);
-            let bytes: u64 = run.iter().map(|e| e.len as u64).sum();
-            if bytes == 0 {
-                continue;
+        'partitions: for id in ids {
+            for &e in pick(&self.partitions[&id]) {
+                if m.bytes > 0 && m.bytes + e.len as u64 > MOVE_MAX_BYTES {
+                    break 'partitions;
+                }
+                m.batches.push((id, e));
+                m.bytes += e.len as u64;
             }
-            if m.bytes > 0 && m.bytes + bytes > MOVE_MAX_BYTES {
-                break;
-            }
-            m.batches.extend(run.iter().map(|&e| (id, e)));
-            m.bytes += bytes;
         }
         m
     }
