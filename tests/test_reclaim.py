@@ -149,21 +149,27 @@ def test_a_trickle_kept_forever_moves_to_cold_files_instead_of_pinning_the_wal(b
     trickle = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
     group = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "auditors", "enable.auto.commit": False})
     kept = []
-    for round_ in range(30):
+    # Batches move once they pinned free segments for 10 s (a partition
+    # whose own retention is catching up is left to free them itself).
+    started = time.time()
+    round_ = 0
+    while time.time() - started < 25:
         write(broker.bootstrap, "stream", 1, 1, prefix=b"s%02d" % round_)
+        time.sleep(0.5)
         v = b"audit-%04d" % round_
         trickle.produce("audit", value=v, partition=0)
         assert trickle.flush(10) == 0
         kept.append(v)
         from confluent_kafka import TopicPartition as CTP
         group.commit(offsets=[CTP("audit", 0, round_ + 1)], asynchronous=False)
+        round_ += 1
     time.sleep(1.2)
     write(broker.bootstrap, "stream", 1, 1, prefix=b"late")
     group.close()
     on_disk = wal_bytes(broker.data_dir)
     cold = sum(f.stat().st_size for f in broker.data_dir.glob("shard-*/wal/cold-*.dat"))
     bound = RETAIN * 9 // 8 + 4 * SEGMENT
-    assert on_disk <= bound, f"{on_disk} bytes of WAL segments after 31 MiB (bound {bound})"
+    assert on_disk <= bound, f"{on_disk} bytes of WAL segments after {round_ + 1} MiB (bound {bound})"
     assert 0 < cold < 1 << 20, cold
     assert metric(broker, "corestream_cold_files") >= 1
     assert [v for _, v in read_from_start(broker.bootstrap, "audit", 0)] == kept
@@ -171,5 +177,5 @@ def test_a_trickle_kept_forever_moves_to_cold_files_instead_of_pinning_the_wal(b
     assert [v for _, v in read_from_start(broker.bootstrap, "audit", 0)] == kept
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "auditors"})
     from confluent_kafka import TopicPartition as CTP
-    assert c.committed([CTP("audit", 0)], timeout=10)[0].offset == 30
+    assert c.committed([CTP("audit", 0)], timeout=10)[0].offset == len(kept)
     c.close()

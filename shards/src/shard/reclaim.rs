@@ -38,12 +38,18 @@ pub struct Policy {
     /// Segments go only when they free this many times the bytes of the
     /// checkpoint written for them.
     pub freed_per_checkpoint_byte: u64,
+    /// A partition's batches move to a cold file only once it pinned free
+    /// segments this long without its log start moving: a partition whose
+    /// retention is catching up (the frontier of a uniform retention)
+    /// frees them by itself, and copying it would write its bytes twice.
+    pub stall_ms: u64,
 }
 
 impl Policy {
     pub const PRODUCTION: Policy = Policy {
         recheck_ms: 1_000,
         freed_per_checkpoint_byte: 4,
+        stall_ms: 10_000,
     };
 }
 
@@ -127,18 +133,19 @@ impl State {
         // Segments free but for a few retained batches: move those batches
         // (once more than half of the segments is dead, so that a topic of
         // short retention beside a long one is not copied while it lives).
-        if let Some((keep_all, n)) = free {
-            if pinned.is_some_and(|p| p < keep_all) {
-                let live: u64 = self
-                    .partitions
-                    .values()
-                    .flat_map(|p| p.in_segments_before(keep_all))
+        match free {
+            Some((keep_all, n)) if pinned.is_some_and(|p| p < keep_all) => {
+                let stalled = self.stalled_pins(keep_all, now_ms, policy.stall_ms);
+                let live: u64 = stalled
+                    .iter()
+                    .flat_map(|id| self.partitions[id].in_segments_before(keep_all))
                     .map(|e| e.len as u64)
                     .sum();
-                if live * 2 <= n as u64 * wal.segment_bytes() {
-                    return Some(Work::Move(self.gather(|p| p.in_segments_before(keep_all))));
+                if live > 0 && live * 2 <= n as u64 * wal.segment_bytes() {
+                    return Some(Work::Move(self.gather(&stalled, |p| p.in_segments_before(keep_all))));
                 }
             }
+            _ => {}
         }
         // Cold files mostly dead, or too many small ones: merge their live
         // batches into one.
@@ -153,7 +160,9 @@ impl State {
             merge.extend(sizes.iter().filter(|&(_, &size)| size < small).map(|(&id, _)| id));
         }
         if merge.len() >= 2 || merge.iter().any(|id| cold_live[id] * 2 < sizes[id]) {
-            let m = self.gather(|p| {
+            let mut all: Vec<PartitionId> = self.partitions.keys().copied().collect();
+            all.sort();
+            let m = self.gather(&all, |p| {
                 let cold = p.cold();
                 let first = cold
                     .iter()
@@ -187,14 +196,13 @@ impl State {
     /// (the same on every run of a seed), oldest first, up to about
     /// `MOVE_MAX_BYTES` (a partition's cold batches stay a prefix of its
     /// log: what is left of a run moves next time).
-    fn gather<'a>(&'a self, pick: impl Fn(&'a Partition) -> &'a [IndexEntry]) -> Move {
-        let mut ids: Vec<PartitionId> = self.partitions.keys().copied().collect();
-        ids.sort();
+    fn gather<'a>(&'a self, ids: &[PartitionId], pick: impl Fn(&'a Partition) -> &'a [IndexEntry]) -> Move {
         let mut m = Move {
             batches: Vec::new(),
             bytes: 0,
         };
         'partitions: for id in ids {
+            let id = *id;
             for &e in pick(&self.partitions[&id]) {
                 if m.bytes > 0 && m.bytes + e.len as u64 > MOVE_MAX_BYTES {
                     break 'partitions;
@@ -204,6 +212,31 @@ impl State {
             }
         }
         m
+    }
+
+    /// The partitions (in id order) that pin segments before `keep_all`
+    /// and whose log start has not moved for `stall_ms` (their pins will
+    /// not clear by themselves soon); notes since when each pinning
+    /// partition's has not.
+    fn stalled_pins(&mut self, keep_all: RaftIndex, now_ms: i64, stall_ms: u64) -> Vec<PartitionId> {
+        let partitions = &self.partitions;
+        self.pinning.retain(|id, _| partitions.contains_key(id));
+        let mut stalled = Vec::new();
+        for (&id, p) in partitions {
+            if p.first_position().is_none_or(|pos| pos.segment >= keep_all) {
+                continue;
+            }
+            let start = p.log_start();
+            let seen = self.pinning.entry(id).or_insert((start, now_ms));
+            if seen.0 != start {
+                *seen = (start, now_ms);
+            }
+            if now_ms.abs_diff(seen.1) >= stall_ms {
+                stalled.push(id);
+            }
+        }
+        stalled.sort();
+        stalled
     }
 
     /// The batches of `m` now live in cold file `file`, one after another:

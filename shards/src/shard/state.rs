@@ -97,6 +97,9 @@ pub struct State {
     /// since the last look, and when that look was (ms).
     pub(super) reclaim_dirty: bool,
     pub(super) reclaim_checked_ms: i64,
+    /// Partitions seen pinning otherwise free segments: their log start,
+    /// and since when it has not moved (ms).
+    pub(super) pinning: HashMap<PartitionId, (Offset, i64)>,
     /// Whether this node leads the group, and who does as far as it knows.
     pub(crate) leader: bool,
     pub(crate) leader_id: Option<u64>,

@@ -80,6 +80,7 @@ const RETENTION_MS: i64 = 2_000;
 const RECLAIM: Policy = Policy {
     recheck_ms: 50,
     freed_per_checkpoint_byte: 0,
+    stall_ms: 300,
 };
 
 /// A running incarnation of a node.
