@@ -319,9 +319,13 @@ impl<D: Disk> RaftGroup<D> {
     /// this leader's beyond `released` (the last release applied or
     /// proposed), the index every voter holds: worth a release entry, so
     /// that every replica may reclaim its WAL up to it. `None` otherwise,
-    /// and on a follower.
+    /// on a follower, and (for now) in a group with peers.
     pub fn release_due(&self, released: u64) -> Option<u64> {
-        if !self.is_leader() {
+        // With peers, not yet: a node that lost its disk (or a new one)
+        // rebuilds from a peer's WAL, from its first entry, until snapshots
+        // can be installed; a release would let every replica reclaim what
+        // such a node needs.
+        if !self.is_leader() || !self.membership.is_single() {
             return None;
         }
         let held = self.node.raft.prs().iter().map(|(_, pr)| pr.matched).min()?;
@@ -440,9 +444,24 @@ impl<D: Disk> RaftGroup<D> {
 
     /// Takes in a message from a peer. Stale or misrouted messages are
     /// dropped (raft-rs tolerates loss).
-    pub fn receive(&mut self, msg: Message) {
+    pub fn receive(&mut self, mut msg: Message) {
         use raft::eraftpb::MessageType as T;
         match msg.get_msg_type() {
+            // A leader sends a follower the commit index up to what it
+            // believes the follower holds; a node that lost its disk (a
+            // replaced drive, a wiped data dir) holds less than its leader
+            // remembers, and raft-rs stops the process on a commit past its
+            // log. What it holds came from this leader, so committing up
+            // to its end is what the leader meant; the rest arrives with
+            // the appends that follow.
+            T::MsgHeartbeat if msg.commit > self.node.raft.raft_log.last_index() => {
+                tracing::trace!(
+                    from = msg.from,
+                    commit = msg.commit,
+                    "heartbeat commit past this log's end"
+                );
+                msg.commit = self.node.raft.raft_log.last_index();
+            }
             T::MsgAppendResponse | T::MsgHeartbeatResponse if msg.term == self.node.raft.term => {
                 self.answered.insert(msg.from, (msg.term, self.ticks));
             }
