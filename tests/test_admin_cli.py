@@ -29,6 +29,10 @@ def test_topic_roundtrip(broker):
     d = cli(broker, "topic", "describe", "orders")
     assert [x["partition"] for x in d["partitions"]] == [0, 1, 2]
     assert [x["high_watermark"] for x in d["partitions"]] == [0, 5, 0]
+    # Sizes from DescribeLogDirs: five records (in one to five batches of a
+    # 61-byte header and a few bytes each) in partition 1 only.
+    sizes = [x["size_bytes"] for x in d["partitions"]]
+    assert sizes[0] == sizes[2] == 0 and 61 + 5 * 7 <= sizes[1] <= 5 * 100, sizes
     assert all(x["leader"] == 0 and x["replicas"] == [0] for x in d["partitions"])
     configs = {c["name"]: c for c in d["configs"]}
     assert configs["retention.ms"]["value"] == "60000" and not configs["retention.ms"]["default"]

@@ -15,6 +15,7 @@ use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -167,6 +168,9 @@ struct PartitionRow {
     isr: Vec<i32>,
     log_start_offset: i64,
     high_watermark: i64,
+    /// Bytes the partition holds on the broker asked (DescribeLogDirs;
+    /// -1 where that broker does not say).
+    size_bytes: i64,
 }
 
 #[derive(Serialize)]
@@ -249,7 +253,15 @@ pub fn topic(target: Target, cmd: TopicCommand) -> anyhow::Result<()> {
             emit(out, &d, |d| {
                 println!("topic {}  (id {})", d.name, d.id);
                 table(
-                    &["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK"],
+                    &[
+                        "PARTITION",
+                        "LEADER",
+                        "REPLICAS",
+                        "ISR",
+                        "LOG-START",
+                        "HIGH-WATERMARK",
+                        "SIZE",
+                    ],
                     &d.partitions
                         .iter()
                         .map(|p| {
@@ -260,6 +272,7 @@ pub fn topic(target: Target, cmd: TopicCommand) -> anyhow::Result<()> {
                                 format!("{:?}", p.isr),
                                 p.log_start_offset.to_string(),
                                 p.high_watermark.to_string(),
+                                p.size_bytes.to_string(),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -398,6 +411,26 @@ pub fn topic(target: Target, cmd: TopicCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The bytes each partition of `topic` holds on the broker asked
+/// (DescribeLogDirs, as kafka-log-dirs.sh asks). Best effort: a broker
+/// that does not serve it (or refuses it) leaves the sizes out.
+fn partition_sizes(c: &mut Client, topic: &str, ids: &[i32]) -> BTreeMap<i32, i64> {
+    let req = DescribeLogDirsRequest::default().with_topics(Some(vec![DescribableLogDirTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partitions(ids.to_vec())]));
+    let resp: anyhow::Result<DescribeLogDirsResponse> = c.call(ApiKey::DescribeLogDirs, (1, 4), &req);
+    let Ok(resp) = resp else {
+        return BTreeMap::new();
+    };
+    resp.results
+        .iter()
+        .filter(|r| r.error_code == 0)
+        .flat_map(|r| r.topics.iter())
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.partition_size)))
+        .collect()
+}
+
 fn describe(c: &mut Client, topic: &str) -> anyhow::Result<TopicDescription> {
     let md = metadata(c, Some(vec![topic.to_string()]))?;
     let t = md.topics.first().context("no metadata in the response")?;
@@ -405,6 +438,7 @@ fn describe(c: &mut Client, topic: &str) -> anyhow::Result<TopicDescription> {
     let ids: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
     let earliest = list_offsets(c, topic, &ids, -2)?;
     let latest = list_offsets(c, topic, &ids, -1)?;
+    let sizes = partition_sizes(c, topic, &ids);
     let partitions = t
         .partitions
         .iter()
@@ -415,6 +449,7 @@ fn describe(c: &mut Client, topic: &str) -> anyhow::Result<TopicDescription> {
             isr: p.isr_nodes.iter().map(|b| b.0).collect(),
             log_start_offset: earliest.get(&p.partition_index).copied().unwrap_or(-1),
             high_watermark: latest.get(&p.partition_index).copied().unwrap_or(-1),
+            size_bytes: sizes.get(&p.partition_index).copied().unwrap_or(-1),
         })
         .collect();
     let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
