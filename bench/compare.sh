@@ -26,18 +26,6 @@ admin=$((port + 1))
 
 source bench/lib.sh
 
-start_broker() {
-    rm -rf "$WORK/data"
-    "$1" start --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --data-dir "$WORK/data" \
-        >"$WORK/broker.log" 2>&1 &
-    broker=$!
-    for _ in $(seq 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then return; fi
-        sleep 0.1
-    done
-    echo "broker $1 did not start:"; tail -20 "$WORK/broker.log"; exit 1
-}
-
 # One round of one build: prints "p1k_mib_s p1k_p99_ms p1k_cpu c1k_mib_s c1k_cpu p100_msg_s p100_cpu".
 round() {
     local bin=$1 tag=$2

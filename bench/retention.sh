@@ -28,18 +28,6 @@ admin=$((port + 1))
 
 source bench/lib.sh
 
-start_broker() {
-    rm -rf "$WORK/data"
-    "$BIN" start --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --data-dir "$WORK/data" \
-        --shards 1 --wal-segment-bytes "$SEGMENT" --retention-check-interval-ms 1000 >"$WORK/broker.log" 2>&1 &
-    broker=$!
-    for _ in $(seq 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then return; fi
-        sleep 0.1
-    done
-    echo "broker did not start:"; tail -20 "$WORK/broker.log"; exit 1
-}
-
 topic() { "$BIN" topic --bootstrap "127.0.0.1:$port" create "$@" >/dev/null; }
 written() { awk '/^write_bytes/ {print $2}' "/proc/$broker/io"; }
 sizes() {
@@ -88,12 +76,12 @@ PY
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 
-start_broker
+start_broker "$BIN" --shards 1 --wal-segment-bytes "$SEGMENT" --retention-check-interval-ms 1000
 topic fast -p 8 -c retention.bytes=33554432
 run uniform
 kill "$broker"; wait "$broker" || true; broker=""
 
-start_broker
+start_broker "$BIN" --shards 1 --wal-segment-bytes "$SEGMENT" --retention-check-interval-ms 1000
 topic fast -p 8 -c retention.ms=5000
 topic audit -p 1 -c retention.ms=-1
 "$BENCH" produce --bootstrap "127.0.0.1:$port" --topic audit --message-bytes 1024 --acks 1 --rate 20 \

@@ -38,25 +38,12 @@ print(sum(float(l.rsplit(' ', 1)[1]) for l in text.splitlines() if l.startswith(
 count_per_gib() { python3 -c "import sys; c=float(sys.argv[2])-float(sys.argv[1]); g=float(sys.argv[3])/1024; print(f'{c/g:,.0f}' if g else '-')" "$@"; }
 per_gib() { python3 -c "import sys; c=float(sys.argv[2])-float(sys.argv[1]); g=float(sys.argv[3])/1024; print(f'{c/g:.2f}' if g else '-')" "$@"; }
 
-start_broker() {
-    local n=$1
-    rm -rf "$WORK/data"
-    "$BIN" start --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --data-dir "$WORK/data" \
-        --cores "$(seq -s, 0 $((n - 1)))" >"$WORK/broker-$n.log" 2>&1 &
-    broker=$!
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then return; fi
-        sleep 0.1
-    done
-    echo "broker with $n shards did not start:"; tail -20 "$WORK/broker-$n.log"; exit 1
-}
-
 echo "machine: $CORES cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 rows=()
 for n in "${COUNTS[@]}"; do
     [ "$n" -le "$CORES" ] || { echo "skipping $n shards: $CORES cores"; continue; }
     if [ $((CORES - n)) -ge $MIN_GEN_CORES ]; then gen="$n-$((CORES - 1))"; shared=""; else gen="0-$((CORES - 1))"; shared=" (shared)"; fi
-    start_broker "$n"
+    start_broker "$BIN" --cores "$(seq -s, 0 $((n - 1)))"
     c0=$(cpu_s "$broker")
     taskset -c "$gen" "$BENCH" produce --bootstrap "127.0.0.1:$port" --topic k1 --partitions 32 --message-bytes 1024 \
         --duration "${SECS}s" --acks 1 --json "$WORK/p1k-$n.json" >/dev/null

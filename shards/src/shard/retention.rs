@@ -111,9 +111,4 @@ impl State {
         }
         queued
     }
-
-    /// When the next partition's oldest batch expires, if any has a limit.
-    pub fn next_expiry(&self) -> Option<i64> {
-        self.time_retention.next_due()
-    }
 }
