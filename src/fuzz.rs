@@ -41,6 +41,24 @@ pub fn offsets_record(data: &[u8]) {
     }
 }
 
+/// A stored batch's records as ListOffsets by timestamp reads them
+/// (decompressed as a stream, under every codec).
+pub fn record_scan(data: &[u8]) {
+    use crate::kafka::record_scan::{scan, Wanted};
+    let at = |i: usize| {
+        data.get(i..i + 8)
+            .map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap_or_default()))
+    };
+    let _ = scan(data, Wanted::Max { min_offset: at(0) });
+    let _ = scan(
+        data,
+        Wanted::AtOrAfter {
+            timestamp: at(27),
+            min_offset: 0,
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     /// The fuzz targets' smoke test on stable Rust: random and mutated
@@ -59,14 +77,17 @@ mod tests {
             x ^= x << 17;
             x % n.max(1)
         };
-        // A Metadata v1 request, an offsets key (group "g", topic "t", 0).
-        let frames: [&[u8]; 2] = [
+        // A Metadata v1 request, an offsets key (group "g", topic "t", 0),
+        // a gzip batch of two records.
+        let batch = gzip_batch();
+        let frames: [&[u8]; 3] = [
             b"\x00\x03\x00\x01\x00\x00\x00\x07\x00\x01c\x00\x00\x00\x01\x00\x01t",
             b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x00",
+            &batch,
         ];
         for _ in 0..20_000 {
             let mut data = match below(3) {
-                0 | 1 => frames[below(2) as usize].to_vec(),
+                0 | 1 => frames[below(3) as usize].to_vec(),
                 _ => {
                     let n = below(120);
                     (0..n).map(|_| below(256) as u8).collect()
@@ -82,6 +103,35 @@ mod tests {
             super::kafka_frame(&data);
             super::metadata_log(&data);
             super::offsets_record(&data);
+            super::record_scan(&data);
         }
+    }
+
+    fn gzip_batch() -> Vec<u8> {
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        let records: Vec<Record> = (0..2)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 1_000 + i,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"value")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Gzip,
+        };
+        let _ = RecordBatchEncoder::encode(&mut buf, &records, &options);
+        buf.to_vec()
     }
 }

@@ -45,5 +45,7 @@ mod test_rng;
 pub mod types;
 pub mod wal;
 
-pub use shard::{Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, Shard, ShardConfig, ShardError};
+pub use shard::{
+    Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, RecordScan, Shard, ShardConfig, ShardError,
+};
 pub use types::{Offset, PartitionId, RaftIndex, ShardId};

@@ -343,22 +343,35 @@ impl Partition {
         out
     }
 
-    /// First committed batch with a record at or after `timestamp_ms`.
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Option<(Offset, i64)> {
-        self.index
+    /// The first committed batch at `from` or later (and at the log start
+    /// or later) whose max timestamp reaches `timestamp_ms`: the batch that
+    /// may hold the first record at or after that time.
+    pub fn batch_for_timestamp(&self, timestamp_ms: i64, from: Offset) -> Option<IndexEntry> {
+        self.committed_from(from)
             .iter()
-            .take_while(|e| e.last < self.high_watermark)
             .find(|e| e.max_timestamp_ms >= timestamp_ms)
-            .map(|e| (e.base, e.max_timestamp_ms))
+            .copied()
     }
 
-    /// The committed batch with the largest timestamp.
-    pub fn max_timestamp(&self) -> Option<(Offset, i64)> {
-        self.index
-            .iter()
-            .take_while(|e| e.last < self.high_watermark)
-            .max_by_key(|e| e.max_timestamp_ms)
-            .map(|e| (e.last, e.max_timestamp_ms))
+    /// The first committed batch holding the largest timestamp (the first,
+    /// as Kafka keeps the first offset that reached the maximum).
+    pub fn batch_of_max_timestamp(&self) -> Option<IndexEntry> {
+        let mut best: Option<IndexEntry> = None;
+        for e in self.committed_from(self.log_start) {
+            if best.is_none_or(|b| e.max_timestamp_ms > b.max_timestamp_ms) {
+                best = Some(*e);
+            }
+        }
+        best
+    }
+
+    /// The committed batches holding offsets at `from` or later and at the
+    /// log start or later.
+    fn committed_from(&self, from: Offset) -> &[IndexEntry] {
+        let from = from.max(self.log_start);
+        let start = self.index.partition_point(|e| e.last < from);
+        let end = self.index.partition_point(|e| e.last < self.high_watermark);
+        &self.index[start..end.max(start)]
     }
 }
 
@@ -434,7 +447,12 @@ mod tests {
         assert_eq!(p.committed_batches_from(Offset(0), 1 << 20).len(), 2);
         assert_eq!(p.committed_batches_from(Offset(4), 1).len(), 1);
         assert!(p.committed_batches_from(Offset(5), 1 << 20).is_empty());
-        assert_eq!(p.offset_for_timestamp(1), Some((Offset(3), 30)));
+        let at = |ts, from| p.batch_for_timestamp(ts, Offset(from)).map(|e| e.base);
+        assert_eq!(at(1, 0), Some(Offset(3)));
+        assert_eq!(at(31, 0), None);
+        assert_eq!(at(0, 3), Some(Offset(3)));
+        assert_eq!(at(0, 5), None);
+        assert_eq!(p.batch_of_max_timestamp().map(|e| e.base), Some(Offset(3)));
     }
 
     #[test]

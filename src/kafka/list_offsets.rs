@@ -1,13 +1,15 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the
-//! first batch whose records reach a timestamp.
+//! first record at or after a timestamp (found inside its batch by
+//! `record_scan`).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use corestream_shards::{OffsetQuery, PartitionId, ShardId};
+use corestream_shards::{Offset, OffsetQuery, PartitionId, ShardId};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::record_scan::{scan, Wanted};
 use super::{errors, locate};
 use crate::node::broker::Broker;
 
@@ -68,4 +70,22 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
         }
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// The shard's `RecordScan`: the record a timestamp query names inside
+/// one stored batch.
+pub fn scan_batch(batch: &[u8], query: OffsetQuery, min_offset: Offset) -> Result<Option<(Offset, i64)>, String> {
+    let wanted = match query {
+        OffsetQuery::AtOrAfter(timestamp) => Wanted::AtOrAfter {
+            timestamp,
+            min_offset: min_offset.0,
+        },
+        OffsetQuery::MaxTimestamp => Wanted::Max {
+            min_offset: min_offset.0,
+        },
+        OffsetQuery::Earliest | OffsetQuery::Latest => return Ok(None),
+    };
+    scan(batch, wanted)
+        .map(|found| found.map(|(offset, ts)| (Offset(offset), ts)))
+        .map_err(|e| e.to_string())
 }

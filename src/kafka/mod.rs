@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
+pub mod record_scan;
 pub mod sync_group;
 
 use std::rc::Rc;

@@ -252,7 +252,7 @@ impl Broker {
 
     pub async fn list_offsets(&self, to: ShardId, queries: Vec<(PartitionId, OffsetQuery)>) -> Vec<OffsetResult> {
         if to == self.me() {
-            return queries.into_iter().map(|(p, q)| self.shard.list_offset(p, q)).collect();
+            return list_local(&self.shard, queries).await;
         }
         let n = queries.len();
         self.ask(to, |reply| NodeMsg::ListOffsets { queries, reply })
@@ -363,11 +363,9 @@ impl Broker {
                 }
                 Work::Done
             }
-            NodeMsg::ListOffsets { queries, reply } => {
-                let r = queries.into_iter().map(|(p, q)| b.shard.list_offset(p, q)).collect();
-                let _ = reply.try_send(r);
-                Work::Done
-            }
+            NodeMsg::ListOffsets { queries, reply } => Work::Request(Box::pin(async move {
+                let _ = reply.send_async(list_local(&b.shard, queries).await).await;
+            })),
             NodeMsg::PartitionSizes { ids, reply } => {
                 let _ = reply.try_send(b.shard.partition_sizes(&ids));
                 Work::Done
@@ -398,6 +396,14 @@ impl Broker {
 
 async fn delete_local(shard: &Shard, trims: Vec<(PartitionId, Option<Offset>)>) -> Vec<Result<Offset, ShardError>> {
     shard.delete_records(trims).await
+}
+
+async fn list_local(shard: &Shard, queries: Vec<(PartitionId, OffsetQuery)>) -> Vec<OffsetResult> {
+    let mut out = Vec::with_capacity(queries.len());
+    for (p, q) in queries {
+        out.push(shard.list_offset(p, q, crate::kafka::list_offsets::scan_batch).await);
+    }
+    out
 }
 
 async fn read_local(shard: &Shard, reads: Vec<ReadRequest>, budget: usize) -> Vec<ReadResult> {

@@ -131,12 +131,31 @@ pub struct PartitionRead {
     pub records: Bytes,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetQuery {
     Earliest,
     Latest,
     MaxTimestamp,
     AtOrAfter(i64),
+}
+
+/// Finds a record inside one stored batch (the Kafka codec's side: it
+/// knows records and their compression): `(batch, query, min_offset)`
+/// gives the (offset, timestamp) of the record the timestamp query names
+/// at `min_offset` or later, `Ok(None)` when none of the batch does, or
+/// why its records do not read.
+pub type RecordScan = fn(&[u8], OffsetQuery, Offset) -> Result<Option<(Offset, i64)>, String>;
+
+/// Batches one timestamp lookup reads, each after a batch whose max
+/// timestamp promised a record it did not hold (a producer's batch header
+/// is not checked against its records), before it gives up.
+const TIMESTAMP_SCAN_BATCHES: usize = 8;
+
+/// What the state machine answers a ListOffsets query with: the answer,
+/// or the batch to look inside and the partition's log start.
+pub enum Listing {
+    Answer(Option<(Offset, i64)>),
+    Batch(crate::partition::IndexEntry, Offset),
 }
 
 /// The read cache, and the read-ahead, may each hold up to this fraction
@@ -488,8 +507,35 @@ impl Shard {
         ids.iter().map(|&id| st.partition(id).map(|p| p.size_bytes())).collect()
     }
 
-    pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
-        self.state.borrow().list_offset(partition, query)
+    /// ListOffsets on one partition: `(offset, timestamp)`, or `None` when
+    /// no record is at or after the time asked. A timestamp is answered at
+    /// record granularity, as Kafka does: the batch that holds it is read
+    /// and `scan` finds the record inside. A batch whose max timestamp
+    /// promised a record it does not hold sends the search on to the next;
+    /// records that do not read are answered at batch granularity.
+    pub async fn list_offset(
+        &self,
+        partition: PartitionId,
+        query: OffsetQuery,
+        scan: RecordScan,
+    ) -> Result<Option<(Offset, i64)>, ShardError> {
+        let mut from = Offset(0);
+        for _ in 0..TIMESTAMP_SCAN_BATCHES {
+            let (batch, log_start) = match self.state.borrow().list_offset(partition, query, from)? {
+                Listing::Answer(answer) => return Ok(answer),
+                Listing::Batch(batch, log_start) => (batch, log_start),
+            };
+            let bytes = reads::read_batches(self.reader.clone(), &[batch])
+                .await
+                .map_err(|e| ShardError::Storage(e.to_string()))?;
+            let min_offset = from.max(log_start);
+            match scan(&bytes, query, min_offset) {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) if matches!(query, OffsetQuery::AtOrAfter(_)) => from = Offset(batch.last.0 + 1),
+                Ok(None) | Err(_) => return Ok(Some((batch.base.max(min_offset), batch.max_timestamp_ms))),
+            }
+        }
+        Ok(None)
     }
 
     /// Signals `notify` once `partition` has committed data at or past

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use bytes::Bytes;
 
 use super::checkpoint::Checkpoint;
-use super::{Durability, OffsetQuery, ProduceItem, ProduceResult, ShardError};
+use super::{Durability, Listing, OffsetQuery, ProduceItem, ProduceResult, ShardError};
 use crate::batch;
 use crate::partition::{IndexEntry, Partition};
 use crate::planted::{self, Bug};
@@ -557,14 +557,17 @@ impl State {
             .ok_or(ShardError::UnknownPartition(partition))
     }
 
-    pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery) -> Result<Option<(Offset, i64)>, ShardError> {
+    /// The answer to `query`, or for a timestamp the batch (at `from` or
+    /// later) whose records hold it, with the log start records must reach.
+    pub fn list_offset(&self, partition: PartitionId, query: OffsetQuery, from: Offset) -> Result<Listing, ShardError> {
         let p = self.served(partition)?;
-        Ok(match query {
-            OffsetQuery::Earliest => Some((p.log_start(), -1)),
-            OffsetQuery::Latest => Some((p.high_watermark(), -1)),
-            OffsetQuery::MaxTimestamp => p.max_timestamp(),
-            OffsetQuery::AtOrAfter(ts) => p.offset_for_timestamp(ts),
-        })
+        let batch = match query {
+            OffsetQuery::Earliest => return Ok(Listing::Answer(Some((p.log_start(), -1)))),
+            OffsetQuery::Latest => return Ok(Listing::Answer(Some((p.high_watermark(), -1)))),
+            OffsetQuery::MaxTimestamp => p.batch_of_max_timestamp(),
+            OffsetQuery::AtOrAfter(ts) => p.batch_for_timestamp(ts, from),
+        };
+        Ok(batch.map_or(Listing::Answer(None), |e| Listing::Batch(e, p.log_start())))
     }
 
     /// At most once a minute, and only when producer state is written:
