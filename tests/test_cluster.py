@@ -39,7 +39,7 @@ def free_port_run(n):
 
 
 class Cluster:
-    def __init__(self, tmp_path, n=3, shards=1, env=None, extra=""):
+    def __init__(self, tmp_path, n=3, shards=1, env=None, extra="", segment="8MiB"):
         self.nodes = []
         raft = [free_port_run(shards) for _ in range(n)]
         for i in range(n):
@@ -52,7 +52,7 @@ class Cluster:
             for i, b in enumerate(self.nodes))
         for i in range(n):
             (tmp_path / f"node{i}.toml").write_text(
-                f'{extra}[wal]\nsegment_bytes = "8MiB"\n[groups]\ninitial_rebalance_delay_ms = 0\n'
+                f'{extra}[wal]\nsegment_bytes = "{segment}"\n[groups]\ninitial_rebalance_delay_ms = 0\n'
                 f'[cluster]\nnodes = [\n{lines}\n]\n')
 
     def start(self):

@@ -2,8 +2,8 @@
 the retained bytes plus a few segments however much is written; a restart
 starts from the shard's checkpoint and keeps every offset, log start and
 producer; a partition kept forever moves to a cold file instead of pinning
-the WAL. A cluster keeps its WAL for now (no snapshots yet): a node wiped
-after retention trimmed catches up from a peer's WAL."""
+the WAL. A cluster reclaims too, and a node wiped afterwards rebuilds
+through a snapshot."""
 import shutil
 import time
 
@@ -95,41 +95,69 @@ def test_retention_bounds_the_wal_and_a_restart_starts_from_the_checkpoint(broke
         assert last[0] == high - 1 and last[1].startswith(b"after")
 
 
-def test_a_cluster_keeps_its_wal_so_a_wiped_node_rebuilds_under_retention(tmp_path):
-    """On a 3-node cluster retention moves every replica's log start, but
-    the WAL segments stay (until a node that lost its disk can install a
-    snapshot, it rebuilds from a peer's WAL from the first entry): a node
-    wiped after the trims catches up, metadata included, and serves the
-    same log from the same log start."""
-    cluster = Cluster(tmp_path, shards=1)
+def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everything(tmp_path):
+    """A 3-node cluster reclaims its WAL under retention once every replica
+    holds the entries (a release entry says so). A node wiped afterwards is
+    behind every peer's WAL: it installs a snapshot (log starts, producers,
+    the metadata), then pulls the retained batches in chunks; killed -9
+    while it pulls, it goes on from its checkpoint. Then it leads and serves
+    every retained record of a topic with retention and of one kept
+    forever, from the same log starts."""
+    cluster = Cluster(tmp_path, shards=1, segment="1MiB")
     cluster.start()
     try:
-        create_topic(cluster.nodes[0].bootstrap, "stream", 1, {"retention.bytes": str(RETAIN)}, replication_factor=3)
-        cluster.wait(lambda: cluster.settled("stream", 1))
-        write(cluster.bootstrap(), "stream", 1, 12)
-        low, high = low_watermark(cluster.bootstrap(), "stream", 0)
-        assert 0 < low < high
-        expected = read_from_start(cluster.bootstrap(), "stream", 0)
-        assert [o for o, _ in expected] == list(range(low, high))
-        for b in cluster.nodes:
-            assert metric(b, "corestream_wal_segments_reclaimed_total") == 0
-        follower = next(b for i, b in enumerate(cluster.nodes)
-                        if i != cluster.wait(lambda: cluster.settled("stream", 1))[0])
-        follower.kill9()
-        shutil.rmtree(follower.data_dir)
-        follower.start()
-        cluster.wait(lambda: cluster.settled("stream", 1), timeout=60)
+        boot = cluster.nodes[0].bootstrap
+        create_topic(boot, "stream", 1, {"retention.bytes": str(RETAIN)}, replication_factor=3)
+        create_topic(boot, "kept", 1, {"retention.ms": "-1"}, replication_factor=3)
+        cluster.wait(lambda: cluster.settled("stream", 1) and cluster.settled("kept", 1))
+        # The topic kept forever pins the segments it shares with the other:
+        # its batches move to a cold file once most of them are dead.
+        write(cluster.bootstrap(), "kept", 1, 12)
+        write(cluster.bootstrap(), "stream", 1, 40)
+        # Trims, releases and reclaims follow the writes (looked at once a
+        # second): later small writes let the last ones through.
+        for _ in range(3):
+            time.sleep(1.2)
+            write(cluster.bootstrap(), "stream", 1, 1, prefix=b"late")
+        cluster.wait(lambda: all(metric(b, "corestream_wal_segments_reclaimed_total") > 30 for b in cluster.nodes),
+                     timeout=60)
+        expected = {t: read_from_start(cluster.bootstrap(), t, 0) for t in ("stream", "kept")}
+        starts = {t: low_watermark(cluster.bootstrap(), t, 0) for t in ("stream", "kept")}
+        assert 0 < starts["stream"][0] < starts["stream"][1] and starts["kept"][0] == 0
+        assert len(expected["kept"]) == 1200
+
+        leader = cluster.wait(lambda: cluster.settled("stream", 1))[0]
+        wiped = next(b for i, b in enumerate(cluster.nodes) if i != leader)
+        wiped.kill9()
+        shutil.rmtree(wiped.data_dir)
+        wiped.start()
+        # kill -9 while it pulls the snapshot's batches.
+        deadline = time.time() + 60
+        while time.time() < deadline and metric(wiped, "corestream_snapshot_pulling") == 0:
+            time.sleep(0.01)
+        assert "installed a snapshot from the leader" in wiped.log_text(), wiped.log_text()[-3000:]
+        assert "holds every batch" not in wiped.log_text(), "the pull finished before the kill"
+        wiped.kill9()
+        wiped.start()
+        cluster.wait(lambda: "holds every batch of the snapshot" in wiped.log_text(), timeout=60)
+        # It rebuilt from a snapshot, not from a peer's whole WAL.
+        assert wal_bytes(wiped.data_dir) < 8 * SEGMENT
+        cold = sum(f.stat().st_size for f in wiped.data_dir.glob("shard-*/wal/cold-*.dat"))
+        assert cold >= 12 << 20
+
         # The wiped node leads: every other one goes down in turn until it does.
         for _ in range(4):
             leader = cluster.nodes[cluster.wait(lambda: cluster.settled("stream", 1), timeout=60)[0]]
-            if leader is follower:
+            if leader is wiped:
                 break
             leader.kill9()
             cluster.wait(lambda: cluster.settled("stream", 1), timeout=60)
             leader.start()
             cluster.wait(lambda: cluster.settled("stream", 1), timeout=60)
-        assert low_watermark(cluster.bootstrap(), "stream", 0) == (low, high)
-        assert read_from_start(cluster.bootstrap(), "stream", 0) == expected
+        assert cluster.nodes[cluster.wait(lambda: cluster.settled("kept", 1))[0]] is wiped
+        for t in ("stream", "kept"):
+            assert low_watermark(cluster.bootstrap([wiped]), t, 0) == starts[t]
+            assert read_from_start(cluster.bootstrap([wiped]), t, 0) == expected[t]
     finally:
         cluster.stop()
 

@@ -126,6 +126,13 @@ pub struct StorageReport {
     pub read_ahead_hits: u64,
     /// Peer Raft messages dropped because the shard's inbox was full.
     pub raft_inbox_dropped: u64,
+    /// Snapshots sent to peers and installed from a leader, batch bytes
+    /// pulled after them, and whether a snapshot's batches are still
+    /// missing here.
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
+    pub snapshot_bytes_pulled: u64,
+    pub pulling: bool,
     /// Why the shard refuses writes, if it does.
     pub failed: Option<String>,
 }

@@ -126,6 +126,12 @@ impl Partition {
         &self.index[..self.cold_batches()]
     }
 
+    /// The batches a snapshot named that this replica does not hold yet
+    /// (`wal::REMOTE`): among the oldest, as cold ones are.
+    pub fn remote(&self) -> impl DoubleEndedIterator<Item = &IndexEntry> + '_ {
+        self.cold().iter().filter(|e| e.pos.segment == crate::wal::REMOTE)
+    }
+
     /// The batches held in WAL segments before `segment`.
     pub fn in_segments_before(&self, segment: crate::types::RaftIndex) -> &[IndexEntry] {
         let from = self.cold_batches();

@@ -17,6 +17,9 @@ pub enum Bug {
     /// WAL segments are reclaimed while partitions still retain batches in
     /// them.
     ReclaimRetained,
+    /// A replica that installed a snapshot takes the batches it names as
+    /// held, without pulling them from its peers.
+    SnapshotNotPulled,
 }
 
 #[cfg(feature = "planted-bugs")]

@@ -71,6 +71,18 @@ impl MetaLog {
         Ok((Self { path, file }, replayed))
     }
 
+    /// The log as it is on disk, its valid records: what a snapshot of
+    /// the metadata group carries to a node that lost its own.
+    pub fn image(&self) -> Result<Vec<u8>, MetaLogError> {
+        let mut bytes = std::fs::read(&self.path).map_err(|e| MetaLogError {
+            path: self.path.clone(),
+            reason: format!("read: {e}"),
+        })?;
+        let (_, valid) = decode_all(&bytes);
+        bytes.truncate(valid);
+        Ok(bytes)
+    }
+
     /// Appends the changes of Raft entry `index` durably (write + fsync).
     pub fn append(&mut self, index: u64, changes: &[MetaChange]) -> Result<(), MetaLogError> {
         let record = LogRecord::Applied {
@@ -97,6 +109,30 @@ pub fn decode_all(bytes: &[u8]) -> (Replayed, usize) {
         changes: Vec::new(),
         index: 0,
     };
+    let end = for_each_record(bytes, |record| match record {
+        LogRecord::Applied { index, changes } => {
+            out.changes.extend(changes);
+            out.index = index;
+        }
+        LogRecord::Local(change) => out.changes.push(change),
+    });
+    (out, end)
+}
+
+/// The changes of each metadata entry a log holds, with the entry's
+/// index (what a snapshot of the metadata group carries: `MetaLog::image`).
+pub fn applied_records(bytes: &[u8]) -> Vec<(u64, Vec<MetaChange>)> {
+    let mut out = Vec::new();
+    for_each_record(bytes, |record| {
+        if let LogRecord::Applied { index, changes } = record {
+            out.push((index, changes));
+        }
+    });
+    out
+}
+
+/// Visits the records of the log's valid prefix; returns where it ends.
+fn for_each_record(bytes: &[u8], mut visit: impl FnMut(LogRecord)) -> usize {
     let mut at = 0;
     while at + 8 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
@@ -108,14 +144,10 @@ pub fn decode_all(bytes: &[u8]) -> (Replayed, usize) {
             break;
         }
         match serde_json::from_slice::<LogRecord>(body) {
-            Ok(LogRecord::Applied { index, changes }) => {
-                out.changes.extend(changes);
-                out.index = index;
-            }
-            Ok(LogRecord::Local(change)) => out.changes.push(change),
+            Ok(record) => visit(record),
             Err(_) => break,
         }
         at += 8 + len;
     }
-    (out, at)
+    at
 }

@@ -145,6 +145,11 @@ pub struct Control {
 }
 
 impl Control {
+    /// The metadata log's valid records (what a snapshot carries).
+    pub fn image(&self) -> Result<Vec<u8>, String> {
+        self.log.borrow().image().map_err(|e| e.to_string())
+    }
+
     pub fn new(log: MetaLog, limits: ControlLimits, applied: u64) -> Self {
         Self {
             log: RefCell::new(log),
@@ -228,20 +233,8 @@ pub async fn apply_committed(broker: &Rc<Broker>, index: RaftIndex, command: Byt
         }
     };
     let (mut reply, changes) = command.request.plan(&broker.meta.borrow(), command.id, &command.limits);
-    if !changes.is_empty() {
-        // Blocking write+fsync on the executor: metadata changes are rare
-        // and small; the data path never takes this route.
-        let logged = control.log.borrow_mut().append(index.0, &changes);
-        if let Err(e) = logged {
-            tracing::error!(error = %e, "metadata change not persisted; metadata updates stop until restart");
-            control.stalled.set(true);
-            reply = command.request.failed(ControlError::Storage(e.to_string()));
-        } else {
-            let load_before = broker.meta.borrow().shard_load().to_vec();
-            apply_changes(broker, &changes);
-            broadcast(broker, &changes).await;
-            warn_on_partition_limit(broker, &load_before, control.limits.max_partitions_per_shard);
-        }
+    if let Err(e) = log_and_apply(broker, control, index.0, &changes).await {
+        reply = command.request.failed(ControlError::Storage(e.to_string()));
     }
     if !control.stalled.get() {
         control.applied.set(index.0);
@@ -250,6 +243,60 @@ pub async fn apply_committed(broker: &Rc<Broker>, index: RaftIndex, command: Byt
     if let Some(waiter) = control.pending.borrow_mut().remove(&command.id) {
         let _ = waiter.try_send(reply);
     }
+}
+
+/// Takes the metadata a snapshot of the metadata group carried (this
+/// node's log of it ends before the leader's WAL begins: it lost its disk,
+/// or was away while its peers reclaimed): the changes of every metadata
+/// entry up to `index` that this node has not applied, logged and applied
+/// as if they had just committed.
+pub async fn apply_image(broker: &Rc<Broker>, index: RaftIndex, image: Vec<u8>) {
+    let control = broker.control.as_ref().expect("metadata snapshots reach shard 0");
+    let mut applied = 0;
+    for (at, changes) in crate::controller::log::applied_records(&image) {
+        if at <= control.applied.get() || at > index.0 || control.stalled.get() {
+            continue;
+        }
+        if log_and_apply(broker, control, at, &changes).await.is_ok() {
+            control.applied.set(at);
+            applied += 1;
+        }
+    }
+    if !control.stalled.get() {
+        control.applied.set(control.applied.get().max(index.0));
+        broker.shard.set_meta_durable(index.0);
+    }
+    tracing::info!(
+        index = index.0,
+        entries = applied,
+        "metadata taken from the leader's snapshot"
+    );
+}
+
+/// Logs the changes of metadata entry `index` (write + fsync) and applies
+/// them on every shard of this node. A change the log cannot take stops
+/// metadata updates until a restart (`stalled`).
+async fn log_and_apply(
+    broker: &Rc<Broker>,
+    control: &Control,
+    index: u64,
+    changes: &[MetaChange],
+) -> Result<(), crate::controller::log::MetaLogError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    // Blocking write+fsync on the executor: metadata changes are rare and
+    // small; the data path never takes this route.
+    if let Err(e) = control.log.borrow_mut().append(index, changes) {
+        tracing::error!(error = %e, "metadata change not persisted; metadata updates stop until restart");
+        control.stalled.set(true);
+        return Err(e);
+    }
+    let load_before = broker.meta.borrow().shard_load().to_vec();
+    apply_changes(broker, changes);
+    broadcast(broker, changes).await;
+    warn_on_partition_limit(broker, &load_before, control.limits.max_partitions_per_shard);
+    Ok(())
 }
 
 async fn broadcast(broker: &Rc<Broker>, changes: &[MetaChange]) {

@@ -366,6 +366,34 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     );
     per_shard(
         &mut f,
+        "corestream_snapshots_sent_total",
+        "counter",
+        "Raft snapshots this shard sent to a peer behind what its WAL holds.",
+        &|s| s.storage.snapshots_sent.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_snapshots_installed_total",
+        "counter",
+        "Raft snapshots this shard installed from its leader (it had lost its disk, or was behind what its peers kept).",
+        &|s| s.storage.snapshots_installed.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_snapshot_bytes_pulled_total",
+        "counter",
+        "Bytes of retained batches pulled from peers after installing a snapshot.",
+        &|s| s.storage.snapshot_bytes_pulled.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_snapshot_pulling",
+        "gauge",
+        "1 while this shard lacks batches of a snapshot it installed (it serves none and cannot lead).",
+        &|s| u8::from(s.storage.pulling).to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_producers_expired_total",
         "counter",
         "Idempotent producers forgotten after a day without writing (Kafka's producer.id.expiration.ms).",

@@ -260,6 +260,15 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         }),
     });
     *slot.borrow_mut() = Some(broker.clone());
+    if broker.control.is_some() {
+        // Snapshots of the metadata group carry this node's metadata log.
+        let weak = Rc::downgrade(&broker);
+        broker.shard.set_meta_image(Box::new(move || {
+            let broker = weak.upgrade().ok_or("the broker stopped")?;
+            let control = broker.control.as_ref().ok_or("no controller here")?;
+            control.image()
+        }));
+    }
     let topics: Vec<String> = broker.meta.borrow().topics.keys().cloned().collect();
     for topic in &topics {
         control::apply_retention(&broker, topic);
@@ -309,6 +318,7 @@ async fn follow_shard(broker: Rc<Broker>, events: glommio::channels::local_chann
                 }
             }
             ShardEvent::MetaCommitted { index, command } => control::apply_committed(&broker, index, command).await,
+            ShardEvent::MetaImage { index, image } => control::apply_image(&broker, index, image).await,
         }
     }
 }

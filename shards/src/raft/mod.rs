@@ -23,6 +23,8 @@ use bytes::Bytes;
 use raft::prelude::{Entry, EntryType, HardState, Message};
 use raft::{Config, RawNode};
 
+use crate::shard::pull::PullMessage;
+use crate::shard::snapshot::SnapshotData;
 use crate::types::{NodeId, RaftIndex, Term};
 use crate::wal::{encode_hard_state, Disk, DmaDisk, RecordKind, RecordRef, WalError, WalPos, WalReader, WalWriter};
 use storage::{Fetch, LogStore};
@@ -32,6 +34,16 @@ use storage::{Fetch, LogStore};
 /// silently: Raft tolerates lost messages.
 pub trait Outbox {
     fn send(&self, msgs: Vec<Message>);
+    /// A pull of snapshot data (`shard::pull`), also fire and forget: the
+    /// puller asks again when no answer comes.
+    fn send_pull(&self, to: u64, msg: PullMessage);
+}
+
+/// What the same shard on two nodes sends each other.
+#[derive(Clone)]
+pub enum PeerMessage {
+    Raft(Message),
+    Pull(PullMessage),
 }
 
 /// Marks a proposal (the Raft entry `context`) as a cluster metadata
@@ -70,6 +82,8 @@ pub enum RaftError {
     Raft(#[from] raft::Error),
     #[error(transparent)]
     Wal(#[from] WalError),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 /// Who is in the group: this node's Raft id and every voter's (raft-rs ids
@@ -117,6 +131,9 @@ pub struct ReadyOutcome {
     pub committed_release: Option<u64>,
     /// Highest index known committed after this round.
     pub committed_index: Option<RaftIndex>,
+    /// A snapshot from the leader replaced this replica's log and state
+    /// (applied before anything else of the round).
+    pub installed: Option<SnapshotData>,
 }
 
 /// State recovered from the WAL for the Raft group.
@@ -136,7 +153,31 @@ pub struct RaftGroup<D: Disk = DmaDisk> {
     membership: Membership,
     transport: Option<Rc<dyn Outbox>>,
     fetcher: Fetcher<D>,
+    /// Whether this replica holds every batch its state names: until a
+    /// snapshot's data is pulled it must not lead (see `set_promotable`).
+    promotable: bool,
+    /// When (tick) a leader was last heard from.
+    heard_leader: u64,
+    /// Peers that asked this node for a snapshot's data within the last
+    /// ticks (when): not ready to lead, so not handed the leadership.
+    pulling: std::collections::HashMap<u64, u64>,
+    /// Since when (tick) each peer has waited for a snapshot.
+    snapshot_since: std::collections::HashMap<u64, u64>,
+    /// Snapshots sent and installed.
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
 }
+
+/// The index of an append rejection that means "this follower lost the
+/// log it acknowledged; it ends at `reject_hint`" (no append has it).
+const LOST_LOG: u64 = u64::MAX;
+
+/// A peer that was sent a snapshot and did not answer within this many
+/// ticks is sent another (the message may have been lost: raft-rs waits
+/// for a report otherwise).
+const SNAPSHOT_WAIT_TICKS: u64 = 2 * ELECTION_TICKS as u64;
+/// A peer that asked for snapshot data within this many ticks is pulling.
+const PULLING_TICKS: u64 = 2 * ELECTION_TICKS as u64;
 
 /// Most payload bytes one read of old entries for a follower brings back.
 const FETCH_BYTES: usize = 4 << 20;
@@ -239,7 +280,42 @@ impl<D: Disk> RaftGroup<D> {
                 done: Default::default(),
                 last_error: None,
             },
+            promotable: true,
+            heard_leader: 0,
+            pulling: Default::default(),
+            snapshot_since: Default::default(),
+            snapshots_sent: 0,
+            snapshots_installed: 0,
         })
+    }
+
+    /// Whether this replica may lead: not while it lacks batches its state
+    /// names (a snapshot's data still being pulled). It then votes but
+    /// never campaigns nor takes a hand-over, and forgets a leader it has
+    /// not heard from for an election timeout (so that it votes for the
+    /// next one).
+    pub fn set_promotable(&mut self, promotable: bool) {
+        self.promotable = promotable;
+    }
+
+    pub fn promotable(&self) -> bool {
+        self.promotable
+    }
+
+    /// Notes that `peer` asked for a snapshot's data: it cannot lead yet.
+    pub fn note_pulling(&mut self, peer: u64) {
+        self.pulling.insert(peer, self.ticks);
+    }
+
+    /// Whether raft-rs asked for a snapshot that the shard should build.
+    pub fn snapshot_wanted(&self) -> bool {
+        self.node.store().take_snapshot_wanted()
+    }
+
+    /// The state machine's snapshot as of the last applied entry.
+    pub fn offer_snapshot(&mut self, data: Bytes) {
+        let applied = self.applied();
+        self.node.mut_store().offer(applied, data);
     }
 
     /// Where messages to peers go (a cluster member has one).
@@ -247,13 +323,25 @@ impl<D: Disk> RaftGroup<D> {
         self.transport = Some(transport);
     }
 
-    fn send(&self, msgs: Vec<Message>) {
+    fn send(&mut self, msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
         }
+        let snapshots = msgs
+            .iter()
+            .filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot)
+            .count();
+        self.snapshots_sent += snapshots as u64;
         match &self.transport {
             Some(t) => t.send(msgs),
             None => debug_assert!(false, "a single voter has no one to send to"),
+        }
+    }
+
+    /// Sends a pull of snapshot data to a peer.
+    pub fn send_pull(&self, to: u64, msg: PullMessage) {
+        if let Some(t) = &self.transport {
+            t.send_pull(to, msg);
         }
     }
 
@@ -319,13 +407,10 @@ impl<D: Disk> RaftGroup<D> {
     /// this leader's beyond `released` (the last release applied or
     /// proposed), the index every voter holds: worth a release entry, so
     /// that every replica may reclaim its WAL up to it. `None` otherwise,
-    /// on a follower, and (for now) in a group with peers.
+    /// and on a follower. (A replica that later needs what was released,
+    /// one that lost its disk, gets a snapshot.)
     pub fn release_due(&self, released: u64) -> Option<u64> {
-        // With peers, not yet: a node that lost its disk (or a new one)
-        // rebuilds from a peer's WAL, from its first entry, until snapshots
-        // can be installed; a release would let every replica reclaim what
-        // such a node needs.
-        if !self.is_leader() || !self.membership.is_single() {
+        if !self.is_leader() {
             return None;
         }
         let held = self.node.raft.prs().iter().map(|(_, pr)| pr.matched).min()?;
@@ -380,7 +465,45 @@ impl<D: Disk> RaftGroup<D> {
     /// Advances the group's logical clock by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        let raft = &mut self.node.raft;
+        if !self.promotable && raft.state != raft::StateRole::Leader {
+            // Never reaches the election timeout (no campaign), and a
+            // leader gone silent is forgotten, so the vote of a replica
+            // still pulling elects the next one.
+            raft.election_elapsed = raft.election_elapsed.min(ELECTION_TICKS - 2);
+            if self.ticks.saturating_sub(self.heard_leader) > ELECTION_TICKS as u64 {
+                raft.leader_id = raft::INVALID_ID;
+            }
+        }
         self.node.tick();
+        self.resend_stuck_snapshots();
+    }
+
+    /// raft-rs waits for a sent snapshot's outcome before it sends that
+    /// peer anything more; a snapshot lost on the way is reported failed
+    /// after a while, and the peer is probed (and sent one) again.
+    fn resend_stuck_snapshots(&mut self) {
+        if !self.is_leader() {
+            self.snapshot_since.clear();
+            return;
+        }
+        let ticks = self.ticks;
+        let waiting: Vec<u64> = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, pr)| pr.state == raft::ProgressState::Snapshot)
+            .map(|(&id, _)| id)
+            .collect();
+        self.snapshot_since.retain(|id, _| waiting.contains(id));
+        for id in waiting {
+            let since = *self.snapshot_since.entry(id).or_insert(ticks);
+            if ticks - since >= SNAPSHOT_WAIT_TICKS {
+                self.node.report_snapshot(id, raft::SnapshotStatus::Failure);
+                self.snapshot_since.remove(&id);
+            }
+        }
     }
 
     /// Whether this node leads and may serve: a quorum answered it within
@@ -432,14 +555,21 @@ impl<D: Disk> RaftGroup<D> {
         Some(to)
     }
 
-    /// Whether `peer` is replicating and has every entry of this leader's log.
+    /// Whether `peer` is replicating, has every entry of this leader's log
+    /// and holds the data of its state (it is not pulling a snapshot's).
     fn caught_up(&self, peer: u64) -> bool {
         let last = self.node.raft.raft_log.last_index();
-        self.node
-            .raft
-            .prs()
-            .get(peer)
-            .is_some_and(|pr| pr.state == raft::ProgressState::Replicate && pr.matched == last)
+        let pulling = self
+            .pulling
+            .get(&peer)
+            .is_some_and(|&at| self.ticks.saturating_sub(at) < PULLING_TICKS);
+        !pulling
+            && self
+                .node
+                .raft
+                .prs()
+                .get(peer)
+                .is_some_and(|pr| pr.state == raft::ProgressState::Replicate && pr.matched == last)
     }
 
     /// Takes in a message from a peer. Stale or misrouted messages are
@@ -460,11 +590,43 @@ impl<D: Disk> RaftGroup<D> {
                     commit = msg.commit,
                     "heartbeat commit past this log's end"
                 );
-                msg.commit = self.node.raft.raft_log.last_index();
+                let last = self.node.raft.raft_log.last_index();
+                msg.commit = last;
+                // The leader believes this node holds what it acknowledged
+                // before it lost it, and sends it nothing while no new
+                // entry comes: tell it where this log ends (`LOST_LOG`).
+                let mut lost = Message::default();
+                lost.set_msg_type(T::MsgAppendResponse);
+                lost.to = msg.from;
+                lost.from = self.membership.me;
+                lost.term = msg.term;
+                lost.reject = true;
+                lost.index = LOST_LOG;
+                lost.reject_hint = last;
+                self.send(vec![lost]);
+            }
+            // A follower lost the log it acknowledged (see above): it is
+            // probed again from where its log ends, and sent a snapshot
+            // where this WAL no longer goes back as far. raft-rs takes
+            // acknowledged entries as held for good, so this leader moves
+            // the follower's progress itself; lowering it never lowers the
+            // commit index.
+            T::MsgAppendResponse if msg.reject && msg.index == LOST_LOG => {
+                if msg.term == self.node.raft.term && self.is_leader() {
+                    if let Some(pr) = self.node.raft.mut_prs().get_mut(msg.from) {
+                        if pr.matched > msg.reject_hint {
+                            pr.matched = msg.reject_hint;
+                            pr.become_probe();
+                        }
+                    }
+                }
+                return;
             }
             T::MsgAppendResponse | T::MsgHeartbeatResponse if msg.term == self.node.raft.term => {
                 self.answered.insert(msg.from, (msg.term, self.ticks));
             }
+            // A replica still pulling a snapshot's data cannot lead.
+            T::MsgTimeoutNow if !self.promotable => return,
             // A node that just started may have answered a leader before it
             // stopped, and that leader may still count on it (its lease):
             // it votes only once an election timeout has passed. A leader
@@ -475,6 +637,11 @@ impl<D: Disk> RaftGroup<D> {
                 return;
             }
             _ => {}
+        }
+        if matches!(msg.get_msg_type(), T::MsgAppend | T::MsgHeartbeat | T::MsgSnapshot)
+            && msg.term >= self.node.raft.term
+        {
+            self.heard_leader = self.ticks;
         }
         if let Err(e) = self.node.step(msg) {
             tracing::trace!(error = %e, "raft message dropped");
@@ -544,6 +711,9 @@ impl<D: Disk> RaftGroup<D> {
         // A leader's appends go out before its own write: the followers'
         // writes and its own overlap.
         self.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            out.installed = Some(self.install(rd.snapshot(), rd.hs()).await?);
+        }
         collect_committed(&mut out, rd.take_committed_entries());
         let entries = rd.take_entries();
         let hs = rd.hs().cloned();
@@ -576,6 +746,40 @@ impl<D: Disk> RaftGroup<D> {
         self.pump_fetches();
         out.committed_index = Some(RaftIndex(self.node.raft.raft_log.committed));
         Ok(Some(out))
+    }
+
+    /// Makes a snapshot from the leader this replica's log and state: the
+    /// WAL starts over after it and a checkpoint of its state (its batches
+    /// not held yet: the shard pulls them) is written before the old log
+    /// goes, so that a crash at any step leaves the old log or the new
+    /// one. The state machine takes the state in `State::apply`.
+    async fn install(
+        &mut self,
+        snap: &raft::prelude::Snapshot,
+        hs: Option<&HardState>,
+    ) -> Result<SnapshotData, RaftError> {
+        let meta = snap.get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let mut data = SnapshotData::decode(snap.get_data()).map_err(RaftError::Snapshot)?;
+        let keep_from = self.wal.restart_at(index).await?;
+        let stored = hs.cloned().unwrap_or_else(|| self.node.store().hard_state().clone());
+        let c = &mut data.checkpoint;
+        c.applied = (index, term);
+        c.hard_state = crate::wal::HardState {
+            term: Term(stored.term),
+            vote: NodeId(stored.vote),
+            commit: RaftIndex(stored.commit.max(index)),
+        };
+        c.wal = crate::wal::WalStart {
+            keep_from,
+            before: (index, term),
+        };
+        self.wal.write_checkpoint(&c.encode()).await?;
+        let cold: Vec<RaftIndex> = self.wal.cold_files().keys().copied().collect();
+        self.wal.restart_done(keep_from, (index, term), &cold)?;
+        self.node.mut_store().installed(index, term);
+        self.snapshots_installed += 1;
+        Ok(data)
     }
 
     /// Drops entries the state machine holds, except those a follower
@@ -690,12 +894,16 @@ pub fn is_data(e: &Entry) -> bool {
 }
 
 /// Checks what a peer sent before Raft sees it: a follower persists and
-/// applies the leader's entries as they are, so a malformed payload would
-/// reach the WAL and stop the shard at every restart. Snapshots are
-/// refused until the WAL releases prefixes (nothing sends one today).
+/// applies the leader's entries and snapshots as they are, so a malformed
+/// payload would reach the WAL and stop the shard at every restart.
 pub fn check_from_peer(m: &Message) -> Result<(), String> {
     if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
-        return Err("a snapshot, which this version neither sends nor installs".into());
+        let snap = m.get_snapshot();
+        if snap.get_metadata().index == 0 {
+            return Err("an empty snapshot".into());
+        }
+        SnapshotData::decode(snap.get_data()).map_err(|e| format!("snapshot at {}: {e}", snap.get_metadata().index))?;
+        return Ok(());
     }
     for e in m.get_entries() {
         let checked = match record_kind(e) {

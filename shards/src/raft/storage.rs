@@ -4,8 +4,11 @@
 //! need). Older entries are read back from the WAL when a lagging follower
 //! needs them: raft-rs's asynchronous fetch (the `entries` call answers
 //! "temporarily unavailable", the group reads them and calls
-//! `on_entries_fetched`), so a follower can always catch up while the WAL
-//! holds the entries, and no snapshot is ever needed.
+//! `on_entries_fetched`), so a follower catches up from the WAL while it
+//! holds the entries. Once a prefix was reclaimed, a follower behind it
+//! gets a snapshot: `snapshot()` answers "temporarily unavailable" and
+//! asks for one, the shard builds it from its state (`offer`), and the
+//! next call hands it over.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -41,6 +44,10 @@ pub struct LogStore {
     fetched: Option<(u64, Vec<Entry>)>,
     /// Reads raft-rs asked for and nobody started yet.
     fetches: RefCell<Vec<Fetch>>,
+    /// The last snapshot the shard built, and whether raft-rs asked for
+    /// one that it does not answer (too old, or none).
+    snapshot: Option<Snapshot>,
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl LogStore {
@@ -63,6 +70,8 @@ impl LogStore {
             wal,
             fetched: None,
             fetches: RefCell::new(Vec::new()),
+            snapshot: None,
+            snapshot_wanted: std::cell::Cell::new(false),
         };
         s.append(&entries);
         s
@@ -127,6 +136,35 @@ impl LogStore {
         self.offset_index = self.entries[n - 1].index;
         self.entries.drain(..n);
         self.bytes = bytes;
+    }
+
+    /// Whether raft-rs asked for a snapshot it did not get (once).
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
+    }
+
+    /// A snapshot of the state machine as of `(index, term)`, for the
+    /// followers raft-rs sends one to.
+    pub fn offer(&mut self, (index, term): (u64, u64), data: bytes::Bytes) {
+        let mut snap = Snapshot::default();
+        snap.set_data(data);
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state.clone());
+        self.snapshot = Some(snap);
+    }
+
+    /// This replica's log now starts after the snapshot `(index, term)`:
+    /// nothing before it is held, everything after it comes from the
+    /// leader.
+    pub fn installed(&mut self, index: u64, term: u64) {
+        self.offset_index = index;
+        self.offset_term = term;
+        self.entries.clear();
+        self.bytes = 0;
+        self.fetched = None;
+        self.hard_state.commit = self.hard_state.commit.max(index);
     }
 
     /// Reads raft-rs is waiting for.
@@ -212,10 +250,19 @@ impl raft::Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Never asked for while the WAL holds every entry (first_index()
-        // is the WAL's first); a WAL that drops old segments will need
-        // snapshots of the partitions.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Asked for when a follower needs entries before the first one
+        // held. The last snapshot built serves while the log still goes on
+        // from it (its next entry is held); otherwise the shard builds a
+        // new one and raft-rs asks again at the next heartbeat.
+        let first = self.first_index()?;
+        if let Some(snap) = &self.snapshot {
+            let index = snap.get_metadata().index;
+            if index + 1 >= first && index >= request_index {
+                return Ok(snap.clone());
+            }
+        }
+        self.snapshot_wanted.set(true);
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }

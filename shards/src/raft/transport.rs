@@ -3,7 +3,8 @@
 //! every peer, so replication never crosses cores.
 //!
 //! A connection starts with the sender's Raft id (u64 LE); then each frame
-//! is `len u32 (LE) | protobuf-encoded raft Message`, and an empty frame is
+//! is `len u32 (LE) | protobuf-encoded raft Message`, or, with the top bit
+//! of `len` set, a pull of snapshot data (`shard::pull`); an empty frame is
 //! a keepalive, sent when the connection was quiet for `KEEPALIVE`: two
 //! followers exchange no Raft messages, yet each must know the other is
 //! up (Metadata lists live brokers only). Outbound messages wait in a
@@ -22,10 +23,15 @@ use glommio::net::{TcpListener, TcpStream};
 use protobuf::Message as _;
 use raft::prelude::Message;
 
+use super::PeerMessage;
+use crate::shard::pull::PullMessage;
+
 /// Messages queued for one peer before newer ones are dropped.
 const PEER_QUEUE: usize = 4096;
 /// A frame larger than this is not ours: the connection is closed.
 const MAX_FRAME_BYTES: usize = 1 << 30;
+/// Set in a frame's length: the frame is a pull, not a Raft message.
+const PULL_FRAME: u32 = 1 << 31;
 /// How long to wait between connection attempts to a peer that is down.
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// A quiet connection sends an empty frame this often.
@@ -37,7 +43,7 @@ pub struct Transport {
 }
 
 struct Link {
-    queue: flume::Sender<Message>,
+    queue: flume::Sender<PeerMessage>,
     /// When a frame from this peer last arrived (any message).
     last_heard: Rc<Cell<Option<Instant>>>,
 }
@@ -56,7 +62,7 @@ impl Transport {
         me: u64,
         listen: SocketAddr,
         peers: &[(u64, SocketAddr)],
-        deliver: impl Fn(Message) + 'static,
+        deliver: impl Fn(PeerMessage) + 'static,
     ) -> Result<Rc<Self>, BindError> {
         let listener = TcpListener::bind(listen).map_err(|source| BindError { addr: listen, source })?;
         let mut links = HashMap::new();
@@ -72,16 +78,14 @@ impl Transport {
         Ok(Rc::new(Self { links }))
     }
 
-    /// Queues messages for their peers; never waits.
-    fn send_all(&self, msgs: Vec<Message>) {
-        for m in msgs {
-            let Some(link) = self.links.get(&m.to) else {
-                tracing::trace!(to = m.to, "raft message for an unknown peer dropped");
-                continue;
-            };
-            if link.queue.try_send(m).is_err() {
-                tracing::trace!("raft queue full; message dropped");
-            }
+    /// Queues a message for its peer; never waits.
+    fn queue(&self, to: u64, m: PeerMessage) {
+        let Some(link) = self.links.get(&to) else {
+            tracing::trace!(to, "raft message for an unknown peer dropped");
+            return;
+        };
+        if link.queue.try_send(m).is_err() {
+            tracing::trace!("raft queue full; message dropped");
         }
     }
 
@@ -98,7 +102,7 @@ impl Transport {
 
 /// Keeps a connection to one peer and writes its queued messages, many
 /// per write when they queue up.
-async fn send_loop(me: u64, peer: u64, addr: SocketAddr, queue: flume::Receiver<Message>) {
+async fn send_loop(me: u64, peer: u64, addr: SocketAddr, queue: flume::Receiver<PeerMessage>) {
     let mut reported_down = false;
     let mut buf = Vec::new();
     loop {
@@ -151,17 +155,26 @@ async fn send_loop(me: u64, peer: u64, addr: SocketAddr, queue: flume::Receiver<
     }
 }
 
-fn encode(m: &Message, buf: &mut Vec<u8>) {
+fn encode(m: &PeerMessage, buf: &mut Vec<u8>) {
     let at = buf.len();
     buf.extend_from_slice(&[0; 4]);
-    m.write_to_vec(buf).expect("a raft message always encodes");
-    let len = (buf.len() - at - 4) as u32;
+    let flag = match m {
+        PeerMessage::Raft(m) => {
+            m.write_to_vec(buf).expect("a raft message always encodes");
+            0
+        }
+        PeerMessage::Pull(p) => {
+            buf.extend_from_slice(&p.encode());
+            PULL_FRAME
+        }
+    };
+    let len = (buf.len() - at - 4) as u32 | flag;
     buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 type Heard = Rc<HashMap<u64, Rc<Cell<Option<Instant>>>>>;
 
-async fn accept_loop(me: u64, listener: TcpListener, heard: Heard, deliver: Rc<dyn Fn(Message)>) {
+async fn accept_loop(me: u64, listener: TcpListener, heard: Heard, deliver: Rc<dyn Fn(PeerMessage)>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -200,7 +213,12 @@ impl From<std::io::Error> for Closed {
 
 /// Reads frames from one peer connection until it closes or sends
 /// something that is not a Raft message for this node.
-async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &dyn Fn(Message)) -> Result<(), Closed> {
+async fn receive_loop(
+    me: u64,
+    mut stream: TcpStream,
+    heard: &Heard,
+    deliver: &dyn Fn(PeerMessage),
+) -> Result<(), Closed> {
     let mut hello = [0u8; 8];
     stream.read_exact(&mut hello).await?;
     let from = u64::from_le_bytes(hello);
@@ -213,8 +231,9 @@ async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &d
     loop {
         stream.read_exact(&mut len).await?;
         seen.set(Some(Instant::now()));
-        let n = u32::from_le_bytes(len) as usize;
-        if n == 0 {
+        let len = u32::from_le_bytes(len);
+        let n = (len & !PULL_FRAME) as usize;
+        if len == 0 {
             continue; // keepalive
         }
         if n > MAX_FRAME_BYTES {
@@ -222,6 +241,18 @@ async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &d
         }
         body.resize(n, 0);
         stream.read_exact(&mut body[..]).await?;
+        if len & PULL_FRAME != 0 {
+            let pull = PullMessage::decode(&body)
+                .map_err(|e| Closed::Refused(format!("a bad pull frame from node {from}: {e}")))?;
+            if pull.from() != from {
+                return Err(Closed::Refused(format!(
+                    "a pull of node {} on the connection from {from}",
+                    pull.from()
+                )));
+            }
+            deliver(PeerMessage::Pull(pull));
+            continue;
+        }
         let msg = Message::parse_from_bytes(&body[..])
             .map_err(|e| Closed::Refused(format!("not a raft message from node {from}: {e}")))?;
         if msg.to != me || msg.from != from {
@@ -231,12 +262,18 @@ async fn receive_loop(me: u64, mut stream: TcpStream, heard: &Heard, deliver: &d
             )));
         }
         super::check_from_peer(&msg).map_err(|e| Closed::Refused(format!("from node {from}: {e}")))?;
-        deliver(msg);
+        deliver(PeerMessage::Raft(msg));
     }
 }
 
 impl super::Outbox for Transport {
     fn send(&self, msgs: Vec<Message>) {
-        self.send_all(msgs)
+        for m in msgs {
+            self.queue(m.to, PeerMessage::Raft(m));
+        }
+    }
+
+    fn send_pull(&self, to: u64, msg: PullMessage) {
+        self.queue(to, PeerMessage::Pull(msg));
     }
 }

@@ -21,16 +21,19 @@ use crate::metrics::{StorageReport, WalMetrics};
 use crate::producer::SeqError;
 
 use crate::raft::transport::Transport;
-use crate::raft::{Membership, RaftError, RaftGroup, ReadyOutcome};
+use crate::raft::{Membership, PeerMessage, RaftError, RaftGroup, ReadyOutcome};
 use crate::read_ahead::ReadAhead;
 use crate::read_cache::ReadCache;
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
 use crate::wal::{DmaDisk, WalError, WalReader};
+use pull::{PullMessage, PullReply, PullRequest};
 
 pub mod checkpoint;
+pub mod pull;
 mod reads;
 pub mod reclaim;
 mod retention;
+pub mod snapshot;
 pub mod state;
 
 pub use reads::read_batches;
@@ -63,6 +66,9 @@ pub struct ShardConfig {
 pub enum ShardEvent {
     /// A metadata command committed in this shard's group (shard 0's).
     MetaCommitted { index: RaftIndex, command: Bytes },
+    /// A snapshot replaced this shard's log up to `index`; `image` is the
+    /// metadata it carried (what `Shard::set_meta_image` gave the leader).
+    MetaImage { index: RaftIndex, image: Vec<u8> },
     /// The group's leader changed: its Raft id, `None` while unknown.
     Leader { leader: Option<u64> },
 }
@@ -209,6 +215,8 @@ impl RaftInbox {
 
 pub struct Shard {
     pub id: ShardId,
+    /// This node's Raft id in the group.
+    raft_me: u64,
     state: RefCell<State>,
     reader: WalReader<DmaDisk>,
     kick: LocalSender<()>,
@@ -230,7 +238,21 @@ pub struct Shard {
     meta_durable: Cell<u64>,
     /// A wake-up for a reclaim that was put off is set.
     reclaim_wake: Cell<bool>,
+    /// The last entry the state machine applied (what a pull is served
+    /// against).
+    raft_applied: Cell<u64>,
+    /// Peers' answers to this replica's pulls, and peers that asked for a
+    /// snapshot's data, for the driver.
+    pull_replies: RefCell<Vec<PullReply>>,
+    pulling_peers: RefCell<Vec<u64>>,
+    /// The node's metadata as a snapshot of this group carries it.
+    meta_image: RefCell<Option<MetaImage>>,
+    snapshots_sent: Cell<u64>,
+    snapshots_installed: Cell<u64>,
 }
+
+/// Gives the node's metadata as of now, for a snapshot (group 0).
+pub type MetaImage = Box<dyn Fn() -> Result<Vec<u8>, String>>;
 
 impl Shard {
     /// Opens the shard's WAL, rebuilds its partitions from it, starts its Raft
@@ -281,6 +303,7 @@ impl Shard {
             }
             Shard {
                 id: cfg.id,
+                raft_me: membership.me,
                 state: RefCell::new(state),
                 reader,
                 kick,
@@ -300,6 +323,12 @@ impl Shard {
                 events_rx: RefCell::new(Some(events_rx)),
                 meta_durable: Cell::new(0),
                 reclaim_wake: Cell::new(false),
+                raft_applied: Cell::new(group.applied().0),
+                pull_replies: RefCell::new(Vec::new()),
+                pulling_peers: RefCell::new(Vec::new()),
+                meta_image: RefCell::new(None),
+                snapshots_sent: Cell::new(0),
+                snapshots_installed: Cell::new(0),
             }
         });
         if let Some(reason) = shard.state.borrow().failed.clone() {
@@ -310,6 +339,8 @@ impl Shard {
             group.set_transport(t.clone() as Rc<dyn crate::raft::Outbox>);
             glommio::spawn_local(tick(shard.clone())).detach();
         }
+        // A snapshot's batches not all pulled before the restart.
+        group.set_promotable(!shard.state.borrow().pulling());
         glommio::spawn_local(drive(shard.clone(), group, kicked)).detach();
         glommio::spawn_local(expire_by_time(Rc::downgrade(&shard), cfg.retention_check_interval)).detach();
         // Elections and recovered entries produce a first Ready.
@@ -321,10 +352,50 @@ impl Shard {
     /// `RAFT_INBOX_MAX_*` already (a peer sending faster than this shard
     /// steps): then it is dropped, which Raft tolerates (the leader sends
     /// again), rather than held without bound.
-    fn take_from_peer(&self, msg: raft::prelude::Message) {
-        if self.raft_inbox.borrow_mut().push(msg) {
-            let _ = self.kick.try_send(());
+    fn take_from_peer(self: &Rc<Self>, msg: PeerMessage) {
+        match msg {
+            PeerMessage::Raft(msg) => {
+                if self.raft_inbox.borrow_mut().push(msg) {
+                    let _ = self.kick.try_send(());
+                }
+            }
+            PeerMessage::Pull(PullMessage::Request(req)) => {
+                self.pulling_peers.borrow_mut().push(req.from);
+                glommio::spawn_local(self.clone().serve_pull(req)).detach();
+            }
+            PeerMessage::Pull(PullMessage::Reply(reply)) => {
+                self.pull_replies.borrow_mut().push(reply);
+                let _ = self.kick.try_send(());
+            }
         }
+    }
+
+    /// Answers a peer's pull of snapshot data with the batches this
+    /// replica holds (a read failure sends nothing: the peer asks again).
+    async fn serve_pull(self: Rc<Self>, req: PullRequest) {
+        let served = self.state.borrow().serve_pull(&req, self.raft_applied.get());
+        let entries: Vec<_> = served.iter().flat_map(|(_, es)| es.iter().copied()).collect();
+        let data = match read_batches(self.reader.clone(), &entries).await {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::warn!(shard = %self.id, peer = req.from, error = %e, "reading batches a peer pulls failed");
+                return;
+            }
+        };
+        let reply = PullReply {
+            from: self.raft_me,
+            at: req.at,
+            parts: served.into_iter().map(|(p, _)| p).collect(),
+            data,
+        };
+        if let Some(t) = &self.transport {
+            crate::raft::Outbox::send_pull(&**t, req.from, PullMessage::Reply(reply));
+        }
+    }
+
+    /// The node's metadata, for snapshots of this group (shard 0).
+    pub fn set_meta_image(&self, image: MetaImage) {
+        *self.meta_image.borrow_mut() = Some(image);
     }
 
     /// The node's metadata log holds the metadata entries of this group up
@@ -426,6 +497,10 @@ impl Shard {
             read_ahead_runs: self.ahead.borrow().started,
             read_ahead_hits: self.ahead.borrow().hits,
             raft_inbox_dropped: self.raft_inbox.borrow().dropped,
+            snapshots_sent: self.snapshots_sent.get(),
+            snapshots_installed: self.snapshots_installed.get(),
+            snapshot_bytes_pulled: st.pull.bytes,
+            pulling: st.pulling(),
             failed: st.failed.clone(),
         }
     }
@@ -560,13 +635,36 @@ impl Shard {
     /// Applies a Ready round: the leader keeps what it just wrote for
     /// readers (followers do not serve reads), the state machine does the
     /// rest; committed metadata goes to the node.
-    fn apply(&self, out: ReadyOutcome) {
+    fn apply(&self, out: ReadyOutcome, group: &mut RaftGroup) {
         if out.persisted_own {
             for (_, payload, pos) in &out.persisted {
                 self.cache_entry(*pos, payload);
             }
         }
+        let installing = out.installed.is_some();
+        if installing {
+            // The read cache and read-ahead hold batches of the old log.
+            while self.cache.borrow_mut().evict_oldest() {}
+            while self.ahead.borrow_mut().evict_oldest() {}
+        }
         let metas = self.state.borrow_mut().apply(out, wall_clock_ms());
+        if installing {
+            let mut st = self.state.borrow_mut();
+            group.set_promotable(!st.pulling());
+            self.snapshots_installed.set(group.snapshots_installed);
+            tracing::info!(
+                shard = %self.id,
+                index = group.applied().0,
+                partitions = st.partitions.len(),
+                "installed a snapshot from the leader; pulling its batches"
+            );
+            if let Some((index, image)) = st.installed_meta.take() {
+                let _ = self.events.try_send(ShardEvent::MetaImage {
+                    index: RaftIndex(index),
+                    image,
+                });
+            }
+        }
         for (index, command) in metas {
             let _ = self.events.try_send(ShardEvent::MetaCommitted { index, command });
         }
@@ -649,7 +747,8 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
             let stepped = group.step().await;
             match stepped {
                 Ok(Some(out)) => {
-                    shard.apply(out);
+                    shard.apply(out, &mut group);
+                    shard.raft_applied.set(group.applied().0);
                     shard.observe_role(&group);
                 }
                 Ok(None) => {
@@ -667,7 +766,85 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
                 }
             }
         }
+        snapshots(&shard, &mut group).await;
         maybe_reclaim(&shard, &mut group).await;
+    }
+}
+
+/// Once the Ready rounds are quiet: builds the snapshot raft-rs asked for
+/// (a follower is behind what the WAL holds), takes in the answers to this
+/// replica's pulls, and asks for the next chunk of what it lacks.
+async fn snapshots(shard: &Rc<Shard>, group: &mut RaftGroup) {
+    for peer in shard.pulling_peers.take() {
+        group.note_pulling(peer);
+    }
+    if group.snapshot_wanted() {
+        // Group 0's snapshot carries the node's metadata, which must hold
+        // every metadata entry applied (as for a checkpoint).
+        // (Asked again at the next heartbeat until the metadata log holds
+        // every metadata entry applied.)
+        let st = shard.state.borrow();
+        if st.last_meta <= shard.meta_durable.get() {
+            let image = shard
+                .meta_image
+                .borrow()
+                .as_ref()
+                .map_or_else(|| Ok(Vec::new()), |f| f());
+            match image {
+                Ok(image) => {
+                    let data = st.snapshot_data(group.applied(), image).encode();
+                    drop(st);
+                    tracing::info!(shard = %shard.id, index = group.applied().0, bytes = data.len(), "built a snapshot for a follower behind the WAL");
+                    group.offer_snapshot(data.into());
+                }
+                Err(why) => tracing::warn!(shard = %shard.id, %why, "no snapshot: reading the metadata log failed"),
+            }
+        }
+    }
+    shard.snapshots_sent.set(group.snapshots_sent);
+    let replies = shard.pull_replies.take();
+    for reply in replies {
+        let from = reply.from;
+        let checked = shard.state.borrow_mut().check_pull_reply(reply);
+        let chunk = match checked {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => continue,
+            Err(why) => {
+                tracing::warn!(shard = %shard.id, peer = from, %why, "a peer's snapshot data refused");
+                continue;
+            }
+        };
+        let file = if chunk.data.is_empty() {
+            None
+        } else {
+            match group.wal_mut().write_cold(&chunk.data).await {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    tracing::warn!(shard = %shard.id, error = %e, "writing pulled snapshot data failed; asking again");
+                    continue;
+                }
+            }
+        };
+        if shard.state.borrow_mut().pulled(&chunk, file) {
+            group.set_promotable(true);
+            tracing::info!(shard = %shard.id, bytes = shard.state.borrow().pull.bytes, "holds every batch of the snapshot it installed");
+        }
+    }
+    let request = shard
+        .state
+        .borrow_mut()
+        .next_pull(group.membership().me, wall_clock_ms());
+    if let Some(req) = request {
+        let me = group.membership().me;
+        let peers: Vec<u64> = group.membership().peers().collect();
+        let turn = shard.state.borrow().pull.requests as usize;
+        let to = group
+            .leader_id()
+            .filter(|&l| l != me)
+            .or_else(|| peers.get(turn % peers.len().max(1)).copied());
+        if let Some(to) = to {
+            group.send_pull(to, PullMessage::Request(req));
+        }
     }
 }
 

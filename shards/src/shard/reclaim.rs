@@ -28,7 +28,7 @@ use super::state::State;
 use crate::partition::{IndexEntry, Partition};
 use crate::raft::RaftGroup;
 use crate::types::{PartitionId, RaftIndex};
-use crate::wal::{Disk, WalError, WalPos, WalReader, WalStart};
+use crate::wal::{Disk, WalError, WalPos, WalReader, WalStart, REMOTE};
 
 /// When to look at what may be reclaimed, and when to act on it.
 #[derive(Debug, Clone, Copy)]
@@ -135,7 +135,12 @@ impl State {
         // short retention beside a long one is not copied while it lives).
         match free {
             Some((keep_all, n)) if pinned.is_some_and(|p| p < keep_all) => {
-                let stalled = self.stalled_pins(keep_all, now_ms, policy.stall_ms);
+                let (stalled, waiting) = self.stalled_pins(keep_all, now_ms, policy.stall_ms);
+                if waiting {
+                    // Looked at again once they stalled, even if nothing
+                    // is written by then.
+                    self.reclaim_dirty = true;
+                }
                 let live: u64 = stalled
                     .iter()
                     .flat_map(|id| self.partitions[id].in_segments_before(keep_all))
@@ -159,7 +164,9 @@ impl State {
             let small = wal.segment_bytes() / 8;
             merge.extend(sizes.iter().filter(|&(_, &size)| size < small).map(|(&id, _)| id));
         }
-        if merge.len() >= 2 || merge.iter().any(|id| cold_live[id] * 2 < sizes[id]) {
+        // Not while a snapshot's batches are pulled: the merge copies a
+        // partition's cold run whole, and batches not held yet sit in it.
+        if !self.pulling() && (merge.len() >= 2 || merge.iter().any(|id| cold_live[id] * 2 < sizes[id])) {
             let mut all: Vec<PartitionId> = self.partitions.keys().copied().collect();
             all.sort();
             let m = self.gather(&all, |p| {
@@ -216,12 +223,13 @@ impl State {
 
     /// The partitions (in id order) that pin segments before `keep_all`
     /// and whose log start has not moved for `stall_ms` (their pins will
-    /// not clear by themselves soon); notes since when each pinning
-    /// partition's has not.
-    fn stalled_pins(&mut self, keep_all: RaftIndex, now_ms: i64, stall_ms: u64) -> Vec<PartitionId> {
+    /// not clear by themselves soon), and whether others pin them for less
+    /// long so far; notes since when each pinning partition's has not.
+    fn stalled_pins(&mut self, keep_all: RaftIndex, now_ms: i64, stall_ms: u64) -> (Vec<PartitionId>, bool) {
         let partitions = &self.partitions;
         self.pinning.retain(|id, _| partitions.contains_key(id));
         let mut stalled = Vec::new();
+        let mut waiting = false;
         for (&id, p) in partitions {
             if p.first_position().is_none_or(|pos| pos.segment >= keep_all) {
                 continue;
@@ -233,10 +241,12 @@ impl State {
             }
             if now_ms.abs_diff(seen.1) >= stall_ms {
                 stalled.push(id);
+            } else {
+                waiting = true;
             }
         }
         stalled.sort();
-        stalled
+        (stalled, waiting)
     }
 
     /// The batches of `m` now live in cold file `file`, one after another:
@@ -286,6 +296,7 @@ impl State {
     /// deleted since (below `known_below`, not among those it holds) stay
     /// deleted.
     pub(crate) fn restore(&mut self, c: Checkpoint) -> Result<(), String> {
+        let at = c.applied.0;
         self.released = c.released;
         self.known_below = self.known_below.max(c.known_below);
         let held: HashSet<PartitionId> = self.partitions.keys().copied().collect();
@@ -301,6 +312,9 @@ impl State {
                 self.partitions.insert(id, p);
             }
         }
+        // Batches of a snapshot not pulled before the checkpoint: pulled
+        // again (from peers that applied as far as it).
+        self.start_pull(at);
         Ok(())
     }
 
@@ -311,7 +325,9 @@ impl State {
             .values()
             .find(|p| {
                 p.first_position().is_some_and(|pos| !reader.has_segment(pos.segment))
-                    || p.cold().iter().any(|e| !reader.has_segment(e.pos.segment))
+                    || p.cold()
+                        .iter()
+                        .any(|e| e.pos.segment != REMOTE && !reader.has_segment(e.pos.segment))
             })
             .map(|p| p.id)
     }

@@ -100,6 +100,11 @@ pub struct State {
     /// Partitions seen pinning otherwise free segments: their log start,
     /// and since when it has not moved (ms).
     pub(super) pinning: HashMap<PartitionId, (Offset, i64)>,
+    /// Batches an installed snapshot named that this replica still pulls.
+    pub(crate) pull: super::pull::Pull,
+    /// The metadata an installed snapshot carried, with its index, for the
+    /// node to take (group 0).
+    pub(crate) installed_meta: Option<(u64, Vec<u8>)>,
     /// Whether this node leads the group, and who does as far as it knows.
     pub(crate) leader: bool,
     pub(crate) leader_id: Option<u64>,
@@ -431,7 +436,10 @@ impl State {
 
     /// Applies one Ready round to the partitions and answers the waiters
     /// it satisfied. Returns the metadata commands it committed.
-    pub fn apply(&mut self, out: ReadyOutcome, now_ms: i64) -> Vec<(RaftIndex, Bytes)> {
+    pub fn apply(&mut self, mut out: ReadyOutcome, now_ms: i64) -> Vec<(RaftIndex, Bytes)> {
+        if let Some(snapshot) = out.installed.take() {
+            self.install(snapshot);
+        }
         if !out.overwritten.is_empty() {
             tracing::info!(
                 entries = out.overwritten.len(),
@@ -475,27 +483,34 @@ impl State {
         self.serving = leading && group.committed_in_term() && group.has_lease();
         let lost = std::mem::replace(&mut self.leader, leading) && !leading;
         if lost {
-            let waiting: Vec<Waiter> = self
-                .inflight
-                .drain(..)
-                .flat_map(|(_, ws)| ws)
-                .chain(self.proposal_waiters.drain(..))
-                .chain(self.trim_waiters.drain(..))
-                .collect();
-            self.trims.clear();
-            self.retention_in_flight.clear();
-            self.release_proposed = 0;
-            for w in waiting {
-                let _ = w.done.try_send(Err(ShardError::NotLeader));
-            }
-            self.proposal.take();
-            self.staged.clear();
-            for p in self.partitions.values_mut() {
-                p.forget_unstored();
-            }
+            self.forget_waiters();
         }
         let leader = group.leader_id();
         (std::mem::replace(&mut self.leader_id, leader) != leader || lost).then_some(LeaderChange { leader, lost })
+    }
+
+    /// Answers everything waiting on this replica's log NotLeader (it will
+    /// not commit here) and takes back the offsets handed out for batches
+    /// never written.
+    pub(super) fn forget_waiters(&mut self) {
+        let waiting: Vec<Waiter> = self
+            .inflight
+            .drain(..)
+            .flat_map(|(_, ws)| ws)
+            .chain(self.proposal_waiters.drain(..))
+            .chain(self.trim_waiters.drain(..))
+            .collect();
+        self.trims.clear();
+        self.retention_in_flight.clear();
+        self.release_proposed = 0;
+        for w in waiting {
+            let _ = w.done.try_send(Err(ShardError::NotLeader));
+        }
+        self.proposal.take();
+        self.staged.clear();
+        for p in self.partitions.values_mut() {
+            p.forget_unstored();
+        }
     }
 
     /// The WAL failed: every waiter hears why, and writes are refused until

@@ -25,11 +25,16 @@
 //! corestream-shards --release sim::tests::replay -- --nocapture` replays
 //! it; `scripts/sim` runs many seeds on demand.
 //!
+//! Once the cluster converged, half the 3-node runs wipe a follower's disk
+//! (and may cut its power while it rebuilds): it must catch up through a
+//! snapshot where its peers reclaimed their WAL, pull the batches, and
+//! converge again before the checker reads every replica.
+//!
 //! What it does not model (yet): a process exit that keeps the page cache
 //! (every restart here is a power cut), corruption that persists on the
-//! medium in the middle of the log (recovery would cut the log there; a
-//! replica needs a snapshot from its peers to rebuild), snapshots and
-//! segment reclaim (not built yet).
+//! medium in the middle of the log (recovery cuts the log there), and a
+//! disk lost during the faults (a wiped replica may have counted towards
+//! a commit; Raft needs it to rejoin as a new member to stay safe).
 
 pub mod check;
 pub mod disk;
@@ -100,6 +105,11 @@ pub struct Report {
     pub checkpoint_starts: u64,
     pub time_trims: u64,
     pub bytes_moved: u64,
+    /// Followers that lost their disk, snapshots they installed, and the
+    /// batch bytes they pulled after them.
+    pub wipes: u64,
+    pub snapshots: u64,
+    pub bytes_pulled: u64,
 }
 
 struct Sim {
@@ -118,6 +128,8 @@ struct Sim {
     history: History,
     report: Report,
     leaders_seen: BTreeSet<(u64, u64)>,
+    /// The follower that lost its disk, if one did.
+    wiped: Option<usize>,
     /// Print what happens (`SIM_TRACE=1`), to read a failing seed's story.
     trace: bool,
 }
@@ -151,6 +163,7 @@ pub async fn run(seed: u64, opts: Options) -> Result<Report, String> {
             ..Default::default()
         },
         leaders_seen: BTreeSet::new(),
+        wiped: None,
         trace: std::env::var_os("SIM_TRACE").is_some(),
     };
     for i in 0..sim.nodes.len() {
@@ -177,6 +190,28 @@ pub async fn run(seed: u64, opts: Options) -> Result<Report, String> {
     }
     if !converged {
         return Err(sim.stuck());
+    }
+    // Then, in half the clusters, a follower loses its disk while clients
+    // go on (and may lose power again while it rebuilds): it must rebuild
+    // from its peers, through a snapshot where they reclaimed their WAL.
+    if sim.nodes.len() == 3 && sim.rng.below(2) == 0 {
+        sim.wipe_follower();
+        let crash_at = sim.rng.below(opts.heal_steps / 4);
+        let mut converged = false;
+        for step in 0..opts.heal_steps {
+            sim.report.steps = opts.fault_steps + opts.heal_steps + step;
+            if step == crash_at && sim.rng.below(3) == 0 {
+                sim.crash_wiped();
+            }
+            sim.step(step < opts.heal_steps / 4).await?;
+            if step > opts.heal_steps / 4 && sim.converged() {
+                converged = true;
+                break;
+            }
+        }
+        if !converged {
+            return Err(sim.stuck());
+        }
     }
     sim.finish().await
 }
@@ -631,8 +666,35 @@ impl Sim {
         Ok(())
     }
 
+    /// A follower (the cluster converged: every entry is on every node, so
+    /// none is lost with it) loses its disk.
+    fn wipe_follower(&mut self) {
+        let followers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].up.as_ref().is_some_and(|u| !u.state.leader))
+            .collect();
+        let Some(&i) = followers.get(self.rng.below(followers.len().max(1) as u64) as usize) else {
+            return;
+        };
+        trace!(self, "node {} loses its disk", i + 1);
+        let seed = self.rng.below(u64::MAX);
+        self.nodes[i].wipe(self.now_ms, seed);
+        self.wiped = Some(i);
+        self.report.wipes += 1;
+    }
+
+    /// The wiped node loses power while it rebuilds.
+    fn crash_wiped(&mut self) {
+        if let Some(i) = self.wiped.filter(|&i| self.nodes[i].up.is_some()) {
+            trace!(self, "power cut: node {} while it rebuilds", i + 1);
+            let now = self.now_ms;
+            self.nodes[i].crash(now, 100 + self.rng.below(500));
+            self.report.crashes += 1;
+        }
+    }
+
     /// Every node up and running, one leader that serves, every node's
-    /// log committed as far as the leader's and nothing in flight.
+    /// log committed as far as the leader's, every batch held (none still
+    /// to pull after a snapshot) and nothing in flight.
     fn converged(&self) -> bool {
         let ups: Vec<_> = self.nodes.iter().filter_map(|n| n.up.as_ref()).collect();
         if ups.len() != self.nodes.len() || ups.iter().any(|u| u.failed) {
@@ -646,7 +708,7 @@ impl Sim {
         self.net.borrow().idle()
             && ups
                 .iter()
-                .all(|u| u.group.commit_index() == commit && u.group.last_index() == commit)
+                .all(|u| u.group.commit_index() == commit && u.group.last_index() == commit && !u.state.pulling())
             && self.producers.iter().all(|p| p.pending.is_none())
     }
 
@@ -657,14 +719,15 @@ impl Sim {
             .map(|n| match &n.up {
                 None => format!("node {}: down", n.id),
                 Some(u) => format!(
-                    "node {}: leader {:?}, serves {}, term {}, commit {}, last {}, failed {}",
+                    "node {}: leader {:?}, serves {}, term {}, commit {}, last {}, failed {}, pulling {}",
                     n.id,
                     u.state.leader_id,
                     u.state.serves(),
                     u.group.term(),
                     u.group.commit_index(),
                     u.group.last_index(),
-                    u.failed
+                    u.failed,
+                    u.state.pulling()
                 ),
             })
             .collect();
@@ -725,6 +788,8 @@ impl Sim {
         self.report.checkpoint_starts = self.nodes.iter().map(|n| n.checkpoint_starts).sum();
         self.report.time_trims = self.nodes.iter().map(|n| n.time_trims).sum();
         self.report.bytes_moved = self.nodes.iter().map(|n| n.moved).sum();
+        self.report.snapshots = self.nodes.iter().map(|n| n.snapshots).sum();
+        self.report.bytes_pulled = self.nodes.iter().map(|n| n.pulled).sum();
         self.history.check(&logs)?;
         Ok(self.report)
     }

@@ -8,7 +8,8 @@ use std::rc::Rc;
 
 use raft::prelude::Message;
 
-use crate::raft::Outbox;
+use crate::raft::{Outbox, PeerMessage};
+use crate::shard::pull::PullMessage;
 use crate::test_rng::Rng;
 
 /// Network faults, switched by the simulator.
@@ -28,7 +29,7 @@ pub struct InFlight {
     pub seq: u64,
     pub from: u64,
     pub to: u64,
-    pub msg: Message,
+    pub msg: PeerMessage,
 }
 
 pub struct Net {
@@ -78,7 +79,7 @@ impl Net {
         self.cut.contains(&Self::pair(a, b))
     }
 
-    fn send(&mut self, from: u64, msg: Message) {
+    fn send(&mut self, from: u64, to: u64, msg: PeerMessage) {
         self.sent += 1;
         if self.rng.below(1000) < self.faults.loss_permille {
             self.lost += 1;
@@ -97,7 +98,7 @@ impl Net {
                 at_ms: self.now_ms + delay,
                 seq: self.seq,
                 from,
-                to: msg.to,
+                to,
                 msg: msg.clone(),
             });
         }
@@ -131,7 +132,11 @@ impl Outbox for SimOutbox {
     fn send(&self, msgs: Vec<Message>) {
         let mut net = self.net.borrow_mut();
         for m in msgs {
-            net.send(self.from, m);
+            net.send(self.from, m.to, PeerMessage::Raft(m));
         }
+    }
+
+    fn send_pull(&self, to: u64, msg: PullMessage) {
+        self.net.borrow_mut().send(self.from, to, PeerMessage::Pull(msg));
     }
 }

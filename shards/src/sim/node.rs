@@ -7,16 +7,16 @@ use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
-use bytes::Bytes;
-use raft::prelude::Message;
-
 use super::disk::SimDisk;
 use super::net::{Net, SimOutbox};
-use crate::raft::{check_from_peer, Elections, Membership, RaftGroup};
+use crate::raft::{check_from_peer, Elections, Membership, PeerMessage, RaftGroup};
+use crate::shard::pull::{PullMessage, PullReply};
+use crate::shard::read_batches;
 use crate::shard::reclaim::{copy_to_cold, reclaim, Policy, Work};
 use crate::shard::state::{recover, RecoverError, State};
 use crate::types::{PartitionId, RaftIndex};
 use crate::wal::WalReader;
+use bytes::Bytes;
 
 /// Small segments, so a run rolls many times.
 pub const SEGMENT_BYTES: u64 = 32 << 10;
@@ -90,7 +90,7 @@ pub struct Up {
     pub reader: WalReader<SimDisk>,
     /// A read of old entries for a follower finished.
     woken: Rc<Cell<bool>>,
-    pub inbox: Vec<Message>,
+    pub inbox: Vec<PeerMessage>,
     /// The storage failed: writes are refused until a restart.
     pub failed: bool,
     /// Metadata commands committed here, in order.
@@ -116,6 +116,9 @@ pub struct Node {
     pub time_trims: u64,
     /// Bytes moved to cold files.
     pub moved: u64,
+    /// Snapshots installed, and batch bytes pulled after them.
+    pub snapshots: u64,
+    pub pulled: u64,
 }
 
 /// Why a start failed.
@@ -141,6 +144,8 @@ impl Node {
             checkpoint_starts: 0,
             time_trims: 0,
             moved: 0,
+            snapshots: 0,
+            pulled: 0,
         }
     }
 
@@ -196,6 +201,8 @@ impl Node {
             net: net.clone(),
             from: self.id,
         }));
+        // A snapshot's batches not all pulled before the restart.
+        group.set_promotable(!state.pulling());
         self.up = Some(Up {
             state,
             group,
@@ -217,6 +224,15 @@ impl Node {
         self.restarts += 1;
     }
 
+    /// Its disk is replaced by an empty one (a failed drive, a wiped data
+    /// directory): it comes back with nothing and rebuilds from its peers.
+    pub fn wipe(&mut self, now_ms: u64, seed: u64) {
+        self.up = None;
+        self.disk = SimDisk::new(seed);
+        self.down_until_ms = now_ms + 100;
+        self.restarts += 1;
+    }
+
     /// Runs the node until it has nothing to do. Returns whether it did
     /// anything. A storage failure marks it failed (the harness restarts
     /// it, as systemd restarts the broker).
@@ -232,10 +248,47 @@ impl Node {
         let mut busy = false;
         for _ in 0..MAX_ROUNDS {
             for msg in std::mem::take(&mut up.inbox) {
-                // As the transport does: a malformed peer message never
-                // reaches Raft.
-                if check_from_peer(&msg).is_ok() {
-                    up.group.receive(msg);
+                match msg {
+                    // As the transport does: a malformed peer message never
+                    // reaches Raft.
+                    PeerMessage::Raft(m) => {
+                        if check_from_peer(&m).is_ok() {
+                            up.group.receive(m);
+                        }
+                    }
+                    PeerMessage::Pull(PullMessage::Request(req)) => {
+                        up.group.note_pulling(req.from);
+                        let served = up.state.serve_pull(&req, up.group.applied().0);
+                        let entries: Vec<_> = served.iter().flat_map(|(_, es)| es.iter().copied()).collect();
+                        if let Ok(data) = read_batches(up.reader.clone(), &entries).await {
+                            let reply = PullReply {
+                                from: self.id,
+                                at: req.at,
+                                parts: served.into_iter().map(|(p, _)| p).collect(),
+                                data,
+                            };
+                            up.group.send_pull(req.from, PullMessage::Reply(reply));
+                        }
+                    }
+                    PeerMessage::Pull(PullMessage::Reply(reply)) => {
+                        let checked = up.state.check_pull_reply(reply);
+                        let Ok(Some(chunk)) = checked else {
+                            continue;
+                        };
+                        let file = if chunk.data.is_empty() {
+                            None
+                        } else {
+                            match up.group.wal_mut().write_cold(&chunk.data).await {
+                                Ok(file) => Some(file),
+                                Err(_) => continue, // asked again after the timeout
+                            }
+                        };
+                        let before = up.state.pull.bytes;
+                        if up.state.pulled(&chunk, file) {
+                            up.group.set_promotable(true);
+                        }
+                        self.pulled += up.state.pull.bytes - before;
+                    }
                 }
             }
             if std::mem::take(&mut tick) {
@@ -250,11 +303,31 @@ impl Node {
             match up.group.step().await {
                 Ok(Some(out)) => {
                     busy = true;
-                    for (index, command) in up.state.apply(out, wall) {
+                    let installing = out.installed.is_some();
+                    let committed = up.state.apply(out, wall);
+                    if installing {
+                        self.snapshots += 1;
+                        up.group.set_promotable(!up.state.pulling());
+                        if let Some((_, image)) = up.state.installed_meta.take() {
+                            up.metas = decode_metas(&image);
+                            for (_, command) in up.metas.clone() {
+                                apply_meta(&mut up.state, &command);
+                            }
+                        }
+                        let ids: Vec<PartitionId> = up.state.partitions.keys().copied().collect();
+                        for id in ids {
+                            set_retention(&mut up.state, id);
+                        }
+                    }
+                    for (index, command) in committed {
                         apply_meta(&mut up.state, &command);
                         up.metas.push((index, command));
                     }
                     up.state.observe_role(&up.group);
+                    if up.group.snapshot_wanted() {
+                        let data = up.state.snapshot_data(up.group.applied(), encode_metas(&up.metas));
+                        up.group.offer_snapshot(data.encode().into());
+                    }
                 }
                 Ok(None) => {
                     up.state.observe_role(&up.group);
@@ -267,6 +340,19 @@ impl Node {
                     up.failed = true;
                     break;
                 }
+            }
+        }
+        // A snapshot's batches: the next chunk, from the leader or a peer
+        // in turn.
+        if up.state.pulling() {
+            if let Some(req) = up.state.next_pull(self.id, wall) {
+                let peers: Vec<u64> = up.group.membership().peers().collect();
+                let to = up
+                    .group
+                    .leader_id()
+                    .filter(|&l| l != self.id)
+                    .unwrap_or_else(|| peers[(req.at as usize + up.state.pull.requests as usize) % peers.len()]);
+                up.group.send_pull(to, PullMessage::Request(req));
             }
         }
         // As the shard's driver does once its rounds are quiet.
@@ -297,4 +383,30 @@ impl Node {
     pub fn woken(&self) -> bool {
         self.up.as_ref().is_some_and(|u| u.woken.get())
     }
+}
+
+/// The metadata commands a snapshot carries (`index u64 | len u32 | command`
+/// each): the simulator's stand-in for the node's metadata log.
+fn encode_metas(metas: &[(RaftIndex, Bytes)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (index, command) in metas {
+        out.extend_from_slice(&index.0.to_le_bytes());
+        out.extend_from_slice(&(command.len() as u32).to_le_bytes());
+        out.extend_from_slice(command);
+    }
+    out
+}
+
+fn decode_metas(mut b: &[u8]) -> Vec<(RaftIndex, Bytes)> {
+    let mut out = Vec::new();
+    while let Some((index, rest)) = b.split_first_chunk::<8>() {
+        let Some((len, rest)) = rest.split_first_chunk::<4>() else {
+            break;
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some(command) = rest.get(..len) else { break };
+        out.push((RaftIndex(u64::from_le_bytes(*index)), Bytes::copy_from_slice(command)));
+        b = &rest[len..];
+    }
+    out
 }

@@ -35,7 +35,7 @@ fn seeds_pass() {
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
          {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
          {} WAL segments reclaimed, {} starts from a checkpoint, {} retention.ms trims, {} bytes moved to cold files, \
-         {} of {} messages lost",
+         {} disks wiped, {} snapshots installed, {} bytes pulled, {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -53,6 +53,9 @@ fn seeds_pass() {
         sum(|r| r.checkpoint_starts),
         sum(|r| r.time_trims),
         sum(|r| r.bytes_moved),
+        sum(|r| r.wipes),
+        sum(|r| r.snapshots),
+        sum(|r| r.bytes_pulled),
         sum(|r| r.lost_messages),
         sum(|r| r.messages),
     );
@@ -71,6 +74,10 @@ fn seeds_pass() {
         );
         assert!(sum(|r| r.time_trims) > n, "retention.ms hardly ever trimmed");
         assert!(sum(|r| r.bytes_moved) > 0, "no batch ever moved to a cold file");
+        assert!(
+            sum(|r| r.snapshots) > n / 20 && sum(|r| r.bytes_pulled) > 0,
+            "hardly any wiped node rebuilt through a snapshot"
+        );
     }
 }
 
@@ -120,6 +127,7 @@ fn planted_bugs_are_caught() {
         Bug::AckBeforeCommit,
         Bug::KeepOverwrittenTail,
         Bug::ReclaimRetained,
+        Bug::SnapshotNotPulled,
     ] {
         let opts = Options {
             planted: Some(bug),

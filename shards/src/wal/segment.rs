@@ -79,6 +79,12 @@ pub fn is_cold(file: RaftIndex) -> bool {
     file.0 >= COLD_BASE
 }
 
+/// The file id of a batch this replica does not hold yet: a snapshot
+/// installed its index entry, and the batch is pulled from a peer into a
+/// cold file (`crate::shard::pull`). It counts as cold (the oldest batches
+/// of a partition) but names no file.
+pub const REMOTE: RaftIndex = RaftIndex(u64::MAX);
+
 fn cold_path(dir: &Path, id: RaftIndex) -> PathBuf {
     dir.join(format!("cold-{:020}.dat", id.0 - COLD_BASE))
 }
@@ -580,6 +586,37 @@ impl<D: Disk> WalWriter<D> {
         (index, entries.term(index).unwrap_or(0))
     }
 
+    /// Starts the log over after a snapshot of the state as of entry
+    /// `(index, term)`, first step: an empty segment, named past every
+    /// segment there is, that the log continues in. Returns its name: the
+    /// checkpoint written next starts the WAL there (`restart_done`), so a
+    /// crash between the steps leaves either the old log whole or the new
+    /// one.
+    pub async fn restart_at(&mut self, index: u64) -> Result<RaftIndex, WalError> {
+        let name = RaftIndex((index + 1).max(self.active_first.0 + 1));
+        self.roll(name, 0).await?;
+        Ok(name)
+    }
+
+    /// Second step, once the checkpoint names `keep_from` (from
+    /// `restart_at`): every older segment and the cold files `cold` go, and
+    /// the log holds nothing up to `(index, term)`.
+    pub fn restart_done(
+        &mut self,
+        keep_from: RaftIndex,
+        (index, term): (u64, u64),
+        cold: &[RaftIndex],
+    ) -> Result<(), WalError> {
+        // The checkpoint decided already: files a failure leaves behind
+        // are gone at the next open (segments) or reclaim (cold files).
+        let mut fresh = EntryIndex::default();
+        fresh.set_before(index, term);
+        *self.entries.borrow_mut() = fresh;
+        self.last_entry = RaftIndex(index);
+        self.remove_before(keep_from)?;
+        self.remove_cold(cold)
+    }
+
     /// Whether small appends to the active segment are written O_DSYNC.
     #[cfg(test)]
     pub(crate) fn writes_dsync(&self) -> bool {
@@ -765,7 +802,9 @@ pub async fn open<D: Disk>(
             (first, file, capacity, scan.valid_end, None)
         }
         None => {
-            let first = RaftIndex(1);
+            // A checkpoint's start names the first segment to keep: a new
+            // one named before it would be removed at the next open.
+            let first = start.map_or(RaftIndex(1), |s| s.keep_from);
             let path = segment_path(dir, first);
             let prepared = prepare_segment(&disk, &path, segment_bytes).await?;
             sync_dir(&disk, dir)?;
@@ -780,9 +819,11 @@ pub async fn open<D: Disk>(
     if let Some(start) = start {
         entries.borrow_mut().set_before(start.before.0, start.before.1);
     }
+    // Without entries, the log ends where the checkpoint's start says (a
+    // segment after it may be named past that: a snapshot's restart).
     let last_entry = continuity
         .last_index()
-        .unwrap_or_else(|| start.map_or(0, |s| s.before.0).max(active_first.0 - 1));
+        .unwrap_or_else(|| start.map_or(active_first.0 - 1, |s| s.before.0));
     let writer = WalWriter {
         disk,
         dir: dir.to_path_buf(),

@@ -1,0 +1,495 @@
+//! Pulling a snapshot's batches: after a replica installed a snapshot
+//! (`snapshot.rs`) its index names batches it does not hold (position
+//! `REMOTE`). It asks a peer, the leader when it knows one, for them: one
+//! request names up to `PULL_PARTITIONS` partitions and the offsets it
+//! lacks in each; the peer answers with the committed batches it holds
+//! in that range, up to `PULL_BYTES`, which the replica checks (CRC, and that
+//! they are the batches its index names) and writes into one cold file.
+//! A chunk gathers many partitions: files grow with data, not partitions.
+//!
+//! A peer answers only once it applied the log as far as the snapshot
+//! (`at`): a peer behind it may not have a partition yet, or not its
+//! batches. A peer whose log start passed what was asked answers from its
+//! log start: a committed trim removed the rest, and the replica trims as
+//! the trim entry will when it arrives. A deleted partition is answered
+//! `Gone`, and the replica drops what it lacked of it.
+//!
+//! Until every batch is pulled the replica serves nothing and does not
+//! lead (`RaftGroup::set_promotable`); a restart starts the pull over from
+//! its checkpoint.
+//!
+//! Wire form (little endian; a frame of the Raft transport or a message
+//! of the simulator's network): `kind u8` then
+//! - request: `from u64 | at u64 | max_bytes u32 | n u32 | n x (partition u32 | from i64 | until i64)`
+//! - reply: `from u64 | at u64 | n u32 | n x (partition u32 | status u8 | log_start i64 | bytes u32) | batches`
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use super::state::State;
+use crate::partition::IndexEntry;
+use crate::types::{Offset, PartitionId, RaftIndex};
+use crate::wal::{WalPos, REMOTE};
+
+/// Most partitions one request names.
+pub const PULL_PARTITIONS: usize = 1024;
+/// Most batch bytes one reply carries (the first batch always goes).
+pub const PULL_BYTES: u32 = 8 << 20;
+/// A request not answered within this long is sent again (to another peer
+/// when the leader is unknown).
+pub const PULL_TIMEOUT_MS: i64 = 2_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// The Raft id of the replica asking.
+    pub from: u64,
+    /// The index of the snapshot it installed.
+    pub at: u64,
+    pub max_bytes: u32,
+    /// Per partition, the offsets it lacks: `[from, until)`.
+    pub wants: Vec<(PartitionId, Offset, Offset)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    /// The batches from `log_start` or the offset asked, whichever is
+    /// later (maybe none: the chunk was full).
+    Data = 0,
+    /// The peer cannot answer for it yet (behind the snapshot, or pulling
+    /// it itself).
+    Behind = 1,
+    /// The partition was deleted.
+    Gone = 2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulled {
+    pub partition: PartitionId,
+    pub status: PullStatus,
+    pub log_start: Offset,
+    /// Bytes of this partition's batches in the reply's data.
+    pub bytes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullReply {
+    pub from: u64,
+    pub at: u64,
+    pub parts: Vec<Pulled>,
+    /// The partitions' batches one after another, in `parts` order.
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullMessage {
+    Request(PullRequest),
+    Reply(PullReply),
+}
+
+impl PullMessage {
+    /// The Raft id of the node that sent it.
+    pub fn from(&self) -> u64 {
+        match self {
+            PullMessage::Request(r) => r.from,
+            PullMessage::Reply(r) => r.from,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            PullMessage::Request(r) => {
+                out.push(0);
+                out.extend_from_slice(&r.from.to_le_bytes());
+                out.extend_from_slice(&r.at.to_le_bytes());
+                out.extend_from_slice(&r.max_bytes.to_le_bytes());
+                out.extend_from_slice(&(r.wants.len() as u32).to_le_bytes());
+                for (p, from, until) in &r.wants {
+                    out.extend_from_slice(&p.0.to_le_bytes());
+                    out.extend_from_slice(&from.0.to_le_bytes());
+                    out.extend_from_slice(&until.0.to_le_bytes());
+                }
+            }
+            PullMessage::Reply(r) => {
+                out.push(1);
+                out.extend_from_slice(&r.from.to_le_bytes());
+                out.extend_from_slice(&r.at.to_le_bytes());
+                out.extend_from_slice(&(r.parts.len() as u32).to_le_bytes());
+                for p in &r.parts {
+                    out.extend_from_slice(&p.partition.0.to_le_bytes());
+                    out.push(p.status as u8);
+                    out.extend_from_slice(&p.log_start.0.to_le_bytes());
+                    out.extend_from_slice(&p.bytes.to_le_bytes());
+                }
+                out.extend_from_slice(&r.data);
+            }
+        }
+        out
+    }
+
+    /// Decodes what a peer sent; anything malformed is refused.
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        let mut d = Dec(b);
+        let kind = d.take::<1>()?[0];
+        let from = u64::from_le_bytes(d.take()?);
+        let at = u64::from_le_bytes(d.take()?);
+        match kind {
+            0 => {
+                let max_bytes = u32::from_le_bytes(d.take()?);
+                let n = d.count(20)?;
+                let wants = (0..n)
+                    .map(|_| {
+                        let p = PartitionId(u32::from_le_bytes(d.take()?));
+                        let from = Offset(i64::from_le_bytes(d.take()?));
+                        Ok((p, from, Offset(i64::from_le_bytes(d.take()?))))
+                    })
+                    .collect::<Result<_, String>>()?;
+                d.end()?;
+                Ok(PullMessage::Request(PullRequest {
+                    from,
+                    at,
+                    max_bytes,
+                    wants,
+                }))
+            }
+            1 => {
+                let n = d.count(17)?;
+                let parts: Vec<Pulled> = (0..n)
+                    .map(|_| {
+                        let partition = PartitionId(u32::from_le_bytes(d.take()?));
+                        let status = match d.take::<1>()?[0] {
+                            0 => PullStatus::Data,
+                            1 => PullStatus::Behind,
+                            2 => PullStatus::Gone,
+                            s => return Err(format!("pull status {s}")),
+                        };
+                        let log_start = Offset(i64::from_le_bytes(d.take()?));
+                        let bytes = u32::from_le_bytes(d.take()?);
+                        Ok(Pulled {
+                            partition,
+                            status,
+                            log_start,
+                            bytes,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?;
+                let total: u64 = parts.iter().map(|p| p.bytes as u64).sum();
+                if total != d.0.len() as u64 {
+                    return Err(format!(
+                        "pull reply names {total} bytes of batches and carries {}",
+                        d.0.len()
+                    ));
+                }
+                Ok(PullMessage::Reply(PullReply {
+                    from,
+                    at,
+                    parts,
+                    data: Bytes::copy_from_slice(d.0),
+                }))
+            }
+            k => Err(format!("pull message kind {k}")),
+        }
+    }
+}
+
+struct Dec<'a>(&'a [u8]);
+
+impl Dec<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let (head, rest) = self.0.split_first_chunk::<N>().ok_or("pull message ends early")?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    /// A count of items of at least `each` bytes, checked against what is left.
+    fn count(&mut self, each: usize) -> Result<usize, String> {
+        let n = u32::from_le_bytes(self.take()?) as usize;
+        if n.saturating_mul(each) > self.0.len() {
+            return Err(format!("pull message claims {n} items"));
+        }
+        Ok(n)
+    }
+
+    fn end(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} bytes after the pull message", self.0.len()))
+        }
+    }
+}
+
+/// A replica's pull in progress.
+#[derive(Debug, Default)]
+pub struct Pull {
+    /// Partitions holding batches not pulled yet (some may have lost them
+    /// since to a trim or a delete: looked at lazily).
+    pub(super) remote: BTreeSet<PartitionId>,
+    /// The snapshot the batches belong to.
+    pub(super) at: u64,
+    /// The request in flight, and when it went (ms).
+    in_flight: Option<i64>,
+    /// How many requests went: which peer the next one goes to when the
+    /// leader is unknown.
+    pub(crate) requests: u64,
+    /// Batch bytes pulled and written.
+    pub(crate) bytes: u64,
+}
+
+/// What a checked reply adds to a replica: the batches in `data`, which
+/// the caller writes into a cold file, then `State::pulled`.
+pub struct Chunk {
+    pub(super) parts: Vec<(PartitionId, Offset, Vec<IndexEntry>)>,
+    pub(super) gone: Vec<PartitionId>,
+    pub data: Bytes,
+}
+
+impl State {
+    /// Whether this replica lacks batches a snapshot named.
+    pub fn pulling(&self) -> bool {
+        !self.pull.remote.is_empty()
+    }
+
+    /// The next request to send, if one is due: none is in flight (or the
+    /// last one timed out) and batches are missing. The caller sends it to
+    /// the leader, or to a peer in turn.
+    pub fn next_pull(&mut self, me: u64, now_ms: i64) -> Option<PullRequest> {
+        if self
+            .pull
+            .in_flight
+            .is_some_and(|sent| now_ms.abs_diff(sent) < PULL_TIMEOUT_MS as u64)
+        {
+            return None;
+        }
+        let mut wants = Vec::new();
+        let partitions = &self.partitions;
+        self.pull.remote.retain(|id| {
+            let mut remote = partitions.get(id).map(|p| p.remote());
+            let first = remote.as_mut().and_then(|r| r.next());
+            if let (Some(e), true) = (first, wants.len() < PULL_PARTITIONS) {
+                let last = remote.and_then(|r| r.last()).unwrap_or(e);
+                wants.push((*id, e.base, Offset(last.last.0 + 1)));
+            }
+            first.is_some()
+        });
+        if wants.is_empty() {
+            self.pull.in_flight = None;
+            return None;
+        }
+        self.pull.in_flight = Some(now_ms);
+        self.pull.requests += 1;
+        Some(PullRequest {
+            from: me,
+            at: self.pull.at,
+            max_bytes: PULL_BYTES,
+            wants,
+        })
+    }
+
+    /// What this replica answers a peer's pull request with: for each
+    /// partition its status and log start, and the committed batches to
+    /// send (read by the caller), up to the request's byte limit.
+    /// `applied`: the last entry this replica's state reflects.
+    pub fn serve_pull(&self, req: &PullRequest, applied: u64) -> Vec<(Pulled, Vec<IndexEntry>)> {
+        let mut budget = req.max_bytes.min(PULL_BYTES) as usize;
+        let mut out = Vec::with_capacity(req.wants.len());
+        for &(id, offset, until) in &req.wants {
+            let mut part = Pulled {
+                partition: id,
+                status: PullStatus::Behind,
+                log_start: Offset(0),
+                bytes: 0,
+            };
+            let p = self.partitions.get(&id);
+            let mut batches = Vec::new();
+            match p {
+                _ if applied < req.at => {}
+                None if self.deleted.contains(&id) || id.0 < self.known_below => part.status = PullStatus::Gone,
+                None => {}
+                Some(p) => {
+                    part.log_start = p.log_start();
+                    let from = offset.max(p.log_start());
+                    batches = p.committed_batches_from(from, budget);
+                    batches.retain(|e| e.base < until);
+                    if batches.first().is_some_and(|e| e.base > from) || batches.iter().any(|e| e.pos.segment == REMOTE)
+                    {
+                        batches.clear(); // pulling it too
+                    } else {
+                        part.status = PullStatus::Data;
+                        if budget == 0 {
+                            batches.clear();
+                        }
+                    }
+                }
+            }
+            let bytes: usize = batches.iter().map(|e| e.len as usize).sum();
+            budget = budget.saturating_sub(bytes);
+            part.bytes = bytes as u32;
+            out.push((part, batches));
+        }
+        out
+    }
+
+    /// Checks a peer's reply against what this replica lacks: every batch
+    /// must be one its index names as not held (same offsets, same size)
+    /// and pass its CRC. Returns the chunk to write, or why it is refused.
+    /// A reply to an older pull, or from a peer behind, is ignored.
+    pub fn check_pull_reply(&mut self, reply: PullReply) -> Result<Option<Chunk>, String> {
+        if reply.at != self.pull.at {
+            return Ok(None);
+        }
+        let mut chunk = Chunk {
+            parts: Vec::new(),
+            gone: Vec::new(),
+            data: reply.data.clone(),
+        };
+        let mut at = 0usize;
+        let mut answered = false;
+        for part in &reply.parts {
+            let part_at = at;
+            let bytes = &reply.data[at..at + part.bytes as usize];
+            at += part.bytes as usize;
+            match part.status {
+                PullStatus::Behind => continue,
+                PullStatus::Gone => {
+                    answered = true;
+                    chunk.gone.push(part.partition);
+                    continue;
+                }
+                PullStatus::Data => answered = true,
+            }
+            let Some(p) = self.partitions.get(&part.partition) else {
+                continue;
+            };
+            let mut entries = Vec::new();
+            let batches = if bytes.is_empty() {
+                Vec::new() // the chunk was full before this partition
+            } else {
+                crate::batch::split_batches(bytes, usize::MAX).map_err(|e| e.to_string())?
+            };
+            for (off, info) in batches {
+                let len = info.bytes;
+                let b = &bytes[off..off + len];
+                let base = Offset(crate::batch::base_offset(b));
+                let last = Offset(base.0 + i64::from(crate::batch::last_offset_delta(b)));
+                let named = p.remote().find(|e| e.base == base);
+                match named {
+                    Some(e) if e.last == last && e.len as usize == len => entries.push(IndexEntry {
+                        pos: WalPos {
+                            segment: REMOTE,
+                            offset: (part_at + off) as u64,
+                        },
+                        ..*e
+                    }),
+                    _ => {
+                        return Err(format!(
+                            "partition {}: a {len}-byte batch at offset {base} that this replica does not lack",
+                            part.partition
+                        ))
+                    }
+                }
+            }
+            chunk.parts.push((part.partition, part.log_start, entries));
+        }
+        if answered {
+            self.pull.in_flight = None;
+        }
+        Ok(Some(chunk))
+    }
+
+    /// The chunk's batches now live in cold file `file` (at their offsets
+    /// in the chunk): each partition's index points there, its log start
+    /// follows the peer's, and a partition the peer deleted drops what it
+    /// lacked. Returns whether the pull is complete.
+    pub fn pulled(&mut self, chunk: &Chunk, file: Option<RaftIndex>) -> bool {
+        for (id, log_start, entries) in &chunk.parts {
+            let Some(p) = self.partitions.get_mut(id) else { continue };
+            if *log_start > p.log_start() {
+                p.trim_to(*log_start);
+            }
+            for e in entries {
+                if let Some(file) = file {
+                    let from = WalPos {
+                        segment: REMOTE,
+                        offset: 0,
+                    };
+                    let to = WalPos {
+                        segment: file,
+                        offset: e.pos.offset,
+                    };
+                    if p.moved(e.base, from, to) {
+                        self.pull.bytes += e.len as u64;
+                    }
+                }
+            }
+        }
+        for id in &chunk.gone {
+            if let Some(p) = self.partitions.get_mut(id) {
+                let end = p.remote().last().map(|e| Offset(e.last.0 + 1));
+                if let Some(end) = end {
+                    p.trim_to(end);
+                }
+            }
+        }
+        let partitions = &self.partitions;
+        self.pull
+            .remote
+            .retain(|id| partitions.get(id).is_some_and(|p| p.remote().next().is_some()));
+        self.reclaim_dirty = true;
+        !self.pulling()
+    }
+
+    /// Starts pulling what an installed snapshot at `at` named.
+    pub(super) fn start_pull(&mut self, at: u64) {
+        self.pull.at = at;
+        self.pull.in_flight = None;
+        if crate::planted::active(crate::planted::Bug::SnapshotNotPulled) {
+            return;
+        }
+        self.pull.remote = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.remote().next().is_some())
+            .map(|(&id, _)| id)
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_messages_round_trip_and_garbage_is_refused() {
+        let req = PullMessage::Request(PullRequest {
+            from: 2,
+            at: 900,
+            max_bytes: 1 << 20,
+            wants: vec![
+                (PartitionId(3), Offset(40), Offset(90)),
+                (PartitionId(9), Offset(0), Offset(1)),
+            ],
+        });
+        assert_eq!(PullMessage::decode(&req.encode()), Ok(req.clone()));
+        let reply = PullMessage::Reply(PullReply {
+            from: 1,
+            at: 900,
+            parts: vec![Pulled {
+                partition: PartitionId(3),
+                status: PullStatus::Data,
+                log_start: Offset(10),
+                bytes: 3,
+            }],
+            data: Bytes::from_static(b"abc"),
+        });
+        assert_eq!(PullMessage::decode(&reply.encode()), Ok(reply.clone()));
+        let bytes = reply.encode();
+        for cut in 0..bytes.len() {
+            assert!(PullMessage::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = req.encode();
+        bad[0] = 7;
+        assert!(PullMessage::decode(&bad).is_err());
+    }
+}
