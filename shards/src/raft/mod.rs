@@ -166,7 +166,16 @@ pub struct RaftGroup<D: Disk = DmaDisk> {
     /// Snapshots sent and installed.
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
+    /// Since when (tick) this node leads, if it does.
+    led_since: Option<u64>,
+    /// How long (ticks) a voter may be silent before releases go on
+    /// without it.
+    release_past_down_ticks: u64,
 }
+
+/// A voter silent this long (5 minutes) no longer holds back the releases
+/// that let its peers reclaim their WAL.
+pub const RELEASE_PAST_DOWN_TICKS: u64 = 3_000;
 
 /// The index of an append rejection that means "this follower lost the
 /// log it acknowledged; it ends at `reject_hint`" (no append has it).
@@ -286,7 +295,15 @@ impl<D: Disk> RaftGroup<D> {
             snapshot_since: Default::default(),
             snapshots_sent: 0,
             snapshots_installed: 0,
+            led_since: None,
+            release_past_down_ticks: RELEASE_PAST_DOWN_TICKS,
         })
+    }
+
+    /// How long a voter may be silent before releases go on without it
+    /// (the simulator's runs are shorter than `RELEASE_PAST_DOWN_TICKS`).
+    pub fn set_release_past_down_ticks(&mut self, ticks: u64) {
+        self.release_past_down_ticks = ticks;
     }
 
     /// Whether this replica may lead: not while it lacks batches its state
@@ -407,13 +424,34 @@ impl<D: Disk> RaftGroup<D> {
     /// this leader's beyond `released` (the last release applied or
     /// proposed), the index every voter holds: worth a release entry, so
     /// that every replica may reclaim its WAL up to it. `None` otherwise,
-    /// and on a follower. (A replica that later needs what was released,
-    /// one that lost its disk, gets a snapshot.)
+    /// and on a follower. A voter silent for long does not count (see
+    /// `RELEASE_PAST_DOWN_TICKS`); it, and a replica that lost its disk,
+    /// gets a snapshot when it needs what was released.
     pub fn release_due(&self, released: u64) -> Option<u64> {
         if !self.is_leader() {
             return None;
         }
-        let held = self.node.raft.prs().iter().map(|(_, pr)| pr.matched).min()?;
+        // A voter silent for `release_past_down_ticks` no longer holds the
+        // others' disks back: it is sent a snapshot when it returns.
+        // (Not before this leader's first tick: a single voter has none.)
+        let since = self.led_since.unwrap_or(self.ticks);
+        let term = self.node.raft.term;
+        let down = |id: u64| {
+            let heard = self
+                .answered
+                .get(&id)
+                .filter(|(t, _)| *t == term)
+                .map_or(since, |&(_, at)| at);
+            id != self.membership.me && self.ticks.saturating_sub(heard.max(since)) > self.release_past_down_ticks
+        };
+        let held = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .filter(|(&id, _)| !down(id))
+            .map(|(_, pr)| pr.matched)
+            .min()?;
         let held = held.min(self.node.raft.raft_log.committed);
         if held <= released {
             return None;
@@ -465,6 +503,11 @@ impl<D: Disk> RaftGroup<D> {
     /// Advances the group's logical clock by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        self.led_since = if self.is_leader() {
+            self.led_since.or(Some(self.ticks))
+        } else {
+            None
+        };
         let raft = &mut self.node.raft;
         if !self.promotable && raft.state != raft::StateRole::Leader {
             // Never reaches the election timeout (no campaign), and a

@@ -75,6 +75,10 @@ fn set_retention(state: &mut State, id: PartitionId) {
 
 const RETENTION_MS: i64 = 2_000;
 
+/// Ticks (about 100 ms each) a voter may be silent before releases go on
+/// without it.
+const RELEASE_PAST_DOWN_TICKS: u64 = 20;
+
 /// Reclaims as soon as a segment is free: small segments, and every
 /// checkpoint and removal a chance for a fault.
 const RECLAIM: Policy = Policy {
@@ -203,6 +207,10 @@ impl Node {
         }));
         // A snapshot's batches not all pulled before the restart.
         group.set_promotable(!state.pulling());
+        // Runs are short: a node down for 2 s no longer holds the others'
+        // releases back, so nodes that come back find their peers' WAL
+        // gone past their log and install snapshots over it.
+        group.set_release_past_down_ticks(RELEASE_PAST_DOWN_TICKS);
         self.up = Some(Up {
             state,
             group,
