@@ -373,6 +373,9 @@ impl State {
                 let b = &bytes[off..off + len];
                 let base = Offset(crate::batch::base_offset(b));
                 let last = Offset(base.0 + i64::from(crate::batch::last_offset_delta(b)));
+                if last < p.log_start() {
+                    continue; // trimmed here since it was asked for
+                }
                 let named = p.remote().find(|e| e.base == base);
                 match named {
                     Some(e) if e.last == last && e.len as usize == len => entries.push(IndexEntry {
