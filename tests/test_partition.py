@@ -165,7 +165,7 @@ def test_partitioned_leader_steps_down_and_its_uncommitted_tail_is_replaced(tmp_
                                             f"{sum(v.startswith(b'x') for v in got)}"
             # Move the leadership (kill the leader, bring it back) so the
             # node that was cut off gets to lead too.
-            lead = cluster.settled("p", 1)[0]
+            lead = cluster.wait(lambda: cluster.settled("p", 1))[0]
             if lead == leader_id:
                 break
             cluster.nodes[lead].kill9()
