@@ -299,3 +299,21 @@ def test_groups_and_members_beyond_their_limits_are_refused(broker_factory, tmp_
     assert b.log_text().count("refusing a new") == 1, "one warning per shard, not one per request"
     still_serving(b)
 
+
+
+def test_a_fetch_asking_to_wait_for_weeks_is_answered_within_seconds(broker):
+    """max_wait_ms of 2^31-1 with min_bytes that never arrive (the wire
+    fuzzer found one): the fetch parks at most 10 s, then gets what there
+    is, as a client that times out after 30 s needs."""
+    import time
+    create_topic(broker.bootstrap, "waits", 1)
+    body = (struct.pack(">iiiib", -1, 2**31 - 1, 2**31 - 1, 1 << 20, 0) + struct.pack(">i", 1)
+            + raw.string("waits") + struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 1 << 20))
+    c = raw.Conn(broker.port, timeout=30)
+    started = time.time()
+    c.send(raw.frame(1, 4, 11, body))
+    payload = c.recv_frame()
+    waited = time.time() - started
+    c.close()
+    assert payload is not None and struct.unpack_from(">i", payload)[0] == 11
+    assert 9 <= waited < 15, f"answered after {waited:.1f} s"

@@ -2,7 +2,8 @@
 //! each partition's `partition_max_bytes` (the first batch always goes, as
 //! KIP-74 requires). With less than `min_bytes` available the fetch parks
 //! on the partitions' notifications — no polling loop — until new data
-//! commits or `max_wait_ms` passes.
+//! commits or `max_wait_ms` passes, at most `MAX_PARK` (a client may ask
+//! for days; it gets what there is and asks again).
 //!
 //! Fetch sessions (KIP-227): every fetch is a full fetch. A client asking to
 //! open a session gets session id 0, which the protocol defines as "no
@@ -53,7 +54,7 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
             });
         }
     }
-    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_PARK);
     let min_bytes = req.min_bytes.max(0) as usize;
     // The response is charged to the budget while it is read and encoded,
     // never while the fetch is parked. One fetch takes at most a quarter of
@@ -80,6 +81,10 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
     drop(charge);
     resp
 }
+
+/// Longest a fetch parks waiting for `min_bytes`, whatever `max_wait_ms`
+/// asks: clients wait 500 ms by default and time requests out after 30 s.
+const MAX_PARK: Duration = Duration::from_secs(10);
 
 /// Reads every located partition, each owner shard in parallel, each
 /// within the response's `max_bytes`.
