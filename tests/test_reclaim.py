@@ -103,31 +103,35 @@ def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everythi
     while it pulls, it goes on from its checkpoint. Then it leads and serves
     every retained record of a topic with retention and of one kept
     forever, from the same log starts."""
-    cluster = Cluster(tmp_path, shards=1, segment="1MiB")
+    # Two shards: each group's snapshot is installed on its own (group 0's
+    # carries the metadata, the other's none).
+    cluster = Cluster(tmp_path, shards=2, segment="1MiB")
     cluster.start()
     try:
         boot = cluster.nodes[0].bootstrap
-        create_topic(boot, "stream", 1, {"retention.bytes": str(RETAIN)}, replication_factor=3)
-        create_topic(boot, "kept", 1, {"retention.ms": "-1"}, replication_factor=3)
-        cluster.wait(lambda: cluster.settled("stream", 1) and cluster.settled("kept", 1))
+        create_topic(boot, "stream", 2, {"retention.bytes": str(RETAIN)}, replication_factor=3)
+        create_topic(boot, "kept", 2, {"retention.ms": "-1"}, replication_factor=3)
+        cluster.wait(lambda: cluster.settled("stream", 2) and cluster.settled("kept", 2))
         # The topic kept forever pins the segments it shares with the other:
         # its batches move to a cold file once most of them are dead.
-        write(cluster.bootstrap(), "kept", 1, 12)
-        write(cluster.bootstrap(), "stream", 1, 40)
+        write(cluster.bootstrap(), "kept", 2, 12)
+        write(cluster.bootstrap(), "stream", 2, 40)
         # Trims, releases and reclaims follow the writes (looked at once a
         # second): later small writes let the last ones through.
         for _ in range(3):
             time.sleep(1.2)
-            write(cluster.bootstrap(), "stream", 1, 1, prefix=b"late")
+            write(cluster.bootstrap(), "stream", 2, 1, prefix=b"late")
         cluster.wait(lambda: all(metric(b, "corestream_wal_segments_reclaimed_total") > 30 for b in cluster.nodes),
                      timeout=60)
-        expected = {t: read_from_start(cluster.bootstrap(), t, 0) for t in ("stream", "kept")}
-        starts = {t: low_watermark(cluster.bootstrap(), t, 0) for t in ("stream", "kept")}
-        assert 0 < starts["stream"][0] < starts["stream"][1] and starts["kept"][0] == 0
-        assert len(expected["kept"]) == 1200
+        parts = [(t, p) for t in ("stream", "kept") for p in (0, 1)]
+        expected = {tp: read_from_start(cluster.bootstrap(), *tp) for tp in parts}
+        starts = {tp: low_watermark(cluster.bootstrap(), *tp) for tp in parts}
+        for p in (0, 1):
+            assert 0 < starts[("stream", p)][0] < starts[("stream", p)][1] and starts[("kept", p)][0] == 0
+            assert len(expected[("kept", p)]) == 600
 
-        leader = cluster.wait(lambda: cluster.settled("stream", 1))[0]
-        wiped = next(b for i, b in enumerate(cluster.nodes) if i != leader)
+        leaders = cluster.wait(lambda: cluster.settled("stream", 2))
+        wiped = next(b for i, b in enumerate(cluster.nodes) if i not in leaders.values())
         wiped.kill9()
         shutil.rmtree(wiped.data_dir)
         wiped.start()
@@ -139,25 +143,30 @@ def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everythi
         assert "holds every batch" not in wiped.log_text(), "the pull finished before the kill"
         wiped.kill9()
         wiped.start()
-        cluster.wait(lambda: "holds every batch of the snapshot" in wiped.log_text(), timeout=60)
-        # It rebuilt from a snapshot, not from a peer's whole WAL.
-        assert wal_bytes(wiped.data_dir) < 8 * SEGMENT
+        cluster.wait(lambda: "holds every batch of the snapshot" in wiped.log_text()
+                     and metric(wiped, "corestream_snapshot_pulling") == 0, timeout=60)
+        # It rebuilt from snapshots, not from its peers' whole WAL (43 MiB
+        # went through each shard's 1 MiB segments).
+        assert wal_bytes(wiped.data_dir) < 2 * 8 * SEGMENT
         cold = sum(f.stat().st_size for f in wiped.data_dir.glob("shard-*/wal/cold-*.dat"))
-        assert cold >= 12 << 20
+        assert cold >= 4 << 20
 
-        # The wiped node leads: every other one goes down in turn until it does.
-        for _ in range(4):
-            leader = cluster.nodes[cluster.wait(lambda: cluster.settled("stream", 1), timeout=60)[0]]
-            if leader is wiped:
+        # The wiped node leads: the leaders of the groups it does not lead
+        # go down in turn until it leads one; it serves everything retained.
+        for _ in range(6):
+            leaders = cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
+            led = [p for p, l in leaders.items() if cluster.nodes[l] is wiped]
+            if led:
                 break
-            leader.kill9()
-            cluster.wait(lambda: cluster.settled("stream", 1), timeout=60)
-            leader.start()
-            cluster.wait(lambda: cluster.settled("stream", 1), timeout=60)
-        assert cluster.nodes[cluster.wait(lambda: cluster.settled("kept", 1))[0]] is wiped
-        for t in ("stream", "kept"):
-            assert low_watermark(cluster.bootstrap([wiped]), t, 0) == starts[t]
-            assert read_from_start(cluster.bootstrap([wiped]), t, 0) == expected[t]
+            other = cluster.nodes[leaders[0]]
+            other.kill9()
+            cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
+            other.start()
+            cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
+        assert led, "the wiped node never led"
+        for tp in parts:
+            assert low_watermark(cluster.bootstrap([wiped]), *tp) == starts[tp]
+            assert read_from_start(cluster.bootstrap([wiped]), *tp) == expected[tp]
     finally:
         cluster.stop()
 

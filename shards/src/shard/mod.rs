@@ -658,7 +658,7 @@ impl Shard {
                 partitions = st.partitions.len(),
                 "installed a snapshot from the leader; pulling its batches"
             );
-            if let Some((index, image)) = st.installed_meta.take() {
+            if let Some((index, image)) = st.installed_meta.take().filter(|(_, image)| !image.is_empty()) {
                 let _ = self.events.try_send(ShardEvent::MetaImage {
                     index: RaftIndex(index),
                     image,

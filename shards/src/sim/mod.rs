@@ -179,39 +179,14 @@ pub async fn run(seed: u64, opts: Options) -> Result<Report, String> {
         sim.step(true).await?;
     }
     sim.heal();
-    let mut converged = false;
-    for step in 0..opts.heal_steps {
-        sim.report.steps = opts.fault_steps + step;
-        sim.step(step < opts.heal_steps / 4).await?;
-        if step > opts.heal_steps / 4 && sim.converged() {
-            converged = true;
-            break;
-        }
-    }
-    if !converged {
-        return Err(sim.stuck());
-    }
+    sim.converge(opts, opts.fault_steps, None).await?;
     // Then, in half the clusters, a follower loses its disk while clients
     // go on (and may lose power again while it rebuilds): it must rebuild
     // from its peers, through a snapshot where they reclaimed their WAL.
     if sim.nodes.len() == 3 && sim.rng.below(2) == 0 {
         sim.wipe_follower();
-        let crash_at = sim.rng.below(opts.heal_steps / 4);
-        let mut converged = false;
-        for step in 0..opts.heal_steps {
-            sim.report.steps = opts.fault_steps + opts.heal_steps + step;
-            if step == crash_at && sim.rng.below(3) == 0 {
-                sim.crash_wiped();
-            }
-            sim.step(step < opts.heal_steps / 4).await?;
-            if step > opts.heal_steps / 4 && sim.converged() {
-                converged = true;
-                break;
-            }
-        }
-        if !converged {
-            return Err(sim.stuck());
-        }
+        let crash_at = Some(sim.rng.below(opts.heal_steps / 4)).filter(|_| sim.rng.below(3) == 0);
+        sim.converge(opts, opts.fault_steps + opts.heal_steps, crash_at).await?;
     }
     sim.finish().await
 }
@@ -664,6 +639,22 @@ impl Sim {
         self.report.consumed += records.len() as u64;
         self.positions.insert(p, next);
         Ok(())
+    }
+
+    /// Runs until the cluster converges (clients on for the first quarter
+    /// of the steps), cutting the wiped node's power at step `crash_at`.
+    async fn converge(&mut self, opts: Options, steps_before: u64, crash_at: Option<u64>) -> Result<(), String> {
+        for step in 0..opts.heal_steps {
+            self.report.steps = steps_before + step;
+            if Some(step) == crash_at {
+                self.crash_wiped();
+            }
+            self.step(step < opts.heal_steps / 4).await?;
+            if step > opts.heal_steps / 4 && self.converged() {
+                return Ok(());
+            }
+        }
+        Err(self.stuck())
     }
 
     /// A follower (the cluster converged: every entry is on every node, so
