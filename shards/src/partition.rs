@@ -81,14 +81,16 @@ impl Partition {
         if index[cold..].iter().any(|e| is_cold(e.pos.segment)) {
             return bad("batches in cold files after batches in the WAL".into());
         }
+        // An offset range that is empty, or whose last offset has no next
+        // offset, is corruption; checked first so the sums below cannot wrap.
+        if index.iter().any(|e| e.last < e.base || e.base.0 < 0 || e.last.0 == i64::MAX) {
+            return bad("an empty or out-of-range batch".into());
+        }
         for (i, pair) in index.windows(2).enumerate() {
             let in_wal = i >= cold;
             if pair[1].base.0 != pair[0].last.0 + 1 || (in_wal && pair[1].pos <= pair[0].pos) {
                 return bad("batches not dense in offsets, or not in WAL order".into());
             }
-        }
-        if index.iter().any(|e| e.last < e.base) {
-            return bad("an empty batch range".into());
         }
         match (index.first(), index.last()) {
             (Some(first), Some(last)) if first.last < log_start || last.last.0 + 1 != high_watermark.0 => {
@@ -397,6 +399,22 @@ mod tests {
             len,
             max_timestamp_ms: base * 10,
         }
+    }
+
+    #[test]
+    fn a_checkpoint_with_offsets_at_the_end_of_the_range_is_refused_not_a_panic() {
+        // Found by the checkpoint fuzz target in CI: a batch ending at
+        // i64::MAX overflowed the density check.
+        let saved = |index: Vec<IndexEntry>, hw: i64| SavedPartition {
+            id: PartitionId(1),
+            log_start: Offset(0),
+            high_watermark: Offset(hw),
+            index,
+            producers: Vec::new(),
+        };
+        assert!(Partition::restore(saved(vec![entry(0, i64::MAX, 1)], i64::MAX)).is_err());
+        assert!(Partition::restore(saved(vec![entry(0, i64::MAX, 1), entry(1, 2, 1)], 3)).is_err());
+        assert!(Partition::restore(saved(vec![entry(0, 1, 1), entry(2, 3, 1)], 4)).is_ok());
     }
 
     #[test]
