@@ -69,6 +69,17 @@ pub fn batch_len(b: &[u8]) -> Result<usize, BatchError> {
 
 /// Validates one complete batch (exactly `b`) as a producer sent it.
 pub fn validate(b: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError> {
+    check(b, max_bytes, true)
+}
+
+/// Validates one complete stored batch: as `validate`, but compaction may
+/// have removed records, so a batch holds at most (not exactly) as many
+/// records as its offset range, and maybe none.
+pub fn validate_stored(b: &[u8]) -> Result<BatchInfo, BatchError> {
+    check(b, usize::MAX, false)
+}
+
+fn check(b: &[u8], max_bytes: usize, as_produced: bool) -> Result<BatchInfo, BatchError> {
     let len = batch_len(b)?;
     if len != b.len() {
         return Err(BatchError::Truncated);
@@ -89,7 +100,12 @@ pub fn validate(b: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError> {
     }
     let count = be_i32(b, RECORD_COUNT_AT);
     let last_delta = be_i32(b, LAST_OFFSET_DELTA_AT);
-    if count <= 0 || last_delta != count - 1 {
+    let consistent = if as_produced {
+        count > 0 && last_delta == count - 1
+    } else {
+        count >= 0 && last_delta >= 0 && count <= last_delta.saturating_add(1)
+    };
+    if !consistent {
         return Err(BatchError::BadRecordCount { count, last_delta });
     }
     Ok(BatchInfo {
@@ -103,6 +119,18 @@ pub fn validate(b: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError> {
 /// Splits a produce request's `records` field into its batches, validating
 /// each. A partition's data may hold several concatenated batches.
 pub fn split_batches(records: &[u8], max_bytes: usize) -> Result<Vec<(usize, BatchInfo)>, BatchError> {
+    split(records, |b| validate(b, max_bytes))
+}
+
+/// Splits stored batches (a read, a pull reply), validating each as stored.
+pub fn split_stored(records: &[u8]) -> Result<Vec<(usize, BatchInfo)>, BatchError> {
+    split(records, validate_stored)
+}
+
+fn split(
+    records: &[u8],
+    validate: impl Fn(&[u8]) -> Result<BatchInfo, BatchError>,
+) -> Result<Vec<(usize, BatchInfo)>, BatchError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < records.len() {
@@ -111,7 +139,7 @@ pub fn split_batches(records: &[u8], max_bytes: usize) -> Result<Vec<(usize, Bat
         if end > records.len() {
             return Err(BatchError::Truncated);
         }
-        out.push((at, validate(&records[at..end], max_bytes)?));
+        out.push((at, validate(&records[at..end])?));
         at = end;
     }
     if out.is_empty() {

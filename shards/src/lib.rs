@@ -37,6 +37,7 @@ pub mod producer;
 pub mod raft;
 pub mod read_ahead;
 pub mod read_cache;
+pub mod records;
 pub mod shard;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

@@ -133,6 +133,10 @@ pub struct StorageReport {
     pub snapshots_installed: u64,
     pub snapshot_bytes_pulled: u64,
     pub pulling: bool,
+    /// Compaction passes completed, batch bytes they read and wrote.
+    pub compaction_runs: u64,
+    pub compaction_bytes_read: u64,
+    pub compaction_bytes_written: u64,
     /// Why the shard refuses writes, if it does.
     pub failed: Option<String>,
 }

@@ -83,7 +83,10 @@ impl Partition {
         }
         // An offset range that is empty, or whose last offset has no next
         // offset, is corruption; checked first so the sums below cannot wrap.
-        if index.iter().any(|e| e.last < e.base || e.base.0 < 0 || e.last.0 == i64::MAX) {
+        if index
+            .iter()
+            .any(|e| e.last < e.base || e.base.0 < 0 || e.last.0 == i64::MAX)
+        {
             return bad("an empty or out-of-range batch".into());
         }
         for (i, pair) in index.windows(2).enumerate() {
@@ -152,6 +155,66 @@ impl Partition {
             }
             _ => false,
         }
+    }
+
+    /// Replaces the run of batches `old` (still as they were) with `new`,
+    /// which covers the same offsets (compaction rewrote them). Returns
+    /// whether it did.
+    pub fn replace_run(&mut self, old: &[IndexEntry], new: Vec<IndexEntry>) -> bool {
+        let (Some(first), Some(last)) = (old.first(), old.last()) else {
+            return false;
+        };
+        let at = self.index.partition_point(|e| e.base < first.base);
+        if self.index.get(at..at + old.len()) != Some(old) {
+            return false;
+        }
+        assert!(
+            new.first().is_some_and(|n| n.base == first.base)
+                && new.last().is_some_and(|n| n.last == last.last)
+                && new.windows(2).all(|w| w[1].base.0 == w[0].last.0 + 1),
+            "partition {}: a rewritten run must cover the offsets it replaces, densely",
+            self.id
+        );
+        self.bytes -= old.iter().map(|e| e.len as u64).sum::<u64>();
+        self.bytes += new.iter().map(|e| e.len as u64).sum::<u64>();
+        self.index.splice(at..at + old.len(), new);
+        true
+    }
+
+    /// Batches pulled from a peer (`held`, dense, in a cold file) take the
+    /// place of the not-held entries (`wal::REMOTE`) over their offsets; a
+    /// not-held entry they cover only in part keeps the rest of its range
+    /// (the peer's batches may be cut elsewhere: replicas compact their
+    /// own copies). Entries trimmed since are skipped. Returns the bytes
+    /// now held.
+    pub fn fill_remote(&mut self, held: Vec<IndexEntry>) -> u64 {
+        let remote = |e: &IndexEntry| e.pos.segment == crate::wal::REMOTE;
+        let start = self.index.first().map_or(self.log_start, |e| e.base);
+        let held: Vec<IndexEntry> = held.into_iter().filter(|e| e.last >= start).collect();
+        let (Some(first), Some(last)) = (held.first().copied(), held.last().copied()) else {
+            return 0;
+        };
+        let i = self.index.partition_point(|e| e.last < first.base);
+        let j = self.index.partition_point(|e| e.last <= last.last);
+        // The first batch held starts where the entry it replaces does, or
+        // anywhere up to the log start (what is below it is not served).
+        let fits = self
+            .index
+            .get(i)
+            .is_some_and(|e| e.base == first.base || (i == 0 && first.base <= self.log_start))
+            && self.index[i..j].iter().all(remote)
+            && self.index.get(j).is_none_or(|e| e.base > last.last || remote(e));
+        if !fits {
+            return 0; // changed since it was asked for: what is lacked is asked again
+        }
+        if let Some(rest) = self.index.get_mut(j).filter(|e| e.base <= last.last) {
+            rest.base = Offset(last.last.0 + 1);
+        }
+        let bytes: u64 = held.iter().map(|e| e.len as u64).sum();
+        self.bytes -= self.index[i..j].iter().map(|e| e.len as u64).sum::<u64>();
+        self.bytes += bytes;
+        self.index.splice(i..j, held);
+        bytes
     }
 
     /// Index entries held (a checkpoint's size grows with them).
@@ -375,7 +438,7 @@ impl Partition {
 
     /// The committed batches holding offsets at `from` or later and at the
     /// log start or later.
-    fn committed_from(&self, from: Offset) -> &[IndexEntry] {
+    pub(crate) fn committed_from(&self, from: Offset) -> &[IndexEntry] {
         let from = from.max(self.log_start);
         let start = self.index.partition_point(|e| e.last < from);
         let end = self.index.partition_point(|e| e.last < self.high_watermark);

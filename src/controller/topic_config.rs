@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use corestream_shards::shard::compact::Compaction;
+
 /// Kafka's `ConfigType` codes (DescribeConfigs v3+).
 const BOOLEAN: i8 = 1;
 const STRING: i8 = 2;
@@ -57,7 +59,7 @@ pub const KEYS: &[ConfigKey] = &[
         kind: LIST,
         default: "delete",
         check: Check::ListOf(&["delete", "compact"]),
-        doc: "delete or compact (or both). Stored; neither retention nor compaction is enforced yet.",
+        doc: "delete (retention.ms and retention.bytes trim the log), compact (the last record of each key stays), or both.",
     },
     ConfigKey {
         name: "compression.type",
@@ -92,7 +94,7 @@ pub const KEYS: &[ConfigKey] = &[
         kind: LONG,
         default: "86400000",
         check: Check::Int(0, i64::MAX),
-        doc: "How long compaction keeps tombstones. Stored; compaction is not built yet.",
+        doc: "How long compaction keeps a tombstone (a null value) after its timestamp.",
     },
     ConfigKey {
         name: "file.delete.delay.ms",
@@ -155,7 +157,7 @@ pub const KEYS: &[ConfigKey] = &[
         kind: LONG,
         default: "9223372036854775807",
         check: Check::Int(1, i64::MAX),
-        doc: "Stored; compaction is not built yet.",
+        doc: "A compacted partition is cleaned once a record waited this long, whatever its dirty ratio.",
     },
     ConfigKey {
         name: "max.message.bytes",
@@ -211,14 +213,14 @@ pub const KEYS: &[ConfigKey] = &[
         kind: DOUBLE,
         default: "0.5",
         check: Check::Double(0.0, 1.0),
-        doc: "Stored; compaction is not built yet.",
+        doc: "A compacted partition is cleaned once this share of its cleanable bytes is new since the last pass.",
     },
     ConfigKey {
         name: "min.compaction.lag.ms",
         kind: LONG,
         default: "0",
         check: Check::Int(0, i64::MAX),
-        doc: "Stored; compaction is not built yet.",
+        doc: "Records younger than this are not compacted.",
     },
     ConfigKey {
         name: "min.insync.replicas",
@@ -402,6 +404,26 @@ pub fn retention_bytes(overrides: &BTreeMap<String, String>) -> Option<u64> {
     }
     let bytes = overrides.get("retention.bytes")?.trim().parse::<i64>().ok()?;
     u64::try_from(bytes).ok()
+}
+
+/// How a topic's partitions are compacted: `None` unless `cleanup.policy`
+/// includes `compact`.
+pub fn compaction(overrides: &BTreeMap<String, String>) -> Option<Compaction> {
+    let policy = overrides.get("cleanup.policy").map_or("delete", String::as_str);
+    if !policy.split(',').any(|p| p.trim() == "compact") {
+        return None;
+    }
+    let d = Compaction::default();
+    let get = |name: &str| overrides.get(name).map(|v| v.trim());
+    let long = |name: &str, default: i64| get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+    Some(Compaction {
+        delete_retention_ms: long("delete.retention.ms", d.delete_retention_ms),
+        min_lag_ms: long("min.compaction.lag.ms", d.min_lag_ms),
+        max_lag_ms: long("max.compaction.lag.ms", d.max_lag_ms),
+        min_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(d.min_dirty_ratio),
+    })
 }
 
 /// The `retention.ms` a topic's partitions are trimmed by: the topic's, or

@@ -198,7 +198,9 @@ pub async fn coordinator_of(b: &Rc<Broker>, group: &str, create: bool) -> Result
                 num_partitions: OFFSETS_PARTITIONS,
                 replication_factor: -1,
                 assignments: Vec::new(),
-                configs: Vec::new(),
+                // As Kafka's: compacted (the last commit of each group and
+                // partition stays), never trimmed by time.
+                configs: vec![("cleanup.policy".to_string(), Some("compact".to_string()))],
             }],
             validate_only: false,
         })

@@ -6,15 +6,15 @@
 //! The records are read as a stream (decompressed on the fly where the
 //! batch is compressed), each record's length prefix used to skip its key,
 //! value and headers: memory stays a few KiB whatever the batch expands
-//! to, and a batch that expands past `MAX_SCANNED_BYTES` (a compression
-//! bomb) is not followed further.
+//! to, and a batch that expands past `records::MAX_DECOMPRESSED_BYTES` (a
+//! compression bomb) is not followed further.
 //!
 //! Record layout (magic 2): `length varint | attributes i8 |
 //! timestampDelta varlong | offsetDelta varint | key | value | headers`.
 
 use std::io::{self, Read};
 
-use corestream_shards::batch::HEADER_BYTES;
+use corestream_shards::records::{byte, reader, varint, Header, RecordsError};
 
 /// What to find in a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,160 +27,42 @@ pub enum Wanted {
     Max { min_offset: i64 },
 }
 
-/// Most decompressed bytes one scan reads.
-const MAX_SCANNED_BYTES: u64 = 256 << 20;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("batch header truncated")]
-    Truncated,
-    #[error("unknown compression codec {0}")]
-    Codec(i16),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
     #[error("records: {0}")]
-    Records(#[from] io::Error),
+    Io(#[from] io::Error),
 }
 
 /// The (offset, timestamp) of the record `wanted` names in `batch` (one
 /// whole, CRC-checked batch), or `None` when no record of it qualifies.
 pub fn scan(batch: &[u8], wanted: Wanted) -> Result<Option<(i64, i64)>, ScanError> {
-    let field = |at: usize, n: usize| batch.get(at..at + n).ok_or(ScanError::Truncated);
-    let i64_at = |at| field(at, 8).map(|b| i64::from_be_bytes(b.try_into().unwrap_or_default()));
-    let base_offset = i64_at(0)?;
-    let attributes = field(21, 2).map(|b| i16::from_be_bytes([b[0], b[1]]))?;
-    let base_timestamp = i64_at(27)?;
-    let max_timestamp = i64_at(35)?;
-    let count = field(57, 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))?;
-    let log_append_time = attributes & 0x8 != 0;
-    let compressed = &batch[HEADER_BYTES..];
-    let records: Box<dyn Read + '_> = match attributes & 0x7 {
-        0 => Box::new(compressed),
-        1 => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
-        2 => Box::new(Xerial::new(compressed)),
-        3 => Box::new(lz4::Decoder::new(compressed)?),
-        4 => Box::new(zstd::stream::read::Decoder::new(compressed)?),
-        other => return Err(ScanError::Codec(other)),
-    };
-    let mut r = records.take(MAX_SCANNED_BYTES);
-    for _ in 0..count.max(0) {
+    let h = Header::parse(batch)?;
+    let mut r = reader(batch, &h)?;
+    for _ in 0..h.count.max(0) {
         let len = varint(&mut r)?;
-        let mut rec = (&mut r).take(u64::try_from(len).map_err(|_| bad("negative record length"))?);
+        let len =
+            u64::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative record length"))?;
+        let mut rec = (&mut r).take(len);
         let _attributes = byte(&mut rec)?;
         let ts_delta = varint(&mut rec)?;
         let offset_delta = varint(&mut rec)?;
         io::copy(&mut rec, &mut io::sink())?;
-        let offset = base_offset.wrapping_add(offset_delta);
-        // A log-append-time batch's records carry the batch's time.
-        let timestamp = if log_append_time {
-            max_timestamp
-        } else {
-            base_timestamp.wrapping_add(ts_delta)
-        };
+        let offset = h.base_offset.wrapping_add(offset_delta);
+        let timestamp = h.timestamp_of(ts_delta);
         let hit = match wanted {
             Wanted::AtOrAfter {
                 timestamp: t,
                 min_offset,
             } => offset >= min_offset && timestamp >= t,
-            Wanted::Max { min_offset } => offset >= min_offset && timestamp == max_timestamp,
+            Wanted::Max { min_offset } => offset >= min_offset && timestamp == h.max_timestamp,
         };
         if hit {
             return Ok(Some((offset, timestamp)));
         }
     }
     Ok(None)
-}
-
-fn bad(why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, why.to_string())
-}
-
-fn byte(r: &mut impl Read) -> io::Result<u8> {
-    let mut b = [0u8];
-    r.read_exact(&mut b)?;
-    Ok(b[0])
-}
-
-/// A zigzag varint (Kafka's varint and varlong alike), at most 10 bytes.
-fn varint(r: &mut impl Read) -> io::Result<i64> {
-    let mut v: u64 = 0;
-    for i in 0..10 {
-        let b = byte(r)?;
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
-        }
-    }
-    Err(bad("varint longer than 10 bytes"))
-}
-
-/// Kafka's snappy: the xerial framing (`\x82SNAPPY\0`, two i32 versions,
-/// then blocks of `len u32 BE | raw snappy`), or one raw snappy block
-/// without it, as the Java client reads it.
-struct Xerial<'a> {
-    rest: &'a [u8],
-    block: Vec<u8>,
-    at: usize,
-    framed: bool,
-}
-
-const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\0";
-
-impl<'a> Xerial<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        let framed = data.starts_with(XERIAL_MAGIC);
-        Self {
-            rest: if framed {
-                data.get(16..).unwrap_or_default()
-            } else {
-                data
-            },
-            block: Vec::new(),
-            at: 0,
-            framed,
-        }
-    }
-
-    /// Decompresses the next block; false at the end.
-    fn next_block(&mut self) -> io::Result<bool> {
-        if self.rest.is_empty() {
-            return Ok(false);
-        }
-        let raw = if self.framed {
-            let (len, tail) = self
-                .rest
-                .split_first_chunk::<4>()
-                .ok_or_else(|| bad("snappy block length"))?;
-            let len = u32::from_be_bytes(*len) as usize;
-            let raw = tail.get(..len).ok_or_else(|| bad("snappy block truncated"))?;
-            self.rest = &tail[len..];
-            raw
-        } else {
-            std::mem::take(&mut self.rest)
-        };
-        let n = snap::raw::decompress_len(raw).map_err(|e| bad(&e.to_string()))?;
-        if n as u64 > MAX_SCANNED_BYTES {
-            return Err(bad("snappy block too large"));
-        }
-        self.block.resize(n, 0);
-        snap::raw::Decoder::new()
-            .decompress(raw, &mut self.block)
-            .map_err(|e| bad(&e.to_string()))?;
-        self.at = 0;
-        Ok(true)
-    }
-}
-
-impl Read for Xerial<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.block.len() {
-            if !self.next_block()? {
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.block.len() - self.at);
-        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
@@ -249,6 +131,48 @@ mod tests {
         }
     }
 
+    /// Compaction's rebuilt batches (`records::rebuild`) read back with
+    /// kafka-protocol's decoder, under every codec: the records kept, at
+    /// their offsets and times, in a batch whose range stays as it was.
+    #[test]
+    fn a_batch_rebuilt_around_some_records_reads_back_with_another_decoder() {
+        use corestream_shards::records::{self as recs, Header};
+        use kafka_protocol::records::RecordBatchDecoder;
+        let times = [1_000, 5_000, 3_000, 7_000, 2_000];
+        for codec in CODECS {
+            let b = batch(100, &times, codec, TimestampType::Creation);
+            let h = Header::parse(&b).unwrap();
+            let plain = recs::decompress(&b, &h).unwrap();
+            let all = recs::parse(&plain, h.count).unwrap();
+            let kept: Vec<_> = all
+                .iter()
+                .filter(|r| r.offset_delta % 2 == 1)
+                .map(|r| (*r, h.base_offset + r.offset_delta))
+                .collect();
+            let rebuilt = recs::rebuild(&h, 100, 104, &kept).unwrap();
+            corestream_shards::batch::validate_stored(&rebuilt).unwrap();
+            let mut buf = Bytes::from(rebuilt);
+            let set = RecordBatchDecoder::decode_all(&mut buf).expect("decodes");
+            let got: Vec<(i64, i64, Option<Bytes>, usize)> = set
+                .iter()
+                .flat_map(|s| s.records.iter())
+                .map(|r| {
+                    (
+                        r.offset,
+                        r.timestamp,
+                        r.key.clone(),
+                        r.value.as_ref().map_or(0, |v| v.len()),
+                    )
+                })
+                .collect();
+            let want = vec![
+                (101, 5_000, Some(Bytes::from("k1")), 301),
+                (103, 7_000, Some(Bytes::from("k3")), 303),
+            ];
+            assert_eq!(got, want, "{codec:?}");
+        }
+    }
+
     #[test]
     fn a_log_append_time_batch_gives_every_record_the_batch_time() {
         let b = batch(10, &[9_000, 9_000, 9_000], Compression::None, TimestampType::LogAppend);
@@ -278,7 +202,7 @@ mod tests {
         codec[22] |= 0x7; // compression 7 does not exist
         assert!(matches!(
             scan(&codec, Wanted::Max { min_offset: 0 }),
-            Err(ScanError::Codec(7))
+            Err(ScanError::Records(RecordsError::Codec(7)))
         ));
     }
 }

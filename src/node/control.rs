@@ -365,15 +365,17 @@ pub fn apply_changes(broker: &Broker, changes: &[MetaChange]) {
     }
 }
 
-/// Tells this shard the `retention.bytes` and `retention.ms` of its
-/// partitions of `topic`.
+/// Tells this shard the `retention.bytes`, `retention.ms` and compaction
+/// of its partitions of `topic`.
 pub fn apply_retention(broker: &Broker, topic: &str) {
     let meta = broker.meta.borrow();
     let Some(t) = meta.topic(topic) else { return };
     let bytes = crate::controller::topic_config::retention_bytes(&t.configs);
     let ms = crate::controller::topic_config::retention_ms(&t.configs);
+    let compaction = crate::controller::topic_config::compaction(&t.configs);
     for p in t.partitions.iter().filter(|p| p.shard_id() == broker.me()) {
         broker.shard.set_retention(p.partition_id(), bytes, ms);
+        broker.shard.set_compaction(p.partition_id(), compaction);
     }
 }
 

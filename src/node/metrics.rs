@@ -387,6 +387,27 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     );
     per_shard(
         &mut f,
+        "corestream_compaction_runs_total",
+        "counter",
+        "Compaction passes completed (cleanup.policy=compact: the last record of each key stays).",
+        &|s| s.storage.compaction_runs.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_compaction_read_bytes_total",
+        "counter",
+        "Batch bytes compaction read (its maps and rewrites).",
+        &|s| s.storage.compaction_bytes_read.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_compaction_written_bytes_total",
+        "counter",
+        "Batch bytes compaction wrote to cold files (what stayed of what it rewrote).",
+        &|s| s.storage.compaction_bytes_written.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_snapshot_pulling",
         "gauge",
         "1 while this shard lacks batches of a snapshot it installed (it serves none and cannot lead).",

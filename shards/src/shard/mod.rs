@@ -29,6 +29,7 @@ use crate::wal::{DmaDisk, WalError, WalReader};
 use pull::{PullMessage, PullReply, PullRequest};
 
 pub mod checkpoint;
+pub mod compact;
 pub mod pull;
 mod reads;
 pub mod reclaim;
@@ -238,6 +239,8 @@ pub struct Shard {
     meta_durable: Cell<u64>,
     /// A wake-up for a reclaim that was put off is set.
     reclaim_wake: Cell<bool>,
+    /// When the wake-up set for the cleaner fires (ms), if one is set.
+    compact_wake: Cell<Option<i64>>,
     /// The last entry the state machine applied (what a pull is served
     /// against).
     raft_applied: Cell<u64>,
@@ -323,6 +326,7 @@ impl Shard {
                 events_rx: RefCell::new(Some(events_rx)),
                 meta_durable: Cell::new(0),
                 reclaim_wake: Cell::new(false),
+                compact_wake: Cell::new(None),
                 raft_applied: Cell::new(group.applied().0),
                 pull_replies: RefCell::new(Vec::new()),
                 pulling_peers: RefCell::new(Vec::new()),
@@ -501,6 +505,9 @@ impl Shard {
             snapshots_installed: self.snapshots_installed.get(),
             snapshot_bytes_pulled: st.pull.bytes,
             pulling: st.pulling(),
+            compaction_runs: st.cleaner.runs,
+            compaction_bytes_read: st.cleaner.bytes_read,
+            compaction_bytes_written: st.cleaner.bytes_written,
             failed: st.failed.clone(),
         }
     }
@@ -573,6 +580,16 @@ impl Shard {
         let mut st = self.state.borrow_mut();
         st.set_retention_bytes(partition, bytes);
         st.set_retention_ms(partition, ms);
+    }
+
+    /// Sets (or, `None`, lifts) a partition's compaction
+    /// (`cleanup.policy=compact`).
+    pub fn set_compaction(&self, partition: PartitionId, c: Option<compact::Compaction>) {
+        let on = c.is_some();
+        self.state.borrow_mut().set_compaction(partition, c);
+        if on {
+            let _ = self.kick.try_send(());
+        }
     }
 
     /// Each partition's stored bytes on this replica (leader or not), or
@@ -768,7 +785,42 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
         }
         snapshots(&shard, &mut group).await;
         maybe_reclaim(&shard, &mut group).await;
+        maybe_compact(&shard, &mut group).await;
     }
+}
+
+/// Once the Ready rounds are quiet: one step of compaction if one is due
+/// (a pass goes a job at a time, the Raft rounds between them), and the
+/// wake-up for the next.
+async fn maybe_compact(shard: &Rc<Shard>, group: &mut RaftGroup) {
+    let now = wall_clock_ms();
+    let job = shard
+        .state
+        .borrow_mut()
+        .plan_compaction(group.wal().active_segment(), now);
+    if let Some(job) = job {
+        if let Err(e) = compact::run(&job, shard.reader.clone(), group, &shard.state).await {
+            tracing::warn!(shard = %shard.id, partition = %job.partition, error = %e, "compaction step failed; the partition is cleaned again at its next pass");
+            shard.state.borrow_mut().abandon_compaction();
+        }
+    }
+    let Some(at) = shard.state.borrow().compaction_wake_ms() else {
+        return;
+    };
+    if shard.compact_wake.get().is_some_and(|set| set <= at) {
+        return;
+    }
+    shard.compact_wake.set(Some(at));
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let wait = u64::try_from(at.saturating_sub(wall_clock_ms())).unwrap_or(0);
+        glommio::timer::sleep(std::time::Duration::from_millis(wait)).await;
+        if shard.compact_wake.get() == Some(at) {
+            shard.compact_wake.set(None);
+        }
+        let _ = shard.kick.try_send(());
+    })
+    .detach();
 }
 
 /// Once the Ready rounds are quiet: builds the snapshot raft-rs asked for

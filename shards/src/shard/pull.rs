@@ -331,10 +331,14 @@ impl State {
         out
     }
 
-    /// Checks a peer's reply against what this replica lacks: every batch
-    /// must be one its index names as not held (same offsets, same size)
-    /// and pass its CRC. Returns the chunk to write, or why it is refused.
-    /// A reply to an older pull, or from a peer behind, is ignored.
+    /// Checks a peer's reply against what this replica lacks: the batches
+    /// of each partition must pass their CRC and cover, densely, offsets
+    /// its index names as not held, from the first of them. Replicas
+    /// compact their own copies, so the peer's batches may be cut
+    /// elsewhere than the snapshot's: a batch reaching before or past what
+    /// is lacked is rebuilt around the records inside it. Returns the
+    /// chunk to write, or why it is refused. A reply to an older pull, or
+    /// from a peer behind, is ignored.
     pub fn check_pull_reply(&mut self, reply: PullReply) -> Result<Option<Chunk>, String> {
         if reply.at != self.pull.at {
             return Ok(None);
@@ -342,12 +346,12 @@ impl State {
         let mut chunk = Chunk {
             parts: Vec::new(),
             gone: Vec::new(),
-            data: reply.data.clone(),
+            data: Bytes::new(),
         };
+        let mut data: Vec<u8> = Vec::new();
         let mut at = 0usize;
         let mut answered = false;
         for part in &reply.parts {
-            let part_at = at;
             let bytes = &reply.data[at..at + part.bytes as usize];
             at += part.bytes as usize;
             match part.status {
@@ -362,39 +366,58 @@ impl State {
             let Some(p) = self.partitions.get(&part.partition) else {
                 continue;
             };
+            let (Some(first), Some(last)) = (p.remote().next(), p.remote().next_back()) else {
+                continue;
+            };
+            let until = Offset(last.last.0 + 1);
+            let mut next = first.base;
+            let start_at = p.log_start().max(part.log_start);
             let mut entries = Vec::new();
             let batches = if bytes.is_empty() {
                 Vec::new() // the chunk was full before this partition
             } else {
-                crate::batch::split_batches(bytes, usize::MAX).map_err(|e| e.to_string())?
+                crate::batch::split_stored(bytes).map_err(|e| e.to_string())?
             };
+            let refuse = |why: String| Err(format!("partition {}: {why}", part.partition));
             for (off, info) in batches {
-                let len = info.bytes;
-                let b = &bytes[off..off + len];
+                let b = &bytes[off..off + info.bytes];
                 let base = Offset(crate::batch::base_offset(b));
-                let last = Offset(base.0 + i64::from(crate::batch::last_offset_delta(b)));
-                if last < p.log_start() {
-                    continue; // trimmed here since it was asked for
+                let end = Offset(base.0 + i64::from(crate::batch::last_offset_delta(b)));
+                if end < start_at || end < next {
+                    continue; // trimmed here (or there) since it was asked for
                 }
-                let named = p.remote().find(|e| e.base == base);
-                match named {
-                    Some(e) if e.last == last && e.len as usize == len => entries.push(IndexEntry {
-                        pos: WalPos {
-                            segment: REMOTE,
-                            offset: (part_at + off) as u64,
-                        },
-                        ..*e
-                    }),
-                    _ => {
-                        return Err(format!(
-                            "partition {}: a {len}-byte batch at offset {base} that this replica does not lack",
-                            part.partition
-                        ))
-                    }
+                if next >= until {
+                    break;
                 }
+                if base > next && entries.is_empty() && base <= start_at {
+                    next = base; // the log start passed what was asked: served from there
+                } else if base > next {
+                    return refuse(format!("a batch at offset {base} where {next} was lacked"));
+                }
+                let fitted;
+                let b = if base < next || end >= until {
+                    fitted = fit(b, next, until).map_err(|e| format!("partition {}: {e}", part.partition))?;
+                    &fitted[..]
+                } else {
+                    b
+                };
+                let last = Offset(crate::batch::base_offset(b) + i64::from(crate::batch::last_offset_delta(b)));
+                entries.push(IndexEntry {
+                    base: next,
+                    last,
+                    pos: WalPos {
+                        segment: REMOTE,
+                        offset: data.len() as u64,
+                    },
+                    len: b.len() as u32,
+                    max_timestamp_ms: crate::batch::max_timestamp(b),
+                });
+                data.extend_from_slice(b);
+                next = Offset(last.0 + 1);
             }
             chunk.parts.push((part.partition, part.log_start, entries));
         }
+        chunk.data = Bytes::from(data);
         if answered {
             self.pull.in_flight = None;
         }
@@ -411,20 +434,18 @@ impl State {
             if *log_start > p.log_start() {
                 p.trim_to(*log_start);
             }
-            for e in entries {
-                if let Some(file) = file {
-                    let from = WalPos {
-                        segment: REMOTE,
-                        offset: 0,
-                    };
-                    let to = WalPos {
-                        segment: file,
-                        offset: e.pos.offset,
-                    };
-                    if p.moved(e.base, from, to) {
-                        self.pull.bytes += e.len as u64;
-                    }
-                }
+            if let Some(file) = file {
+                let held: Vec<IndexEntry> = entries
+                    .iter()
+                    .map(|e| IndexEntry {
+                        pos: WalPos {
+                            segment: file,
+                            offset: e.pos.offset,
+                        },
+                        ..*e
+                    })
+                    .collect();
+                self.pull.bytes += p.fill_remote(held);
             }
         }
         for id in &chunk.gone {
@@ -459,9 +480,131 @@ impl State {
     }
 }
 
+/// `batch` cut down to the offsets `[from, until)`: the records outside go,
+/// and the batch's range starts at `from` (or later, where it starts) and
+/// ends before `until` (or earlier, where it ends).
+fn fit(batch: &[u8], from: Offset, until: Offset) -> Result<Vec<u8>, crate::records::RecordsError> {
+    use crate::records::{self, Header};
+    let h = Header::parse(batch)?;
+    let plain = records::decompress(batch, &h)?;
+    let kept: Vec<_> = records::parse(&plain, h.count)?
+        .into_iter()
+        .map(|r| (r, h.base_offset + r.offset_delta))
+        .filter(|&(_, o)| o >= from.0 && o < until.0)
+        .collect();
+    let base = h.base_offset.max(from.0);
+    let last = h.last_offset().min(until.0 - 1);
+    records::rebuild(&h, base, last, &kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::tests::batch;
+
+    fn remote(base: i64, last: i64) -> IndexEntry {
+        IndexEntry {
+            base: Offset(base),
+            last: Offset(last),
+            pos: WalPos {
+                segment: REMOTE,
+                offset: 0,
+            },
+            len: 100,
+            max_timestamp_ms: 0,
+        }
+    }
+
+    /// A replica that installed a snapshot naming batches [0,1] [2,3] [4,5]
+    /// pulls from a peer that compacted its copy into [0,3] [4,7]: the
+    /// batches are taken, the one reaching past what was lacked is cut, and
+    /// the index stays dense.
+    #[test]
+    fn batches_cut_elsewhere_by_a_peers_compaction_fill_what_is_lacked() {
+        let id = PartitionId(3);
+        let mut st = State::new(&[], 4);
+        let mut p = crate::partition::Partition::restore(crate::partition::SavedPartition {
+            id,
+            log_start: Offset(0),
+            high_watermark: Offset(6),
+            index: vec![remote(0, 1), remote(2, 3), remote(4, 5)],
+            producers: Vec::new(),
+        })
+        .unwrap();
+        p.index_batch(IndexEntry {
+            base: Offset(6),
+            last: Offset(7),
+            pos: WalPos {
+                segment: RaftIndex(9),
+                offset: 0,
+            },
+            len: 80,
+            max_timestamp_ms: 0,
+        });
+        st.partitions.insert(id, p);
+        st.start_pull(50);
+        let t = 1_000;
+        let mut data = batch(0, &[(Some("a"), Some("a1"), t), (Some("b"), Some("b1"), t)], 1);
+        crate::batch::set_base_offset(&mut data, 0);
+        let mut b2 = batch(
+            4,
+            &[
+                (Some("x"), Some("1"), t),
+                (Some("y"), Some("2"), t),
+                (Some("z"), Some("3"), t),
+                (Some("w"), Some("4"), t),
+            ],
+            3,
+        );
+        crate::batch::set_base_offset(&mut b2, 4);
+        // The peer's [0,1] became [0,3] (records at 2 and 3 compacted away).
+        let mut wide = crate::records::Header::parse(&data).unwrap();
+        wide.last_offset_delta = 3;
+        let plain = crate::records::decompress(&data, &wide).unwrap();
+        let recs: Vec<_> = crate::records::parse(&plain, 2)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r, r.offset_delta))
+            .collect();
+        let first = crate::records::rebuild(&wide, 0, 3, &recs).unwrap();
+        let mut reply_data = first.clone();
+        reply_data.extend_from_slice(&b2);
+        let reply = PullReply {
+            from: 1,
+            at: 50,
+            parts: vec![Pulled {
+                partition: id,
+                status: PullStatus::Data,
+                log_start: Offset(0),
+                bytes: reply_data.len() as u32,
+            }],
+            data: Bytes::from(reply_data),
+        };
+        let chunk = st.check_pull_reply(reply).unwrap().unwrap();
+        let entries = &chunk.parts[0].2;
+        let ranges: Vec<_> = entries.iter().map(|e| (e.base.0, e.last.0)).collect();
+        assert_eq!(
+            ranges,
+            vec![(0, 3), (4, 5)],
+            "the batch past what was lacked is cut at 5"
+        );
+        let cut = &chunk.data[first.len()..];
+        let h = crate::records::Header::parse(cut).unwrap();
+        assert_eq!((h.base_offset, h.last_offset(), h.count), (4, 5, 2));
+        crate::batch::validate_stored(cut).unwrap();
+        assert!(
+            st.pulled(&chunk, Some(RaftIndex(crate::wal::COLD_BASE + 1))),
+            "nothing is lacked any more"
+        );
+        let p = st.partition(id).unwrap();
+        let ranges: Vec<_> = p
+            .committed_batches_from(Offset(0), usize::MAX)
+            .iter()
+            .map(|e| (e.base.0, e.last.0))
+            .collect();
+        assert_eq!(ranges, vec![(0, 3), (4, 5)]);
+        assert_eq!(p.indexed_end(), Offset(8));
+    }
 
     #[test]
     fn pull_messages_round_trip_and_garbage_is_refused() {

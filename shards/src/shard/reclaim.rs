@@ -356,7 +356,7 @@ pub async fn copy_to_cold<D: Disk>(
     let mut at = 0usize;
     for e in &entries {
         let b = &bytes[at..at + e.len as usize];
-        if let Err(why) = crate::batch::validate(b, usize::MAX) {
+        if let Err(why) = crate::batch::validate_stored(b) {
             return Err(WalError::Read(
                 e.pos.segment,
                 format!("the batch at offset {} to move: {why}", e.base),

@@ -100,6 +100,8 @@ pub struct State {
     /// Partitions seen pinning otherwise free segments: their log start,
     /// and since when it has not moved (ms).
     pub(super) pinning: HashMap<PartitionId, (Offset, i64)>,
+    /// Compaction: which partitions are compacted, and the pass under way.
+    pub(crate) cleaner: super::compact::Cleaner,
     /// Batches an installed snapshot named that this replica still pulls.
     pub(crate) pull: super::pull::Pull,
     /// The metadata an installed snapshot carried, with its index, for the
@@ -243,6 +245,7 @@ impl State {
             self.data_waiters.remove(id);
             self.retention_bytes.remove(id);
             self.time_retention.forget(*id);
+            self.forget_compaction(*id);
         }
     }
 

@@ -550,6 +550,11 @@ impl<D: Disk> WalWriter<D> {
         &self.cold_sizes
     }
 
+    /// The segment appends go to.
+    pub fn active_segment(&self) -> RaftIndex {
+        self.active_first
+    }
+
     /// The oldest segment.
     pub fn first_segment(&self) -> RaftIndex {
         self.files
