@@ -8,7 +8,7 @@ commit survives a restart."""
 import random
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KTP
 
@@ -187,3 +187,17 @@ def test_consumer_offsets_is_compacted_and_the_last_commit_survives_a_restart(br
     committed = c.committed([TopicPartition("events", 0)], timeout=20)
     c.close()
     assert committed[0].offset == 3000
+
+
+def test_a_record_without_a_key_is_refused_by_a_compacted_topic(broker_factory):
+    broker = broker_factory(shards=1)
+    create_topic(broker.bootstrap, "keyed", 1, {"cleanup.policy": "compact"})
+    errors = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "compression.type": "gzip"})
+    p.produce("keyed", key=b"k", value=b"kept", on_delivery=lambda e, m: errors.append(e))
+    assert p.flush(20) == 0
+    p.produce("keyed", value=b"no key", on_delivery=lambda e, m: errors.append(e))
+    assert p.flush(20) == 0
+    assert errors[0] is None
+    assert errors[1] is not None and errors[1].code() == KafkaError.INVALID_RECORD, errors[1]
+    assert low_watermark(broker.bootstrap, "keyed", 0) == (0, 1), "the keyless record was not stored"

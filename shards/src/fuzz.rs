@@ -70,6 +70,12 @@ pub fn checkpoint(data: &[u8]) {
     }
 }
 
+/// A stored batch as the cleaner meets it (`cleanup.policy=compact`):
+/// decompressed, its records parsed, rebuilt around those that stay.
+pub fn compaction(data: &[u8]) {
+    crate::shard::compact::fuzz_one(data);
+}
+
 /// A Raft transport frame from a peer: what passes `check_from_peer` is
 /// what the shard then persists and applies.
 pub fn raft_message(data: &[u8]) {
@@ -134,6 +140,11 @@ mod tests {
         println!("FUZZ_SEED={seed}");
         let mut rng = Rng::new(seed);
         let valid = batch::tests::make_batch(3, b"hello");
+        let keyed = crate::records::tests::batch(
+            9,
+            &[(Some("k"), Some("v1"), 5), (Some("k"), None, 6), (None, Some("x"), 7)],
+            0,
+        );
         let pull = crate::shard::pull::PullMessage::Reply(crate::shard::pull::PullReply {
             from: 2,
             at: 40,
@@ -147,8 +158,9 @@ mod tests {
         })
         .encode();
         for _ in 0..20_000 {
-            let mut data = match rng.below(4) {
+            let mut data = match rng.below(5) {
                 0 => valid.clone(),
+                3 => keyed.clone(),
                 1 => [valid.clone(), valid.clone()].concat(),
                 2 => pull.clone(),
                 _ => {
@@ -167,6 +179,7 @@ mod tests {
             wal_segment(&data);
             raft_message(&data);
             checkpoint(&data);
+            compaction(&data);
         }
     }
 }

@@ -217,14 +217,17 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
 /// (the offsets of records removed before or after them). The records are
 /// compressed again with the batch's codec.
 pub fn rebuild(h: &Header, base: i64, last: i64, kept: &[(Record<'_>, i64)]) -> Result<Vec<u8>, RecordsError> {
-    let last_delta = i32::try_from(last - base).map_err(|_| bad("batch offset range too wide"))?;
+    let last_delta = last
+        .checked_sub(base)
+        .and_then(|d| i32::try_from(d).ok())
+        .ok_or_else(|| bad("batch offset range too wide"))?;
     let mut plain = Vec::new();
     let mut max_timestamp = if kept.is_empty() { h.max_timestamp } else { i64::MIN };
     for (r, offset) in kept {
         let mut head = Vec::with_capacity(24);
         head.push(r.attributes as u8);
         put_varint(&mut head, r.timestamp_delta);
-        put_varint(&mut head, offset - base);
+        put_varint(&mut head, offset.wrapping_sub(base));
         put_varint(&mut plain, (head.len() + r.rest.len()) as i64);
         plain.extend_from_slice(&head);
         plain.extend_from_slice(r.rest);

@@ -48,10 +48,13 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
         .collect();
     let mut work: BTreeMap<ShardId, (Vec<ProduceItem>, Vec<Slot>)> = BTreeMap::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
-        let max_bytes = {
+        let (max_bytes, compacted) = {
             let meta = b.meta.borrow();
-            meta.topic(topic.name.0.as_str())
-                .map(|t| topic_config::max_message_bytes(&t.configs, b.config.limits.message_max_bytes.0))
+            let t = meta.topic(topic.name.0.as_str());
+            (
+                t.map(|t| topic_config::max_message_bytes(&t.configs, b.config.limits.message_max_bytes.0)),
+                t.is_some_and(|t| topic_config::compaction(&t.configs).is_some()),
+            )
         };
         for (pi, p) in topic.partition_data.into_iter().enumerate() {
             let out = &mut responses[ti].partition_responses[pi];
@@ -66,6 +69,14 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
             let records = p.records.unwrap_or_default();
             match batch::split_batches(&records, max_bytes) {
                 Ok(batches) => {
+                    if let Some(why) = compacted.then(|| keyless(&records, &batches)).flatten() {
+                        // As Kafka: compaction keeps a record by its key.
+                        out.error_code = errors::INVALID_RECORD;
+                        if version >= 8 {
+                            out.error_message = Some(errors::message(why));
+                        }
+                        continue;
+                    }
                     let (items, slots) = work.entry(loc.shard_id()).or_default();
                     items.push(ProduceItem {
                         partition: loc.partition_id(),
@@ -112,6 +123,25 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
             .with_responses(responses)
             .with_throttle_time_ms(throttle_ms),
     )
+}
+
+/// Why a batch for a compacted topic cannot be taken: a record without a
+/// key, or records that do not read.
+fn keyless(records: &[u8], batches: &[(usize, batch::BatchInfo)]) -> Option<String> {
+    use corestream_shards::records::{self, Header};
+    batches.iter().find_map(|&(at, info)| {
+        let b = &records[at..at + info.bytes];
+        let read = Header::parse(b).and_then(|h| {
+            let plain = records::decompress(b, &h)?;
+            let keyless = records::parse(&plain, h.count)?.iter().any(|r| r.key.is_none());
+            Ok(keyless)
+        });
+        match read {
+            Ok(false) => None,
+            Ok(true) => Some("Compacted topic cannot accept a record without a key".to_string()),
+            Err(e) => Some(format!("records of a batch for a compacted topic do not read: {e}")),
+        }
+    })
 }
 
 fn reject(out: &mut PartitionProduceResponse, e: &BatchError, version: i16) {

@@ -335,7 +335,7 @@ impl State {
             if let Ok(recs) = records::parse(&plain, h.count) {
                 for r in recs {
                     if let Some(key) = r.key {
-                        let offset = h.base_offset + r.offset_delta;
+                        let offset = h.base_offset.wrapping_add(r.offset_delta);
                         if let Some(o) = pass.keys.get_mut(key) {
                             *o = (*o).max(offset);
                         } else {
@@ -448,7 +448,7 @@ impl Out<'_> {
                 (*base, last)
             }
         };
-        if i32::try_from(to - base).is_err() {
+        if to.checked_sub(base).and_then(|d| i32::try_from(d).ok()).is_none() {
             return false;
         }
         *last = to;
@@ -486,7 +486,7 @@ fn rewrite_chunk(batches: &[IndexEntry], data: &[u8], pass: &Pass) -> Result<Rew
         let all = recs.len();
         let kept: Vec<(Record<'_>, i64)> = recs
             .into_iter()
-            .map(|r| (r, h.base_offset + r.offset_delta))
+            .map(|r| (r, h.base_offset.wrapping_add(r.offset_delta)))
             .filter(|(r, offset)| {
                 let Some(key) = r.key else { return false };
                 let latest = pass.keys.get(key).is_none_or(|&o| o <= *offset);
@@ -517,10 +517,12 @@ fn rewrite_chunk(batches: &[IndexEntry], data: &[u8], pass: &Pass) -> Result<Rew
     };
     for o in out {
         let (bytes, base, last) = match o {
-            Out::Whole { batch, base, last, .. } if crate::batch::last_offset_delta(batch) as i64 == last - base => {
+            Out::Whole { batch, base, last, .. }
+                if crate::batch::last_offset_delta(batch) as i64 == last.wrapping_sub(base) =>
+            {
                 (batch.to_vec(), base, last)
             }
-            Out::Whole { batch, base, last, .. } => (extend(batch, last - base), base, last),
+            Out::Whole { batch, base, last, .. } => (extend(batch, last.wrapping_sub(base)), base, last),
             Out::Kept {
                 header,
                 base,
@@ -602,6 +604,73 @@ pub async fn run<D: Disk>(
         }
     }
     Ok(())
+}
+
+/// The fuzz target's entry (`fuzz/fuzz_targets/compaction.rs`): `data` as
+/// one stored batch (from the disk: its CRC is not checked on the way to
+/// the cleaner), mapped and rewritten as a pass does; what comes out
+/// covers the batch's offsets, and every batch in it has the length its
+/// entry says. Never a panic.
+pub fn fuzz_one(data: &[u8]) {
+    let Ok(len) = crate::batch::batch_len(data) else { return };
+    if len != data.len() {
+        return;
+    }
+    let base = Offset(crate::batch::base_offset(data));
+    let last = Offset(
+        base.0
+            .wrapping_add(i64::from(crate::batch::last_offset_delta(data) as i32)),
+    );
+    if last < base {
+        return; // the index never holds such an entry
+    }
+    let entry = IndexEntry {
+        base,
+        last,
+        pos: WalPos {
+            segment: RaftIndex(1),
+            offset: 0,
+        },
+        len: len as u32,
+        max_timestamp_ms: crate::batch::max_timestamp(data),
+    };
+    let mut st = State::default();
+    st.cleaner.pass = Some(Pass {
+        partition: PartitionId(0),
+        rewriting: false,
+        next: base,
+        end: Offset(last.0.saturating_add(1)),
+        keys: HashMap::new(),
+        key_bytes: 0,
+        now_ms: 1 << 40,
+        settings: Compaction::default(),
+    });
+    let job = Job {
+        partition: PartitionId(0),
+        kind: JobKind::Map,
+        batches: vec![entry],
+    };
+    st.mapped(&job, data);
+    let Some(pass) = st.cleaner.pass.as_ref() else { return };
+    if let Ok(r) = rewrite_chunk(&job.batches, data, pass) {
+        assert_eq!(
+            r.entries.first().map(|e| e.base),
+            Some(base),
+            "the rewrite starts where the batch did"
+        );
+        assert_eq!(
+            r.entries.last().map(|e| e.last),
+            Some(last),
+            "the rewrite ends where the batch did"
+        );
+        let mut at = 0usize;
+        for e in &r.entries {
+            let b = &r.data[at..at + e.len as usize];
+            assert_eq!(crate::batch::batch_len(b).ok(), Some(e.len as usize));
+            at += e.len as usize;
+        }
+        assert_eq!(at, r.data.len());
+    }
 }
 
 #[cfg(test)]

@@ -489,7 +489,7 @@ fn fit(batch: &[u8], from: Offset, until: Offset) -> Result<Vec<u8>, crate::reco
     let plain = records::decompress(batch, &h)?;
     let kept: Vec<_> = records::parse(&plain, h.count)?
         .into_iter()
-        .map(|r| (r, h.base_offset + r.offset_delta))
+        .map(|r| (r, h.base_offset.wrapping_add(r.offset_delta)))
         .filter(|&(_, o)| o >= from.0 && o < until.0)
         .collect();
     let base = h.base_offset.max(from.0);
