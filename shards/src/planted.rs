@@ -20,6 +20,8 @@ pub enum Bug {
     /// A replica that installed a snapshot takes the batches it names as
     /// held, without pulling them from its peers.
     SnapshotNotPulled,
+    /// Compaction keeps the first record of each key instead of the last.
+    CompactionKeepsFirst,
 }
 
 #[cfg(feature = "planted-bugs")]

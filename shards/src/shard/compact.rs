@@ -26,7 +26,6 @@
 //! and the next pass does the work again); the batches it replaced are
 //! reclaimed as any others are.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::state::State;
@@ -337,7 +336,11 @@ impl State {
                     if let Some(key) = r.key {
                         let offset = h.base_offset.wrapping_add(r.offset_delta);
                         if let Some(o) = pass.keys.get_mut(key) {
-                            *o = (*o).max(offset);
+                            *o = if crate::planted::active(crate::planted::Bug::CompactionKeepsFirst) {
+                                (*o).min(offset)
+                            } else {
+                                (*o).max(offset)
+                            };
                         } else {
                             pass.key_bytes += key.len() + MAP_ENTRY_OVERHEAD;
                             pass.keys.insert(key.to_vec(), offset);
@@ -489,7 +492,13 @@ fn rewrite_chunk(batches: &[IndexEntry], data: &[u8], pass: &Pass) -> Result<Rew
             .map(|r| (r, h.base_offset.wrapping_add(r.offset_delta)))
             .filter(|(r, offset)| {
                 let Some(key) = r.key else { return false };
-                let latest = pass.keys.get(key).is_none_or(|&o| o <= *offset);
+                let latest = pass.keys.get(key).is_none_or(|&o| {
+                    if crate::planted::active(crate::planted::Bug::CompactionKeepsFirst) {
+                        o >= *offset
+                    } else {
+                        o <= *offset
+                    }
+                });
                 latest && !(r.tombstone() && h.timestamp_of(r.timestamp_delta) < horizon)
             })
             .collect();
@@ -580,30 +589,57 @@ impl State {
 }
 
 /// Runs one job: reads its batches, then maps them or writes what stays
-/// of them to a new cold file, which the index then points to.
+/// of them to a new cold file, which the index then points to. The
+/// shard's driver and the simulator reach their state differently: `with`
+/// runs a step on it.
 pub async fn run<D: Disk>(
     job: &Job,
     reader: WalReader<D>,
     group: &mut RaftGroup<D>,
-    state: &RefCell<State>,
+    mut with: impl FnMut(&mut dyn FnMut(&mut State)),
 ) -> Result<(), WalError> {
     let data = super::read_batches(reader, &job.batches).await?;
-    match job.kind {
-        JobKind::Map => state.borrow_mut().mapped(job, &data),
-        JobKind::Rewrite => {
-            let out = state.borrow_mut().rewrite(job, &data);
-            if let Some(r) = out {
+    // Each batch checked whole (its CRC): a bit flipped on the way must not
+    // change the map, nor be made permanent by a rewrite.
+    let mut at = 0usize;
+    for e in &job.batches {
+        if let Err(why) = crate::batch::validate_stored(&data[at..at + e.len as usize]) {
+            return Err(WalError::Read(
+                e.pos.segment,
+                format!("the batch at offset {} to compact: {why}", e.base),
+            ));
+        }
+        at += e.len as usize;
+    }
+    let mut out = None;
+    with(&mut |st| out = st.take_read(job, &data));
+    if let Some(r) = out {
+        let file = group.wal_mut().write_cold(&r.data).await?;
+        with(&mut |st| st.compacted(job, &r, file));
+    }
+    Ok(())
+}
+
+impl State {
+    /// A job's batches, read: mapped, or rewritten; returns what to write
+    /// to a new cold file, if anything.
+    fn take_read(&mut self, job: &Job, data: &[u8]) -> Option<Rewritten> {
+        match job.kind {
+            JobKind::Map => {
+                self.mapped(job, data);
+                None
+            }
+            JobKind::Rewrite => {
+                let r = self.rewrite(job, data)?;
                 if r.same_as(&job.batches) && job.batches.iter().all(|e| is_cold(e.pos.segment)) {
                     // Nothing went, and the batches are in cold files already.
-                    state.borrow_mut().kept_as_is(job);
-                    return Ok(());
+                    self.kept_as_is(job);
+                    return None;
                 }
-                let file = group.wal_mut().write_cold(&r.data).await?;
-                state.borrow_mut().compacted(job, &r, file);
+                Some(r)
             }
         }
     }
-    Ok(())
 }
 
 /// The fuzz target's entry (`fuzz/fuzz_targets/compaction.rs`): `data` as

@@ -799,7 +799,8 @@ async fn maybe_compact(shard: &Rc<Shard>, group: &mut RaftGroup) {
         .borrow_mut()
         .plan_compaction(group.wal().active_segment(), now);
     if let Some(job) = job {
-        if let Err(e) = compact::run(&job, shard.reader.clone(), group, &shard.state).await {
+        let with = |step: &mut dyn FnMut(&mut State)| step(&mut shard.state.borrow_mut());
+        if let Err(e) = compact::run(&job, shard.reader.clone(), group, with).await {
             tracing::warn!(shard = %shard.id, partition = %job.partition, error = %e, "compaction step failed; the partition is cleaned again at its next pass");
             shard.state.borrow_mut().abandon_compaction();
         }

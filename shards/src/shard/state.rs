@@ -162,6 +162,7 @@ pub async fn recover<D: Disk>(
     if let Some(c) = checkpoint {
         replay.applied = c.applied;
         replay.skip_through = c.applied.0;
+        replay.skip_term = c.applied.1;
         state.restore(c).map_err(RecoverError::Checkpoint)?;
     }
     let (writer, reader) = wal::open(disk, dir, segment_bytes, start, |rec, pos| {
@@ -212,6 +213,8 @@ struct Replay {
     rewrites_committed: bool,
     /// Entries up to here are in the checkpoint the state came from.
     skip_through: u64,
+    /// The term of the entry at `skip_through`.
+    skip_term: u64,
 }
 
 impl State {
@@ -820,6 +823,14 @@ impl State {
                 }
                 if rec.index <= replay.skip_through {
                     return; // in the checkpoint
+                }
+                if rec.term < replay.skip_term {
+                    // An entry of a term older than the checkpoint's last
+                    // one cannot follow it in the log: a tail that a later
+                    // leader overwrote (its replacement comes later in the
+                    // WAL). Its batches would not continue the
+                    // checkpoint's partitions.
+                    return;
                 }
                 if rec.index <= replay.applied.0 {
                     replay.rewrites_committed = true;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::workload::key_of;
 use crate::types::{Offset, PartitionId};
 
 /// A replica's committed records per partition: its log start, and
@@ -94,7 +95,26 @@ impl History {
                         i + 1
                     ));
                 }
-                if records != theirs {
+                if super::node::compacted(*p) {
+                    // Each replica compacts its own copy: what they hold at
+                    // an offset agrees, and so does each key's last record.
+                    let mine: BTreeMap<Offset, u64> = records.iter().copied().collect();
+                    if let Some(&(o, id)) = theirs.iter().find(|(o, id)| mine.get(o).is_some_and(|x| x != id)) {
+                        return Err(format!(
+                            "partition {p}: node {} holds {:#x} at offset {o}, node 1 {id:#x}",
+                            i + 1,
+                            mine[&o]
+                        ));
+                    }
+                    if last_per_key(records) != last_per_key(theirs) {
+                        return Err(format!(
+                            "partition {p}: node {} and node 1 differ in the last record of a key: {:?} and {:?}",
+                            i + 1,
+                            last_per_key(records),
+                            last_per_key(theirs)
+                        ));
+                    }
+                } else if records != theirs {
                     let at = records.iter().zip(theirs).position(|(x, y)| x != y);
                     return Err(format!(
                         "partition {p}: node {} and node 1 differ: {} and {} records, first difference at {at:?}",
@@ -107,8 +127,11 @@ impl History {
         }
         for (p, (start, records)) in first {
             let mut once = BTreeSet::new();
+            let compacted = super::node::compacted(*p);
             for (k, &(offset, id)) in records.iter().enumerate() {
-                if offset != Offset(start.0 + k as i64) {
+                let dense = offset == Offset(start.0 + k as i64);
+                let increasing = k == 0 && offset >= *start || k > 0 && offset > records[k - 1].0;
+                if !(dense || compacted && increasing) {
                     return Err(format!(
                         "partition {p}: record {k} from the log start {start} has offset {offset}: not dense"
                     ));
@@ -124,13 +147,23 @@ impl History {
             }
         }
         let start = |p: PartitionId| first.get(&p).map_or(Offset(0), |l| l.0);
-        let at = |p: PartitionId, o: Offset| {
-            let (start, records) = first.get(&p)?;
-            records.get(usize::try_from(o.0 - start.0).ok()?).map(|&(_, id)| id)
+        let held: BTreeMap<PartitionId, BTreeMap<Offset, u64>> = first
+            .iter()
+            .map(|(&p, (_, records))| (p, records.iter().copied().collect()))
+            .collect();
+        let at = |p: PartitionId, o: Offset| held.get(&p)?.get(&o).copied();
+        // Compaction removed the record at `offset`: a later one of its key is there.
+        let superseded = |p: PartitionId, offset: Offset, id: u64| {
+            super::node::compacted(p)
+                && at(p, offset).is_none()
+                && held.get(&p).is_some_and(|h| {
+                    h.range(Offset(offset.0 + 1)..)
+                        .any(|(_, &later)| key_of(later) == key_of(id))
+                })
         };
         for &(p, offset, id) in &self.acked {
             // Deleted partitions, and records DeleteRecords removed, are gone.
-            if self.deleted.contains(&p) || offset < start(p) {
+            if self.deleted.contains(&p) || offset < start(p) || superseded(p, offset, id) {
                 continue;
             }
             if at(p, offset) != Some(id) {
@@ -141,7 +174,7 @@ impl History {
             }
         }
         for (&(p, offset), &id) in &self.seen {
-            if self.deleted.contains(&p) || offset < start(p) {
+            if self.deleted.contains(&p) || offset < start(p) || superseded(p, offset, id) {
                 continue;
             }
             if at(p, offset) != Some(id) {
@@ -152,4 +185,9 @@ impl History {
         }
         Ok(())
     }
+}
+
+/// Each key's last record: `(key, offset, id)`.
+fn last_per_key(records: &[(Offset, u64)]) -> BTreeMap<u8, (Offset, u64)> {
+    records.iter().map(|&(o, id)| (key_of(id), (o, id))).collect()
 }

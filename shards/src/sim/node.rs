@@ -10,6 +10,7 @@ use std::rc::Rc;
 use super::disk::SimDisk;
 use super::net::{Net, SimOutbox};
 use crate::raft::{check_from_peer, Elections, Membership, PeerMessage, RaftGroup};
+use crate::shard::compact::{self, Compaction};
 use crate::shard::pull::{PullMessage, PullReply};
 use crate::shard::read_batches;
 use crate::shard::reclaim::{copy_to_cold, reclaim, Policy, Work};
@@ -63,8 +64,15 @@ fn apply_meta(state: &mut State, command: &[u8]) {
 /// (its batches move to cold files). Every fourth keeps its batches for 2 s
 /// (retention.ms, by the producers' timestamps and the nodes' skewed clocks).
 fn set_retention(state: &mut State, id: PartitionId) {
-    if id.0 % 5 == 2 {
-        return; // keeps everything: its batches pin segments, and move
+    if compacted(id) {
+        // Keeps the last record of each key: compaction rewrites it into
+        // cold files, and its other batches pin segments, and move.
+        let c = Compaction {
+            min_dirty_ratio: 0.2,
+            ..Compaction::default()
+        };
+        state.set_compaction(id, Some(c));
+        return;
     }
     let limit = if id.0.is_multiple_of(3) { 2_000 } else { 6_000 };
     state.set_retention_bytes(id, Some(limit));
@@ -74,6 +82,11 @@ fn set_retention(state: &mut State, id: PartitionId) {
 }
 
 const RETENTION_MS: i64 = 2_000;
+
+/// Every fifth partition is compacted (and not trimmed).
+pub fn compacted(id: PartitionId) -> bool {
+    id.0 % 5 == 2
+}
 
 /// Ticks (about 100 ms each) a voter may be silent before releases go on
 /// without it.
@@ -123,6 +136,8 @@ pub struct Node {
     /// Snapshots installed, and batch bytes pulled after them.
     pub snapshots: u64,
     pub pulled: u64,
+    /// Compaction passes this node completed.
+    pub compactions: u64,
 }
 
 /// Why a start failed.
@@ -150,6 +165,7 @@ impl Node {
             moved: 0,
             snapshots: 0,
             pulled: 0,
+            compactions: 0,
         }
     }
 
@@ -383,6 +399,23 @@ impl Node {
                     }
                     break;
                 }
+            }
+        }
+        // One step of compaction, as the driver takes one per quiet round.
+        if !up.failed {
+            let runs = up.state.cleaner.runs;
+            let job = up.state.plan_compaction(up.group.wal().active_segment(), wall);
+            self.compactions += up.state.cleaner.runs - runs;
+            if let Some(job) = job {
+                let state = &mut up.state;
+                let with = |step: &mut dyn FnMut(&mut State)| step(state);
+                if compact::run(&job, up.reader.clone(), &mut up.group, with)
+                    .await
+                    .is_err()
+                {
+                    up.state.abandon_compaction();
+                }
+                busy = true;
             }
         }
         busy

@@ -35,7 +35,7 @@ fn seeds_pass() {
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
          {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
          {} WAL segments reclaimed, {} starts from a checkpoint, {} retention.ms trims, {} bytes moved to cold files, \
-         {} disks wiped, {} snapshots installed, {} bytes pulled, {} of {} messages lost",
+         {} disks wiped, {} snapshots installed, {} bytes pulled, {} compaction passes, {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -56,6 +56,7 @@ fn seeds_pass() {
         sum(|r| r.wipes),
         sum(|r| r.snapshots),
         sum(|r| r.bytes_pulled),
+        sum(|r| r.compactions),
         sum(|r| r.lost_messages),
         sum(|r| r.messages),
     );
@@ -74,6 +75,7 @@ fn seeds_pass() {
         );
         assert!(sum(|r| r.time_trims) > n, "retention.ms hardly ever trimmed");
         assert!(sum(|r| r.bytes_moved) > 0, "no batch ever moved to a cold file");
+        assert!(sum(|r| r.compactions) > n, "compaction hardly ever ran");
         assert!(
             sum(|r| r.snapshots) > n / 20 && sum(|r| r.bytes_pulled) > 0,
             "hardly any wiped node rebuilt through a snapshot"
@@ -87,6 +89,11 @@ fn seeds_pass() {
 #[test]
 fn regression_seeds() {
     for seed in [
+        // A node restarted from a checkpoint replayed an entry of an older
+        // term past it, from a tail a later leader overwrote further on in
+        // the WAL: its batches did not continue the partition and the
+        // density check stopped the node (found once compaction came in).
+        374,
         // Recovery re-read the last block of the WAL to rewrite its head,
         // and wrote a bit flipped in that read back over records it had
         // accepted: acknowledged records lost.
@@ -128,6 +135,7 @@ fn planted_bugs_are_caught() {
         Bug::KeepOverwrittenTail,
         Bug::ReclaimRetained,
         Bug::SnapshotNotPulled,
+        Bug::CompactionKeepsFirst,
     ] {
         let opts = Options {
             planted: Some(bug),

@@ -13,12 +13,24 @@ use crate::shard::{Durability, ProduceItem, ShardError};
 use crate::test_rng::Rng;
 use crate::types::{Offset, PartitionId};
 
-/// A Kafka RecordBatch (magic 2) whose records are the ids, 8 bytes each
-/// (the broker never looks inside records), with a valid CRC.
+/// The key of record `id`: five keys, so that compacted partitions
+/// (`node::compacted`) have records to remove.
+pub fn key_of(id: u64) -> u8 {
+    (id % 5) as u8
+}
+
+/// A Kafka RecordBatch (magic 2, uncompressed) whose records hold the ids
+/// as their 8-byte values, keyed by `key_of`, with a valid CRC.
 pub fn make_batch(ids: &[u64], producer: Option<(i64, i16, i32)>, timestamp_ms: i64) -> Bytes {
     let mut b = vec![0u8; batch::HEADER_BYTES];
-    for id in ids {
+    for (i, id) in ids.iter().enumerate() {
+        // length, attributes, timestamp delta 0, offset delta, key (1
+        // byte), value (8 bytes), no headers; zigzag varints.
+        let body = [0u8, 0, (i as u8) << 1, 2, key_of(*id), 16];
+        b.push(((body.len() + 8 + 1) as u8) << 1);
+        b.extend_from_slice(&body);
         b.extend_from_slice(&id.to_be_bytes());
+        b.push(0);
     }
     let body = (b.len() - 12) as i32;
     b[8..12].copy_from_slice(&body.to_be_bytes());
@@ -36,30 +48,32 @@ pub fn make_batch(ids: &[u64], producer: Option<(i64, i16, i32)>, timestamp_ms: 
     Bytes::from(b)
 }
 
-/// What a consumer makes of fetched bytes: `(offset, id)` of each record,
-/// or why the bytes are not batches (as a Kafka client checks CRCs).
-pub fn parse_batches(mut bytes: &[u8]) -> Result<Vec<(Offset, u64)>, String> {
+/// What a consumer makes of fetched bytes: `(offset, id)` of each record
+/// and the offset after the last batch (a compacted batch's range may
+/// reach past its last record), or why the bytes are not batches (as a
+/// Kafka client checks CRCs).
+pub fn parse_batches(mut bytes: &[u8]) -> Result<(Vec<(Offset, u64)>, Offset), String> {
+    use crate::records::{self, Header};
     let mut out = Vec::new();
+    let mut end = Offset(0);
     while !bytes.is_empty() {
         let len = batch::batch_len(bytes).map_err(|e| e.to_string())?;
         let b = bytes.get(..len).ok_or("a batch runs past the read")?;
-        let info = batch::validate(b, usize::MAX).map_err(|e| e.to_string())?;
-        let records = &b[batch::HEADER_BYTES..];
-        if records.len() != info.record_count as usize * 8 {
-            return Err(format!(
-                "{} record bytes for {} records",
-                records.len(),
-                info.record_count
-            ));
+        batch::validate_stored(b).map_err(|e| e.to_string())?;
+        let h = Header::parse(b).map_err(|e| e.to_string())?;
+        let plain = records::decompress(b, &h).map_err(|e| e.to_string())?;
+        for r in records::parse(&plain, h.count).map_err(|e| e.to_string())? {
+            let value = r.value.ok_or("a record without a value")?;
+            let id = u64::from_be_bytes(value.try_into().map_err(|_| "a value of 8 bytes")?);
+            if r.key != Some(&[key_of(id)][..]) {
+                return Err(format!("record {id:#x} has key {:?}", r.key));
+            }
+            out.push((Offset(h.base_offset + r.offset_delta), id));
         }
-        let base = batch::base_offset(b);
-        for (i, r) in records.chunks_exact(8).enumerate() {
-            let id = u64::from_be_bytes(r.try_into().map_err(|_| "record of 8 bytes")?);
-            out.push((Offset(base + i as i64), id));
-        }
+        end = Offset(h.last_offset() + 1);
         bytes = &bytes[len..];
     }
-    Ok(out)
+    Ok((out, end))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
