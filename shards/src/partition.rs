@@ -17,6 +17,20 @@ pub struct IndexEntry {
     pub max_timestamp_ms: i64,
 }
 
+impl IndexEntry {
+    /// This batch, written at its `pos.offset` in file `file` (entries built
+    /// for a chunk name their offset in it, before the file exists).
+    pub fn in_file(self, file: crate::types::RaftIndex) -> IndexEntry {
+        IndexEntry {
+            pos: WalPos {
+                segment: file,
+                offset: self.pos.offset,
+            },
+            ..self
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Partition {
     pub id: PartitionId,

@@ -387,17 +387,7 @@ impl State {
         let Some(p) = self.partitions.get_mut(&job.partition) else {
             return;
         };
-        let entries: Vec<IndexEntry> = r
-            .entries
-            .iter()
-            .map(|e| IndexEntry {
-                pos: WalPos {
-                    segment: file,
-                    offset: e.pos.offset,
-                },
-                ..*e
-            })
-            .collect();
+        let entries: Vec<IndexEntry> = r.entries.iter().map(|e| e.in_file(file)).collect();
         if p.replace_run(&job.batches, entries) {
             self.cleaner.bytes_written += r.data.len() as u64;
             pass.next = Offset(job.batches.last().map_or(pass.next.0, |e| e.last.0 + 1));

@@ -435,16 +435,7 @@ impl State {
                 p.trim_to(*log_start);
             }
             if let Some(file) = file {
-                let held: Vec<IndexEntry> = entries
-                    .iter()
-                    .map(|e| IndexEntry {
-                        pos: WalPos {
-                            segment: file,
-                            offset: e.pos.offset,
-                        },
-                        ..*e
-                    })
-                    .collect();
+                let held: Vec<IndexEntry> = entries.iter().map(|e| e.in_file(file)).collect();
                 self.pull.bytes += p.fill_remote(held);
             }
         }
