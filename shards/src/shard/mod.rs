@@ -344,7 +344,7 @@ impl Shard {
             glommio::spawn_local(tick(shard.clone())).detach();
         }
         // A snapshot's batches not all pulled before the restart.
-        group.set_promotable(!shard.state.borrow().pulling());
+        shard.state.borrow_mut().settle_pull(&mut group);
         glommio::spawn_local(drive(shard.clone(), group, kicked)).detach();
         glommio::spawn_local(expire_by_time(Rc::downgrade(&shard), cfg.retention_check_interval)).detach();
         // Elections and recovered entries produce a first Ready.
@@ -392,6 +392,7 @@ impl Shard {
             parts: served.into_iter().map(|(p, _)| p).collect(),
             data,
         };
+        tracing::trace!(shard = %self.id, peer = req.from, at = req.at, parts = ?reply.parts, "answering a pull");
         if let Some(t) = &self.transport {
             crate::raft::Outbox::send_pull(&**t, req.from, PullMessage::Reply(reply));
         }
@@ -667,7 +668,7 @@ impl Shard {
         let metas = self.state.borrow_mut().apply(out, wall_clock_ms());
         if installing {
             let mut st = self.state.borrow_mut();
-            group.set_promotable(!st.pulling());
+            st.settle_pull(group);
             self.snapshots_installed.set(group.snapshots_installed);
             tracing::info!(
                 shard = %self.id,
@@ -858,6 +859,7 @@ async fn snapshots(shard: &Rc<Shard>, group: &mut RaftGroup) {
     let replies = shard.pull_replies.take();
     for reply in replies {
         let from = reply.from;
+        tracing::trace!(shard = %shard.id, peer = from, at = reply.at, parts = ?reply.parts, "a pull answered");
         let checked = shard.state.borrow_mut().check_pull_reply(reply);
         let chunk = match checked {
             Ok(Some(chunk)) => chunk,
@@ -878,10 +880,12 @@ async fn snapshots(shard: &Rc<Shard>, group: &mut RaftGroup) {
                 }
             }
         };
-        if shard.state.borrow_mut().pulled(&chunk, file) {
-            group.set_promotable(true);
-            tracing::info!(shard = %shard.id, bytes = shard.state.borrow().pull.bytes, "holds every batch of the snapshot it installed");
-        }
+        shard.state.borrow_mut().pulled(&chunk, file);
+    }
+    // Also where no reply ended it: a committed trim or a deleted
+    // partition can take the last batches a pull lacked.
+    if shard.state.borrow_mut().settle_pull(group) {
+        tracing::info!(shard = %shard.id, bytes = shard.state.borrow().pull.bytes, "holds every batch of the snapshot it installed");
     }
     let request = shard
         .state
@@ -896,6 +900,7 @@ async fn snapshots(shard: &Rc<Shard>, group: &mut RaftGroup) {
             .filter(|&l| l != me)
             .or_else(|| peers.get(turn % peers.len().max(1)).copied());
         if let Some(to) = to {
+            tracing::trace!(shard = %shard.id, to, at = req.at, wants = ?req.wants, "pulling");
             group.send_pull(to, PullMessage::Request(req));
         }
     }

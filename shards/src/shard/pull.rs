@@ -29,7 +29,9 @@ use bytes::Bytes;
 
 use super::state::State;
 use crate::partition::IndexEntry;
+use crate::raft::RaftGroup;
 use crate::types::{Offset, PartitionId, RaftIndex};
+use crate::wal::Disk;
 use crate::wal::{WalPos, REMOTE};
 
 /// Most partitions one request names.
@@ -251,6 +253,28 @@ impl State {
         !self.pull.remote.is_empty()
     }
 
+    /// The one place the group's right to lead follows the pull: it may
+    /// lead once this replica holds every batch its snapshot named,
+    /// however the last lacked one went (pulled, trimmed by a committed
+    /// trim, its partition deleted). Returns whether the pull ended just
+    /// now. Drivers call it after a snapshot, a restart and each round of
+    /// pull replies.
+    pub fn settle_pull<D: Disk>(&mut self, group: &mut RaftGroup<D>) -> bool {
+        self.forget_held();
+        let done = !self.pulling();
+        let ended = done && !group.promotable();
+        group.set_promotable(done);
+        ended
+    }
+
+    /// Drops the partitions that no longer lack a batch from those pulled.
+    fn forget_held(&mut self) {
+        let partitions = &self.partitions;
+        self.pull
+            .remote
+            .retain(|id| partitions.get(id).is_some_and(|p| p.remote().next().is_some()));
+    }
+
     /// The next request to send, if one is due: none is in flight (or the
     /// last one timed out) and batches are missing. The caller sends it to
     /// the leader, or to a peer in turn.
@@ -427,8 +451,8 @@ impl State {
     /// The chunk's batches now live in cold file `file` (at their offsets
     /// in the chunk): each partition's index points there, its log start
     /// follows the peer's, and a partition the peer deleted drops what it
-    /// lacked. Returns whether the pull is complete.
-    pub fn pulled(&mut self, chunk: &Chunk, file: Option<RaftIndex>) -> bool {
+    /// lacked. `settle_pull` then says whether the pull is complete.
+    pub fn pulled(&mut self, chunk: &Chunk, file: Option<RaftIndex>) {
         for (id, log_start, entries) in &chunk.parts {
             let Some(p) = self.partitions.get_mut(id) else { continue };
             if *log_start > p.log_start() {
@@ -447,12 +471,8 @@ impl State {
                 }
             }
         }
-        let partitions = &self.partitions;
-        self.pull
-            .remote
-            .retain(|id| partitions.get(id).is_some_and(|p| p.remote().next().is_some()));
+        self.forget_held();
         self.reclaim_dirty = true;
-        !self.pulling()
     }
 
     /// Starts pulling what an installed snapshot at `at` named.
@@ -583,10 +603,8 @@ mod tests {
         let h = crate::records::Header::parse(cut).unwrap();
         assert_eq!((h.base_offset, h.last_offset(), h.count), (4, 5, 2));
         crate::batch::validate_stored(cut).unwrap();
-        assert!(
-            st.pulled(&chunk, Some(RaftIndex(crate::wal::COLD_BASE + 1))),
-            "nothing is lacked any more"
-        );
+        st.pulled(&chunk, Some(RaftIndex(crate::wal::COLD_BASE + 1)));
+        assert!(!st.pulling(), "nothing is lacked any more");
         let p = st.partition(id).unwrap();
         let ranges: Vec<_> = p
             .committed_batches_from(Offset(0), usize::MAX)

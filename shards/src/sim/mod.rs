@@ -692,7 +692,8 @@ impl Sim {
 
     /// Every node up and running, one leader that serves, every node's
     /// log committed as far as the leader's, every batch held (none still
-    /// to pull after a snapshot) and nothing in flight.
+    /// to pull after a snapshot), every node free to lead again and
+    /// nothing in flight.
     fn converged(&self) -> bool {
         let ups: Vec<_> = self.nodes.iter().filter_map(|n| n.up.as_ref()).collect();
         if ups.len() != self.nodes.len() || ups.iter().any(|u| u.failed) {
@@ -704,9 +705,12 @@ impl Sim {
         };
         let commit = leader.group.commit_index();
         self.net.borrow().idle()
-            && ups
-                .iter()
-                .all(|u| u.group.commit_index() == commit && u.group.last_index() == commit && !u.state.pulling())
+            && ups.iter().all(|u| {
+                u.group.commit_index() == commit
+                    && u.group.last_index() == commit
+                    && !u.state.pulling()
+                    && u.group.promotable()
+            })
             && self.producers.iter().all(|p| p.pending.is_none())
     }
 
@@ -717,7 +721,7 @@ impl Sim {
             .map(|n| match &n.up {
                 None => format!("node {}: down", n.id),
                 Some(u) => format!(
-                    "node {}: leader {:?}, serves {}, term {}, commit {}, last {}, failed {}, pulling {}",
+                    "node {}: leader {:?}, serves {}, term {}, commit {}, last {}, failed {}, pulling {}, promotable {}",
                     n.id,
                     u.state.leader_id,
                     u.state.serves(),
@@ -725,7 +729,8 @@ impl Sim {
                     u.group.commit_index(),
                     u.group.last_index(),
                     u.failed,
-                    u.state.pulling()
+                    u.state.pulling(),
+                    u.group.promotable()
                 ),
             })
             .collect();

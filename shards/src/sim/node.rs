@@ -222,7 +222,7 @@ impl Node {
             from: self.id,
         }));
         // A snapshot's batches not all pulled before the restart.
-        group.set_promotable(!state.pulling());
+        state.settle_pull(&mut group);
         // Runs are short: a node down for 2 s no longer holds the others'
         // releases back, so nodes that come back find their peers' WAL
         // gone past their log and install snapshots over it.
@@ -308,9 +308,7 @@ impl Node {
                             }
                         };
                         let before = up.state.pull.bytes;
-                        if up.state.pulled(&chunk, file) {
-                            up.group.set_promotable(true);
-                        }
+                        up.state.pulled(&chunk, file);
                         self.pulled += up.state.pull.bytes - before;
                     }
                 }
@@ -331,7 +329,7 @@ impl Node {
                     let committed = up.state.apply(out, wall);
                     if installing {
                         self.snapshots += 1;
-                        up.group.set_promotable(!up.state.pulling());
+                        up.state.settle_pull(&mut up.group);
                         if let Some((_, image)) = up.state.installed_meta.take() {
                             up.metas = decode_metas(&image);
                             for (_, command) in up.metas.clone() {
@@ -368,6 +366,7 @@ impl Node {
         }
         // A snapshot's batches: the next chunk, from the leader or a peer
         // in turn.
+        up.state.settle_pull(&mut up.group);
         if up.state.pulling() {
             if let Some(req) = up.state.next_pull(self.id, wall) {
                 let peers: Vec<u64> = up.group.membership().peers().collect();
