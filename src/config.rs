@@ -81,6 +81,12 @@ pub struct GroupConfig {
     /// a new member beyond it gets GROUP_MAX_SIZE_REACHED (Kafka's
     /// group.max.size).
     pub max_members_per_group: usize,
+    /// How long the committed offsets of a group without members are kept
+    /// (Kafka's offsets.retention.minutes, 7 days, here in ms).
+    pub offsets_retention_ms: u64,
+    /// How often each coordinator shard looks for expired offsets (Kafka's
+    /// offsets.retention.check.interval.ms).
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -89,6 +95,8 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3000,
             max_groups_per_shard: 100_000,
             max_members_per_group: 1_000,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -325,6 +333,18 @@ impl Config {
             self.groups.initial_rebalance_delay_ms,
             0,
             300_000,
+        )?;
+        check(
+            "groups.offsets_retention_ms",
+            self.groups.offsets_retention_ms,
+            1,
+            i64::MAX as u64,
+        )?;
+        check(
+            "groups.offsets_retention_check_interval_ms",
+            self.groups.offsets_retention_check_interval_ms,
+            1,
+            i64::MAX as u64,
         )?;
         check(
             "groups.max_groups_per_shard",

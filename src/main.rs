@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run a broker. With no options: a single node on 127.0.0.1:9092, data
     /// in ./corestream-data, one shard per core.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Check this machine for what corestream needs (io_uring, locked
     /// memory, open files, CPUs, the data dir's file system and space, clock
     /// sync); prints pass/warn/fail with the fix, exits 1 on a failure.
@@ -110,6 +110,13 @@ struct StartArgs {
     /// How often each shard applies retention.ms, in ms [default: 300000].
     #[arg(long, value_name = "MS")]
     retention_check_interval_ms: Option<u64>,
+    /// How long committed offsets of a consumer group without members are
+    /// kept, in ms (Kafka's offsets.retention.minutes) [default: 604800000].
+    #[arg(long, value_name = "MS")]
+    offsets_retention_ms: Option<u64>,
+    /// How often expired offsets are looked for, in ms [default: 600000].
+    #[arg(long, value_name = "MS")]
+    offsets_retention_check_interval_ms: Option<u64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -156,6 +163,12 @@ impl StartArgs {
         }
         if let Some(v) = self.retention_check_interval_ms {
             c.topics.retention_check_interval_ms = v;
+        }
+        if let Some(v) = self.offsets_retention_ms {
+            c.groups.offsets_retention_ms = v;
+        }
+        if let Some(v) = self.offsets_retention_check_interval_ms {
+            c.groups.offsets_retention_check_interval_ms = v;
         }
         Ok((c, self.print_config))
     }

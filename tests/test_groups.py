@@ -343,3 +343,69 @@ def test_members_starting_together_share_the_first_generation(broker):
     assert {r[1] for r in results} == {1}, "both in generation 1"
     leaders = [r for r in results if r[3] == r[4]]
     assert len(leaders) == 1 and leaders[0][5] == 2, "one leader, told of both members"
+
+
+def test_offsets_of_a_group_without_members_expire_after_offsets_retention(broker_factory):
+    """Kafka's offsets.retention.minutes: a standalone consumer's commit
+    goes once it is older than the retention; a group with a member keeps
+    its older commit while the member stays, and loses it a retention after
+    the member left. Deleted by tombstones: gone after a restart too."""
+    import time
+    from test_reclaim import metric
+    retention = 3.0
+    broker = broker_factory(extra_args=["--offsets-retention-ms", str(int(retention * 1000)),
+                                        "--offsets-retention-check-interval-ms", "200"])
+    create_topic(broker.bootstrap, "orders", 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        p.produce("orders", value=b"m%d" % i, partition=0)
+    assert p.flush(10) == 0
+
+    member = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "live", "enable.auto.commit": False,
+                       "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    member.subscribe(["orders"])
+    got = 0
+    deadline = time.time() + 30
+    while got < 10 and time.time() < deadline:
+        m = member.poll(0.2)
+        if m is not None and not m.error():
+            got += 1
+    assert got == 10
+    member.commit(asynchronous=False)
+    standalone = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "standalone",
+                           "enable.auto.commit": False})
+    standalone.commit(offsets=[TopicPartition("orders", 0, 5)], asynchronous=False)
+    standalone.close()
+    committed_at = time.time()
+    assert committed(broker.bootstrap, "standalone", "orders", [0]) == {0: 5}
+
+    # The member stays (polling keeps it in the group) past the retention:
+    # the standalone commit goes, the member's stays.
+    gone_after = None
+    while time.time() < committed_at + 2 * retention + 2:
+        member.poll(0.2)
+        if gone_after is None and committed(broker.bootstrap, "standalone", "orders", [0]) == {0: -1001}:
+            gone_after = time.time() - committed_at
+    assert gone_after is not None and gone_after >= retention, gone_after
+    assert committed(broker.bootstrap, "live", "orders", [0]) == {0: 10}, "a group with a member lost its offsets"
+
+    # Once the member left, a retention later.
+    member.close()
+    left_at = time.time()
+    assert committed(broker.bootstrap, "live", "orders", [0]) == {0: 10}
+    while time.time() < left_at + 4 * retention and committed(broker.bootstrap, "live", "orders", [0]) != {0: -1001}:
+        time.sleep(0.2)
+    # Activity is noted at each check (every 0.2 s): a group is empty from
+    # the last check that saw its member, at most one interval early.
+    assert time.time() - left_at >= retention - 0.2
+    assert committed(broker.bootstrap, "live", "orders", [0]) == {0: -1001}
+    assert metric(broker, "corestream_group_offsets_expired_total") == 2
+
+    # Tombstones: a restart does not bring them back; a new commit is kept.
+    broker.restart()
+    assert committed(broker.bootstrap, "live", "orders", [0]) == {0: -1001}
+    assert committed(broker.bootstrap, "standalone", "orders", [0]) == {0: -1001}
+    again = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "standalone", "enable.auto.commit": False})
+    again.commit(offsets=[TopicPartition("orders", 0, 7)], asynchronous=False)
+    again.close()
+    assert committed(broker.bootstrap, "standalone", "orders", [0]) == {0: 7}

@@ -246,6 +246,11 @@ impl Groups {
         self.groups.borrow_mut().clear();
     }
 
+    /// Whether `group` has members (joined, or joining).
+    pub fn has_members(&self, group: &str) -> bool {
+        self.groups.borrow().get(group).is_some_and(|g| !g.members.is_empty())
+    }
+
     pub fn new(initial_delay: Duration, limits: super::GroupLimits, refused: Rc<super::Refusals>) -> Self {
         Self {
             groups: RefCell::new(HashMap::new()),

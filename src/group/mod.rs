@@ -10,6 +10,19 @@
 //! Group state lives only on its coordinator shard (`!Send`, reached
 //! through `Broker::group`, which routes like produce does). Membership
 //! (the rebalance protocol) is in `membership.rs`.
+//!
+//! Offsets of groups nobody uses expire (Kafka's `offsets.retention.minutes`,
+//! 7 days): while a group has members its offsets stay; once it has none,
+//! each offset goes when its commit, and the last check that saw the
+//! group with members, are both older than the retention. Kafka
+//! keeps when a group became empty in its group metadata records; this
+//! coordinator keeps it in memory, and counts from when it loaded the
+//! offsets (a start, or a leadership move) when it did not see it: a
+//! restart can only delay an expiry, never bring one forward. An expired
+//! offset is deleted as Kafka deletes it, by a tombstone in
+//! `__consumer_offsets` (compaction removes both later). One check per
+//! coordinator shard every `offsets.retention.check.interval.ms`, only
+//! while it holds offsets.
 
 pub mod membership;
 pub mod records;
@@ -56,6 +69,23 @@ pub struct Committed {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+}
+
+/// A committed offset as the coordinator keeps it: with when it was
+/// committed (ms since the epoch), which its retention counts from.
+#[derive(Debug, Clone)]
+struct Stored {
+    committed: Committed,
+    commit_ms: i64,
+}
+
+/// How long offsets of a group without members are kept, and how often
+/// that is checked (Kafka's `offsets.retention.minutes` and
+/// `offsets.retention.check.interval.ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetsRetention {
+    pub retention_ms: i64,
+    pub check_interval: std::time::Duration,
 }
 
 /// A group request for the coordinator shard.
@@ -143,6 +173,15 @@ pub struct Coordinator {
     pub refused: Rc<Refusals>,
     /// Creating the offsets topic was refused (and logged) once already.
     offsets_topic_refused: std::cell::Cell<bool>,
+    retention: OffsetsRetention,
+    /// Per group with offsets: the last time it was seen with members, or
+    /// when its offsets were loaded. Its retention counts from there at
+    /// the earliest.
+    active_ms: RefCell<HashMap<String, i64>>,
+    /// The expiry check runs (it stops once no offsets are held).
+    expiring: Cell<bool>,
+    /// Offsets expired since start, for the metrics.
+    pub expired: Cell<u64>,
 }
 
 /// A topic and the committed offset of each partition asked for (`None`:
@@ -151,7 +190,7 @@ pub type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
 /// One group's committed offsets by topic and partition (a lookup by a
 /// borrowed topic name, not a (String, i32) key built per partition).
-type GroupOffsets = HashMap<String, HashMap<i32, Committed>>;
+type GroupOffsets = HashMap<String, HashMap<i32, Stored>>;
 
 impl Coordinator {
     /// Drops every group's state (this shard stopped leading its offsets
@@ -159,10 +198,11 @@ impl Coordinator {
     pub fn forget_all(&self) {
         self.loaded.borrow_mut().clear();
         self.offsets.borrow_mut().clear();
+        self.active_ms.borrow_mut().clear();
         self.members.forget_all();
     }
 
-    pub fn new(initial_rebalance_delay: std::time::Duration, limits: GroupLimits) -> Self {
+    pub fn new(initial_rebalance_delay: std::time::Duration, limits: GroupLimits, retention: OffsetsRetention) -> Self {
         let refused = Rc::new(Refusals::default());
         Self {
             loaded: RefCell::new(HashSet::new()),
@@ -172,6 +212,56 @@ impl Coordinator {
             limits,
             refused,
             offsets_topic_refused: std::cell::Cell::new(false),
+            retention,
+            active_ms: RefCell::new(HashMap::new()),
+            expiring: Cell::new(false),
+            expired: Cell::new(0),
+        }
+    }
+
+    /// The offsets to delete now: `(group, topic, partition)` of each
+    /// offset of a group without members whose commit and last activity
+    /// are both at least the retention old. Groups with members are
+    /// marked active as of `now_ms`.
+    fn expired_offsets(&self, now_ms: i64) -> Vec<(String, String, i32)> {
+        let offsets = self.offsets.borrow();
+        let mut active = self.active_ms.borrow_mut();
+        let mut out = Vec::new();
+        for (group, topics) in offsets.iter() {
+            if self.members.has_members(group) {
+                active.insert(group.clone(), now_ms);
+                continue;
+            }
+            let since = active.get(group).copied().unwrap_or(i64::MIN);
+            for (topic, parts) in topics {
+                for (p, stored) in parts {
+                    // Commit times come from the log, where a client may
+                    // have written anything.
+                    if now_ms.saturating_sub(stored.commit_ms.max(since)) >= self.retention.retention_ms {
+                        out.push((group.clone(), topic.clone(), *p));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Forgets deleted offsets, and groups left with none.
+    fn forget_offsets(&self, gone: &[(String, String, i32)]) {
+        let mut offsets = self.offsets.borrow_mut();
+        for (group, topic, p) in gone {
+            let Some(topics) = offsets.get_mut(group) else { continue };
+            if let Some(parts) = topics.get_mut(topic) {
+                parts.remove(p);
+                if parts.is_empty() {
+                    topics.remove(topic);
+                }
+            }
+            if topics.is_empty() {
+                offsets.remove(group);
+                self.active_ms.borrow_mut().remove(group);
+            }
         }
     }
 }
@@ -293,9 +383,7 @@ async fn commit(
             return vec![b.groups.refused.group(b.groups.limits.groups); offsets.len()];
         }
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = wall_clock_ms();
     let recs: Result<Vec<kafka_protocol::records::Record>, records::TooLong> = offsets
         .iter()
         .enumerate()
@@ -322,13 +410,35 @@ async fn commit(
     let Ok(recs) = recs else {
         return vec![errors::INVALID_COMMIT_OFFSET_SIZE; offsets.len()];
     };
+    match append(b, partition, &recs).await {
+        Ok(()) => {
+            let mut all = b.groups.offsets.borrow_mut();
+            let mine = all.entry(group.to_string()).or_default();
+            for (topic, p, c) in offsets.iter() {
+                let stored = Stored {
+                    committed: c.clone(),
+                    commit_ms: now_ms,
+                };
+                mine.entry(topic.clone()).or_default().insert(*p, stored);
+            }
+            drop(all);
+            ensure_expiring(b);
+            vec![errors::NONE; offsets.len()]
+        }
+        Err(code) => vec![code; offsets.len()],
+    }
+}
+
+/// Writes `recs` to offsets partition `partition` as one batch, and
+/// returns once it committed (acks=all).
+async fn append(b: &Rc<Broker>, partition: PartitionId, recs: &[kafka_protocol::records::Record]) -> Result<(), i16> {
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
         compression: Compression::None,
     };
-    if RecordBatchEncoder::encode(&mut buf, &recs, &options).is_err() {
-        return vec![errors::UNKNOWN_SERVER_ERROR; offsets.len()];
+    if RecordBatchEncoder::encode(&mut buf, recs, &options).is_err() {
+        return Err(errors::UNKNOWN_SERVER_ERROR);
     }
     let records = buf.freeze();
     // The same checks as a client's batch: the shard trusts what it is given.
@@ -336,7 +446,7 @@ async fn commit(
         Ok(b) => b.iter().map(|(at, info)| (*at, info.record_count)).collect(),
         Err(e) => {
             tracing::error!(error = %e, "built an invalid offsets batch");
-            return vec![errors::UNKNOWN_SERVER_ERROR; offsets.len()];
+            return Err(errors::UNKNOWN_SERVER_ERROR);
         }
     };
     let item = ProduceItem {
@@ -350,17 +460,78 @@ async fn commit(
         .await
         .pop()
         .expect("one result per item");
-    match result {
-        Ok(_) => {
-            let mut all = b.groups.offsets.borrow_mut();
-            let mine = all.entry(group.to_string()).or_default();
-            for (topic, p, c) in offsets.iter() {
-                mine.entry(topic.clone()).or_default().insert(*p, c.clone());
-            }
-            vec![errors::NONE; offsets.len()]
-        }
-        Err(e) => vec![errors::shard(&e); offsets.len()],
+    result.map(|_| ()).map_err(|e| errors::shard(&e))
+}
+
+/// Starts this shard's check for expired offsets unless it runs; it stops
+/// once the shard holds no offsets (an idle broker without groups wakes
+/// for none).
+fn ensure_expiring(b: &Rc<Broker>) {
+    if b.groups.expiring.replace(true) {
+        return;
     }
+    let b = b.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(b.groups.retention.check_interval).await;
+            expire_offsets(&b).await;
+            if b.groups.offsets.borrow().is_empty() {
+                b.groups.expiring.set(false);
+                return;
+            }
+        }
+    })
+    .detach();
+}
+
+/// Deletes the offsets whose retention passed: a tombstone per offset in
+/// its group's offsets partition, then the coordinator forgets them. A
+/// partition this shard no longer leads refuses the write; its offsets
+/// stay until the next check (or go with `forget_all`).
+async fn expire_offsets(b: &Rc<Broker>) {
+    let now_ms = wall_clock_ms();
+    let gone = b.groups.expired_offsets(now_ms);
+    if gone.is_empty() {
+        return;
+    }
+    let mut by_partition: std::collections::BTreeMap<PartitionId, Vec<(String, String, i32)>> = Default::default();
+    for key in gone {
+        if let Some(loc) = crate::kafka::locate(b, OFFSETS_TOPIC, partition_for(&key.0)) {
+            by_partition.entry(loc.partition_id()).or_default().push(key);
+        }
+    }
+    for (partition, keys) in by_partition {
+        let recs: Result<Vec<_>, records::TooLong> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (group, topic, p))| {
+                let key = CommitKey {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *p,
+                };
+                records::record(i as i64, &key, None, now_ms)
+            })
+            .collect();
+        // Every key was committed through the same layout.
+        let Ok(recs) = recs else { continue };
+        match append(b, partition, &recs).await {
+            Ok(()) => {
+                b.groups.forget_offsets(&keys);
+                b.groups.expired.set(b.groups.expired.get() + keys.len() as u64);
+                tracing::info!(%partition, offsets = keys.len(), "deleted offsets of groups without members past offsets.retention.minutes");
+            }
+            Err(code) => {
+                tracing::debug!(%partition, code, "expired offsets not deleted yet; tried again at the next check")
+            }
+        }
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn fetch(
@@ -379,7 +550,7 @@ async fn fetch(
                 let topic = mine.and_then(|m| m.get(&t));
                 let found = ps
                     .into_iter()
-                    .map(|p| (p, topic.and_then(|c| c.get(&p)).cloned()))
+                    .map(|p| (p, topic.and_then(|c| c.get(&p)).map(|s| s.committed.clone())))
                     .collect();
                 (t, found)
             })
@@ -389,7 +560,7 @@ async fn fetch(
                 .map(|m| {
                     m.iter()
                         .map(|(t, ps)| {
-                            let mut ps: Vec<_> = ps.iter().map(|(p, c)| (*p, Some(c.clone()))).collect();
+                            let mut ps: Vec<_> = ps.iter().map(|(p, s)| (*p, Some(s.committed.clone()))).collect();
                             ps.sort_by_key(|(p, _)| *p);
                             (t.clone(), ps)
                         })
@@ -417,6 +588,7 @@ async fn ensure_loaded(b: &Rc<Broker>, partition: PartitionId) -> Result<(), i16
         return Ok(());
     }
     let mut at = Offset(0);
+    let mut seen: HashSet<String> = HashSet::new();
     loop {
         let read = b
             .shard
@@ -446,6 +618,9 @@ async fn ensure_loaded(b: &Rc<Broker>, partition: PartitionId) -> Result<(), i16
                 let Some(key) = r.key.as_ref().and_then(records::decode_key) else {
                     continue; // not an offset commit (group metadata, or not ours)
                 };
+                if !seen.contains(&key.group) {
+                    seen.insert(key.group.clone());
+                }
                 match r.value.as_ref().and_then(records::decode_value) {
                     Some(v) => {
                         offsets
@@ -455,10 +630,13 @@ async fn ensure_loaded(b: &Rc<Broker>, partition: PartitionId) -> Result<(), i16
                             .or_default()
                             .insert(
                                 key.partition,
-                                Committed {
-                                    offset: v.offset,
-                                    leader_epoch: v.leader_epoch,
-                                    metadata: v.metadata,
+                                Stored {
+                                    committed: Committed {
+                                        offset: v.offset,
+                                        leader_epoch: v.leader_epoch,
+                                        metadata: v.metadata,
+                                    },
+                                    commit_ms: v.commit_timestamp,
                                 },
                             );
                     }
@@ -474,7 +652,32 @@ async fn ensure_loaded(b: &Rc<Broker>, partition: PartitionId) -> Result<(), i16
             break;
         }
     }
+    // Groups whose offsets were all deleted are gone; the others' retention
+    // counts from now at the earliest (whether they had members before is
+    // not known here).
+    let now_ms = wall_clock_ms();
+    {
+        let mut offsets = b.groups.offsets.borrow_mut();
+        let mut active = b.groups.active_ms.borrow_mut();
+        for group in seen {
+            let held = offsets
+                .get_mut(&group)
+                .map(|topics| {
+                    topics.retain(|_, parts| !parts.is_empty());
+                    !topics.is_empty()
+                })
+                .unwrap_or(false);
+            if held {
+                active.entry(group).or_insert(now_ms);
+            } else {
+                offsets.remove(&group);
+            }
+        }
+    }
     b.groups.loaded.borrow_mut().insert(partition);
+    if !b.groups.offsets.borrow().is_empty() {
+        ensure_expiring(b);
+    }
     Ok(())
 }
 

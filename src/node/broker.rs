@@ -331,6 +331,7 @@ impl Broker {
             mesh_waits: self.mesh.backpressure_waits(),
             groups_refused: self.groups.refused.groups.get(),
             members_refused: self.groups.refused.members.get(),
+            offsets_expired: self.groups.expired.get(),
             metadata_refused: self.control.as_ref().map_or(0, |c| c.refused.get()),
         }
     }

@@ -103,6 +103,8 @@ pub struct ShardReport {
     /// New groups and members refused at `[groups]` limits.
     pub groups_refused: u64,
     pub members_refused: u64,
+    /// Committed offsets deleted by offsets retention.
+    pub offsets_expired: u64,
     /// Metadata changes refused because too many were waiting to commit
     /// (shard 0 runs the controller; 0 elsewhere).
     pub metadata_refused: u64,
@@ -343,6 +345,13 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
             );
         }
     }
+    per_shard(
+        &mut f,
+        "corestream_group_offsets_expired_total",
+        "counter",
+        "Committed offsets of groups without members deleted after groups.offsets_retention_ms (Kafka's offsets.retention.minutes).",
+        &|s| s.offsets_expired.to_string(),
+    );
     per_shard(
         &mut f,
         "corestream_metadata_changes_refused_total",

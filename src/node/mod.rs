@@ -236,6 +236,10 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         groups: config.groups.max_groups_per_shard,
         members: config.groups.max_members_per_group,
     };
+    let offsets_retention = crate::group::OffsetsRetention {
+        retention_ms: i64::try_from(config.groups.offsets_retention_ms).unwrap_or(i64::MAX),
+        check_interval: std::time::Duration::from_millis(config.groups.offsets_retention_check_interval_ms.max(1)),
+    };
     let shards = mesh.shard_count();
     // A cluster node starts out hearing from nobody: not worth a warning.
     let in_cluster = !config.cluster.nodes.is_empty();
@@ -248,7 +252,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         control,
         connections: Cell::new(0),
         connection_fds: RefCell::new(Default::default()),
-        groups: crate::group::Coordinator::new(initial_rebalance_delay, group_limits),
+        groups: crate::group::Coordinator::new(initial_rebalance_delay, group_limits, offsets_retention),
         metrics: Default::default(),
         started: std::time::Instant::now(),
         leaders: RefCell::new(vec![None; shards]),
