@@ -791,9 +791,16 @@ pub async fn open<D: Disk>(
         }
         let file = Rc::new(file);
         files.borrow_mut().insert(first, file.clone());
-        let broke = scan.broke_continuity;
+        // Only the last segment can end short of what was written into it:
+        // an earlier one that ends at bytes that are not a record, or holds
+        // no entry (rolls happen only once a segment has one), was damaged,
+        // and the log ends in it. Continuity alone cannot tell when nothing
+        // before the damage was accepted: the next segment would be taken
+        // as the start of the log.
+        let last = i + 1 == segments.len();
+        let ends_log = scan.broke_continuity || (!last && (scan.damaged || scan.entries == 0));
         active = Some((first, file, size.max(segment_bytes), scan));
-        if broke {
+        if ends_log {
             remove_segments(&disk, dir, &segments[i + 1..])?;
             break;
         }
@@ -867,6 +874,9 @@ struct Scan {
     /// Whether the scan stopped at an entry that does not continue the log
     /// (rather than at the end of the data).
     broke_continuity: bool,
+    /// Whether the scan stopped at bytes that are neither a record nor the
+    /// zeroes a clean end leaves.
+    damaged: bool,
     /// Entry records accepted.
     entries: u64,
 }
@@ -891,6 +901,7 @@ async fn scan_segment<F: DiskFile>(
                         valid_end,
                         tail: held_tail(&scanner, path, valid_end)?,
                         broke_continuity: true,
+                        damaged: false,
                         entries,
                     });
                 }
@@ -923,13 +934,15 @@ async fn scan_segment<F: DiskFile>(
                 scanner = Scanner::resume(valid_end, size, &head);
             }
             Step::End { valid_end } => {
-                if !scanner.at_zeroes() {
+                let damaged = !scanner.at_zeroes();
+                if damaged {
                     tracing::warn!(segment = %path.display(), valid_end, "WAL record not valid; the log is cut there");
                 }
                 return Ok(Scan {
                     valid_end,
                     tail: held_tail(&scanner, path, valid_end)?,
                     broke_continuity: false,
+                    damaged,
                     entries,
                 });
             }
