@@ -291,7 +291,9 @@ pub fn still_serving(brokers: &[SocketAddr], timeout: Duration, seed: u64) -> an
 
 /// Writes `value` to `topic`/`partition` at whichever broker takes it
 /// (the leader; followers answer NOT_LEADER_OR_FOLLOWER) and reads it back
-/// there, retrying until `timeout` (an election may be under way).
+/// from whichever broker leads it then, each retrying until `timeout`: an
+/// election or a hand-over to the preferred leader may come between the
+/// two, and a client is told NOT_LEADER_OR_FOLLOWER to look again.
 fn check_partition(
     brokers: &[SocketAddr],
     topic: &str,
@@ -300,25 +302,39 @@ fn check_partition(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
+    let offset = at_any_broker(brokers, deadline, |addr| {
+        let mut s = connect(addr, timeout)?;
+        produce_one(&mut s, topic, partition, value.clone(), timeout)
+    })
+    .with_context(|| format!("{topic}/{partition}: no broker took a record"))?;
+    let got = at_any_broker(brokers, deadline, |addr| {
+        let mut s = connect(addr, timeout)?;
+        fetch_at(&mut s, topic, partition, offset, timeout)
+    })
+    .with_context(|| format!("{topic}/{partition}: no broker gave back offset {offset}"))?;
+    if !got.windows(value.len()).any(|w| w == &value[..]) {
+        bail!("{topic}/{partition}: the record written at offset {offset} does not come back");
+    }
+    Ok(())
+}
+
+/// The first success of `attempt` at any of `brokers`, going round them
+/// until `deadline`; the last error when none succeeds.
+fn at_any_broker<T>(
+    brokers: &[SocketAddr],
+    deadline: Instant,
+    mut attempt: impl FnMut(SocketAddr) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     loop {
         let mut last = None;
         for &addr in brokers {
-            let written = connect(addr, timeout)
-                .and_then(|mut s| produce_one(&mut s, topic, partition, value.clone(), timeout).map(|o| (s, o)));
-            match written {
-                Ok((mut s, offset)) => {
-                    let got = fetch_at(&mut s, topic, partition, offset, timeout)?;
-                    if !got.windows(value.len()).any(|w| w == &value[..]) {
-                        bail!("{topic}/{partition}: the record written at offset {offset} does not come back");
-                    }
-                    return Ok(());
-                }
-                Err(e) => last = Some(e),
+            match attempt(addr) {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e.context(format!("at {addr}"))),
             }
         }
         if Instant::now() > deadline {
-            return Err(last.unwrap_or_else(|| anyhow::anyhow!("no broker")))
-                .with_context(|| format!("{topic}/{partition}: no broker took a record"));
+            return Err(last.unwrap_or_else(|| anyhow::anyhow!("no broker")));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
