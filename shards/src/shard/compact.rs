@@ -174,16 +174,25 @@ impl State {
 
     /// When the next look at what to clean is due, if one is: at once for
     /// a pass under way or a new cleanable segment (but at most once a
-    /// second), else when a lag runs out.
+    /// second), else when a lag runs out. Never earlier than
+    /// `plan_compaction` would do something: the driver wakes itself at
+    /// this time, and a wake that is due yet plans nothing wakes it again
+    /// at once, for ever (a wiped replica spun that way while it pulled,
+    /// its network and timers starved).
     pub fn compaction_wake_ms(&self) -> Option<i64> {
+        if self.pulling() {
+            // The pull's end is noticed by the driver, which plans then.
+            return None;
+        }
         let c = &self.cleaner;
         if c.pass.is_some() {
             return Some(i64::MIN);
         }
+        let recheck = c.checked_ms.saturating_add(RECHECK_MS);
         if c.dirty {
-            return Some(c.checked_ms.saturating_add(RECHECK_MS));
+            return Some(recheck);
         }
-        c.due_ms
+        c.due_ms.map(|due| due.max(recheck))
     }
 
     /// The next piece of compaction work, if any is due.

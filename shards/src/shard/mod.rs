@@ -787,6 +787,11 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
         snapshots(&shard, &mut group).await;
         maybe_reclaim(&shard, &mut group).await;
         maybe_compact(&shard, &mut group).await;
+        // A kick that is already there is taken without returning to the
+        // executor: whatever wakes the driver at once, again and again,
+        // must still leave the shard's network, timers and other tasks
+        // their turn.
+        glommio::yield_if_needed().await;
     }
 }
 

@@ -400,10 +400,24 @@ impl Node {
                 }
             }
         }
-        // One step of compaction, as the driver takes one per quiet round.
+        // One step of compaction, as the driver takes one per quiet round;
+        // a wake that is due yet plans nothing would wake the driver again
+        // at once: it must plan something within a few looks, or the
+        // driver spins.
         if !up.failed {
             let runs = up.state.cleaner.runs;
-            let job = up.state.plan_compaction(up.group.wal().active_segment(), wall);
+            let active = up.group.wal().active_segment();
+            let mut job = up.state.plan_compaction(active, wall);
+            let mut looks = 1;
+            while job.is_none() && up.state.compaction_wake_ms().is_some_and(|at| at <= wall) {
+                assert!(
+                    looks < 3,
+                    "{}: compaction wake due at {wall} ms, yet nothing planned: the driver would spin",
+                    self.id
+                );
+                job = up.state.plan_compaction(active, wall);
+                looks += 1;
+            }
             self.compactions += up.state.cleaner.runs - runs;
             if let Some(job) = job {
                 let state = &mut up.state;
