@@ -3,7 +3,9 @@ from Maven Central) against the real broker: the idempotent producer with
 every codec and headers; consumer groups (rebalance on join and leave,
 commits, seek, offsetsForTimes); the AdminClient (topics, configs,
 partitions, offsets, DeleteRecords, log dirs, the cluster) and the errors
-Kafka gives. The checks assert as they go (tests/java/.../ClientChecks.java);
+Kafka gives; and the group administration kafka-consumer-groups.sh uses
+(ListGroups, DescribeGroups, OffsetFetch, OffsetCommit, OffsetDelete,
+DeleteGroups). The checks assert as they go (tests/java/.../ClientChecks.java);
 scripts/test builds them with Maven."""
 import subprocess
 from pathlib import Path
@@ -43,3 +45,23 @@ def test_java_admin_client(broker):
     done = run_check("admin", broker.bootstrap)
     assert len(done) == 7, done
     assert done[-1] == "ok admin: deleteTopics"
+
+
+def test_java_consumer_group_administration(broker):
+    done = run_check("group-admin", broker.bootstrap)
+    assert done == [
+        "ok group-admin: listConsumerGroups, describeConsumerGroups of a stable group",
+        "ok group-admin: listConsumerGroupOffsets; deletes refused while it has members",
+        "ok group-admin: alterConsumerGroupOffsets, deleteConsumerGroupOffsets of an empty group",
+        "ok group-admin: deleteConsumerGroups",
+        "ok group-admin: a new member of the deleted group starts over",
+    ]
+
+
+def test_java_static_membership(broker):
+    done = run_check("static", broker.bootstrap)
+    assert done[1:] == [
+        "ok static: restarted within its session, old partitions back, no rebalance",
+        "ok static: describeConsumerGroups shows the instance ids",
+        "ok static: a second process with the same instance id fences the first",
+    ], done

@@ -14,8 +14,14 @@
 //! the rebalance timeout, so consumers started together land in one
 //! generation instead of one rebalance each.
 //!
-//! Not served: static membership (a `group.instance.id` is accepted and
-//! the member treated as dynamic).
+//! Static membership (KIP-345): a member with a `group.instance.id` keeps
+//! its place across restarts. It joins without the KIP-394 round trip; one
+//! that comes back (a new process, an empty member id) within its session
+//! timeout takes its old member's place under a new member id, and, while
+//! the group is stable and its subscription unchanged, gets its old
+//! assignment with no rebalance; the old member id is fenced
+//! (FENCED_INSTANCE_ID). It leaves when its session expires, or by a
+//! LeaveGroup naming its instance id.
 //!
 //! Timers: one sweep per shard every `SWEEP` while it coordinates a group
 //! with members (session expiry, rebalance deadlines); none otherwise.
@@ -28,14 +34,32 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
     SyncGroupRequest, SyncGroupResponse,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::kafka::errors;
 use crate::node::broker::Broker;
+
+/// The protocol type of consumer groups (the Java client's ConsumerProtocol).
+pub const CONSUMER_PROTOCOL: &str = "consumer";
+
+/// A consumer's subscription, as it sends it in JoinGroup's protocol
+/// metadata: a version (i16) and the subscription at that version.
+fn decode_subscription(metadata: &Bytes) -> Option<ConsumerProtocolSubscription> {
+    let mut buf = metadata.clone();
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    bytes::Buf::advance(&mut buf, 2);
+    // Newer versions start with the fields of older ones.
+    let version = version.clamp(0, 3);
+    ConsumerProtocolSubscription::decode(&mut buf, version).ok()
+}
 
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
 const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
@@ -50,7 +74,53 @@ enum Phase {
     Stable,
 }
 
+impl Phase {
+    /// The state's name in ListGroups and DescribeGroups (Kafka's).
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Empty => "Empty",
+            Phase::PreparingRebalance => "PreparingRebalance",
+            Phase::CompletingRebalance => "CompletingRebalance",
+            Phase::Stable => "Stable",
+        }
+    }
+}
+
+/// Who sent a JoinGroup: the request header's client id and the peer's
+/// address.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub host: String,
+}
+
+/// A group as ListGroups and DescribeGroups show it.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub state: &'static str,
+    pub protocol_type: String,
+    /// The protocol chosen for the current generation ("" between them).
+    pub protocol: String,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// The member's metadata for the chosen protocol.
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
 struct Member {
+    /// Its `group.instance.id`: a static member.
+    instance_id: Option<String>,
+    /// The client's `client.id` and address, as DescribeGroups reports them.
+    client_id: String,
+    client_host: String,
     session_timeout: Duration,
     rebalance_timeout: Duration,
     /// Protocol names and the member's metadata for each, in preference order.
@@ -78,6 +148,8 @@ struct Group {
     /// Members in join order (the oldest becomes leader).
     order: Vec<String>,
     members: HashMap<String, Member>,
+    /// Static members: `group.instance.id` to the member id holding it.
+    instances: HashMap<String, String>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or
     /// their session timeout passes.
     pending: HashMap<String, Instant>,
@@ -97,6 +169,7 @@ impl Group {
             leader: None,
             order: Vec::new(),
             members: HashMap::new(),
+            instances: HashMap::new(),
             pending: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_limit: None,
@@ -123,7 +196,93 @@ impl Group {
 
     fn remove(&mut self, id: &str) -> Option<Member> {
         self.order.retain(|m| m != id);
-        self.members.remove(id)
+        let m = self.members.remove(id)?;
+        if let Some(instance) = &m.instance_id {
+            if self.instances.get(instance).is_some_and(|held| held == id) {
+                self.instances.remove(instance);
+            }
+        }
+        Some(m)
+    }
+
+    /// Whether a request naming `instance` (if any) comes from the member
+    /// that holds it: FENCED_INSTANCE_ID when another member id does.
+    fn check_instance(&self, member: &str, instance: Option<&str>) -> Result<(), i16> {
+        match instance.and_then(|i| self.instances.get(i)) {
+            Some(held) if held != member => Err(errors::FENCED_INSTANCE_ID),
+            _ => Ok(()),
+        }
+    }
+
+    /// A static member back under `new_id` takes the place of `old_id`:
+    /// its position, leadership and assignment. Requests the old id has
+    /// waiting are fenced.
+    fn replace(&mut self, old_id: &str, new_id: &str) {
+        let Some(mut m) = self.members.remove(old_id) else {
+            return;
+        };
+        if let Some((tx, _)) = m.joining.take() {
+            let _ = tx.try_send(join_error(
+                errors::FENCED_INSTANCE_ID,
+                StrBytes::from_string(old_id.to_string()),
+            ));
+        }
+        if let Some(tx) = m.syncing.take() {
+            let _ = tx.try_send(SyncGroupResponse::default().with_error_code(errors::FENCED_INSTANCE_ID));
+        }
+        for id in self.order.iter_mut().filter(|id| *id == old_id) {
+            *id = new_id.to_string();
+        }
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.to_string());
+        }
+        if let Some(instance) = &m.instance_id {
+            self.instances.insert(instance.clone(), new_id.to_string());
+        }
+        self.members.insert(new_id.to_string(), m);
+    }
+
+    /// The JoinGroup answer for a static member back in a stable group:
+    /// the current generation; the roster too if it leads (KIP-814: v9
+    /// tells it to keep the assignment; before v9 the coordinator keeps it
+    /// anyway, as a stable group's SyncGroup returns the one it has).
+    fn rejoined_static(&self, member_id: &str, version: i16) -> JoinGroupResponse {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let leader = self.leader.clone().unwrap_or_default();
+        let mut resp = JoinGroupResponse::default()
+            .with_generation_id(self.generation)
+            .with_protocol_name(Some(StrBytes::from_string(protocol.clone())))
+            .with_leader(StrBytes::from_string(leader.clone()))
+            .with_member_id(StrBytes::from_string(member_id.to_string()));
+        if version >= 7 {
+            resp.protocol_type = self.protocol_type.clone().map(StrBytes::from_string);
+        }
+        if leader == member_id {
+            resp.members = self.roster(&protocol);
+            resp.skip_assignment = version >= 9;
+        }
+        resp
+    }
+
+    /// Every member's id, instance id and metadata for `protocol`, in join
+    /// order: what the leader assigns from.
+    fn roster(&self, protocol: &str) -> Vec<JoinGroupResponseMember> {
+        self.order
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| (id, m)))
+            .map(|(id, m)| {
+                let metadata = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| n == protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                JoinGroupResponseMember::default()
+                    .with_member_id(StrBytes::from_string(id.clone()))
+                    .with_group_instance_id(m.instance_id.clone().map(StrBytes::from_string))
+                    .with_metadata(metadata)
+            })
+            .collect()
     }
 
     /// Starts a rebalance: pending SyncGroups learn of it, and every member
@@ -191,22 +350,7 @@ impl Group {
             .expect("members share a protocol");
         self.protocol = Some(protocol.clone());
         self.phase = Phase::CompletingRebalance;
-        let roster: Vec<JoinGroupResponseMember> = self
-            .order
-            .iter()
-            .map(|id| {
-                let m = &self.members[id];
-                let metadata = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, md)| md.clone())
-                    .unwrap_or_default();
-                JoinGroupResponseMember::default()
-                    .with_member_id(StrBytes::from_string(id.clone()))
-                    .with_metadata(metadata)
-            })
-            .collect();
+        let roster = self.roster(&protocol);
         for (id, m) in self.members.iter_mut() {
             m.assignment = Bytes::new();
             m.last_seen = Instant::now();
@@ -267,7 +411,7 @@ impl Groups {
     /// only for the current generation, and not while the new generation's
     /// assignment is being synced. During PreparingRebalance a member still
     /// may: that is when consumers commit what they read before rejoining.
-    pub fn check_commit(&self, group: &str, member: &str, generation: i32) -> Result<(), i16> {
+    pub fn check_commit(&self, group: &str, member: &str, instance: Option<&str>, generation: i32) -> Result<(), i16> {
         let groups = self.groups.borrow();
         let g = groups.get(group);
         let members = g.map_or(0, |g| g.members.len());
@@ -277,6 +421,7 @@ impl Groups {
         let Some(g) = g else {
             return Err(errors::UNKNOWN_MEMBER_ID);
         };
+        g.check_instance(member, instance)?;
         if g.phase == Phase::CompletingRebalance {
             return Err(errors::REBALANCE_IN_PROGRESS);
         }
@@ -287,6 +432,91 @@ impl Groups {
             return Err(errors::ILLEGAL_GENERATION);
         }
         Ok(())
+    }
+
+    /// `group` as DescribeGroups shows it, if it has members (or member
+    /// ids handed out).
+    pub fn view(&self, group: &str) -> Option<GroupView> {
+        let groups = self.groups.borrow();
+        let g = groups.get(group)?;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        let members = g
+            .order
+            .iter()
+            .filter_map(|id| g.members.get(id).map(|m| (id, m)))
+            .map(|(id, m)| MemberView {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default(),
+                // Only a stable group's assignment is settled.
+                assignment: if g.phase == Phase::Stable {
+                    m.assignment.clone()
+                } else {
+                    Bytes::new()
+                },
+            })
+            .collect();
+        Some(GroupView {
+            state: g.phase.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol,
+            members,
+        })
+    }
+
+    /// Every group with members (or member ids handed out): its id,
+    /// protocol type and state.
+    pub fn listed(&self) -> Vec<(String, String, &'static str)> {
+        self.groups
+            .borrow()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.protocol_type.clone().unwrap_or_default(), g.phase.name()))
+            .collect()
+    }
+
+    /// The topics `group`'s members subscribe to, for OffsetDelete: `None`
+    /// when the group has members but does not speak the consumer protocol
+    /// (so its subscriptions cannot be read).
+    pub fn subscribed_topics(&self, group: &str) -> Option<std::collections::HashSet<String>> {
+        let groups = self.groups.borrow();
+        let Some(g) = groups.get(group).filter(|g| !g.members.is_empty()) else {
+            return Some(Default::default());
+        };
+        if g.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL) {
+            return None;
+        }
+        let mut topics = std::collections::HashSet::new();
+        for m in g.members.values() {
+            // Every protocol the member offered names its subscription; a
+            // metadata blob that does not decode subscribes to nothing we
+            // can see, as in Kafka.
+            for (_, metadata) in &m.protocols {
+                if let Some(sub) = decode_subscription(metadata) {
+                    topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
+                }
+            }
+        }
+        Some(topics)
+    }
+
+    /// Forgets a group without members (DeleteGroups): whether there was
+    /// one (a group with members stays).
+    pub fn remove_if_empty(&self, group: &str) -> bool {
+        let mut groups = self.groups.borrow_mut();
+        match groups.get(group) {
+            Some(g) if g.members.is_empty() => {
+                groups.remove(group);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn new_member_id(&self, client: &str) -> String {
@@ -303,7 +533,7 @@ fn join_error(code: i16, member_id: StrBytes) -> JoinGroupResponse {
         .with_member_id(member_id)
 }
 
-pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16, client: ClientInfo) -> JoinGroupResponse {
     let groups = &b.groups.members;
     let group_id = req.group_id.0.to_string();
     if group_id.is_empty() {
@@ -324,6 +554,9 @@ pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGr
     } else {
         session_timeout
     };
+    let instance = (version >= 5)
+        .then(|| req.group_instance_id.as_ref().map(|i| i.to_string()))
+        .flatten();
     let now = Instant::now();
     let rx = {
         let mut all = groups.groups.borrow_mut();
@@ -335,11 +568,56 @@ pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGr
             return join_error(errors::INCONSISTENT_GROUP_PROTOCOL, req.member_id);
         }
         let mut member_id = req.member_id.to_string();
+        let prefix = if client.client_id.is_empty() {
+            "consumer"
+        } else {
+            client.client_id.as_str()
+        };
+        // A static member that is new joins at once: its instance id
+        // names it, so a retried join leaves no ghost behind.
+        let mut static_new = false;
+        if let Some(instance) = &instance {
+            let held = g.instances.get(instance).cloned();
+            match held {
+                Some(old) if member_id.is_empty() => {
+                    let new_id = groups.new_member_id(prefix);
+                    g.replace(&old, &new_id);
+                    member_id = new_id;
+                    let keeps_protocol = g
+                        .protocol
+                        .as_ref()
+                        .is_some_and(|chosen| protocols.iter().any(|(n, _)| n == chosen));
+                    if g.phase == Phase::Stable && keeps_protocol {
+                        // Back within its session: its old assignment, no rebalance.
+                        let m = g.members.get_mut(&member_id).expect("just placed");
+                        m.protocols = protocols;
+                        m.client_id = client.client_id;
+                        m.client_host = client.host;
+                        m.session_timeout = session_timeout;
+                        m.rebalance_timeout = rebalance_timeout;
+                        m.last_seen = now;
+                        return g.rejoined_static(&member_id, version);
+                    }
+                }
+                Some(held) if held != member_id => {
+                    return join_error(errors::FENCED_INSTANCE_ID, req.member_id);
+                }
+                Some(_) => {}
+                None if member_id.is_empty() => {
+                    if g.members.len() + g.pending.len() >= groups.limits.members {
+                        return join_error(groups.refused.member(groups.limits.members), req.member_id);
+                    }
+                    member_id = groups.new_member_id(prefix);
+                    static_new = true;
+                }
+                None => {}
+            }
+        }
         if member_id.is_empty() && g.members.len() + g.pending.len() >= groups.limits.members {
             return join_error(groups.refused.member(groups.limits.members), req.member_id);
         }
         if member_id.is_empty() {
-            member_id = groups.new_member_id("consumer");
+            member_id = groups.new_member_id(prefix);
             if version >= 4 {
                 // KIP-394: the client must come back with its id, so a
                 // retried join does not leave a ghost member behind.
@@ -348,13 +626,19 @@ pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGr
                 ensure_sweeping(b);
                 return join_error(errors::MEMBER_ID_REQUIRED, StrBytes::from_string(member_id));
             }
-        } else if !g.members.contains_key(&member_id) && g.pending.remove(&member_id).is_none() {
+        } else if !static_new && !g.members.contains_key(&member_id) && g.pending.remove(&member_id).is_none() {
             return join_error(errors::UNKNOWN_MEMBER_ID, req.member_id);
+        }
+        if let Some(instance) = &instance {
+            g.instances.insert(instance.clone(), member_id.clone());
         }
         let (tx, rx) = flume::bounded(1);
         match g.members.get_mut(&member_id) {
             Some(m) => {
                 m.protocols = protocols;
+                m.instance_id = instance.clone();
+                m.client_id = client.client_id;
+                m.client_host = client.host;
                 m.session_timeout = session_timeout;
                 m.rebalance_timeout = rebalance_timeout;
                 m.last_seen = now;
@@ -365,6 +649,9 @@ pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGr
                 g.members.insert(
                     member_id.clone(),
                     Member {
+                        instance_id: instance.clone(),
+                        client_id: client.client_id,
+                        client_host: client.host,
                         session_timeout,
                         rebalance_timeout,
                         protocols,
@@ -407,6 +694,9 @@ pub async fn sync(b: &Rc<Broker>, req: SyncGroupRequest, version: i16) -> SyncGr
         let Some(g) = all.get_mut(req.group_id.0.as_str()) else {
             return fail(errors::UNKNOWN_MEMBER_ID);
         };
+        if let Err(code) = g.check_instance(&member_id, req.group_instance_id.as_deref()) {
+            return fail(code);
+        }
         if !g.members.contains_key(&member_id) {
             return fail(errors::UNKNOWN_MEMBER_ID);
         }
@@ -463,18 +753,21 @@ pub fn heartbeat(b: &Rc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
         let mut all = b.groups.members.groups.borrow_mut();
         match all.get_mut(req.group_id.0.as_str()) {
             None => errors::UNKNOWN_MEMBER_ID,
-            Some(g) => match g.members.get_mut(req.member_id.as_str()) {
-                None => errors::UNKNOWN_MEMBER_ID,
-                Some(m) => {
-                    m.last_seen = Instant::now();
-                    if req.generation_id != g.generation {
-                        errors::ILLEGAL_GENERATION
-                    } else if g.phase == Phase::PreparingRebalance {
-                        errors::REBALANCE_IN_PROGRESS
-                    } else {
-                        errors::NONE
+            Some(g) => match g.check_instance(req.member_id.as_str(), req.group_instance_id.as_deref()) {
+                Err(code) => code,
+                Ok(()) => match g.members.get_mut(req.member_id.as_str()) {
+                    None => errors::UNKNOWN_MEMBER_ID,
+                    Some(m) => {
+                        m.last_seen = Instant::now();
+                        if req.generation_id != g.generation {
+                            errors::ILLEGAL_GENERATION
+                        } else if g.phase == Phase::PreparingRebalance {
+                            errors::REBALANCE_IN_PROGRESS
+                        } else {
+                            errors::NONE
+                        }
                     }
-                }
+                },
             },
         }
     };
@@ -482,10 +775,14 @@ pub fn heartbeat(b: &Rc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
 }
 
 pub fn leave(b: &Rc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-    let leaving: Vec<StrBytes> = if version >= 3 {
-        req.members.iter().map(|m| m.member_id.clone()).collect()
+    // Each leaving member's id, and (v3+) its instance id.
+    let leaving: Vec<(StrBytes, Option<StrBytes>)> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| (m.member_id.clone(), m.group_instance_id.clone()))
+            .collect()
     } else {
-        vec![req.member_id.clone()]
+        vec![(req.member_id.clone(), None)]
     };
     let mut codes = Vec::with_capacity(leaving.len());
     {
@@ -496,10 +793,28 @@ pub fn leave(b: &Rc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroup
             None => codes.resize(leaving.len(), errors::UNKNOWN_MEMBER_ID),
             Some(g) => {
                 let mut any = false;
-                for id in &leaving {
-                    let found = g.remove(id.as_str()).is_some();
-                    any |= found;
-                    codes.push(if found { errors::NONE } else { errors::UNKNOWN_MEMBER_ID });
+                for (id, instance) in &leaving {
+                    // A static member may be named by its instance id alone
+                    // (an admin removing it); a member id given must hold it.
+                    let target = match instance.as_deref() {
+                        None => Ok(id.to_string()),
+                        Some(instance) => match g.instances.get(instance) {
+                            None => Err(errors::UNKNOWN_MEMBER_ID),
+                            Some(held) if !id.is_empty() && held.as_str() != id.as_str() => {
+                                Err(errors::FENCED_INSTANCE_ID)
+                            }
+                            Some(held) => Ok(held.clone()),
+                        },
+                    };
+                    let code = match target {
+                        Err(code) => code,
+                        Ok(target) if g.remove(&target).is_some() => {
+                            any = true;
+                            errors::NONE
+                        }
+                        Ok(_) => errors::UNKNOWN_MEMBER_ID,
+                    };
+                    codes.push(code);
                 }
                 if any {
                     on_members_gone(g, now);
@@ -511,7 +826,12 @@ pub fn leave(b: &Rc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroup
         let members = leaving
             .into_iter()
             .zip(codes)
-            .map(|(id, code)| MemberResponse::default().with_member_id(id).with_error_code(code))
+            .map(|((id, instance), code)| {
+                MemberResponse::default()
+                    .with_member_id(id)
+                    .with_group_instance_id(instance)
+                    .with_error_code(code)
+            })
             .collect();
         LeaveGroupResponse::default().with_members(members)
     } else {

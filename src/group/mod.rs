@@ -94,6 +94,8 @@ pub enum GroupRequest {
         group: String,
         /// Empty and -1 for a standalone consumer's commit.
         member: String,
+        /// A static member's `group.instance.id` (v7+).
+        instance: Option<String>,
         generation: i32,
         /// Where the group's offsets live on the coordinator shard.
         partition: PartitionId,
@@ -107,10 +109,39 @@ pub enum GroupRequest {
         /// group has committed.
         wanted: Option<Vec<(String, Vec<i32>)>>,
     },
-    Join(JoinGroupRequest, i16),
+    Join(JoinGroupRequest, i16, membership::ClientInfo),
     Sync(SyncGroupRequest, i16),
     Heartbeat(HeartbeatRequest),
     Leave(LeaveGroupRequest, i16),
+    /// Every group this shard coordinates (ListGroups).
+    List,
+    /// One group's state and members (DescribeGroups).
+    Describe {
+        group: String,
+        partition: PartitionId,
+    },
+    /// Deletes a group without members and its offsets (DeleteGroups).
+    Delete {
+        group: String,
+        partition: PartitionId,
+    },
+    /// Deletes some of a group's offsets (OffsetDelete).
+    DeleteOffsets {
+        group: String,
+        partition: PartitionId,
+        offsets: Vec<(String, Vec<i32>)>,
+    },
+}
+
+/// An error code per partition, by topic.
+pub type PartitionCodes = Vec<(String, Vec<(i32, i16)>)>;
+
+/// A group as ListGroups lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub group: String,
+    pub protocol_type: String,
+    pub state: &'static str,
 }
 
 pub enum GroupReply {
@@ -122,6 +153,14 @@ pub enum GroupReply {
     Sync(SyncGroupResponse),
     Heartbeat(HeartbeatResponse),
     Leave(LeaveGroupResponse),
+    Listed(Result<Vec<Listed>, i16>),
+    /// The group, or `None` for one this coordinator does not know (Kafka's
+    /// "Dead"); or an error code.
+    Described(Result<Option<membership::GroupView>, i16>),
+    /// DeleteGroups' error code for the group.
+    Deleted(i16),
+    /// OffsetDelete: an error for the whole group, or one per partition.
+    OffsetsDeleted(Result<PartitionCodes, i16>),
 }
 
 /// How many groups one coordinator keeps, and members one group.
@@ -347,11 +386,16 @@ pub async fn serve(b: &Rc<Broker>, req: GroupRequest) -> GroupReply {
         GroupRequest::Commit {
             group,
             member,
+            instance,
             generation,
             partition,
             offsets,
         } => {
-            if let Err(code) = b.groups.members.check_commit(&group, &member, generation) {
+            if let Err(code) = b
+                .groups
+                .members
+                .check_commit(&group, &member, instance.as_deref(), generation)
+            {
                 return GroupReply::Committed(vec![code; offsets.len()]);
             }
             GroupReply::Committed(commit(b, &group, partition, offsets).await)
@@ -361,11 +405,182 @@ pub async fn serve(b: &Rc<Broker>, req: GroupRequest) -> GroupReply {
             partition,
             wanted,
         } => GroupReply::Fetched(fetch(b, &group, partition, wanted).await),
-        GroupRequest::Join(req, version) => GroupReply::Join(membership::join(b, req, version).await),
+        GroupRequest::Join(req, version, client) => GroupReply::Join(membership::join(b, req, version, client).await),
         GroupRequest::Sync(req, version) => GroupReply::Sync(membership::sync(b, req, version).await),
         GroupRequest::Heartbeat(req) => GroupReply::Heartbeat(membership::heartbeat(b, req)),
         GroupRequest::Leave(req, version) => GroupReply::Leave(membership::leave(b, req, version)),
+        GroupRequest::List => GroupReply::Listed(list(b).await),
+        GroupRequest::Describe { group, partition } => GroupReply::Described(describe(b, &group, partition).await),
+        GroupRequest::Delete { group, partition } => GroupReply::Deleted(delete_group(b, &group, partition).await),
+        GroupRequest::DeleteOffsets {
+            group,
+            partition,
+            offsets,
+        } => GroupReply::OffsetsDeleted(delete_offsets(b, &group, partition, offsets).await),
     }
+}
+
+/// Every group this shard coordinates: those with members, and those with
+/// committed offsets only ("Empty", as Kafka lists a group whose members
+/// all left). Replays every offsets partition this shard holds first.
+async fn list(b: &Rc<Broker>) -> Result<Vec<Listed>, i16> {
+    let mine: Vec<PartitionId> = (0..OFFSETS_PARTITIONS)
+        .filter_map(|p| crate::kafka::locate(b, OFFSETS_TOPIC, p))
+        .filter(|loc| loc.shard_id() == b.me())
+        .map(|loc| loc.partition_id())
+        .collect();
+    for partition in mine {
+        ensure_loaded(b, partition).await?;
+    }
+    let mut out: Vec<Listed> = b
+        .groups
+        .members
+        .listed()
+        .into_iter()
+        .map(|(group, protocol_type, state)| Listed {
+            group,
+            protocol_type,
+            state,
+        })
+        .collect();
+    let known: HashSet<String> = out.iter().map(|l| l.group.clone()).collect();
+    for group in b.groups.offsets.borrow().keys() {
+        if !known.contains(group) {
+            out.push(Listed {
+                group: group.clone(),
+                protocol_type: String::new(),
+                state: "Empty",
+            });
+        }
+    }
+    out.sort_by(|a, b| a.group.cmp(&b.group));
+    Ok(out)
+}
+
+/// A group's state and members; one with offsets only is "Empty".
+async fn describe(b: &Rc<Broker>, group: &str, partition: PartitionId) -> Result<Option<membership::GroupView>, i16> {
+    ensure_loaded(b, partition).await?;
+    if let Some(view) = b.groups.members.view(group) {
+        return Ok(Some(view));
+    }
+    Ok(b.groups
+        .offsets
+        .borrow()
+        .contains_key(group)
+        .then(|| membership::GroupView {
+            state: "Empty",
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        }))
+}
+
+/// DeleteGroups for one group: refused while it has members; its offsets
+/// go by tombstones, as Kafka deletes them.
+async fn delete_group(b: &Rc<Broker>, group: &str, partition: PartitionId) -> i16 {
+    if let Err(code) = ensure_loaded(b, partition).await {
+        return code;
+    }
+    if b.groups.members.has_members(group) {
+        return errors::NON_EMPTY_GROUP;
+    }
+    let keys: Vec<(String, String, i32)> = {
+        let offsets = b.groups.offsets.borrow();
+        let Some(topics) = offsets.get(group) else {
+            return if b.groups.members.remove_if_empty(group) {
+                // Member ids handed out, nothing committed: nothing to write.
+                errors::NONE
+            } else {
+                errors::GROUP_ID_NOT_FOUND
+            };
+        };
+        let mut keys: Vec<_> = topics
+            .iter()
+            .flat_map(|(t, ps)| ps.keys().map(move |p| (group.to_string(), t.clone(), *p)))
+            .collect();
+        keys.sort();
+        keys
+    };
+    if let Err(code) = delete_committed(b, partition, &keys).await {
+        return code;
+    }
+    // A member may have joined while the tombstones were written: it
+    // starts from no offsets, as after Kafka's deletion.
+    b.groups.members.remove_if_empty(group);
+    errors::NONE
+}
+
+/// OffsetDelete: a group's offsets for some partitions go, except those
+/// of topics its members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC).
+async fn delete_offsets(
+    b: &Rc<Broker>,
+    group: &str,
+    partition: PartitionId,
+    wanted: Vec<(String, Vec<i32>)>,
+) -> Result<PartitionCodes, i16> {
+    ensure_loaded(b, partition).await?;
+    let known = b.groups.offsets.borrow().contains_key(group) || b.groups.members.has_members(group);
+    if !known {
+        return Err(errors::GROUP_ID_NOT_FOUND);
+    }
+    let Some(subscribed) = b.groups.members.subscribed_topics(group) else {
+        return Err(errors::NON_EMPTY_GROUP);
+    };
+    let mut keys = Vec::new();
+    let out = wanted
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let codes = partitions
+                .into_iter()
+                .map(|p| {
+                    if subscribed.contains(&topic) {
+                        return (p, errors::GROUP_SUBSCRIBED_TO_TOPIC);
+                    }
+                    let held = b
+                        .groups
+                        .offsets
+                        .borrow()
+                        .get(group)
+                        .and_then(|t| t.get(&topic))
+                        .is_some_and(|ps| ps.contains_key(&p));
+                    if held {
+                        keys.push((group.to_string(), topic.clone(), p));
+                    }
+                    (p, errors::NONE)
+                })
+                .collect();
+            (topic, codes)
+        })
+        .collect();
+    delete_committed(b, partition, &keys).await?;
+    Ok(out)
+}
+
+/// Deletes committed offsets `(group, topic, partition)` of offsets
+/// partition `partition`: one tombstone each, then the coordinator
+/// forgets them.
+async fn delete_committed(b: &Rc<Broker>, partition: PartitionId, keys: &[(String, String, i32)]) -> Result<(), i16> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let now_ms = wall_clock_ms();
+    let recs: Result<Vec<_>, records::TooLong> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (group, topic, p))| {
+            let key = CommitKey {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *p,
+            };
+            records::record(i as i64, &key, None, now_ms)
+        })
+        .collect();
+    // Every key was committed through the same layout.
+    let recs = recs.map_err(|_| errors::UNKNOWN_SERVER_ERROR)?;
+    append(b, partition, &recs).await?;
+    b.groups.forget_offsets(keys);
+    Ok(())
 }
 
 async fn commit(
@@ -501,23 +716,8 @@ async fn expire_offsets(b: &Rc<Broker>) {
         }
     }
     for (partition, keys) in by_partition {
-        let recs: Result<Vec<_>, records::TooLong> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, (group, topic, p))| {
-                let key = CommitKey {
-                    group: group.clone(),
-                    topic: topic.clone(),
-                    partition: *p,
-                };
-                records::record(i as i64, &key, None, now_ms)
-            })
-            .collect();
-        // Every key was committed through the same layout.
-        let Ok(recs) = recs else { continue };
-        match append(b, partition, &recs).await {
+        match delete_committed(b, partition, &keys).await {
             Ok(()) => {
-                b.groups.forget_offsets(&keys);
                 b.groups.expired.set(b.groups.expired.get() + keys.len() as u64);
                 tracing::info!(%partition, offsets = keys.len(), "deleted offsets of groups without members past offsets.retention.minutes");
             }

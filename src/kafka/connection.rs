@@ -50,7 +50,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let in_flight = broker.config.limits.max_in_flight_per_connection;
     let (tx, rx) = local_channel::new_bounded::<Pending>(in_flight);
     let writer = glommio::spawn_local(write_responses(wr, rx, fd));
-    if let Err(why) = read_requests(&broker, rd, tx).await {
+    if let Err(why) = read_requests(&broker, rd, tx, peer).await {
         tracing::debug!(shard = %broker.me(), ?peer, %why, "closing connection");
     }
     writer.await;
@@ -91,6 +91,7 @@ async fn read_requests(
     broker: &Rc<Broker>,
     mut raw: futures_lite::io::ReadHalf<TcpStream>,
     tx: local_channel::LocalSender<Pending>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
     let max = broker.config.limits.socket_request_max_bytes.0;
     // A connection that never sends a byte holds no read buffer (10,000
@@ -114,7 +115,7 @@ async fn read_requests(
         rd.read_exact(&mut frame)
             .await
             .map_err(|e| format!("connection ended inside a {len}-byte frame: {e}"))?;
-        let task = start_request(broker, frame.freeze(), charge)?;
+        let task = start_request(broker, frame.freeze(), charge, peer)?;
         if tx.send(task).await.is_err() {
             return Err("response writer stopped".into());
         }
@@ -162,7 +163,12 @@ pub fn parse_frame(mut frame: Bytes) -> Result<Parsed, String> {
 }
 
 /// Checks the frame's header and starts its handler as a task.
-fn start_request(broker: &Rc<Broker>, frame: Bytes, charge: Charge) -> Result<Pending, String> {
+fn start_request(
+    broker: &Rc<Broker>,
+    frame: Bytes,
+    charge: Charge,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Pending, String> {
     let bytes_in = frame.len() + 4;
     let (api, header, frame) = match parse_frame(frame)? {
         Parsed::UnsupportedApiVersions { correlation_id } => {
@@ -187,7 +193,7 @@ fn start_request(broker: &Rc<Broker>, frame: Bytes, charge: Charge) -> Result<Pe
             tracing::debug!(shard = %b.me(), "closing connection: this broker hears from no majority of its cluster");
             return (Outcome::Close, charge);
         }
-        match dispatch(b.clone(), header, frame, throttle_ms).await {
+        match dispatch(b.clone(), header, frame, throttle_ms, peer).await {
             Ok(reply) => {
                 let bytes_out = reply.as_ref().map_or(0, |f| f.len());
                 b.metrics.record(api, bytes_in, bytes_out, started.elapsed());

@@ -87,6 +87,10 @@ pub const INVALID_SESSION_TIMEOUT: i16 = E::InvalidSessionTimeout.code();
 pub const INCONSISTENT_GROUP_PROTOCOL: i16 = E::InconsistentGroupProtocol.code();
 pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
 pub const NOT_COORDINATOR: i16 = E::NotCoordinator.code();
+pub const NON_EMPTY_GROUP: i16 = E::NonEmptyGroup.code();
+pub const GROUP_ID_NOT_FOUND: i16 = E::GroupIdNotFound.code();
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
+pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
 pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();
 
 /// The Kafka error codes a response carries (top level, per topic, per
@@ -231,6 +235,30 @@ mod codes {
         }
     }
 
+    impl ErrorCodes for ListGroupsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+    impl ErrorCodes for DescribeGroupsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.groups.iter().for_each(|g| each(g.error_code));
+        }
+    }
+    impl ErrorCodes for DeleteGroupsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.results.iter().for_each(|g| each(g.error_code));
+        }
+    }
+    impl ErrorCodes for OffsetDeleteResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+            self.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| each(p.error_code));
+        }
+    }
     impl ErrorCodes for InitProducerIdResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             each(self.error_code);

@@ -5,15 +5,16 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
+use crate::group::membership::ClientInfo;
 use crate::group::{self, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
 
 pub const VERSIONS: (i16, i16) = (0, 9);
 
-pub async fn handle(b: &Rc<Broker>, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+pub async fn handle(b: &Rc<Broker>, req: JoinGroupRequest, version: i16, client: ClientInfo) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
     let member = req.member_id.clone();
-    match group::route(b, &group, GroupRequest::Join(req, version)).await {
+    match group::route(b, &group, GroupRequest::Join(req, version, client)).await {
         Ok(GroupReply::Join(resp)) => resp,
         Ok(_) => unreachable!("JoinGroup gets a Join reply"),
         Err(code) => JoinGroupResponse::default()

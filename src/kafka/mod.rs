@@ -7,9 +7,11 @@ pub mod api_versions;
 pub mod connection;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod errors;
 pub mod fetch;
@@ -20,9 +22,11 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod record_scan;
@@ -128,6 +132,10 @@ requests! {
     Heartbeat => heartbeat, HeartbeatRequest;
     LeaveGroup => leave_group, LeaveGroupRequest;
     SyncGroup => sync_group, SyncGroupRequest;
+    ListGroups => list_groups, ListGroupsRequest;
+    DescribeGroups => describe_groups, DescribeGroupsRequest;
+    DeleteGroups => delete_groups, DeleteGroupsRequest;
+    OffsetDelete => offset_delete, OffsetDeleteRequest;
 }
 
 /// Runs one request whose header is decoded and whose version is served.
@@ -138,6 +146,7 @@ pub async fn dispatch(
     header: RequestHeader,
     mut body: Bytes,
     throttle_ms: i32,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<Reply, FrameError> {
     let version = header.request_api_version;
     let corr = header.correlation_id;
@@ -183,10 +192,23 @@ pub async fn dispatch(
         Request::FindCoordinator(req) => serve!(find_coordinator, req),
         Request::OffsetCommit(req) => serve!(offset_commit, req),
         Request::OffsetFetch(req) => serve!(offset_fetch, req),
-        Request::JoinGroup(req) => serve!(join_group, req),
+        Request::JoinGroup(req) => {
+            // DescribeGroups shows each member's client id and address.
+            let client = crate::group::membership::ClientInfo {
+                client_id: header.client_id.as_deref().unwrap_or_default().to_string(),
+                host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
+            };
+            let resp = join_group::handle(&broker, req, version, client).await;
+            resp.error_codes(&mut |code| broker.metrics.error(code));
+            Ok(Some(encode_response(api, corr, version, &resp)?))
+        }
         Request::SyncGroup(req) => serve!(sync_group, req),
         Request::Heartbeat(req) => serve!(heartbeat, req),
         Request::LeaveGroup(req) => serve!(leave_group, req),
+        Request::ListGroups(req) => serve!(list_groups, req),
+        Request::DescribeGroups(req) => serve!(describe_groups, req),
+        Request::DeleteGroups(req) => serve!(delete_groups, req),
+        Request::OffsetDelete(req) => serve!(offset_delete, req),
     }
 }
 

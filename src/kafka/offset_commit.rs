@@ -86,6 +86,7 @@ pub async fn handle(b: &Rc<Broker>, req: OffsetCommitRequest, _version: i16) -> 
                 let request = GroupRequest::Commit {
                     group: req.group_id.0.to_string(),
                     member: req.member_id.to_string(),
+                    instance: req.group_instance_id.as_ref().map(|i| i.to_string()),
                     generation: req.generation_id_or_member_epoch,
                     partition,
                     offsets,

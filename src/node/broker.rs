@@ -72,7 +72,8 @@ pub enum NodeMsg {
     },
     /// To a group's coordinator shard.
     Group {
-        request: GroupRequest,
+        /// Boxed: a JoinGroup is the largest message between shards.
+        request: Box<GroupRequest>,
         reply: flume::Sender<GroupReply>,
     },
     /// From the admin port: this shard's counters.
@@ -291,7 +292,11 @@ impl Broker {
         if to == self.me() {
             return Some(group::serve(self, request).await);
         }
-        self.ask(to, |reply| NodeMsg::Group { request, reply }).await
+        self.ask(to, |reply| NodeMsg::Group {
+            request: Box::new(request),
+            reply,
+        })
+        .await
     }
 
     /// Runs a metadata request on the controller shard.
@@ -378,7 +383,7 @@ impl Broker {
                 let _ = reply.send_async(super::control::execute(&b, request).await).await;
             })),
             NodeMsg::Group { request, reply } => Work::Request(Box::pin(async move {
-                let _ = reply.send_async(group::serve(&b, request).await).await;
+                let _ = reply.send_async(group::serve(&b, *request).await).await;
             })),
             NodeMsg::Meta { changes, ack } => Work::Control(Box::pin(async move {
                 super::control::apply_changes(&b, &changes);

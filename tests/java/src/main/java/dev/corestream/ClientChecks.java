@@ -40,6 +40,10 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.FencedInstanceIdException;
+import org.apache.kafka.common.errors.GroupIdNotFoundException;
+import org.apache.kafka.common.errors.GroupNotEmptyException;
+import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
 import org.apache.kafka.common.errors.InvalidPartitionsException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
@@ -65,7 +69,7 @@ public final class ClientChecks {
 
     public static void main(String[] args) throws Exception {
         if (args.length != 2) {
-            System.err.println("usage: ClientChecks produce|groups|admin BOOTSTRAP");
+            System.err.println("usage: ClientChecks produce|groups|group-admin|static|admin BOOTSTRAP");
             System.exit(2);
         }
         ClientChecks c = new ClientChecks(args[1]);
@@ -73,6 +77,8 @@ public final class ClientChecks {
             switch (args[0]) {
                 case "produce" -> c.checkProduce();
                 case "groups" -> c.checkGroups();
+                case "group-admin" -> c.checkGroupAdmin();
+                case "static" -> c.checkStaticMembership();
                 case "admin" -> c.checkAdmin();
                 default -> throw new IllegalArgumentException("unknown check " + args[0]);
             }
@@ -296,6 +302,201 @@ public final class ClientChecks {
             check(none.get(tp) == null, "offsetsForTimes past the last record gives " + none.get(tp));
         }
         System.out.println("ok groups: offsetsForTimes at record granularity");
+    }
+
+    // ---- group-admin: what kafka-consumer-groups.sh and lag exporters
+    // use: list, describe (members, client ids, hosts, assignments), the
+    // group's offsets, altering and deleting them, deleting the group, and
+    // the errors Kafka gives while the group has members.
+
+    @SuppressWarnings("deprecation")
+    private void checkGroupAdmin() throws Exception {
+        String topic = "java-ga";
+        String group = "java-ga-group";
+        int partitions = 3;
+        try (Admin admin = admin()) {
+            admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get();
+            try (KafkaProducer<String, String> producer = new KafkaProducer<>(producerProps())) {
+                for (int i = 0; i < 30; i++) {
+                    producer.send(new ProducerRecord<>(topic, i % partitions, "k" + i, "v" + i));
+                }
+                producer.flush();
+            }
+            TopicPartition p0 = new TopicPartition(topic, 0);
+            Properties cp = consumerProps(group);
+            cp.put(ConsumerConfig.CLIENT_ID_CONFIG, "java-ga-client");
+            try (KafkaConsumer<String, String> c = new KafkaConsumer<>(cp)) {
+                c.subscribe(List.of(topic));
+                pollUntil(c, 30);
+                c.commitSync();
+
+                var listed = admin.listConsumerGroups().all().get();
+                var mine = listed.stream().filter(g -> g.groupId().equals(group)).findFirst();
+                check(mine.isPresent(), "listConsumerGroups names the group: " + listed);
+                check(mine.get().groupState().map(st -> st.toString()).orElse("").equalsIgnoreCase("Stable"),
+                        "the group is stable: " + mine.get());
+                var d = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+                check(d.groupState().toString().equalsIgnoreCase("Stable") && d.members().size() == 1,
+                        "describeConsumerGroups: " + d);
+                var m = d.members().iterator().next();
+                check(m.clientId().equals("java-ga-client") && m.host().equals("/127.0.0.1")
+                        && m.assignment().topicPartitions().size() == partitions, "the member: " + m);
+                check(d.partitionAssignor().equals("range") || d.partitionAssignor().equals("cooperative-sticky"),
+                        "the assignor: " + d.partitionAssignor());
+                System.out.println("ok group-admin: listConsumerGroups, describeConsumerGroups of a stable group");
+
+                var offsets = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
+                check(offsets.size() == partitions && offsets.values().stream().allMatch(o -> o.offset() == 10),
+                        "listConsumerGroupOffsets: " + offsets);
+                expectError(() -> admin.deleteConsumerGroupOffsets(group, Set.of(p0)).all().get(),
+                        GroupSubscribedToTopicException.class, "deleting offsets of a subscribed topic");
+                expectError(() -> admin.deleteConsumerGroups(List.of(group)).all().get(),
+                        GroupNotEmptyException.class, "deleting a group with members");
+                System.out.println("ok group-admin: listConsumerGroupOffsets; deletes refused while it has members");
+            }
+            // The member left: the group is empty, its offsets stay.
+            var d = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+            check(d.groupState().toString().equalsIgnoreCase("Empty") && d.members().isEmpty(),
+                    "the group after its member left: " + d);
+            admin.alterConsumerGroupOffsets(group, Map.of(p0, new OffsetAndMetadata(5))).all().get();
+            var offsets = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
+            check(offsets.get(p0).offset() == 5, "altered offset " + offsets.get(p0));
+            admin.deleteConsumerGroupOffsets(group, Set.of(p0)).all().get();
+            offsets = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
+            check(!offsets.containsKey(p0) && offsets.size() == partitions - 1, "after deleting p0's offset: " + offsets);
+            System.out.println("ok group-admin: alterConsumerGroupOffsets, deleteConsumerGroupOffsets of an empty group");
+
+            admin.deleteConsumerGroups(List.of(group)).all().get();
+            var listed = admin.listConsumerGroups().all().get();
+            check(listed.stream().noneMatch(g -> g.groupId().equals(group)), "the deleted group is not listed: " + listed);
+            check(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get().isEmpty(),
+                    "a deleted group has no offsets");
+            expectError(() -> admin.deleteConsumerGroups(List.of(group)).all().get(),
+                    GroupIdNotFoundException.class, "deleting it again");
+            System.out.println("ok group-admin: deleteConsumerGroups");
+            // Its offsets went with it: a new member starts from the beginning.
+            try (KafkaConsumer<String, String> c = new KafkaConsumer<>(consumerProps(group))) {
+                c.subscribe(List.of(topic));
+                check(pollUntil(c, 30).size() == 30, "a new member reads everything again");
+            }
+            System.out.println("ok group-admin: a new member of the deleted group starts over");
+        }
+    }
+
+    // ---- static: static membership (KIP-345). A member with a
+    // group.instance.id that restarts within its session timeout gets its
+    // partitions back with no rebalance: the other member sees no revoke
+    // and no new generation. A second process with the same instance id
+    // fences the first.
+
+    private void checkStaticMembership() throws Exception {
+        String topic = "java-static";
+        String group = "java-static-group";
+        int partitions = 4;
+        try (Admin admin = admin()) {
+            admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get();
+        }
+        Owned a = new Owned();
+        Owned b = new Owned();
+        Counting bEvents = new Counting(b);
+        try (KafkaConsumer<String, String> cb = new KafkaConsumer<>(staticProps(group, "static-b"))) {
+            Set<TopicPartition> before;
+            int generation;
+            try (KafkaConsumer<String, String> ca = new KafkaConsumer<>(staticProps(group, "static-a"))) {
+                ca.subscribe(List.of(topic), a);
+                cb.subscribe(List.of(topic), bEvents);
+                waitFor(() -> {
+                    ca.poll(POLL);
+                    cb.poll(POLL);
+                    return a.owned.size() + b.owned.size() == partitions && !a.owned.isEmpty() && !b.owned.isEmpty()
+                            && disjoint(a.owned, b.owned);
+                }, "two static members share the partitions");
+                before = new HashSet<>(a.owned);
+                generation = cb.groupMetadata().generationId();
+                System.out.println("ok static: two static members, generation " + generation);
+            }
+            // The first member's process is gone (a static member sends no
+            // LeaveGroup); its partitions wait for it.
+            int eventsBefore = bEvents.calls;
+            long until = System.currentTimeMillis() + 2_000;
+            while (System.currentTimeMillis() < until) {
+                cb.poll(POLL);
+            }
+            Owned back = new Owned();
+            try (KafkaConsumer<String, String> ca2 = new KafkaConsumer<>(staticProps(group, "static-a"))) {
+                ca2.subscribe(List.of(topic), back);
+                waitFor(() -> {
+                    ca2.poll(POLL);
+                    cb.poll(POLL);
+                    return !back.owned.isEmpty();
+                }, "the restarted static member gets partitions");
+                check(back.owned.equals(before), "the restarted member gets its old partitions: " + back.owned
+                        + ", had " + before);
+                check(cb.groupMetadata().generationId() == generation,
+                        "no new generation: " + cb.groupMetadata().generationId() + " after " + generation);
+                check(bEvents.calls == eventsBefore, "the other member saw no rebalance: " + bEvents.calls
+                        + " listener calls, " + eventsBefore + " before");
+                System.out.println("ok static: restarted within its session, old partitions back, no rebalance");
+
+                try (Admin admin = admin()) {
+                    var d = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+                    Set<String> instances = new HashSet<>();
+                    d.members().forEach(m -> instances.add(m.groupInstanceId().orElse("")));
+                    check(instances.equals(Set.of("static-a", "static-b")), "instance ids described: " + d);
+                }
+                System.out.println("ok static: describeConsumerGroups shows the instance ids");
+
+                // A second process with the same instance id takes over; the
+                // first is fenced.
+                try (KafkaConsumer<String, String> ca3 = new KafkaConsumer<>(staticProps(group, "static-a"))) {
+                    ca3.subscribe(List.of(topic));
+                    expectError(() -> {
+                        long end = System.currentTimeMillis() + WAIT_MS;
+                        while (System.currentTimeMillis() < end) {
+                            ca3.poll(POLL);
+                            ca2.poll(POLL);
+                        }
+                        return null;
+                    }, FencedInstanceIdException.class, "the older process with the same instance id");
+                }
+                System.out.println("ok static: a second process with the same instance id fences the first");
+            }
+        }
+    }
+
+    /** Counts a member's rebalance callbacks. */
+    private static final class Counting implements ConsumerRebalanceListener {
+        final Owned inner;
+        int calls;
+
+        Counting(Owned inner) {
+            this.inner = inner;
+        }
+
+        @Override
+        public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+            calls++;
+            inner.onPartitionsRevoked(partitions);
+        }
+
+        @Override
+        public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+            calls++;
+            inner.onPartitionsAssigned(partitions);
+        }
+
+        @Override
+        public void onPartitionsLost(Collection<TopicPartition> partitions) {
+            calls++;
+            inner.onPartitionsLost(partitions);
+        }
+    }
+
+    private Properties staticProps(String group, String instance) {
+        Properties p = consumerProps(group);
+        p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instance);
+        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 30_000);
+        return p;
     }
 
     // ---- admin: topics, configs, partitions, offsets, records, log dirs,

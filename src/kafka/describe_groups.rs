@@ -1,0 +1,70 @@
+//! DescribeGroups: each group's state, protocol and members (client id,
+//! host, subscription metadata, assignment), from its coordinator. A group
+//! the coordinator does not know is "Dead", as Kafka answers before v6.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::errors;
+use crate::group::{self, GroupReply, GroupRequest};
+use crate::node::broker::Broker;
+
+pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// `authorized_operations` when the client did not ask for them (Kafka's
+/// Integer.MIN_VALUE).
+const OPERATIONS_NOT_ASKED: i32 = i32::MIN;
+
+pub async fn handle(b: &Rc<Broker>, req: DescribeGroupsRequest, _version: i16) -> DescribeGroupsResponse {
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for id in req.groups {
+        let described = describe(b, id.0.as_str()).await;
+        let mut out = DescribedGroup::default()
+            .with_group_id(id)
+            .with_authorized_operations(OPERATIONS_NOT_ASKED);
+        match described {
+            Err(code) => out.error_code = code,
+            Ok(None) => out.group_state = StrBytes::from_static_str("Dead"),
+            Ok(Some(view)) => {
+                out.group_state = StrBytes::from_static_str(view.state);
+                out.protocol_type = StrBytes::from_string(view.protocol_type);
+                out.protocol_data = StrBytes::from_string(view.protocol);
+                out.members = view
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        DescribedGroupMember::default()
+                            .with_member_id(StrBytes::from_string(m.member_id))
+                            .with_group_instance_id(m.instance_id.map(StrBytes::from_string))
+                            .with_client_id(StrBytes::from_string(m.client_id))
+                            .with_client_host(StrBytes::from_string(m.client_host))
+                            .with_member_metadata(m.metadata)
+                            .with_member_assignment(m.assignment)
+                    })
+                    .collect();
+            }
+        }
+        groups.push(out);
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+async fn describe(b: &Rc<Broker>, group: &str) -> Result<Option<group::membership::GroupView>, i16> {
+    match group::local_coordinator(b, group, false).await? {
+        // No offsets topic yet: no group was ever used.
+        None => Ok(None),
+        Some((shard, partition)) => {
+            let request = GroupRequest::Describe {
+                group: group.to_string(),
+                partition,
+            };
+            match b.group(shard, request).await {
+                Some(GroupReply::Described(r)) => r,
+                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+            }
+        }
+    }
+}
