@@ -409,3 +409,58 @@ def test_offsets_of_a_group_without_members_expire_after_offsets_retention(broke
     again.commit(offsets=[TopicPartition("orders", 0, 7)], asynchronous=False)
     again.close()
     assert committed(broker.bootstrap, "standalone", "orders", [0]) == {0: 7}
+
+
+def find_coordinator_v4(port, keys, timeout):
+    """FindCoordinator v4 (flexible) for `keys`: [(key, error_code)]."""
+    header = struct.pack(">hhi", 10, 4, 7) + raw.string("raw-test") + raw.uvarint(0)
+    body = struct.pack(">b", 0) + raw.uvarint(len(keys) + 1)
+    body += b"".join(raw.compact_string(k) for k in keys) + raw.uvarint(0)
+    c = raw.Conn(port, timeout=timeout)
+    c.send(struct.pack(">i", len(header) + len(body)) + header + body)
+    payload = c.recv_frame()
+    c.close()
+    assert payload is not None, "the connection was closed"
+
+    def uvarint(at):
+        n, shift = 0, 0
+        while True:
+            b = payload[at]
+            at += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n, at
+
+    def compact(at):
+        n, at = uvarint(at)
+        return (None if n == 0 else payload[at:at + n - 1].decode()), at + max(n - 1, 0)
+
+    _, at = uvarint(4)  # correlation id, header tags
+    at += 4  # throttle_time_ms
+    count, at = uvarint(at)
+    out = []
+    for _ in range(count - 1):
+        key, at = compact(at)
+        at += 4  # node id
+        _, at = compact(at)  # host
+        at += 4  # port
+        (err,) = struct.unpack_from(">h", payload, at)
+        at += 2
+        _, at = compact(at)  # error message
+        _, at = uvarint(at)  # tags
+        out.append((key, err))
+    return out
+
+
+def test_find_coordinator_for_many_groups_without_room_for_the_offsets_topic(broker_factory):
+    """No room for __consumer_offsets' 50 partitions: each of 60,000 groups
+    in one FindCoordinator v4 gets COORDINATOR_NOT_AVAILABLE, within the
+    client's request timeout (the topic's creation is tried once per
+    request, not once per group)."""
+    b = broker_factory(extra_args=["--max-partitions-per-shard", "5"])
+    keys = [f"group-{i}" for i in range(60_000)]
+    got = find_coordinator_v4(b.port, keys, timeout=20)
+    assert got == [(k, COORDINATOR_NOT_AVAILABLE) for k in keys]
+    # Still serving: a topic that fits is created.
+    create_topic(b.bootstrap, "fits", 2)

@@ -24,11 +24,20 @@ pub async fn handle(b: &Rc<Broker>, req: FindCoordinatorRequest, version: i16) -
         vec![req.key.clone()]
     };
     let mut coordinators = Vec::with_capacity(keys.len());
+    // One try at creating the offsets topic per request: v4 may name
+    // 100,000 groups, and a creation that fails (the partition limit) goes
+    // through the controller each time (the wire fuzzer's request of ~20,000
+    // keys went unanswered for over 20 s).
+    let mut create = true;
     for key in keys {
         let found = if req.key_type != GROUP_KEY {
             Err((errors::COORDINATOR_NOT_AVAILABLE, "transactions are not supported"))
         } else {
-            match group::coordinator_of(b, key.as_str(), true).await {
+            let located = group::coordinator_of(b, key.as_str(), create).await;
+            if located == Err(errors::COORDINATOR_NOT_AVAILABLE) {
+                create = false;
+            }
+            match located {
                 Ok(Some((shard, _))) => b.leader_of(shard).ok_or((
                     errors::COORDINATOR_NOT_AVAILABLE,
                     "the group's offsets partition has no leader now",
