@@ -125,8 +125,8 @@ def parse_produce_v3_response(payload):
 
 
 class Conn:
-    def __init__(self, port, timeout=5):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=5, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
 
     def send(self, data):
         self.sock.sendall(data)
