@@ -423,14 +423,7 @@ def find_coordinator_v4(port, keys, timeout):
     assert payload is not None, "the connection was closed"
 
     def uvarint(at):
-        n, shift = 0, 0
-        while True:
-            b = payload[at]
-            at += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return n, at
+        return raw.read_uvarint(payload, at)
 
     def compact(at):
         n, at = uvarint(at)

@@ -249,19 +249,24 @@ impl Group {
     fn rejoined_static(&self, member_id: &str, version: i16) -> JoinGroupResponse {
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
-        let mut resp = JoinGroupResponse::default()
-            .with_generation_id(self.generation)
-            .with_protocol_name(Some(StrBytes::from_string(protocol.clone())))
-            .with_leader(StrBytes::from_string(leader.clone()))
-            .with_member_id(StrBytes::from_string(member_id.to_string()));
-        if version >= 7 {
-            resp.protocol_type = self.protocol_type.clone().map(StrBytes::from_string);
-        }
+        let mut resp = self.joined(member_id, &protocol, &leader, version);
         if leader == member_id {
             resp.members = self.roster(&protocol);
             resp.skip_assignment = version >= 9;
         }
         resp
+    }
+
+    /// The JoinGroup answer of the current generation for `member_id`.
+    fn joined(&self, member_id: &str, protocol: &str, leader: &str, version: i16) -> JoinGroupResponse {
+        join_response(
+            self.generation,
+            self.protocol_type.clone(),
+            member_id,
+            protocol,
+            leader,
+            version,
+        )
     }
 
     /// Every member's id, instance id and metadata for `protocol`, in join
@@ -351,20 +356,16 @@ impl Group {
         self.protocol = Some(protocol.clone());
         self.phase = Phase::CompletingRebalance;
         let roster = self.roster(&protocol);
+        let (generation, protocol_type) = (self.generation, self.protocol_type.clone());
+        let joined =
+            |id: &str, version: i16| join_response(generation, protocol_type.clone(), id, &protocol, &leader, version);
         for (id, m) in self.members.iter_mut() {
             m.assignment = Bytes::new();
             m.last_seen = Instant::now();
             let Some((tx, version)) = m.joining.take() else {
                 continue;
             };
-            let mut resp = JoinGroupResponse::default()
-                .with_generation_id(self.generation)
-                .with_protocol_name(Some(StrBytes::from_string(protocol.clone())))
-                .with_leader(StrBytes::from_string(leader.clone()))
-                .with_member_id(StrBytes::from_string(id.clone()));
-            if version >= 7 {
-                resp.protocol_type = self.protocol_type.clone().map(StrBytes::from_string);
-            }
+            let mut resp = joined(id, version);
             if *id == leader {
                 resp.members = roster.clone();
             }
@@ -526,6 +527,26 @@ impl Groups {
     }
 }
 
+/// A successful JoinGroup answer (the leader's roster is added apart).
+fn join_response(
+    generation: i32,
+    protocol_type: Option<String>,
+    member_id: &str,
+    protocol: &str,
+    leader: &str,
+    version: i16,
+) -> JoinGroupResponse {
+    let mut resp = JoinGroupResponse::default()
+        .with_generation_id(generation)
+        .with_protocol_name(Some(StrBytes::from_string(protocol.to_string())))
+        .with_leader(StrBytes::from_string(leader.to_string()))
+        .with_member_id(StrBytes::from_string(member_id.to_string()));
+    if version >= 7 {
+        resp.protocol_type = protocol_type.map(StrBytes::from_string);
+    }
+    resp
+}
+
 fn join_error(code: i16, member_id: StrBytes) -> JoinGroupResponse {
     JoinGroupResponse::default()
         .with_error_code(code)
@@ -587,9 +608,9 @@ pub async fn join(b: &Rc<Broker>, req: JoinGroupRequest, version: i16, client: C
                         .protocol
                         .as_ref()
                         .is_some_and(|chosen| protocols.iter().any(|(n, _)| n == chosen));
-                    if g.phase == Phase::Stable && keeps_protocol {
+                    let stable = g.phase == Phase::Stable && keeps_protocol;
+                    if let Some(m) = g.members.get_mut(&member_id).filter(|_| stable) {
                         // Back within its session: its old assignment, no rebalance.
-                        let m = g.members.get_mut(&member_id).expect("just placed");
                         m.protocols = protocols;
                         m.client_id = client.client_id;
                         m.client_host = client.host;
