@@ -47,6 +47,7 @@ pub mod types;
 pub mod wal;
 
 pub use shard::{
-    Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, RecordScan, Shard, ShardConfig, ShardError,
+    Appended, Durability, OffsetQuery, PartitionRead, ProduceItem, ProduceResult, RecordScan, Shard, ShardConfig,
+    ShardError,
 };
 pub use types::{Offset, PartitionId, RaftIndex, ShardId};

@@ -171,7 +171,7 @@ fn plan_one(
     let mut configs = BTreeMap::new();
     for (k, v) in &t.configs {
         let Some(v) = v else { continue };
-        topic_config::validate(k, v, limits.socket_request_max_bytes).map_err(ControlError::InvalidConfig)?;
+        topic_config::validate(k, v).map_err(ControlError::InvalidConfig)?;
         configs.insert(k.clone(), v.clone());
     }
     topic_config::validate_together(&configs).map_err(ControlError::InvalidConfig)?;
@@ -294,7 +294,6 @@ pub type TopicConfigOps = (String, Vec<(String, ConfigOp, Option<String>)>);
 pub fn plan_alter_topic_configs(
     meta: &ClusterMeta,
     topics: &[TopicConfigOps],
-    limits: &ControlLimits,
 ) -> (Vec<Result<(), ControlError>>, Vec<MetaChange>) {
     let mut changes = Vec::new();
     let results = topics
@@ -307,8 +306,7 @@ pub fn plan_alter_topic_configs(
             for (key, op, value) in ops {
                 match (op, value) {
                     (ConfigOp::Set, Some(v)) => {
-                        topic_config::validate(key, v, limits.socket_request_max_bytes)
-                            .map_err(ControlError::InvalidConfig)?;
+                        topic_config::validate(key, v).map_err(ControlError::InvalidConfig)?;
                         set.insert(key.clone(), v.clone());
                     }
                     (ConfigOp::Set, None) => {
@@ -392,7 +390,7 @@ mod tests {
     fn rejects_bad_names_duplicates_configs_and_rf() {
         let meta = ClusterMeta::new(1);
         let mut bad_cfg = topic("ok", 1);
-        bad_cfg.configs = vec![("max.message.bytes".into(), Some("12".into()))];
+        bad_cfg.configs = vec![("max.message.bytes".into(), Some("-1".into()))];
         let mut rf3 = topic("rf", 1);
         rf3.replication_factor = 3;
         let (res, changes) = plan_create_topics(
@@ -437,7 +435,6 @@ mod tests {
                     vec![("cleanup.policy".into(), ConfigOp::Append, Some("compact".into()))],
                 ),
             ],
-            &limits(100),
         );
         assert!(res[0].is_ok());
         assert!(matches!(res[1], Err(ControlError::InvalidConfig(_))));
@@ -449,7 +446,6 @@ mod tests {
         let (_, c) = plan_alter_topic_configs(
             &meta,
             &[("t".into(), vec![("max.message.bytes".into(), ConfigOp::Delete, None)])],
-            &limits(100),
         );
         meta.apply(&c[0]).unwrap();
         assert!(!meta.topic("t").unwrap().configs.contains_key("max.message.bytes"));

@@ -37,7 +37,9 @@ enum Check {
     Replicas,
     /// A message format version such as `2.8` or `3.0-IV1`.
     Version,
-    /// `max.message.bytes`: from 1 KiB up to the broker's request limit.
+    /// `max.message.bytes`: an int from 0, as Kafka checks it; its default
+    /// is the broker's `message_max_bytes`. (A batch is also bounded by the
+    /// request size limit, whatever the topic says.)
     MessageBytes,
 }
 
@@ -320,8 +322,31 @@ pub fn default_value(name: &str, message_max_bytes: u64) -> Option<String> {
     })
 }
 
+/// Where a topic's config value comes from (Kafka's ConfigSource codes).
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// Every config of a topic with these overrides: `(key, value, source)`,
+/// an override where there is one, else the default. DescribeConfigs and
+/// CreateTopics (v5+) answer with it.
+pub fn effective<'a>(
+    overrides: &'a BTreeMap<String, String>,
+    message_max_bytes: u64,
+) -> impl Iterator<Item = (&'static ConfigKey, String, i8)> + 'a {
+    KEYS.iter().map(move |k| match overrides.get(k.name) {
+        Some(v) => (k, v.clone(), SOURCE_TOPIC),
+        None => {
+            let default = match k.check {
+                Check::MessageBytes => message_max_bytes.to_string(),
+                _ => k.default.to_string(),
+            };
+            (k, default, SOURCE_DEFAULT)
+        }
+    })
+}
+
 /// Checks one `key = value` override; the error says what is wrong.
-pub fn validate(name: &str, value: &str, socket_request_max_bytes: u64) -> Result<(), String> {
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let k = key(name).ok_or_else(|| format!("unknown topic config '{name}'"))?;
     let bad = |why: String| Err(format!("{name} = '{value}': {why}"));
     let int_in = |lo: i64, hi: i64| match value.trim().parse::<i64>() {
@@ -330,7 +355,7 @@ pub fn validate(name: &str, value: &str, socket_request_max_bytes: u64) -> Resul
     };
     match k.check {
         Check::Int(lo, hi) => int_in(lo, hi),
-        Check::MessageBytes => int_in(1024, socket_request_max_bytes.min(I32 as u64) as i64),
+        Check::MessageBytes => int_in(0, I32),
         Check::Double(lo, hi) => match value.trim().parse::<f64>() {
             Ok(v) if v >= lo && v <= hi => Ok(()),
             _ => bad(format!("must be a number in [{lo}, {hi}]")),
@@ -460,7 +485,7 @@ mod tests {
     fn every_key_has_a_valid_default() {
         for k in KEYS {
             let d = default_value(k.name, 1_048_588).expect("a default");
-            assert!(validate(k.name, &d, 100 << 20).is_ok(), "{} default {d:?}", k.name);
+            assert!(validate(k.name, &d).is_ok(), "{} default {d:?}", k.name);
         }
         let mut names: Vec<_> = KEYS.iter().map(|k| k.name).collect();
         names.sort();
@@ -470,7 +495,7 @@ mod tests {
 
     #[test]
     fn kafkas_checks() {
-        let ok = |k: &str, v: &str| validate(k, v, 100 << 20).is_ok();
+        let ok = |k: &str, v: &str| validate(k, v).is_ok();
         assert!(ok("cleanup.policy", "compact,delete") && ok("cleanup.policy", "delete, compact"));
         assert!(!ok("cleanup.policy", "compact,forever"));
         assert!(ok("min.cleanable.dirty.ratio", "0.01") && !ok("min.cleanable.dirty.ratio", "1.5"));
@@ -485,6 +510,7 @@ mod tests {
         assert!(ok("preallocate", "TRUE") && !ok("preallocate", "yes"));
         assert!(!ok("remote.storage.enable", "true"));
         assert!(!ok("segment.bytes", "2147483648") && !ok("no.such.key", "1"));
+        assert!(ok("max.message.bytes", "0") && !ok("max.message.bytes", "-1"));
         let lag = |min: &str, max: &str| {
             validate_together(&BTreeMap::from([
                 ("min.compaction.lag.ms".to_string(), min.to_string()),

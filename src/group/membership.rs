@@ -331,9 +331,10 @@ impl Group {
         self.generation += 1;
         self.rebalance_deadline = None;
         if self.members.is_empty() {
+            // An empty group keeps its protocol type, as Kafka's does
+            // (DescribeGroups and ListGroups show it).
             self.phase = Phase::Empty;
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             return;
         }
@@ -394,6 +395,11 @@ impl Groups {
     /// Whether `group` has members (joined, or joining).
     pub fn has_members(&self, group: &str) -> bool {
         self.groups.borrow().get(group).is_some_and(|g| !g.members.is_empty())
+    }
+
+    /// Whether `group` exists here, with members or empty (until deleted).
+    pub fn knows(&self, group: &str) -> bool {
+        self.groups.borrow().contains_key(group)
     }
 
     pub fn new(initial_delay: Duration, limits: super::GroupLimits, refused: Rc<super::Refusals>) -> Self {
@@ -547,7 +553,7 @@ fn join_response(
     resp
 }
 
-fn join_error(code: i16, member_id: StrBytes) -> JoinGroupResponse {
+pub fn join_error(code: i16, member_id: StrBytes) -> JoinGroupResponse {
     JoinGroupResponse::default()
         .with_error_code(code)
         .with_generation_id(-1)
@@ -866,7 +872,6 @@ fn on_members_gone(g: &mut Group, now: Instant) {
         g.phase = Phase::Empty;
         g.leader = None;
         g.protocol = None;
-        g.protocol_type = None;
         g.rebalance_deadline = None;
         g.generation += 1;
         return;

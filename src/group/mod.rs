@@ -519,7 +519,7 @@ async fn delete_offsets(
     wanted: Vec<(String, Vec<i32>)>,
 ) -> Result<PartitionCodes, i16> {
     ensure_loaded(b, partition).await?;
-    let known = b.groups.offsets.borrow().contains_key(group) || b.groups.members.has_members(group);
+    let known = b.groups.offsets.borrow().contains_key(group) || b.groups.members.knows(group);
     if !known {
         return Err(errors::GROUP_ID_NOT_FOUND);
     }

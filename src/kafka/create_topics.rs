@@ -2,11 +2,16 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
 use crate::controller::plan::NewTopic;
+use crate::controller::topic_config;
 use crate::node::broker::Broker;
 use crate::node::control::{ControlReply, ControlRequest};
 
@@ -52,9 +57,12 @@ pub async fn handle(b: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> C
                     if version >= 7 {
                         out.topic_id = created.id;
                     }
+                    out.error_message = None;
                     if version >= 5 {
+                        // Every broker holds a replica of every partition.
                         out.num_partitions = created.partitions as i32;
-                        out.replication_factor = 1;
+                        out.replication_factor = b.config.brokers().len() as i16;
+                        out.configs = Some(configs(b, &t.configs));
                     }
                 }
                 Err(e) => {
@@ -66,4 +74,21 @@ pub async fn handle(b: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> C
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// The new topic's every config (v5+), as Kafka answers: what the request
+/// set, and the defaults of the rest.
+fn configs(b: &Broker, requested: &[CreatableTopicConfig]) -> Vec<CreatableTopicConfigs> {
+    let overrides: BTreeMap<String, String> = requested
+        .iter()
+        .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+        .collect();
+    topic_config::effective(&overrides, b.config.limits.message_max_bytes.0)
+        .map(|(k, value, source)| {
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(k.name))
+                .with_value(Some(StrBytes::from_string(value)))
+                .with_config_source(source)
+        })
+        .collect()
 }

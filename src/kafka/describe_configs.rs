@@ -8,28 +8,26 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
-use crate::controller::topic_config::{self, KEYS};
+use crate::controller::topic_config;
 use crate::node::broker::Broker;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
-/// Kafka's ConfigSource codes.
-const SOURCE_TOPIC: i8 = 1;
+/// Kafka's ConfigSource code of a broker's own file (the topic ones are
+/// in topic_config).
 const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
-fn entry(name: &str, value: String, source: i8, kind: i8, doc: &str, version: i16) -> DescribeConfigsResourceResult {
-    let mut e = DescribeConfigsResourceResult::default()
+/// `docs`: whether the client asked for documentation (v3+); Kafka sends
+/// none otherwise.
+fn entry(name: &str, value: String, source: i8, kind: i8, doc: &str, docs: bool) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.to_string()))
         .with_value(Some(StrBytes::from_string(value)))
-        .with_config_source(source);
-    if version >= 3 {
-        e.config_type = kind;
-        e.documentation = Some(StrBytes::from_string(doc.to_string()));
-    }
-    e
+        .with_config_source(source)
+        .with_config_type(kind)
+        .with_documentation(docs.then(|| StrBytes::from_string(doc.to_string())))
 }
 
 fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
@@ -38,6 +36,7 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
 
 pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let default_max = b.config.limits.message_max_bytes.0;
+    let docs = version >= 3 && req.include_documentation;
     let results = req
         .resources
         .into_iter()
@@ -54,21 +53,20 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -
                             Some(errors::message(format!("unknown topic '{}'", r.resource_name.as_str())));
                         return out;
                     };
-                    out.configs = KEYS
-                        .iter()
-                        .filter(|k| wanted(&r.configuration_keys, k.name))
-                        .map(|k| match t.configs.get(k.name) {
-                            Some(v) => entry(k.name, v.clone(), SOURCE_TOPIC, k.kind, k.doc, version),
-                            None => entry(
-                                k.name,
-                                topic_config::default_value(k.name, default_max).expect("every key has a default"),
-                                SOURCE_DEFAULT,
-                                k.kind,
-                                k.doc,
-                                version,
-                            ),
-                        })
+                    out.configs = topic_config::effective(&t.configs, default_max)
+                        .filter(|(k, ..)| wanted(&r.configuration_keys, k.name))
+                        .map(|(k, value, source)| entry(k.name, value, source, k.kind, k.doc, docs))
                         .collect();
+                }
+                // Kafka describes only the broker asked (its id) or the
+                // cluster-wide defaults (an empty name).
+                BROKER if !(r.resource_name.is_empty() || r.resource_name.as_str() == b.config.node_id.to_string()) => {
+                    out.error_code = errors::INVALID_REQUEST;
+                    out.error_message = Some(errors::message(format!(
+                        "Unexpected broker id, expected {} or empty string, but received {}",
+                        b.config.node_id,
+                        r.resource_name.as_str()
+                    )));
                 }
                 BROKER => {
                     let c = &b.config;
@@ -101,7 +99,7 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -
                     out.configs = items
                         .iter()
                         .filter(|(n, ..)| wanted(&r.configuration_keys, n))
-                        .map(|(n, v, kind, doc)| entry(n, v.clone(), SOURCE_STATIC_BROKER, *kind, doc, version))
+                        .map(|(n, v, kind, doc)| entry(n, v.clone(), SOURCE_STATIC_BROKER, *kind, doc, docs))
                         .collect();
                 }
                 other => {

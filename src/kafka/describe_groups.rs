@@ -8,15 +8,11 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::errors;
+use super::{authorized, errors};
 use crate::group::{self, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
-
-/// `authorized_operations` when the client did not ask for them (Kafka's
-/// Integer.MIN_VALUE).
-const OPERATIONS_NOT_ASKED: i32 = i32::MIN;
 
 pub async fn handle(b: &Rc<Broker>, req: DescribeGroupsRequest, _version: i16) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.groups.len());
@@ -24,7 +20,10 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeGroupsRequest, _version: i16) -
         let described = describe(b, id.0.as_str()).await;
         let mut out = DescribedGroup::default()
             .with_group_id(id)
-            .with_authorized_operations(OPERATIONS_NOT_ASKED);
+            .with_authorized_operations(authorized::when_asked(
+                req.include_authorized_operations,
+                authorized::GROUP,
+            ));
         match described {
             Err(code) => out.error_code = code,
             Ok(None) => out.group_state = StrBytes::from_static_str("Dead"),

@@ -92,6 +92,8 @@ pub const GROUP_ID_NOT_FOUND: i16 = E::GroupIdNotFound.code();
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
 pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
 pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();
+pub const MISMATCHED_ENDPOINT_TYPE: i16 = E::MismatchedEndpointType.code();
+pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = E::UnsupportedEndpointType.code();
 
 /// The Kafka error codes a response carries (top level, per topic, per
 /// partition), so the errors metric is counted in one place, `dispatch`.
@@ -145,6 +147,11 @@ mod codes {
     impl ErrorCodes for MetadataResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             self.topics.iter().for_each(|t| each(t.error_code));
+        }
+    }
+    impl ErrorCodes for DescribeClusterResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
         }
     }
     impl ErrorCodes for ApiVersionsResponse {

@@ -170,6 +170,7 @@ fn respond(
     let mut total = 0usize;
     for (w, r) in wanted.into_iter().zip(results) {
         let mut out = PartitionData::default().with_partition_index(w.partition);
+        let r_unknown = r.is_none();
         match r {
             None => {
                 out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
@@ -207,9 +208,10 @@ fn respond(
                 }
             }
         }
-        if isolation_level == 1 {
-            out.aborted_transactions = Some(Vec::new());
-        }
+        // None aborted (no transactions yet) under read_committed; the
+        // field is null under read_uncommitted for a partition read, and
+        // an empty list for one not known, as Kafka sends them.
+        out.aborted_transactions = (isolation_level == 1 || r_unknown).then(Vec::new);
         if out.records.is_none() {
             out.records = Some(Default::default());
         }

@@ -29,6 +29,7 @@ pub async fn handle(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone())
+                .with_error_message(None)
         })
         .collect();
     let mut topics = Vec::new();

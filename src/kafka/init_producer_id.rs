@@ -16,7 +16,8 @@ use crate::node::control::{ControlReply, ControlRequest};
 pub const VERSIONS: (i16, i16) = (0, 4);
 
 pub async fn handle(b: &Rc<Broker>, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
-    let resp = InitProducerIdResponse::default();
+    // Errors carry producer id and epoch -1, as Kafka sends them.
+    let resp = InitProducerIdResponse::default().with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         return resp.with_error_code(errors::INVALID_REQUEST);
     }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
-use crate::group::membership::ClientInfo;
+use crate::group::membership::{join_error, ClientInfo};
 use crate::group::{self, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
 
@@ -14,12 +14,15 @@ pub const VERSIONS: (i16, i16) = (0, 9);
 pub async fn handle(b: &Rc<Broker>, req: JoinGroupRequest, version: i16, client: ClientInfo) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
     let member = req.member_id.clone();
-    match group::route(b, &group, GroupRequest::Join(req, version, client)).await {
+    let mut resp = match group::route(b, &group, GroupRequest::Join(req, version, client)).await {
         Ok(GroupReply::Join(resp)) => resp,
         Ok(_) => unreachable!("JoinGroup gets a Join reply"),
-        Err(code) => JoinGroupResponse::default()
-            .with_error_code(code)
-            .with_generation_id(-1)
-            .with_member_id(member),
+        Err(code) => join_error(code, member),
+    };
+    // A failed join names no protocol: null where the field is nullable
+    // (v7+), as Kafka answers; empty before.
+    if resp.error_code != 0 && version >= 7 {
+        resp.protocol_name = None;
     }
+    resp
 }

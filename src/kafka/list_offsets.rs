@@ -2,7 +2,7 @@
 //! first record at or after a timestamp (found inside its batch by
 //! `record_scan`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use corestream_shards::{Offset, OffsetQuery, PartitionId, ShardId};
@@ -21,6 +21,15 @@ type ShardQueries = (Vec<(PartitionId, OffsetQuery)>, Vec<(usize, usize)>);
 pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut topics: Vec<ListOffsetsTopicResponse> = Vec::with_capacity(req.topics.len());
     let mut work: BTreeMap<ShardId, ShardQueries> = BTreeMap::new();
+    // A partition asked twice gets INVALID_REQUEST at each place, as Kafka
+    // answers (which answer would be the one?).
+    let mut seen = BTreeSet::new();
+    let duplicated: BTreeSet<(&str, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.as_str(), p.partition_index)))
+        .filter(|tp| !seen.insert(*tp))
+        .collect();
     for (ti, t) in req.topics.iter().enumerate() {
         let mut parts = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
@@ -32,6 +41,11 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                 ts if ts >= 0 => Some(OffsetQuery::AtOrAfter(ts)),
                 _ => None,
             };
+            if duplicated.contains(&(t.name.0.as_str(), p.partition_index)) {
+                out.error_code = errors::INVALID_REQUEST;
+                parts.push(out);
+                continue;
+            }
             match (query, locate(b, t.name.0.as_str(), p.partition_index)) {
                 (Some(q), Some(loc)) => {
                     let (qs, slots) = work.entry(loc.shard_id()).or_default();

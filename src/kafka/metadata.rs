@@ -10,7 +10,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::errors;
+use super::{authorized, errors};
 use crate::controller::plan::{validate_topic_name, NewTopic};
 use crate::controller::TopicMeta;
 use crate::node::broker::Broker;
@@ -42,6 +42,7 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> Metad
         leaders: (0..b.mesh.shard_count())
             .map(|s| b.leader_of(ShardId(s as u16)).map(BrokerId))
             .collect(),
+        topic_operations_asked: req.include_topic_authorized_operations,
     };
     let mut resp = MetadataResponse::default().with_brokers(
         live.iter()
@@ -64,6 +65,9 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> Metad
         // for one: clients that see no controller wait for a refresh.
         resp.controller_id = BrokerId(b.leader_of(ShardId(0)).unwrap_or(b.config.node_id));
     }
+    // v8-v10 only; later clients ask DescribeCluster.
+    resp.cluster_authorized_operations =
+        authorized::when_asked(req.include_cluster_authorized_operations, authorized::CLUSTER);
     let meta = b.meta.borrow();
     resp.topics = match requested {
         None => meta
@@ -86,6 +90,8 @@ struct ClusterView {
     live: Vec<BrokerId>,
     /// The live leader of each shard's Raft group, by shard index.
     leaders: Vec<Option<BrokerId>>,
+    /// Whether the client asked for each topic's authorized operations (v8+).
+    topic_operations_asked: bool,
 }
 
 async fn auto_create(b: &Rc<Broker>, names: &[String]) {
@@ -126,6 +132,7 @@ fn topic_entry(name: &str, topic: Option<&TopicMeta>, view: &ClusterView, versio
         return out;
     };
     out.is_internal = name == crate::group::OFFSETS_TOPIC;
+    out.topic_authorized_operations = authorized::when_asked(view.topic_operations_asked, authorized::TOPIC);
     if version >= 10 {
         out.topic_id = t.id;
     }

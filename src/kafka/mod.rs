@@ -4,12 +4,14 @@
 //! Kafka's own message specs.
 
 pub mod api_versions;
+pub mod authorized;
 pub mod connection;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
@@ -136,6 +138,7 @@ requests! {
     DescribeGroups => describe_groups, DescribeGroupsRequest;
     DeleteGroups => delete_groups, DeleteGroupsRequest;
     OffsetDelete => offset_delete, OffsetDeleteRequest;
+    DescribeCluster => describe_cluster, DescribeClusterRequest;
 }
 
 /// Runs one request whose header is decoded and whose version is served.
@@ -209,6 +212,7 @@ pub async fn dispatch(
         Request::DescribeGroups(req) => serve!(describe_groups, req),
         Request::DeleteGroups(req) => serve!(delete_groups, req),
         Request::OffsetDelete(req) => serve!(offset_delete, req),
+        Request::DescribeCluster(req) => serve!(describe_cluster, req),
     }
 }
 

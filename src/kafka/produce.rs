@@ -68,6 +68,17 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
             };
             let records = p.records.unwrap_or_default();
             match batch::split_batches(&records, max_bytes) {
+                Ok(batches) if batches.len() > 1 => {
+                    // Kafka takes exactly one batch per partition from v3 on
+                    // (ProduceRequest.validateRecords); clients send one.
+                    out.error_code = errors::INVALID_RECORD;
+                    if version >= 8 {
+                        out.error_message = Some(errors::message(format!(
+                            "Produce requests with version {version} may hold exactly one record batch per partition, not {}",
+                            batches.len()
+                        )));
+                    }
+                }
                 Ok(batches) => {
                     if let Some(why) = compacted.then(|| keyless(&records, &batches)).flatten() {
                         // As Kafka: compaction keeps a record by its key.
@@ -105,7 +116,12 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
         for ((ti, pi), r) in slots.into_iter().zip(results) {
             let out = &mut responses[ti].partition_responses[pi];
             match r {
-                Ok(base) => out.base_offset = base.0,
+                Ok(appended) => {
+                    out.base_offset = appended.base.0;
+                    if version >= 5 {
+                        out.log_start_offset = appended.log_start.0;
+                    }
+                }
                 Err(e) => {
                     out.error_code = errors::shard(&e);
                     if version >= 8 {

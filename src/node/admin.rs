@@ -97,8 +97,10 @@ async fn gather(broker: &Rc<Broker>) -> Vec<ShardReport> {
     out
 }
 
-/// Bytes free (for this process: root may use the reserved blocks too)
-/// and in all on the file system holding `dir`.
+/// Bytes available and in all on the file system holding `dir`. Available
+/// is what `df` shows and Kafka's DescribeLogDirs reports (f_bavail): root
+/// may write into reserved blocks too, but counting them would report free
+/// space a file system with quotas or a thin pool does not have.
 pub fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
@@ -108,11 +110,7 @@ pub fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
         return None;
     }
     let block = st.f_frsize as u64;
-    let free = if unsafe { libc::geteuid() } == 0 {
-        st.f_bfree
-    } else {
-        st.f_bavail
-    };
+    let free = st.f_bavail;
     Some((free as u64 * block, st.f_blocks as u64 * block))
 }
 

@@ -121,7 +121,7 @@ impl ControlRequest {
                 (ControlReply::ProducerId(Ok(id)), c)
             }
             ControlRequest::AlterTopicConfigs { topics, .. } => {
-                let (r, c) = plan_alter_topic_configs(meta, topics, limits);
+                let (r, c) = plan_alter_topic_configs(meta, topics);
                 (ControlReply::ConfigsAltered(r), c)
             }
         }

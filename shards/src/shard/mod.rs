@@ -128,7 +128,15 @@ pub struct ProduceItem {
     pub batches: Vec<(usize, u32)>,
 }
 
-pub type ProduceResult = Result<Offset, ShardError>;
+/// Where a produce item went: its first offset, and the partition's log
+/// start then (Kafka's Produce v5+ reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base: Offset,
+    pub log_start: Offset,
+}
+
+pub type ProduceResult = Result<Appended, ShardError>;
 
 /// What a fetch of one partition returns.
 #[derive(Debug, Clone)]

@@ -334,11 +334,15 @@ impl State {
             self.staged.insert(item.partition);
             self.batches_staged += 1;
         }
+        let log_start = p.log_start();
         if recorded {
             self.with_producers.insert(item.partition);
             self.maybe_expire_producers(now_ms);
         }
-        Ok(first.expect("a produce item has at least one batch"))
+        Ok(super::Appended {
+            base: first.expect("a produce item has at least one batch"),
+            log_start,
+        })
     }
 
     /// DeleteRecords: moves `partition`'s log start up to `offset` (`None`:

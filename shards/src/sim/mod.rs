@@ -514,7 +514,7 @@ impl Sim {
             if result.is_ok() {
                 p.leader_guess = Some(node);
             }
-            if let Outcome::Retry = p.answered(node, result, done, now) {
+            if let Outcome::Retry = p.answered(node, result.map(|a| a.base), done, now) {
                 p.leader_guess = hint.filter(|&h| h != node);
             }
         }
