@@ -131,6 +131,36 @@ class Broker:
         return sorted((self.data_dir / f"shard-{shard}" / "wal").glob("*.log"))
 
 
+def free_port_pair():
+    """A port whose next port is free too (Apache Kafka's client and controller listeners)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@pytest.fixture(scope="session")
+def kafka_ref(tmp_path_factory):
+    """Apache Kafka 4.1.1 (KRaft, one node) from the Maven jars, started and
+    stopped by scripts/kafka-ref: the reference the differential test
+    compares corestream with. Yields its bootstrap address."""
+    data = tmp_path_factory.mktemp("kafka-ref")
+    port = free_port_pair()
+    script = ROOT / "scripts" / "kafka-ref"
+    r = subprocess.run([str(script), "start", str(port), str(data)], capture_output=True, text=True, timeout=240)
+    if r.returncode != 0:
+        pytest.fail(f"Apache Kafka did not start:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(script), "stop", str(data)], capture_output=True, timeout=60)
+
+
 @pytest.fixture
 def broker_factory(tmp_path):
     started = []

@@ -22,7 +22,8 @@
 
 mod gen;
 mod requests;
-mod wire;
+
+use corestream_wirefuzz::wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -166,7 +166,7 @@ fn read_exact(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Resu
 }
 
 /// A well-formed request and its decoded response, for set-up and checks.
-fn call<Req, Resp>(
+pub fn call<Req, Resp>(
     stream: &mut TcpStream,
     api: ApiKey,
     version: i16,
@@ -198,7 +198,7 @@ where
     Resp::decode(&mut body, version)
 }
 
-fn connect(addr: SocketAddr, timeout: Duration) -> anyhow::Result<TcpStream> {
+pub fn connect(addr: SocketAddr, timeout: Duration) -> anyhow::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
     s.set_nodelay(true)?;
     Ok(s)
