@@ -3,7 +3,7 @@ Java classes Kafka's scripts start (kafka-tools, pinned in
 tests/java/pom.xml, from Maven Central): kafka-topics, the console
 producer and consumer, kafka-get-offsets, kafka-consumer-groups (list,
 describe with lag, reset-offsets, delete-offsets, delete),
-kafka-delete-records and kafka-log-dirs. Each check reads what the tool
+kafka-delete-records, kafka-log-dirs and kafka-configs. Each check reads what the tool
 printed, as an operator would."""
 import json
 import re
@@ -19,6 +19,8 @@ TOOLS = {
     "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
     "kafka-delete-records": "org.apache.kafka.tools.DeleteRecordsCommand",
     "kafka-log-dirs": "org.apache.kafka.tools.LogDirsCommand",
+    # In Kafka's core jar (kafka_2.13), not kafka-tools.
+    "kafka-configs": "kafka.admin.ConfigCommand",
 }
 
 
@@ -110,3 +112,34 @@ def test_kafka_delete_records_and_log_dirs(broker, tmp_path):
     (node,) = report["brokers"]
     parts = [p for d in node["logDirs"] for p in d["partitions"]]
     assert [p["partition"] for p in parts] == ["dr-0"] and parts[0]["size"] > 0
+
+
+def test_kafka_configs_describes_and_alters_topic_and_broker_configs(broker):
+    b = broker.bootstrap
+    tool("kafka-topics", "--bootstrap-server", b, "--create", "--topic", "cfg", "--partitions", "1",
+         "--config", "retention.ms=3600000")
+    described = tool("kafka-configs", "--bootstrap-server", b, "--describe", "--entity-type", "topics",
+                     "--entity-name", "cfg")
+    assert "retention.ms=3600000" in described, described
+
+    tool("kafka-configs", "--bootstrap-server", b, "--alter", "--entity-type", "topics", "--entity-name", "cfg",
+         "--add-config", "retention.ms=1000,cleanup.policy=[compact,delete]")
+    tool("kafka-configs", "--bootstrap-server", b, "--alter", "--entity-type", "topics", "--entity-name", "cfg",
+         "--delete-config", "retention.ms")
+    described = tool("kafka-configs", "--bootstrap-server", b, "--describe", "--entity-type", "topics",
+                     "--entity-name", "cfg", "--all")
+    assert "cleanup.policy=compact,delete sensitive=false synonyms={}" in described or \
+        re.search(r"cleanup\.policy=compact,delete\b", described), described
+    # Deleted: back to the default, a week.
+    assert re.search(r"retention\.ms=604800000\b", described), described
+
+    # A bad value is refused with Kafka's error, the topic unchanged.
+    r = subprocess.run(["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", CLASSPATH,
+                        TOOLS["kafka-configs"], "--bootstrap-server", b, "--alter", "--entity-type", "topics",
+                        "--entity-name", "cfg", "--add-config", "retention.ms=soon"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "InvalidConfigurationException" in r.stdout + r.stderr, r.stdout + r.stderr
+
+    broker_cfg = tool("kafka-configs", "--bootstrap-server", b, "--describe", "--entity-type", "brokers",
+                      "--entity-name", "0", "--all")
+    assert re.search(r"message\.max\.bytes=\d+", broker_cfg), broker_cfg

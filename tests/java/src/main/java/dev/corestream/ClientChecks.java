@@ -21,7 +21,9 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -509,10 +511,22 @@ public final class ClientChecks {
             check(cluster.nodes().get().size() == 1, "one node: " + cluster.nodes().get());
             check(cluster.clusterId().get() != null && !cluster.clusterId().get().isEmpty(), "a cluster id");
             check(cluster.controller().get() != null, "a controller");
-            System.out.println("ok admin: describeCluster " + cluster.nodes().get());
+            // DescribeCluster (not Metadata) when asked for the operations.
+            var ops = admin.describeCluster(new DescribeClusterOptions().includeAuthorizedOperations(true))
+                    .authorizedOperations().get();
+            check(ops != null && ops.contains(AclOperation.DESCRIBE) && ops.contains(AclOperation.ALTER_CONFIGS),
+                    "the cluster's authorized operations: " + ops);
+            System.out.println("ok admin: describeCluster " + cluster.nodes().get() + " operations " + ops);
 
-            admin.createTopics(List.of(new NewTopic(topic, 2, (short) 1)
-                    .configs(Map.of("retention.ms", "3600000", "cleanup.policy", "delete")))).all().get();
+            var created = admin.createTopics(List.of(new NewTopic(topic, 2, (short) 1)
+                    .configs(Map.of("retention.ms", "3600000", "cleanup.policy", "delete"))));
+            created.all().get();
+            // CreateTopics v5+ answers with the new topic's every config.
+            check("3600000".equals(created.config(topic).get().get("retention.ms").value())
+                    && "1".equals(created.config(topic).get().get("min.insync.replicas").value())
+                    && created.numPartitions(topic).get() == 2 && created.replicationFactor(topic).get() == 1,
+                    "createTopics answers with the topic's configs, partitions and replication factor");
+            System.out.println("ok admin: createTopics answers with the topic's configs");
             check(admin.listTopics().names().get().contains(topic), "listTopics names the new topic");
             expectError(() -> admin.createTopics(List.of(new NewTopic(topic, 2, (short) 1))).all().get(),
                     TopicExistsException.class, "creating it again");
