@@ -65,7 +65,16 @@ pub async fn prepare_topic(bootstrap: SocketAddr, topic: &str, partitions: i32) 
             bail!("creating topic {topic}: Kafka error code {}", t.error_code);
         }
     }
-    leaders(&conn, topic).await
+    // A broker may name a new topic's leaders a moment after it answered
+    // CreateTopics (Apache Kafka's metadata propagates asynchronously).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match leaders(&conn, topic).await {
+            Ok(l) => return Ok(l),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => glommio::timer::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
 }
 
 pub async fn leaders(conn: &Conn, topic: &str) -> anyhow::Result<Leaders> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -23,6 +23,13 @@ use crate::cluster::{self, METADATA_VERSION};
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Topics per request.
 const CHUNK: usize = 100;
+/// How long leaders are asked again for, and produce retried, as a
+/// client's delivery timeout would.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+/// Errors a Kafka client retries: UNKNOWN_TOPIC_OR_PARTITION,
+/// LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT,
+/// NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+const RETRIABLE: &[i16] = &[3, 5, 6, 7, 19, 20];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,76 +100,116 @@ pub async fn run(bootstrap: SocketAddr, cfg: SeedConfig) -> anyhow::Result<SeedS
     }
     let create_seconds = t0.elapsed().as_secs_f64();
 
-    // Leaders of every partition, then one connection per leader.
+    // Leaders of every partition, then one connection per leader. A broker
+    // may name a new topic's leaders a moment after CreateTopics answered
+    // (Apache Kafka's metadata propagates asynchronously): topics without
+    // them are asked again, as a client would, for up to RETRY_FOR.
     let mut leaders: BTreeMap<SocketAddr, Vec<(String, i32)>> = BTreeMap::new();
-    for chunk in names.chunks(CHUNK) {
-        let req = MetadataRequest::default()
-            .with_topics(Some(
-                chunk
+    let mut unknown: Vec<String> = names.clone();
+    let deadline = Instant::now() + RETRY_FOR;
+    while !unknown.is_empty() {
+        let mut again = Vec::new();
+        for chunk in unknown.chunks(CHUNK) {
+            let req = MetadataRequest::default()
+                .with_topics(Some(
+                    chunk
+                        .iter()
+                        .map(|n| MetadataRequestTopic::default().with_name(Some(name(n))))
+                        .collect(),
+                ))
+                .with_allow_auto_topic_creation(false);
+            let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+            let brokers = cluster::broker_addresses(&md);
+            for t in md.topics {
+                let topic = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+                let placed: Option<Vec<(SocketAddr, i32)>> = t
+                    .partitions
                     .iter()
-                    .map(|n| MetadataRequestTopic::default().with_name(Some(name(n))))
-                    .collect(),
-            ))
-            .with_allow_auto_topic_creation(false);
-        let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
-        let brokers = cluster::broker_addresses(&md);
-        for t in md.topics {
-            let topic = t.name.map(|n| n.0.to_string()).unwrap_or_default();
-            if t.error_code != 0 {
-                *errors.entry(t.error_code.to_string()).or_default() += 1;
-                continue;
-            }
-            for p in t.partitions {
-                let leader = *brokers.get(&p.leader_id).context("a partition without a live leader")?;
-                leaders
-                    .entry(leader)
-                    .or_default()
-                    .push((topic.clone(), p.partition_index));
+                    .map(|p| brokers.get(&p.leader_id).map(|a| (*a, p.partition_index)))
+                    .collect();
+                match placed {
+                    Some(placed) if t.error_code == 0 && !placed.is_empty() => {
+                        for (leader, p) in placed {
+                            leaders.entry(leader).or_default().push((topic.clone(), p));
+                        }
+                    }
+                    _ => again.push(topic),
+                }
             }
         }
+        if !again.is_empty() && Instant::now() > deadline {
+            *errors.entry("no leaders".to_string()).or_default() += again.len() as u64;
+            break;
+        }
+        if !again.is_empty() {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
+        unknown = again;
     }
     let partitions: usize = leaders.values().map(Vec::len).sum();
-    let expected = (partitions * cfg.messages_per_partition) as u64;
+    let expected = (cfg.topics * cfg.partitions as usize * cfg.messages_per_partition) as u64;
 
+    // Each partition's batch, retried on a retriable error (a leader not
+    // ready yet) until RETRY_FOR; only acknowledged partitions are read back.
     let t1 = Instant::now();
     let value = vec![b's'; cfg.message_bytes];
     let stamps: Vec<i64> = vec![0; cfg.messages_per_partition];
     let mut produced = 0u64;
     let mut conns = BTreeMap::new();
+    let mut acked: BTreeMap<SocketAddr, Vec<(String, i32)>> = BTreeMap::new();
+    let deadline = Instant::now() + RETRY_FOR;
     for (leader, parts) in &leaders {
         let c = Conn::connect(*leader).await?;
-        for chunk in parts.chunks(CHUNK * cfg.partitions.max(1) as usize) {
-            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-            for (t, p) in chunk {
-                by_topic.entry(t).or_default().push(*p);
-            }
-            let req = ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(30_000)
-                .with_topic_data(
-                    by_topic
-                        .iter()
-                        .map(|(t, ps)| {
-                            TopicProduceData::default().with_name(name(t)).with_partition_data(
-                                ps.iter()
-                                    .map(|&p| {
-                                        PartitionProduceData::default()
-                                            .with_index(p)
-                                            .with_records(Some(batch::build(&value, &stamps, None)))
-                                    })
-                                    .collect(),
-                            )
-                        })
-                        .collect(),
-                );
-            let resp: ProduceResponse = c.call(ApiKey::Produce, crate::produce::PRODUCE_VERSION, &req).await?;
-            for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
-                if p.error_code == 0 {
-                    produced += cfg.messages_per_partition as u64;
-                } else {
-                    *errors.entry(p.error_code.to_string()).or_default() += 1;
+        let mut pending: Vec<(String, i32)> = parts.clone();
+        while !pending.is_empty() {
+            let mut retry = Vec::new();
+            for chunk in pending.chunks(CHUNK * cfg.partitions.max(1) as usize) {
+                let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+                for (t, p) in chunk {
+                    by_topic.entry(t).or_default().push(*p);
+                }
+                let req = ProduceRequest::default()
+                    .with_acks(-1)
+                    .with_timeout_ms(30_000)
+                    .with_topic_data(
+                        by_topic
+                            .iter()
+                            .map(|(t, ps)| {
+                                TopicProduceData::default().with_name(name(t)).with_partition_data(
+                                    ps.iter()
+                                        .map(|&p| {
+                                            PartitionProduceData::default()
+                                                .with_index(p)
+                                                .with_records(Some(batch::build(&value, &stamps, None)))
+                                        })
+                                        .collect(),
+                                )
+                            })
+                            .collect(),
+                    );
+                let resp: ProduceResponse = c.call(ApiKey::Produce, crate::produce::PRODUCE_VERSION, &req).await?;
+                for t in &resp.responses {
+                    for p in &t.partition_responses {
+                        let key = (t.name.0.to_string(), p.index);
+                        if p.error_code == 0 {
+                            produced += cfg.messages_per_partition as u64;
+                            acked.entry(*leader).or_default().push(key);
+                        } else {
+                            *errors.entry(p.error_code.to_string()).or_default() += 1;
+                            if RETRIABLE.contains(&p.error_code) {
+                                retry.push(key);
+                            }
+                        }
+                    }
                 }
             }
+            if !retry.is_empty() && Instant::now() > deadline {
+                break;
+            }
+            if !retry.is_empty() {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+            pending = retry;
         }
         conns.insert(*leader, c);
     }
@@ -171,7 +218,7 @@ pub async fn run(bootstrap: SocketAddr, cfg: SeedConfig) -> anyhow::Result<SeedS
     let t2 = Instant::now();
     let mut delivered = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (leader, parts) in &leaders {
+    for (leader, parts) in &acked {
         let c = &conns[leader];
         let mut next: BTreeMap<(String, i32), i64> = parts.iter().map(|(t, p)| ((t.clone(), *p), 0)).collect();
         while !next.is_empty() {
