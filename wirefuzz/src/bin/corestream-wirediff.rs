@@ -105,5 +105,5 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         allowlist.len() - unused.len(),
         allowlist.len()
     );
-    Ok(failed == 0 && !(args.strict && !unused.is_empty()))
+    Ok(failed == 0 && (unused.is_empty() || !args.strict))
 }
