@@ -85,7 +85,9 @@ pub struct GroupConfig {
     /// (Kafka's offsets.retention.minutes, 7 days, here in ms).
     pub offsets_retention_ms: u64,
     /// How often each coordinator shard looks for expired offsets (Kafka's
-    /// offsets.retention.check.interval.ms).
+    /// offsets.retention.check.interval.ms); also how long a group that
+    /// emptied stays Empty before it is forgotten, as Kafka drops one in
+    /// that cleanup.
     pub offsets_retention_check_interval_ms: u64,
 }
 

@@ -157,6 +157,9 @@ struct Group {
     /// During an empty group's first rebalance: the latest the initial
     /// delay may extend to. Joins only complete at the deadline then.
     initial_delay_limit: Option<Instant>,
+    /// Since when the group has had no members nor handed-out ids (the
+    /// sweep sets it): it is forgotten `Groups::empty_kept_for` later.
+    empty_since: Option<Instant>,
 }
 
 impl Group {
@@ -173,6 +176,7 @@ impl Group {
             pending: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_limit: None,
+            empty_since: None,
         }
     }
 
@@ -381,8 +385,14 @@ pub struct Groups {
     limits: super::GroupLimits,
     refused: Rc<super::Refusals>,
     sweeping: Cell<bool>,
+    /// Wakes a sweep that sleeps until an empty group is due (a join).
+    sweep_kick: (flume::Sender<()>, flume::Receiver<()>),
     next_member: Cell<u64>,
     initial_delay: Duration,
+    /// How long an empty group stays (Empty to DescribeGroups and
+    /// ListGroups, deletable), as Kafka keeps one until its next offsets
+    /// cleanup (`offsets.retention.check.interval.ms`).
+    empty_kept_for: Duration,
 }
 
 impl Groups {
@@ -402,14 +412,21 @@ impl Groups {
         self.groups.borrow().contains_key(group)
     }
 
-    pub fn new(initial_delay: Duration, limits: super::GroupLimits, refused: Rc<super::Refusals>) -> Self {
+    pub fn new(
+        initial_delay: Duration,
+        empty_kept_for: Duration,
+        limits: super::GroupLimits,
+        refused: Rc<super::Refusals>,
+    ) -> Self {
         Self {
             groups: RefCell::new(HashMap::new()),
             limits,
             refused,
             sweeping: Cell::new(false),
+            sweep_kick: flume::bounded(1),
             next_member: Cell::new(0),
             initial_delay,
+            empty_kept_for,
         }
     }
 
@@ -456,13 +473,18 @@ impl Groups {
                 instance_id: m.instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
-                metadata: m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, md)| md.clone())
-                    .unwrap_or_default(),
-                // Only a stable group's assignment is settled.
+                // Only a stable group's members are described with their
+                // subscription and assignment (as Kafka's describeNoMetadata
+                // otherwise): in a rebalance neither is settled.
+                metadata: if g.phase == Phase::Stable {
+                    m.protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, md)| md.clone())
+                        .unwrap_or_default()
+                } else {
+                    Bytes::new()
+                },
                 assignment: if g.phase == Phase::Stable {
                     m.assignment.clone()
                 } else {
@@ -882,29 +904,38 @@ fn on_members_gone(g: &mut Group, now: Instant) {
     g.maybe_complete_join(false);
 }
 
-/// Starts the shard's sweep unless it runs; it stops once no group has
-/// members or handed-out member ids left.
+/// Starts the shard's sweep unless it runs, or wakes it (a sweep that
+/// only waits for empty groups to be forgotten sleeps until the first is
+/// due); it stops once no group is left.
 fn ensure_sweeping(b: &Rc<Broker>) {
-    if b.groups.members.sweeping.replace(true) {
+    let members = &b.groups.members;
+    if members.sweeping.replace(true) {
+        let _ = members.sweep_kick.0.try_send(());
         return;
     }
     let b = b.clone();
     glommio::spawn_local(async move {
+        let members = &b.groups.members;
         loop {
-            glommio::timer::sleep(SWEEP).await;
-            if !sweep(&b.groups.members) {
-                b.groups.members.sweeping.set(false);
+            let Some(wait) = sweep(members) else {
+                members.sweeping.set(false);
                 return;
-            }
+            };
+            let kicked = async {
+                let _ = members.sweep_kick.1.recv_async().await;
+            };
+            futures_lite::future::or(glommio::timer::sleep(wait), kicked).await;
         }
     })
     .detach();
 }
 
 /// Expires sessions and handed-out ids, completes overdue rebalances, and
-/// forgets empty groups (their offsets stay). False when nothing is left
-/// to watch.
-fn sweep(groups: &Groups) -> bool {
+/// forgets groups empty for `empty_kept_for` (their offsets stay). Returns
+/// how long until the next sweep is due: soon while any group has members
+/// or handed-out ids, else when the first empty group is to be forgotten;
+/// `None` when no group is left.
+fn sweep(groups: &Groups) -> Option<Duration> {
     let now = Instant::now();
     let mut all = groups.groups.borrow_mut();
     for g in all.values_mut() {
@@ -925,6 +956,60 @@ fn sweep(groups: &Groups) -> bool {
             g.maybe_complete_join(true);
         }
     }
-    all.retain(|_, g| !g.idle());
-    !all.is_empty()
+    let kept_for = groups.empty_kept_for;
+    for g in all.values_mut() {
+        g.empty_since = if g.idle() {
+            Some(g.empty_since.unwrap_or(now))
+        } else {
+            None
+        };
+    }
+    all.retain(|_, g| g.empty_since.is_none_or(|since| now < since + kept_for));
+    if all.values().any(|g| g.empty_since.is_none()) {
+        return Some(SWEEP);
+    }
+    all.values()
+        .filter_map(|g| g.empty_since)
+        .map(|since| (since + kept_for).saturating_duration_since(now))
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emptied_group_stays_until_kept_for_passes_and_the_sweep_sleeps_till_then() {
+        let kept_for = Duration::from_millis(300);
+        let groups = Groups::new(
+            Duration::ZERO,
+            kept_for,
+            super::super::GroupLimits {
+                groups: 10,
+                members: 10,
+            },
+            Rc::new(super::super::Refusals::default()),
+        );
+        let mut g = Group::new();
+        g.pending
+            .insert("m-1".into(), Instant::now() + Duration::from_secs(3600));
+        groups.groups.borrow_mut().insert("g".into(), g);
+        // A handed-out member id: the sweep comes back soon.
+        assert_eq!(sweep(&groups), Some(SWEEP));
+
+        if let Some(g) = groups.groups.borrow_mut().get_mut("g") {
+            g.pending.clear();
+        }
+        let wait = sweep(&groups).expect("the empty group is kept");
+        assert!(
+            wait > SWEEP && wait <= kept_for,
+            "sleeps until the group is due: {wait:?}"
+        );
+        assert!(groups.knows("g") && !groups.has_members("g"));
+        assert_eq!(groups.view("g").map(|v| v.state), Some("Empty"));
+
+        std::thread::sleep(kept_for + Duration::from_millis(20));
+        assert_eq!(sweep(&groups), None, "nothing left: the sweep stops");
+        assert!(!groups.knows("g"));
+    }
 }

@@ -247,7 +247,12 @@ impl Coordinator {
             loaded: RefCell::new(HashSet::new()),
             loading: glommio::sync::Semaphore::new(1),
             offsets: RefCell::new(HashMap::new()),
-            members: membership::Groups::new(initial_rebalance_delay, limits, refused.clone()),
+            members: membership::Groups::new(
+                initial_rebalance_delay,
+                retention.check_interval,
+                limits,
+                refused.clone(),
+            ),
             limits,
             refused,
             offsets_topic_refused: std::cell::Cell::new(false),
