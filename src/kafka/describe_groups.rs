@@ -1,6 +1,6 @@
 //! DescribeGroups: each group's state, protocol and members (client id,
 //! host, subscription metadata, assignment), from its coordinator. A group
-//! the coordinator does not know is "Dead", as Kafka answers before v6.
+//! the coordinator does not know is "Dead", and from v6 GROUP_ID_NOT_FOUND.
 
 use std::rc::Rc;
 
@@ -12,9 +12,9 @@ use super::{authorized, errors};
 use crate::group::{self, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
 
-pub const VERSIONS: (i16, i16) = (0, 5);
+pub const VERSIONS: (i16, i16) = (0, 6);
 
-pub async fn handle(b: &Rc<Broker>, req: DescribeGroupsRequest, _version: i16) -> DescribeGroupsResponse {
+pub async fn handle(b: &Rc<Broker>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let described = describe(b, id.0.as_str()).await;
@@ -26,7 +26,15 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeGroupsRequest, _version: i16) -
             ));
         match described {
             Err(code) => out.error_code = code,
-            Ok(None) => out.group_state = StrBytes::from_static_str("Dead"),
+            Ok(None) => {
+                out.group_state = StrBytes::from_static_str("Dead");
+                // From v6 Kafka also says so with an error (KIP-1043).
+                if version >= 6 {
+                    out.error_code = errors::GROUP_ID_NOT_FOUND;
+                    out.authorized_operations = authorized::NOT_ASKED;
+                    out.error_message = Some(StrBytes::from_string(format!("Group {} not found.", out.group_id.0)));
+                }
+            }
             Ok(Some(view)) => {
                 out.group_state = StrBytes::from_static_str(view.state);
                 out.protocol_type = StrBytes::from_string(view.protocol_type);

@@ -13,7 +13,8 @@ use super::errors;
 use crate::group;
 use crate::node::broker::Broker;
 
-pub const VERSIONS: (i16, i16) = (0, 4);
+/// v5 only adds an error code for transactions; v6's share groups are not served.
+pub const VERSIONS: (i16, i16) = (0, 5);
 
 const GROUP_KEY: i8 = 0;
 

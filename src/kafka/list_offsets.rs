@@ -1,6 +1,8 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the
-//! first record at or after a timestamp (found inside its batch by
-//! `record_scan`).
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest
+//! local (-4: the log start, as nothing is tiered), latest tiered (-5:
+//! none), or the first record at or after a timestamp (found inside its
+//! batch by `record_scan`). v10's timeout is for tiered lookups; every
+//! answer here is local.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -13,7 +15,16 @@ use super::record_scan::{scan, Wanted};
 use super::{errors, locate};
 use crate::node::broker::Broker;
 
-pub const VERSIONS: (i16, i16) = (1, 8);
+pub const VERSIONS: (i16, i16) = (1, 10);
+
+/// What a partition's timestamp asks for.
+enum Asked {
+    Query(OffsetQuery),
+    /// The latest tiered offset: nothing is tiered here.
+    NothingTiered,
+    /// A negative timestamp this version does not define.
+    Invalid,
+}
 
 /// One owner shard's queries, and the (topic, partition) slot of each answer.
 type ShardQueries = (Vec<(PartitionId, OffsetQuery)>, Vec<(usize, usize)>);
@@ -35,11 +46,13 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let query = match p.timestamp {
-                -2 => Some(OffsetQuery::Earliest),
-                -1 => Some(OffsetQuery::Latest),
-                -3 if version >= 7 => Some(OffsetQuery::MaxTimestamp),
-                ts if ts >= 0 => Some(OffsetQuery::AtOrAfter(ts)),
-                _ => None,
+                -2 => Asked::Query(OffsetQuery::Earliest),
+                -1 => Asked::Query(OffsetQuery::Latest),
+                -3 if version >= 7 => Asked::Query(OffsetQuery::MaxTimestamp),
+                -4 if version >= 8 => Asked::Query(OffsetQuery::Earliest),
+                -5 if version >= 9 => Asked::NothingTiered,
+                ts if ts >= 0 => Asked::Query(OffsetQuery::AtOrAfter(ts)),
+                _ => Asked::Invalid,
             };
             if duplicated.contains(&(t.name.0.as_str(), p.partition_index)) {
                 out.error_code = errors::INVALID_REQUEST;
@@ -47,13 +60,20 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                 continue;
             }
             match (query, locate(b, t.name.0.as_str(), p.partition_index)) {
-                (Some(q), Some(loc)) => {
+                // As Kafka answers a timestamp it does not define.
+                (Asked::Invalid, _) => out.error_code = errors::UNSUPPORTED_VERSION,
+                (_, None) => out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION,
+                // Kafka without tiered storage: offset, timestamp and epoch -1.
+                (Asked::NothingTiered, Some(_)) => {
+                    out.offset = -1;
+                    out.timestamp = -1;
+                    out.leader_epoch = -1;
+                }
+                (Asked::Query(q), Some(loc)) => {
                     let (qs, slots) = work.entry(loc.shard_id()).or_default();
                     qs.push((loc.partition_id(), q));
                     slots.push((ti, pi));
                 }
-                (None, _) => out.error_code = errors::INVALID_REQUEST,
-                (_, None) => out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION,
             }
             parts.push(out);
         }

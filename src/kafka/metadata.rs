@@ -17,7 +17,8 @@ use crate::node::broker::Broker;
 use crate::node::control::ControlRequest;
 use corestream_shards::ShardId;
 
-pub const VERSIONS: (i16, i16) = (0, 12);
+/// v13 adds a top-level error code, for REBOOTSTRAP_REQUIRED: none here.
+pub const VERSIONS: (i16, i16) = (0, 13);
 
 pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all.

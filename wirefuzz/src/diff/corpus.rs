@@ -154,8 +154,8 @@ fn metadata(names: &[&str], auto_create: bool) -> MetadataRequest {
 /// both brokers, and that leader serves it (Kafka's metadata names a
 /// leader a moment before the leader takes requests).
 fn settle_topic(x: &mut Session, name: &str) -> anyhow::Result<()> {
-    let version = x.version(ApiKey::Metadata, 12)?;
-    let lv = x.version(ApiKey::ListOffsets, 9)?;
+    let version = x.version(ApiKey::Metadata, 13)?;
+    let lv = x.version(ApiKey::ListOffsets, 10)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     for side in 0..2 {
         loop {
@@ -316,7 +316,7 @@ fn create_topics(x: &mut Session, tag: &str) -> anyhow::Result<()> {
         .with_timeout_ms(30_000)
         .with_validate_only(true);
     x.compare::<_, CreateTopicsResponse>("validate only", ApiKey::CreateTopics, version, |_| req.clone())?;
-    let v = x.version(ApiKey::Metadata, 12)?;
+    let v = x.version(ApiKey::Metadata, 13)?;
     x.compare::<_, MetadataResponse>("validated topic does not exist", ApiKey::Metadata, v, |_| {
         metadata(&[&format!("ctv-{tag}")], false)
     })?;
@@ -325,7 +325,7 @@ fn create_topics(x: &mut Session, tag: &str) -> anyhow::Result<()> {
 
 fn metadata_scenario(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     x.scenario("metadata");
-    let v = x.version(ApiKey::Metadata, 12)?;
+    let v = x.version(ApiKey::Metadata, 13)?;
     let name = format!("ct-{tag}");
     x.compare::<_, MetadataResponse>("a topic", ApiKey::Metadata, v, |_| metadata(&[&name], false))?;
     x.compare::<_, MetadataResponse>("an unknown topic, no auto-create", ApiKey::Metadata, v, |_| {
@@ -435,7 +435,7 @@ fn list_offsets_scenario(x: &mut Session, tag: &str) -> anyhow::Result<()> {
             produce(&name, 0, -1, Some(b.clone()))
         })?;
     }
-    let v = x.version(ApiKey::ListOffsets, 9)?;
+    let v = x.version(ApiKey::ListOffsets, 10)?;
     let cases: &[(&str, i64)] = &[
         ("earliest", -2),
         ("latest", -1),
@@ -445,6 +445,9 @@ fn list_offsets_scenario(x: &mut Session, tag: &str) -> anyhow::Result<()> {
         ("by time, a record's own", T0 + 30),
         ("by time, second batch", T0 + 35),
         ("by time, after all", T0 + 100),
+        ("earliest local (-4)", -4),
+        ("latest tiered (-5)", -5),
+        ("undefined negative (-7)", -7),
     ];
     for &(step, ts) in cases {
         x.compare::<_, ListOffsetsResponse>(step, ApiKey::ListOffsets, v, |_| list_offsets(&name, &[(0, ts)]))?;
@@ -496,7 +499,7 @@ fn delete_records(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     })?;
     let fv = x.version(ApiKey::Fetch, 12)?;
     x.compare::<_, FetchResponse>("fetch below the log start", ApiKey::Fetch, fv, |_| fetch(&name, 0, 0))?;
-    let lv = x.version(ApiKey::ListOffsets, 9)?;
+    let lv = x.version(ApiKey::ListOffsets, 10)?;
     x.compare::<_, ListOffsetsResponse>("earliest after", ApiKey::ListOffsets, lv, |_| {
         list_offsets(&name, &[(0, -2)])
     })?;
@@ -610,27 +613,27 @@ fn create_partitions(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     x.compare::<_, CreatePartitionsResponse>("unknown topic", ApiKey::CreatePartitions, v, |_| {
         req(&format!("nothere-{tag}"), 2, false)
     })?;
-    let mv = x.version(ApiKey::Metadata, 12)?;
+    let mv = x.version(ApiKey::Metadata, 13)?;
     x.compare::<_, MetadataResponse>("metadata after", ApiKey::Metadata, mv, |_| metadata(&[&name], false))?;
     Ok(())
 }
 
 /// Waits (not compared) until both brokers have a coordinator for `group`.
 fn settle_coordinator(x: &mut Session, group: &str) -> anyhow::Result<()> {
-    let v = x.version(ApiKey::FindCoordinator, 3)?;
+    let v = x.version(ApiKey::FindCoordinator, 5)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     for side in 0..2 {
         loop {
-            let r: FindCoordinatorResponse = x.one(
-                side,
-                ApiKey::FindCoordinator,
-                v,
-                &FindCoordinatorRequest::default().with_key(s(group)),
-            )?;
+            let r: FindCoordinatorResponse = x.one(side, ApiKey::FindCoordinator, v, &find_coordinator(group, v))?;
+            let error_code = if v >= 4 {
+                r.coordinators.first().map_or(-1, |c| c.error_code)
+            } else {
+                r.error_code
+            };
             // Named is not yet serving: Kafka loads its offsets partitions
             // after it names their coordinators (NOT_COORDINATOR, then
             // COORDINATOR_LOAD_IN_PROGRESS until it has).
-            let serving = r.error_code == 0 && {
+            let serving = error_code == 0 && {
                 let d: DescribeGroupsResponse = x.one(
                     side,
                     ApiKey::DescribeGroups,
@@ -644,15 +647,23 @@ fn settle_coordinator(x: &mut Session, group: &str) -> anyhow::Result<()> {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{}: no coordinator for {group} after 30 s (error {})",
-                    super::SIDES[side],
-                    r.error_code
+                    "{}: no coordinator for {group} after 30 s (error {error_code})",
+                    super::SIDES[side]
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     Ok(())
+}
+
+/// A group's coordinator, asked by key (v0-3) or in the batched form (v4+).
+fn find_coordinator(group: &str, version: i16) -> FindCoordinatorRequest {
+    if version >= 4 {
+        FindCoordinatorRequest::default().with_coordinator_keys(vec![s(group)])
+    } else {
+        FindCoordinatorRequest::default().with_key(s(group))
+    }
 }
 
 fn join(group: &str, member: &str, session_timeout_ms: i32) -> JoinGroupRequest {
@@ -673,9 +684,9 @@ fn groups(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     create(x, "create", vec![new_topic(&name, 2, 1, &[])])?;
     let group = format!("g-{tag}");
     settle_coordinator(x, &group)?;
-    let fv = x.version(ApiKey::FindCoordinator, 3)?;
+    let fv = x.version(ApiKey::FindCoordinator, 5)?;
     x.compare::<_, FindCoordinatorResponse>("find coordinator", ApiKey::FindCoordinator, fv, |_| {
-        FindCoordinatorRequest::default().with_key(s(&group))
+        find_coordinator(&group, fv)
     })?;
     let jv = x.version(ApiKey::JoinGroup, 9)?;
     x.compare::<_, JoinGroupResponse>("session timeout too short", ApiKey::JoinGroup, jv, |_| {
@@ -759,11 +770,14 @@ fn groups(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     x.compare::<_, OffsetFetchResponse>("offset fetch, unknown group", ApiKey::OffsetFetch, ofv, |_| {
         fetch_offsets(&format!("nogroup-{tag}"))
     })?;
-    let dv = x.version(ApiKey::DescribeGroups, 5)?;
+    let dv = x.version(ApiKey::DescribeGroups, 6)?;
     x.compare::<_, DescribeGroupsResponse>("describe", ApiKey::DescribeGroups, dv, |_| {
         DescribeGroupsRequest::default()
             .with_groups(vec![GroupId(s(&group)), GroupId(s(&format!("nogroup-{tag}")))])
             .with_include_authorized_operations(true)
+    })?;
+    x.compare::<_, DescribeGroupsResponse>("describe unknown, v5", ApiKey::DescribeGroups, 5, |_| {
+        DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&format!("nogroup-{tag}")))])
     })?;
     let lv = x.version(ApiKey::ListGroups, 5)?;
     let listed: [ListGroupsResponse; 2] = x.each(ApiKey::ListGroups, lv, |_| {
