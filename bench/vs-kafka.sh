@@ -5,7 +5,8 @@
 #
 # Workloads (the same topic configs on both: Kafka's defaults, replication 1):
 #   corestream-bench produce: 1 KiB and 100 B, acks=1 and acks=all, on 1 and
-#     8 partitions, SECS each; then consume the 1 KiB acks=all topic back;
+#     8 partitions (all eight), SECS each; then consume the 1 KiB acks=all
+#     topic back;
 #   Kafka's own kafka-producer-perf-test (ProducerPerformance, acks=all,
 #     1 KiB, 8 partitions, RECORDS records) and kafka-consumer-perf-test
 #     (ConsumerPerformance) reading them back;
@@ -68,7 +69,8 @@ measure() {
 
 run_all() {
     local who=$1 j="$WORK/$1"
-    for spec in "p1k-all-8 1024 all 8" "p1k-1-8 1024 1 8" "p100-1-8 100 1 8" "p100-all-1 100 all 1" "p1k-1-1 1024 1 1"; do
+    for spec in "p1k-all-8 1024 all 8" "p1k-1-8 1024 1 8" "p1k-all-1 1024 all 1" "p1k-1-1 1024 1 1" \
+        "p100-all-8 100 all 8" "p100-1-8 100 1 8" "p100-all-1 100 all 1" "p100-1-1 100 1 1"; do
         set -- $spec
         measure "$who" "$1" "$BENCH" produce --bootstrap "$B" --topic "$1" --partitions "$4" \
             --message-bytes "$2" --acks "$3" --duration "${SECS}s" --json "$j-$1.json"
@@ -142,9 +144,12 @@ rows = []
 for name, label, get in [
     ("p1k-all-8", "produce 1 KiB acks=all, 8 partitions", bench),
     ("p1k-1-8", "produce 1 KiB acks=1, 8 partitions", bench),
+    ("p1k-all-1", "produce 1 KiB acks=all, 1 partition", bench),
+    ("p1k-1-1", "produce 1 KiB acks=1, 1 partition", bench),
+    ("p100-all-8", "produce 100 B acks=all, 8 partitions", bench),
     ("p100-1-8", "produce 100 B acks=1, 8 partitions", bench),
     ("p100-all-1", "produce 100 B acks=all, 1 partition", bench),
-    ("p1k-1-1", "produce 1 KiB acks=1, 1 partition", bench),
+    ("p100-1-1", "produce 100 B acks=1, 1 partition", bench),
     ("c1k", "consume the 1 KiB topic", bench),
     ("kpp", "kafka-producer-perf-test 1 KiB acks=all, 8 partitions", lambda who, _: perf_producer(who)),
     ("kcp", "kafka-consumer-perf-test, the same records", lambda who, _: perf_consumer(who)),
