@@ -326,6 +326,41 @@ pub fn default_value(name: &str, message_max_bytes: u64) -> Option<String> {
 pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_DEFAULT: i8 = 5;
 
+/// The broker config a topic config falls back to, as Kafka names it among
+/// DescribeConfigs' synonyms (KIP-226). Kafka lists only those whose broker
+/// config has a default of its own: for retention.ms (log.retention.ms),
+/// segment.ms (log.roll.ms), segment.jitter.ms and flush.ms the broker
+/// config defaults to null and the list is empty.
+pub fn broker_synonym(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "cleanup.policy" => "log.cleanup.policy",
+        "compression.type" => "compression.type",
+        "compression.gzip.level" => "compression.gzip.level",
+        "compression.lz4.level" => "compression.lz4.level",
+        "compression.zstd.level" => "compression.zstd.level",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "flush.messages" => "log.flush.interval.messages",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "local.retention.bytes" => "log.local.retention.bytes",
+        "local.retention.ms" => "log.local.retention.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "min.insync.replicas" => "min.insync.replicas",
+        "preallocate" => "log.preallocate",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.index.bytes" => "log.index.size.max.bytes",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
+        _ => return None,
+    })
+}
+
 /// Every config of a topic with these overrides: `(key, value, source)`,
 /// an override where there is one, else the default. DescribeConfigs and
 /// CreateTopics (v5+) answer with it.

@@ -3,7 +3,9 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -30,6 +32,28 @@ fn entry(name: &str, value: String, source: i8, kind: i8, doc: &str, docs: bool)
         .with_documentation(docs.then(|| StrBytes::from_string(doc.to_string())))
 }
 
+/// A topic config's synonyms, as Kafka lists them: its override, then the
+/// broker config it falls back to with that config's default.
+fn topic_synonyms(name: &str, value: &str, source: i8, default_max: u64) -> Vec<DescribeConfigsSynonym> {
+    let synonym = |name: &str, value: String, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_string(name.to_string()))
+            .with_value(Some(StrBytes::from_string(value)))
+            .with_source(source)
+    };
+    let mut out = Vec::new();
+    if source == topic_config::SOURCE_TOPIC {
+        out.push(synonym(name, value.to_string(), topic_config::SOURCE_TOPIC));
+    }
+    if let (Some(broker), Some(default)) = (
+        topic_config::broker_synonym(name),
+        topic_config::default_value(name, default_max),
+    ) {
+        out.push(synonym(broker, default, topic_config::SOURCE_DEFAULT));
+    }
+    out
+}
+
 fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
     keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k.as_str() == name))
 }
@@ -37,6 +61,7 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
 pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let default_max = b.config.limits.message_max_bytes.0;
     let docs = version >= 3 && req.include_documentation;
+    let synonyms_asked = req.include_synonyms;
     let results = req
         .resources
         .into_iter()
@@ -55,7 +80,14 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -
                     };
                     out.configs = topic_config::effective(&t.configs, default_max)
                         .filter(|(k, ..)| wanted(&r.configuration_keys, k.name))
-                        .map(|(k, value, source)| entry(k.name, value, source, k.kind, k.doc, docs))
+                        .map(|(k, value, source)| {
+                            let synonyms = if synonyms_asked {
+                                topic_synonyms(k.name, &value, source, default_max)
+                            } else {
+                                Vec::new()
+                            };
+                            entry(k.name, value, source, k.kind, k.doc, docs).with_synonyms(synonyms)
+                        })
                         .collect();
                 }
                 // Kafka describes only the broker asked (its id) or the

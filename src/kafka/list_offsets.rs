@@ -32,8 +32,8 @@ type ShardQueries = (Vec<(PartitionId, OffsetQuery)>, Vec<(usize, usize)>);
 pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut topics: Vec<ListOffsetsTopicResponse> = Vec::with_capacity(req.topics.len());
     let mut work: BTreeMap<ShardId, ShardQueries> = BTreeMap::new();
-    // A partition asked twice gets INVALID_REQUEST at each place, as Kafka
-    // answers (which answer would be the one?).
+    // A partition asked twice gets one answer, INVALID_REQUEST, as Kafka
+    // gives it (which of the two would the offset answer?).
     let mut seen = BTreeSet::new();
     let duplicated: BTreeSet<(&str, i32)> = req
         .topics
@@ -41,9 +41,10 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
         .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.as_str(), p.partition_index)))
         .filter(|tp| !seen.insert(*tp))
         .collect();
+    let mut refused = BTreeSet::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let mut parts = Vec::with_capacity(t.partitions.len());
-        for (pi, p) in t.partitions.iter().enumerate() {
+        for p in &t.partitions {
             let mut out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let query = match p.timestamp {
                 -2 => Asked::Query(OffsetQuery::Earliest),
@@ -55,6 +56,9 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                 _ => Asked::Invalid,
             };
             if duplicated.contains(&(t.name.0.as_str(), p.partition_index)) {
+                if !refused.insert((t.name.0.as_str(), p.partition_index)) {
+                    continue;
+                }
                 out.error_code = errors::INVALID_REQUEST;
                 parts.push(out);
                 continue;
@@ -72,7 +76,7 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                 (Asked::Query(q), Some(loc)) => {
                     let (qs, slots) = work.entry(loc.shard_id()).or_default();
                     qs.push((loc.partition_id(), q));
-                    slots.push((ti, pi));
+                    slots.push((ti, parts.len()));
                 }
             }
             parts.push(out);

@@ -540,7 +540,7 @@ fn configs(x: &mut Session, tag: &str) -> anyhow::Result<()> {
         describe(&name, TOPIC_RESOURCE, Some(&keys))
     })?;
     x.compare::<_, DescribeConfigsResponse>("describe topic with synonyms", ApiKey::DescribeConfigs, dv, |_| {
-        describe(&name, TOPIC_RESOURCE, Some(&["retention.ms", "cleanup.policy"])).with_include_synonyms(true)
+        describe(&name, TOPIC_RESOURCE, Some(&keys)).with_include_synonyms(true)
     })?;
     x.compare::<_, DescribeConfigsResponse>("describe unknown topic", ApiKey::DescribeConfigs, dv, |_| {
         describe(&format!("nothere-{tag}"), TOPIC_RESOURCE, Some(&keys))

@@ -119,17 +119,23 @@ fn walk(node: &Node, path: &str, out: &mut BTreeMap<String, String>) {
             out.insert(path.to_string(), "[]".to_string());
         }
         Node::Group(bracket, children) => {
-            let is_list = *bracket == '[';
+            // A list is keyed by its entries' identifying field only when
+            // every entry has one and no two share it (else by position).
+            let keys: Option<Vec<String>> = if *bracket == '[' {
+                children.iter().map(|(_, c)| key_of(c)).collect()
+            } else {
+                None
+            };
+            let keys = keys.filter(|ks| ks.iter().collect::<std::collections::BTreeSet<_>>().len() == ks.len());
             for (i, (name, child)) in children.iter().enumerate() {
                 let segment = match name {
                     Some(n) if n == "unknown_tagged_fields" => continue,
                     Some(n) if path.is_empty() => n.clone(),
                     Some(n) => format!("{path}.{n}"),
-                    None if is_list => match key_of(child) {
-                        Some(k) => format!("{path}[{k}]"),
+                    None => match &keys {
+                        Some(ks) => format!("{path}[{}]", ks[i]),
                         None => format!("{path}[{i}]"),
                     },
-                    None => format!("{path}[{i}]"),
                 };
                 walk(child, &segment, out);
             }
@@ -185,6 +191,7 @@ mod tests {
         empty: Vec<i32>,
         numbers: Vec<i32>,
         one: Vec<Part>,
+        twice: Vec<Part>,
     }
 
     #[test]
@@ -210,6 +217,16 @@ mod tests {
                 partition_index: 4,
                 error_code: 1,
             }],
+            twice: vec![
+                Part {
+                    partition_index: 2,
+                    error_code: 1,
+                },
+                Part {
+                    partition_index: 2,
+                    error_code: 5,
+                },
+            ],
         };
         let flat = flatten(&r);
         let want: BTreeMap<String, String> = [
@@ -224,6 +241,10 @@ mod tests {
             ("numbers[1]", "8"),
             ("one[partition_index=4].partition_index", "4"),
             ("one[partition_index=4].error_code", "1"),
+            ("twice[0].partition_index", "2"),
+            ("twice[0].error_code", "1"),
+            ("twice[1].partition_index", "2"),
+            ("twice[1].error_code", "5"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
