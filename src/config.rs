@@ -2,10 +2,13 @@
 //! command-line flags, validated once at start-up. Errors name the key, the
 //! value and the allowed range.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::security::{Mechanism, SecurityProtocol};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +19,17 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address advertised to clients; defaults to `listen`.
     pub advertised: Option<SocketAddr>,
+    /// Listeners the Kafka way, each `NAME://ip:port`: NAME is a security
+    /// protocol (PLAINTEXT, SASL_PLAINTEXT) or a name mapped to one in
+    /// `listener_security_protocol_map`. Empty: one PLAINTEXT listener on
+    /// `listen`, advertised as `advertised`.
+    pub listeners: Vec<String>,
+    /// `NAME://ip:port` per listener: where clients that came in on it are
+    /// sent. A listener left out advertises its bind address.
+    pub advertised_listeners: Vec<String>,
+    /// Listener name -> security protocol, for names that are not one.
+    pub listener_security_protocol_map: BTreeMap<String, String>,
+    pub sasl: SaslConfig,
     /// Admin HTTP port: /metrics (Prometheus) and /health. Loopback by
     /// default; other addresses only when configured.
     pub admin_listen: SocketAddr,
@@ -52,6 +66,46 @@ pub struct NodeAddress {
     pub kafka: SocketAddr,
     /// Where its shard 0 takes Raft traffic; shard k uses this port + k.
     pub raft: SocketAddr,
+    /// Its advertised address per listener name, for clients that came in
+    /// on that listener; a name left out falls back to `kafka`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, SocketAddr>,
+}
+
+/// SASL on the SASL_PLAINTEXT listeners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SaslConfig {
+    /// Mechanisms offered (Kafka's sasl.enabled.mechanisms): PLAIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-512. PLAIN checks the password against the
+    /// user's SCRAM credential, so every user is made with `corestream user
+    /// create` (or AlterUserScramCredentials) whatever the mechanism.
+    pub enabled_mechanisms: Vec<String>,
+    /// Longest an authenticated session lasts before the client must
+    /// re-authenticate (KIP-368; Kafka's connections.max.reauth.ms); a
+    /// client that does not is disconnected at its next request. 0: no limit.
+    pub connections_max_reauth_ms: u64,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        Self {
+            enabled_mechanisms: crate::security::Mechanism::ALL
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            connections_max_reauth_ms: 0,
+        }
+    }
+}
+
+/// One Kafka listener, resolved from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub bind: SocketAddr,
+    pub advertised: SocketAddr,
 }
 
 /// A peer as a shard sees it: its Raft id and the address of the same
@@ -143,6 +197,10 @@ impl Default for Config {
             node_id: 0,
             listen: "127.0.0.1:9092".parse().expect("valid literal"),
             advertised: None,
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: BTreeMap::new(),
+            sasl: SaslConfig::default(),
             admin_listen: "127.0.0.1:9644".parse().expect("valid literal"),
             data_dir: PathBuf::from("corestream-data"),
             shards: None,
@@ -279,6 +337,114 @@ impl Config {
             .unwrap_or(self.listen)
     }
 
+    /// The Kafka listeners of this node. `validate` has checked them.
+    pub fn listeners(&self) -> Result<Vec<ListenerConfig>, ConfigError> {
+        if self.listeners.is_empty() {
+            return Ok(vec![ListenerConfig {
+                name: "PLAINTEXT".into(),
+                protocol: SecurityProtocol::Plaintext,
+                bind: self.listen,
+                advertised: self.advertised(),
+            }]);
+        }
+        let invalid = |key: &'static str, value: &str, expected: String| ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            expected,
+        };
+        if self.listen != Config::default().listen || self.advertised.is_some() {
+            return Err(invalid(
+                "listeners",
+                &self.listeners.join(","),
+                "set either listeners (with advertised_listeners) or listen (with advertised), not both".into(),
+            ));
+        }
+        let parse = |key: &'static str, entry: &str| -> Result<(String, SocketAddr), ConfigError> {
+            let (name, addr) = entry
+                .split_once("://")
+                .ok_or_else(|| invalid(key, entry, "expected NAME://ip:port".into()))?;
+            let addr = addr
+                .parse()
+                .map_err(|_| invalid(key, entry, "expected NAME://ip:port with an IP address".into()))?;
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(invalid(
+                    key,
+                    entry,
+                    "a listener name is letters, digits, '_' and '-'".into(),
+                ));
+            }
+            Ok((name.to_string(), addr))
+        };
+        let advertised: Vec<(String, SocketAddr)> = self
+            .advertised_listeners
+            .iter()
+            .map(|e| parse("advertised_listeners", e))
+            .collect::<Result<_, _>>()?;
+        let mut out: Vec<ListenerConfig> = Vec::new();
+        for entry in &self.listeners {
+            let (name, bind) = parse("listeners", entry)?;
+            let protocol_name = self.listener_security_protocol_map.get(&name).unwrap_or(&name);
+            let protocol = SecurityProtocol::from_name(protocol_name).ok_or_else(|| {
+                invalid(
+                    "listeners",
+                    entry,
+                    format!("'{name}' is no security protocol (PLAINTEXT, SASL_PLAINTEXT); map the name in listener_security_protocol_map"),
+                )
+            })?;
+            if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
+                return Err(invalid(
+                    "listeners",
+                    entry,
+                    "TLS listeners (SSL, SASL_SSL) are not available yet; use PLAINTEXT or SASL_PLAINTEXT".into(),
+                ));
+            }
+            if out.iter().any(|l| l.name == name) {
+                return Err(invalid(
+                    "listeners",
+                    entry,
+                    format!("listener name {name} appears twice"),
+                ));
+            }
+            if out.iter().any(|l| l.bind == bind && bind.port() != 0) {
+                return Err(invalid("listeners", entry, format!("two listeners bind {bind}")));
+            }
+            let advertised = advertised.iter().find(|(n, _)| *n == name).map_or(bind, |&(_, a)| a);
+            out.push(ListenerConfig {
+                name,
+                protocol,
+                bind,
+                advertised,
+            });
+        }
+        if let Some((name, _)) = advertised.iter().find(|(n, _)| !out.iter().any(|l| &l.name == n)) {
+            return Err(invalid(
+                "advertised_listeners",
+                name,
+                "names no listener in listeners".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The SASL mechanisms offered, in the configured order.
+    pub fn sasl_mechanisms(&self) -> Result<Vec<Mechanism>, ConfigError> {
+        self.sasl
+            .enabled_mechanisms
+            .iter()
+            .map(|n| {
+                Mechanism::from_name(n).ok_or_else(|| ConfigError::Invalid {
+                    key: "sasl.enabled_mechanisms",
+                    value: n.clone(),
+                    expected: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+                })
+            })
+            .collect()
+    }
+
     /// The cluster's node with this id (none on a single node).
     pub fn node(&self, id: i32) -> Option<&NodeAddress> {
         self.cluster.nodes.iter().find(|n| n.id == id)
@@ -330,6 +496,21 @@ impl Config {
             }
         }
         check("memory_per_shard", self.memory_per_shard.0, 16 << 20, 1 << 40)?;
+        let listeners = self.listeners()?;
+        let mechanisms = self.sasl_mechanisms()?;
+        if listeners.iter().any(|l| l.protocol.sasl()) && mechanisms.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "sasl.enabled_mechanisms",
+                value: "[]".into(),
+                expected: "a SASL listener needs at least one mechanism".into(),
+            });
+        }
+        check(
+            "sasl.connections_max_reauth_ms",
+            self.sasl.connections_max_reauth_ms,
+            0,
+            i64::MAX as u64,
+        )?;
         check(
             "groups.initial_rebalance_delay_ms",
             self.groups.initial_rebalance_delay_ms,
@@ -510,5 +691,65 @@ nodes = [
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("memory_per_shard"), "{e}");
+    }
+
+    #[test]
+    fn listeners_parse_the_kafka_way() {
+        let c: Config = toml::from_str(
+            "listeners = [\"PLAINTEXT://127.0.0.1:9092\", \"CLIENT://0.0.0.0:9093\"]\n\
+             advertised_listeners = [\"CLIENT://10.0.0.2:9093\"]\n\
+             listener_security_protocol_map = { CLIENT = \"SASL_PLAINTEXT\" }\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let ls = c.listeners().unwrap();
+        assert_eq!(ls.len(), 2);
+        assert_eq!(
+            (ls[0].name.as_str(), ls[0].protocol),
+            ("PLAINTEXT", SecurityProtocol::Plaintext)
+        );
+        assert_eq!(ls[0].advertised.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            (ls[1].name.as_str(), ls[1].protocol),
+            ("CLIENT", SecurityProtocol::SaslPlaintext)
+        );
+        assert_eq!(ls[1].advertised.to_string(), "10.0.0.2:9093");
+        // The default: one PLAINTEXT listener on `listen`.
+        let d = Config::default().listeners().unwrap();
+        assert_eq!((d.len(), d[0].protocol), (1, SecurityProtocol::Plaintext));
+        assert_eq!(d[0].bind.to_string(), "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn bad_listeners_name_the_key() {
+        let bad = |text: &str, key: &str| {
+            let c: Config = toml::from_str(text).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        };
+        bad("listeners = [\"PLAINTEXT:9092\"]", "listeners");
+        bad("listeners = [\"FOO://127.0.0.1:9092\"]", "listeners");
+        bad("listeners = [\"SSL://127.0.0.1:9092\"]", "listeners");
+        bad(
+            "listeners = [\"PLAINTEXT://127.0.0.1:1\", \"PLAINTEXT://127.0.0.1:2\"]",
+            "listeners",
+        );
+        bad(
+            "listeners = [\"PLAINTEXT://127.0.0.1:1\", \"SASL_PLAINTEXT://127.0.0.1:1\"]",
+            "listeners",
+        );
+        bad(
+            "listeners = [\"PLAINTEXT://127.0.0.1:1\"]\nadvertised_listeners = [\"OTHER://127.0.0.1:1\"]",
+            "advertised_listeners",
+        );
+        bad(
+            "listen = \"127.0.0.1:5\"\nlisteners = [\"PLAINTEXT://127.0.0.1:1\"]",
+            "listeners",
+        );
+        bad(
+            "listeners = [\"SASL_PLAINTEXT://127.0.0.1:1\"]\n[sasl]\nenabled_mechanisms = []",
+            "sasl.enabled_mechanisms",
+        );
+        bad("[sasl]\nenabled_mechanisms = [\"GSSAPI\"]", "sasl.enabled_mechanisms");
     }
 }

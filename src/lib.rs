@@ -19,3 +19,4 @@ pub mod fuzz;
 pub mod group;
 pub mod kafka;
 pub mod node;
+pub mod security;

@@ -37,6 +37,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::TopicCommand,
     },
+    /// SASL users (SCRAM credentials) over the Kafka protocol.
+    User {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        command: cli::UserCommand,
+    },
     /// Cluster overview over the Kafka protocol.
     Cluster {
         #[command(flatten)]
@@ -79,6 +86,13 @@ struct StartArgs {
     /// Address advertised to clients in Metadata [default: the listen address].
     #[arg(long, value_name = "ADDR")]
     advertised: Option<std::net::SocketAddr>,
+    /// Kafka listeners, NAME://ip:port, comma-separated (replaces --listen),
+    /// e.g. PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://0.0.0.0:9093.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    listeners: Option<Vec<String>>,
+    /// Advertised address per listener, NAME://ip:port, comma-separated.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    advertised_listeners: Option<Vec<String>>,
     /// Admin HTTP address for /metrics and /health [default: 127.0.0.1:9644].
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<std::net::SocketAddr>,
@@ -133,6 +147,12 @@ impl StartArgs {
         }
         if let Some(v) = self.advertised {
             c.advertised = Some(v);
+        }
+        if let Some(v) = self.listeners {
+            c.listeners = v;
+        }
+        if let Some(v) = self.advertised_listeners {
+            c.advertised_listeners = v;
         }
         if let Some(v) = self.admin_listen {
             c.admin_listen = v;
@@ -225,6 +245,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor_command(args),
         Command::Topic { target, command } => cli::topic(target, command),
         Command::Cluster { target, command } => cli::cluster(target, command),
+        Command::User { target, command } => cli::user(target, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

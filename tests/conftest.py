@@ -26,7 +26,7 @@ class Broker:
     """One corestream process with its own data dir and port."""
 
     def __init__(self, data_dir, shards=2, extra_args=(), env=None, log_path=None, host="127.0.0.1",
-                 port=None, admin_port=None, prefix=()):
+                 port=None, admin_port=None, prefix=(), sasl_port=None):
         self.data_dir = Path(data_dir)
         # Where it listens, and what runs it (e.g. `ip netns exec NS` for a
         # broker in a network namespace, which execs it: the pid is the broker's).
@@ -34,6 +34,8 @@ class Broker:
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
         self.prefix = list(prefix)
+        # A SASL_PLAINTEXT listener beside the PLAINTEXT one, when asked for.
+        self.sasl_port = sasl_port
         self.shards = shards
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **(env or {}))
@@ -48,7 +50,11 @@ class Broker:
     def start(self, timeout=20):
         assert self.proc is None, "already running"
         self.log = open(self.log_path, "ab")
-        args = self.prefix + [str(BIN), "start", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+        if self.sasl_port:
+            listen = ["--listeners", f"PLAINTEXT://{self.bootstrap},SASL_PLAINTEXT://{self.host}:{self.sasl_port}"]
+        else:
+            listen = ["--listen", self.bootstrap]
+        args = self.prefix + [str(BIN), "start", *listen, "--data-dir", str(self.data_dir),
                               "--admin-listen", f"{self.host}:{self.admin_port}", "--shards", str(self.shards)]
         args += self.extra_args
         if "--config" not in self.extra_args and "--wal-segment-bytes" not in self.extra_args:

@@ -7,7 +7,10 @@ unknown topics and partitions, with bad acks, oversized, corrupt or
 doubled batches; Fetch and ListOffsets at and past the ends, by time inside
 a batch; DeleteRecords; DescribeConfigs and IncrementalAlterConfigs;
 CreatePartitions; a consumer group's whole life and its errors;
-InitProducerId; DescribeCluster; DescribeLogDirs; DeleteTopics. Every
+InitProducerId; DescribeCluster; SaslHandshake and SaslAuthenticate on a
+PLAINTEXT listener; SCRAM users made, refused (a user twice, iterations,
+mechanism, empty name, deleting what is not there), described and deleted
+(KIP-554); DescribeLogDirs; DeleteTopics. Every
 difference must be listed, with its reason, in tests/differential/allowlist.txt,
 and every line there must still match one (--strict)."""
 import re

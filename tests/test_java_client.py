@@ -16,11 +16,11 @@ JAVA = Path(__file__).resolve().parent / "java"
 CLASSPATH = f"{JAVA / 'target' / 'classes'}:{JAVA / 'target' / 'dependency' / '*'}"
 
 
-def run_check(check, bootstrap):
+def run_check(check, bootstrap, *more):
     if not (JAVA / "target" / "classes" / "dev" / "corestream" / "ClientChecks.class").exists():
         pytest.fail("the Java checks are not built: mvn -q -B -f tests/java/pom.xml package (scripts/test does)")
     r = subprocess.run(["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", CLASSPATH,
-                        "dev.corestream.ClientChecks", check, bootstrap],
+                        "dev.corestream.ClientChecks", check, bootstrap, *more],
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, f"{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     return [line for line in r.stdout.splitlines() if line.startswith("ok ")]

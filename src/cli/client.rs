@@ -10,11 +10,25 @@ use anyhow::{anyhow, bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use crate::security::scram::{self, ScramClient};
+use crate::security::Mechanism;
 
 /// Largest response the tool accepts.
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
+
+/// How the tool authenticates on a SASL listener.
+pub struct SaslLogin {
+    pub mechanism: Mechanism,
+    pub user: String,
+    pub password: String,
+}
 
 pub struct Client {
     stream: TcpStream,
@@ -24,7 +38,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn connect(bootstrap: &str) -> anyhow::Result<Self> {
+    pub fn connect(bootstrap: &str, login: Option<&SaslLogin>) -> anyhow::Result<Self> {
         let addr = bootstrap
             .to_socket_addrs()
             .with_context(|| format!("resolving {bootstrap}"))?
@@ -45,7 +59,48 @@ impl Client {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Some(login) = login {
+            client
+                .authenticate(login)
+                .with_context(|| format!("SASL {} as {}", login.mechanism, login.user))?;
+        }
         Ok(client)
+    }
+
+    /// SaslHandshake v1, then the mechanism's tokens in SaslAuthenticate.
+    fn authenticate(&mut self, login: &SaslLogin) -> anyhow::Result<()> {
+        let hs: SaslHandshakeResponse = self.call(
+            ApiKey::SaslHandshake,
+            (1, 1),
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(login.mechanism.name())),
+        )?;
+        if let Some(e) = hs.error_code.err() {
+            let offered: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
+            bail!("the broker refused the handshake with {e:?}; it offers {offered:?}");
+        }
+        let mut send = |token: Vec<u8>| -> anyhow::Result<Bytes> {
+            let resp: SaslAuthenticateResponse = self.call(
+                ApiKey::SaslAuthenticate,
+                (0, 2),
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+            )?;
+            if let Some(e) = resp.error_code.err() {
+                bail!("{e:?}: {}", resp.error_message.as_ref().map_or("", |m| m.as_str()));
+            }
+            Ok(resp.auth_bytes)
+        };
+        match login.mechanism {
+            Mechanism::Plain => {
+                send(format!("\0{}\0{}", login.user, login.password).into_bytes())?;
+            }
+            Mechanism::Scram(m) => {
+                let (mut client, first) = ScramClient::start(m, &login.user, &login.password, scram::random_nonce()?);
+                let server_first = send(first)?;
+                let server_final = send(client.finish(&server_first)?)?;
+                client.verify(&server_final)?;
+            }
+        }
+        Ok(())
     }
 
     /// Calls `api` with the highest version both sides know, within `ours`.

@@ -23,7 +23,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
 
-use client::Client;
+use client::{Client, SaslLogin};
+
+use crate::security::scram::{ScramMechanism, MIN_ITERATIONS};
+use crate::security::Mechanism;
 
 #[derive(Args)]
 pub struct Target {
@@ -33,6 +36,34 @@ pub struct Target {
     /// Output format.
     #[arg(long, value_enum, default_value = "text", global = true)]
     output: Output,
+    /// Authenticate with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (the
+    /// password from --sasl-password or $CORESTREAM_SASL_PASSWORD).
+    #[arg(long, value_name = "MECHANISM", global = true, requires = "sasl_username")]
+    sasl_mechanism: Option<String>,
+    #[arg(long, value_name = "USER", global = true)]
+    sasl_username: Option<String>,
+    #[arg(long, value_name = "PASSWORD", global = true)]
+    sasl_password: Option<String>,
+}
+
+impl Target {
+    fn connect(&self) -> anyhow::Result<Client> {
+        let login = match (&self.sasl_mechanism, &self.sasl_username) {
+            (Some(m), Some(user)) => Some(SaslLogin {
+                mechanism: Mechanism::from_name(m)
+                    .with_context(|| format!("--sasl-mechanism {m}: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))?,
+                user: user.clone(),
+                password: match &self.sasl_password {
+                    Some(p) => p.clone(),
+                    None => std::env::var("CORESTREAM_SASL_PASSWORD")
+                        .context("--sasl-mechanism needs --sasl-password or $CORESTREAM_SASL_PASSWORD")?,
+                },
+            }),
+            (None, Some(_)) => bail!("--sasl-username needs --sasl-mechanism"),
+            _ => None,
+        };
+        Client::connect(&self.bootstrap, login.as_ref())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +115,31 @@ pub enum TopicCommand {
         /// Only these partitions (repeatable); all of them by default.
         #[arg(long = "partition", short = 'p')]
         partitions: Vec<i32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user, or set its password: a SCRAM credential per
+    /// mechanism (PLAIN logins check the same credential).
+    Create {
+        name: String,
+        /// The password [default: $CORESTREAM_USER_PASSWORD].
+        #[arg(long)]
+        password: Option<String>,
+        /// SCRAM-SHA-256 and/or SCRAM-SHA-512 (repeatable) [default: both].
+        #[arg(long = "mechanism", value_name = "MECHANISM")]
+        mechanisms: Vec<String>,
+        #[arg(long, default_value_t = MIN_ITERATIONS)]
+        iterations: i32,
+    },
+    /// Users and the SCRAM mechanisms they have credentials for.
+    List,
+    /// Delete a user's credentials (all of its mechanisms by default).
+    Delete {
+        name: String,
+        #[arg(long = "mechanism", value_name = "MECHANISM")]
+        mechanisms: Vec<String>,
     },
 }
 
@@ -189,7 +245,7 @@ struct TopicDescription {
 }
 
 pub fn topic(target: Target, cmd: TopicCommand) -> anyhow::Result<()> {
-    let mut c = Client::connect(&target.bootstrap)?;
+    let mut c = target.connect()?;
     let out = target.output;
     match cmd {
         TopicCommand::Create {
@@ -529,7 +585,7 @@ struct ClusterStatus {
 }
 
 pub fn cluster(target: Target, cmd: ClusterCommand) -> anyhow::Result<()> {
-    let mut c = Client::connect(&target.bootstrap)?;
+    let mut c = target.connect()?;
     match cmd {
         ClusterCommand::Status => {
             let md = metadata(&mut c, None)?;
@@ -593,4 +649,159 @@ pub fn cluster(target: Target, cmd: ClusterCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+#[derive(Serialize)]
+struct UserRow {
+    name: String,
+    mechanisms: Vec<(String, i32)>,
+}
+
+fn scram_mechanisms(names: &[String]) -> anyhow::Result<Vec<ScramMechanism>> {
+    if names.is_empty() {
+        return Ok(ScramMechanism::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            ScramMechanism::from_name(n).with_context(|| format!("--mechanism {n}: use SCRAM-SHA-256 or SCRAM-SHA-512"))
+        })
+        .collect()
+}
+
+fn describe_users(c: &mut Client, users: Option<Vec<String>>) -> anyhow::Result<Vec<UserRow>> {
+    let req = DescribeUserScramCredentialsRequest::default().with_users(users.map(|us| {
+        us.into_iter()
+            .map(|u| describe_user_scram_credentials_request::UserName::default().with_name(StrBytes::from_string(u)))
+            .collect()
+    }));
+    let resp: DescribeUserScramCredentialsResponse = c.call(ApiKey::DescribeUserScramCredentials, (0, 0), &req)?;
+    check(resp.error_code, resp.error_message.as_ref(), "describing users")?;
+    resp.results
+        .into_iter()
+        .map(|r| {
+            check(
+                r.error_code,
+                r.error_message.as_ref(),
+                &format!("user {}", r.user.as_str()),
+            )?;
+            Ok(UserRow {
+                name: r.user.to_string(),
+                mechanisms: r
+                    .credential_infos
+                    .iter()
+                    .map(|i| {
+                        let name = ScramMechanism::from_type(i.mechanism).map_or("unknown", |m| m.name());
+                        (name.to_string(), i.iterations)
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+fn alter_users(c: &mut Client, req: AlterUserScramCredentialsRequest) -> anyhow::Result<()> {
+    let resp: AlterUserScramCredentialsResponse = c.call(ApiKey::AlterUserScramCredentials, (0, 0), &req)?;
+    for r in &resp.results {
+        check(
+            r.error_code,
+            r.error_message.as_ref(),
+            &format!("user {}", r.user.as_str()),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn user(target: Target, cmd: UserCommand) -> anyhow::Result<()> {
+    use alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion};
+    let mut c = target.connect()?;
+    match cmd {
+        UserCommand::Create {
+            name,
+            password,
+            mechanisms,
+            iterations,
+        } => {
+            let password = match password {
+                Some(p) => p,
+                None => std::env::var("CORESTREAM_USER_PASSWORD")
+                    .context("give the password with --password or $CORESTREAM_USER_PASSWORD")?,
+            };
+            if password.is_empty() {
+                bail!("the password is empty");
+            }
+            // Like Kafka's tools, send a salted password: the password
+            // itself never leaves this machine.
+            let upsertions = scram_mechanisms(&mechanisms)?
+                .into_iter()
+                .map(|m| {
+                    let salt = crate::security::scram::random_bytes(32)?;
+                    let salted = m.salted_password(password.as_bytes(), &salt, iterations.max(1) as u32);
+                    Ok(ScramCredentialUpsertion::default()
+                        .with_name(StrBytes::from_string(name.clone()))
+                        .with_mechanism(m.type_code())
+                        .with_iterations(iterations)
+                        .with_salt(salt.into())
+                        .with_salted_password(salted.into()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            // One user per request: Kafka refuses a user named twice.
+            for u in upsertions {
+                alter_users(
+                    &mut c,
+                    AlterUserScramCredentialsRequest::default().with_upsertions(vec![u]),
+                )?;
+            }
+            println!("user {name} has credentials for {}", mechanism_list(&mechanisms));
+            Ok(())
+        }
+        UserCommand::List => {
+            let rows = describe_users(&mut c, None)?;
+            emit(target.output, &rows, |rows| {
+                table(
+                    &["USER", "MECHANISMS"],
+                    &rows
+                        .iter()
+                        .map(|r| {
+                            let ms: Vec<String> = r
+                                .mechanisms
+                                .iter()
+                                .map(|(m, i)| format!("{m} ({i} iterations)"))
+                                .collect();
+                            vec![r.name.clone(), ms.join(", ")]
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+        }
+        UserCommand::Delete { name, mechanisms } => {
+            let have: Vec<ScramMechanism> = describe_users(&mut c, Some(vec![name.clone()]))?
+                .iter()
+                .flat_map(|r| &r.mechanisms)
+                .filter_map(|(m, _)| ScramMechanism::from_name(m))
+                .collect();
+            let chosen = if mechanisms.is_empty() {
+                have
+            } else {
+                scram_mechanisms(&mechanisms)?
+            };
+            for m in chosen {
+                let d = ScramCredentialDeletion::default()
+                    .with_name(StrBytes::from_string(name.clone()))
+                    .with_mechanism(m.type_code());
+                alter_users(
+                    &mut c,
+                    AlterUserScramCredentialsRequest::default().with_deletions(vec![d]),
+                )?;
+            }
+            println!("user {name} deleted");
+            Ok(())
+        }
+    }
+}
+
+fn mechanism_list(names: &[String]) -> String {
+    scram_mechanisms(names)
+        .map(|ms| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(" and "))
+        .unwrap_or_default()
 }

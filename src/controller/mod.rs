@@ -9,6 +9,8 @@
 //!   applies the same changes to its copy.
 //! - `plan.rs`: request validation and placement (least-loaded shard).
 //! - `topic_config.rs`: known topic configs, defaults and checks.
+//! - Users' SCRAM credentials (salted keys, never passwords): every shard
+//!   authenticates its own connections from its own copy.
 //!
 //! On one node the metadata log is a local file; the cluster issue turns it
 //! into the metadata Raft group on shard 0, with the same changes as entries.
@@ -21,6 +23,8 @@ use std::collections::BTreeMap;
 
 use corestream_shards::{PartitionId, ShardId};
 use serde::{Deserialize, Serialize};
+
+use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionMeta {
@@ -73,6 +77,16 @@ pub enum MetaChange {
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     },
+    /// A user's SCRAM credential for one mechanism, set or replaced.
+    ScramCredentialSet {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    ScramCredentialDeleted {
+        user: String,
+        mechanism: ScramMechanism,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +96,14 @@ pub struct ClusterMeta {
     /// Partitions per shard.
     shard_load: Vec<usize>,
     pub producer_ids_reserved: i64,
+    /// SCRAM credentials by user and mechanism.
+    pub users: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+}
+
+impl crate::security::Credentials for ClusterMeta {
+    fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
+        self.users.get(user)?.get(&mechanism).cloned()
+    }
 }
 
 impl ClusterMeta {
@@ -91,6 +113,7 @@ impl ClusterMeta {
             next_partition_id: 1,
             shard_load: vec![0; shards],
             producer_ids_reserved: 0,
+            users: BTreeMap::new(),
         }
     }
 
@@ -175,6 +198,28 @@ impl ClusterMeta {
                     return Err(format!("producer id reservation moves back to {end}"));
                 }
                 self.producer_ids_reserved = *end;
+            }
+            MetaChange::ScramCredentialSet {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.users
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetaChange::ScramCredentialDeleted { user, mechanism } => {
+                let creds = self
+                    .users
+                    .get_mut(user)
+                    .ok_or_else(|| format!("deleting a credential of unknown user {user}"))?;
+                if creds.remove(mechanism).is_none() {
+                    return Err(format!("deleting {mechanism:?} credential user {user} does not have"));
+                }
+                if creds.is_empty() {
+                    self.users.remove(user);
+                }
             }
         }
         Ok(())

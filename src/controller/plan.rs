@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{topic_config, ClusterMeta, MetaChange, PartitionMeta};
+use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
@@ -32,6 +33,8 @@ pub enum ControlError {
     NotController(String),
     #[error("{0}")]
     TimedOut(String),
+    #[error("{0}")]
+    ResourceNotFound(String),
 }
 
 /// The limits the controller enforces, from the broker config of the node
@@ -349,6 +352,61 @@ pub fn plan_producer_id(meta: &ClusterMeta) -> (i64, Vec<MetaChange>) {
     (id, vec![MetaChange::ProducerIdsReserved { end: id + 1 }])
 }
 
+/// One well-formed change of a user's SCRAM credentials
+/// (AlterUserScramCredentials checked the rest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ScramChange {
+    Set {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    Delete {
+        user: String,
+        mechanism: ScramMechanism,
+    },
+}
+
+/// Plans credential changes; deleting a credential the user does not have
+/// is RESOURCE_NOT_FOUND, as Kafka answers.
+pub fn plan_alter_scram(
+    meta: &ClusterMeta,
+    alterations: &[ScramChange],
+) -> (Vec<Result<(), ControlError>>, Vec<MetaChange>) {
+    let mut changes = Vec::new();
+    let results = alterations
+        .iter()
+        .map(|a| match a {
+            ScramChange::Set {
+                user,
+                mechanism,
+                credential,
+            } => {
+                changes.push(MetaChange::ScramCredentialSet {
+                    user: user.clone(),
+                    mechanism: *mechanism,
+                    credential: credential.clone(),
+                });
+                Ok(())
+            }
+            ScramChange::Delete { user, mechanism } => {
+                if meta.users.get(user).is_some_and(|c| c.contains_key(mechanism)) {
+                    changes.push(MetaChange::ScramCredentialDeleted {
+                        user: user.clone(),
+                        mechanism: *mechanism,
+                    });
+                    Ok(())
+                } else {
+                    Err(ControlError::ResourceNotFound(
+                        "Attempt to delete a user credential that does not exist".into(),
+                    ))
+                }
+            }
+        })
+        .collect();
+    (results, changes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,5 +540,33 @@ mod tests {
             panic!()
         };
         assert_eq!(partitions[0].id, 5);
+    }
+
+    #[test]
+    fn scram_credentials_are_set_replaced_and_deleted_only_when_present() {
+        let mut meta = ClusterMeta::new(1);
+        let m = ScramMechanism::Sha512;
+        let set = |pw: &str| ScramChange::Set {
+            user: "alice".into(),
+            mechanism: m,
+            credential: m.new_credential(pw, 4096).unwrap(),
+        };
+        let delete = ScramChange::Delete {
+            user: "alice".into(),
+            mechanism: m,
+        };
+        let (r, c) = plan_alter_scram(&meta, std::slice::from_ref(&delete));
+        assert!(matches!(r[0], Err(ControlError::ResourceNotFound(_))) && c.is_empty());
+        for pw in ["one", "two"] {
+            let (r, c) = plan_alter_scram(&meta, &[set(pw)]);
+            assert!(r[0].is_ok());
+            c.iter().for_each(|c| meta.apply(c).unwrap());
+        }
+        let cred = meta.users["alice"][&m].clone();
+        assert!(cred.matches_password(m, b"two") && !cred.matches_password(m, b"one"));
+        let (r, c) = plan_alter_scram(&meta, &[delete]);
+        assert!(r[0].is_ok());
+        c.iter().for_each(|c| meta.apply(c).unwrap());
+        assert!(meta.users.is_empty(), "a user without credentials is gone");
     }
 }

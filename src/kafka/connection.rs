@@ -22,8 +22,17 @@ use glommio::Task;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 
+use super::sasl::{SaslSession, Verdict};
 use super::{api_versions, dispatch, supports, Reply};
+use crate::config::ListenerConfig;
 use crate::node::broker::Broker;
+
+/// What the request handlers may need to know about their connection.
+pub struct ConnectionInfo {
+    pub peer: Option<std::net::SocketAddr>,
+    /// The listener it came in on: Metadata answers with its addresses.
+    pub listener: Rc<ListenerConfig>,
+}
 
 /// api_key i16 + api_version i16 + correlation_id i32.
 const MIN_FRAME_BYTES: usize = 8;
@@ -41,7 +50,7 @@ enum Outcome {
 
 type Pending = Task<(Outcome, Charge)>;
 
-pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
+pub async fn serve(broker: Rc<Broker>, stream: TcpStream, listener: Rc<ListenerConfig>) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
@@ -50,7 +59,8 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let in_flight = broker.config.limits.max_in_flight_per_connection;
     let (tx, rx) = local_channel::new_bounded::<Pending>(in_flight);
     let writer = glommio::spawn_local(write_responses(wr, rx, fd));
-    if let Err(why) = read_requests(&broker, rd, tx, peer).await {
+    let info = Rc::new(ConnectionInfo { peer, listener });
+    if let Err(why) = read_requests(&broker, rd, tx, info).await {
         tracing::debug!(shard = %broker.me(), ?peer, %why, "closing connection");
     }
     writer.await;
@@ -91,9 +101,13 @@ async fn read_requests(
     broker: &Rc<Broker>,
     mut raw: futures_lite::io::ReadHalf<TcpStream>,
     tx: local_channel::LocalSender<Pending>,
-    peer: Option<std::net::SocketAddr>,
+    info: Rc<ConnectionInfo>,
 ) -> Result<(), String> {
     let max = broker.config.limits.socket_request_max_bytes.0;
+    let mut sasl = info.listener.protocol.sasl().then(|| {
+        let max_reauth = std::time::Duration::from_millis(broker.config.sasl.connections_max_reauth_ms);
+        SaslSession::new(info.listener.clone(), max_reauth)
+    });
     // A connection that never sends a byte holds no read buffer (10,000
     // idle connections with 64 KiB each held 640 MiB outside the memory
     // budget): the first length prefix is read from the socket itself,
@@ -105,9 +119,14 @@ async fn read_requests(
     let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, raw);
     loop {
         let len = i32::from_be_bytes(prefix);
-        if len < MIN_FRAME_BYTES as i32 || len as u64 > max {
+        // A bare SASL token (after a v0 handshake) has no request header.
+        let min = match &sasl {
+            Some(s) if s.expects_bare_token() => 0,
+            _ => MIN_FRAME_BYTES as i32,
+        };
+        if len < min || len as u64 > max {
             return Err(format!(
-                "frame length {len} outside [{MIN_FRAME_BYTES}, {max}] (limits.socket_request_max_bytes)"
+                "frame length {len} outside [{min}, {max}] (limits.socket_request_max_bytes)"
             ));
         }
         let charge = broker.shard.budget.charge(len as u64).await;
@@ -115,9 +134,24 @@ async fn read_requests(
         rd.read_exact(&mut frame)
             .await
             .map_err(|e| format!("connection ended inside a {len}-byte frame: {e}"))?;
-        let task = start_request(broker, frame.freeze(), charge, peer)?;
+        let frame = frame.freeze();
+        let (task, close) = match &mut sasl {
+            None => (start_request(broker, frame, charge, &info)?, None),
+            Some(session) => match session.on_frame(broker, frame) {
+                Verdict::Serve(frame) => (start_request(broker, frame, charge, &info)?, None),
+                Verdict::Reply(reply) => (ready(Some(reply), charge), None),
+                Verdict::ReplyAndClose(reply) => (
+                    ready(Some(reply), charge),
+                    Some("authentication failed; the answer says why".to_string()),
+                ),
+                Verdict::Close(why) => return Err(why),
+            },
+        };
         if tx.send(task).await.is_err() {
             return Err("response writer stopped".into());
+        }
+        if let Some(why) = close {
+            return Err(why);
         }
         if rd.read_exact(&mut prefix).await.is_err() {
             return Ok(()); // the client closed the connection
@@ -162,26 +196,32 @@ pub fn parse_frame(mut frame: Bytes) -> Result<Parsed, String> {
     })
 }
 
+/// A reply that is ready now, in line with the pipelined ones.
+fn ready(reply: Reply, charge: Charge) -> Pending {
+    glommio::spawn_local(async move { (Outcome::Respond(reply), charge) })
+}
+
 /// Checks the frame's header and starts its handler as a task.
 fn start_request(
     broker: &Rc<Broker>,
     frame: Bytes,
     charge: Charge,
-    peer: Option<std::net::SocketAddr>,
+    info: &Rc<ConnectionInfo>,
 ) -> Result<Pending, String> {
     let bytes_in = frame.len() + 4;
     let (api, header, frame) = match parse_frame(frame)? {
         Parsed::UnsupportedApiVersions { correlation_id } => {
             // The client learns our versions from the v0-shaped error reply.
-            let reply = api_versions::unsupported_version_reply(correlation_id);
-            return Ok(glommio::spawn_local(
-                async move { (Outcome::Respond(Some(reply)), charge) },
+            return Ok(ready(
+                Some(api_versions::unsupported_version_reply(correlation_id)),
+                charge,
             ));
         }
         Parsed::Request { api, header, body } => (api, header, body),
     };
     let (version, correlation_id) = (header.request_api_version, header.correlation_id);
     let b = broker.clone();
+    let info = info.clone();
     tracing::trace!(shard = %b.me(), ?api, version, correlation_id, "request");
     Ok(glommio::spawn_local(async move {
         // Any wait counts: a request held back for 0.3 ms was throttled.
@@ -193,7 +233,7 @@ fn start_request(
             tracing::debug!(shard = %b.me(), "closing connection: this broker hears from no majority of its cluster");
             return (Outcome::Close, charge);
         }
-        match dispatch(b.clone(), header, frame, throttle_ms, peer).await {
+        match dispatch(b.clone(), header, frame, throttle_ms, &info).await {
             Ok(reply) => {
                 let bytes_out = reply.as_ref().map_or(0, |f| f.len());
                 b.metrics.record(api, bytes_in, bytes_out, started.elapsed());

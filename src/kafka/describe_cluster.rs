@@ -10,6 +10,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 
 use super::{authorized, errors};
+use crate::config::ListenerConfig;
 use crate::node::broker::Broker;
 use corestream_shards::ShardId;
 
@@ -20,7 +21,12 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 const BROKER_ENDPOINT: i8 = 1;
 const CONTROLLER_ENDPOINT: i8 = 2;
 
-pub async fn handle(b: &Rc<Broker>, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: DescribeClusterRequest,
+    version: i16,
+    listener: &ListenerConfig,
+) -> DescribeClusterResponse {
     // v0 has no endpoint type (it reads as the broker's); v1+ must ask for
     // a broker endpoint, with Kafka's two errors for anything else.
     if version >= 1 && req.endpoint_type != BROKER_ENDPOINT {
@@ -48,7 +54,7 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeClusterRequest, version: i16) -
         .map(|id| (id, !live.contains(&id)))
         .filter(|&(_, fenced)| !fenced || req.include_fenced_brokers)
         .map(|(id, fenced)| {
-            let addr = b.config.node(id).map_or(b.config.advertised(), |n| n.kafka);
+            let addr = b.address_of(id, listener);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(id))
                 .with_host(StrBytes::from_string(addr.ip().to_string()))

@@ -62,6 +62,7 @@ pub fn control(e: &ControlError) -> i16 {
         ControlError::Storage(_) => E::KafkaStorageError.code(),
         ControlError::NotController(_) => E::NotController.code(),
         ControlError::TimedOut(_) => E::RequestTimedOut.code(),
+        ControlError::ResourceNotFound(_) => E::ResourceNotFound.code(),
     }
 }
 
@@ -94,6 +95,12 @@ pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
 pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();
 pub const MISMATCHED_ENDPOINT_TYPE: i16 = E::MismatchedEndpointType.code();
 pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = E::UnsupportedEndpointType.code();
+pub const ILLEGAL_SASL_STATE: i16 = E::IllegalSaslState.code();
+pub const UNSUPPORTED_SASL_MECHANISM: i16 = E::UnsupportedSaslMechanism.code();
+pub const SASL_AUTHENTICATION_FAILED: i16 = E::SaslAuthenticationFailed.code();
+pub const UNACCEPTABLE_CREDENTIAL: i16 = E::UnacceptableCredential.code();
+pub const DUPLICATE_RESOURCE: i16 = E::DuplicateResource.code();
+pub const RESOURCE_NOT_FOUND: i16 = E::ResourceNotFound.code();
 
 /// The Kafka error codes a response carries (top level, per topic, per
 /// partition), so the errors metric is counted in one place, `dispatch`.
@@ -269,6 +276,27 @@ mod codes {
     impl ErrorCodes for InitProducerIdResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             each(self.error_code);
+        }
+    }
+    impl ErrorCodes for SaslHandshakeResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+    impl ErrorCodes for SaslAuthenticateResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+    impl ErrorCodes for DescribeUserScramCredentialsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+            self.results.iter().for_each(|r| each(r.error_code));
+        }
+    }
+    impl ErrorCodes for AlterUserScramCredentialsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.results.iter().for_each(|r| each(r.error_code));
         }
     }
 }

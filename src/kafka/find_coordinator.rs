@@ -10,6 +10,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
+use crate::config::ListenerConfig;
 use crate::group;
 use crate::node::broker::Broker;
 
@@ -18,7 +19,12 @@ pub const VERSIONS: (i16, i16) = (0, 5);
 
 const GROUP_KEY: i8 = 0;
 
-pub async fn handle(b: &Rc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: FindCoordinatorRequest,
+    version: i16,
+    listener: &ListenerConfig,
+) -> FindCoordinatorResponse {
     let keys = if version >= 4 {
         req.coordinator_keys.clone()
     } else {
@@ -50,7 +56,7 @@ pub async fn handle(b: &Rc<Broker>, req: FindCoordinatorRequest, version: i16) -
         let mut c = Coordinator::default().with_key(key);
         match found {
             Ok(node) => {
-                let adv = b.config.node(node).map_or(b.config.advertised(), |n| n.kafka);
+                let adv = b.address_of(node, listener);
                 c.node_id = BrokerId(node);
                 c.host = StrBytes::from_string(adv.ip().to_string());
                 c.port = adv.port() as i32;

@@ -35,6 +35,19 @@ impl Frame {
     }
 }
 
+/// A bare SASL token, length-prefixed with no header: how tokens travel
+/// after a v0 SaslHandshake (KIP-43).
+pub fn raw(token: &[u8]) -> Frame {
+    let mut buf = BytesMut::with_capacity(token.len() + 4);
+    buf.put_i32(token.len() as i32);
+    buf.put_slice(token);
+    let len = buf.len();
+    Frame {
+        segments: vec![buf.freeze()],
+        len,
+    }
+}
+
 /// A `BufMut` that copies small writes and takes large ones that come from
 /// a known `Bytes` by reference.
 struct GatherBuf {

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{authorized, errors};
+use crate::config::ListenerConfig;
 use crate::controller::plan::{validate_topic_name, NewTopic};
 use crate::controller::TopicMeta;
 use crate::node::broker::Broker;
@@ -20,7 +21,7 @@ use corestream_shards::ShardId;
 /// v13 adds a top-level error code, for REBOOTSTRAP_REQUIRED: none here.
 pub const VERSIONS: (i16, i16) = (0, 13);
 
-pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16, listener: &ListenerConfig) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all.
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
@@ -48,7 +49,7 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16) -> Metad
     let mut resp = MetadataResponse::default().with_brokers(
         live.iter()
             .map(|&id| {
-                let addr = b.config.node(id).map_or(b.config.advertised(), |n| n.kafka);
+                let addr = b.address_of(id, listener);
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(id))
                     .with_host(StrBytes::from_string(addr.ip().to_string()))

@@ -3,6 +3,7 @@
 //! advertises exactly). The codec is `kafka-protocol`'s, generated from
 //! Kafka's own message specs.
 
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod authorized;
 pub mod connection;
@@ -15,6 +16,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_user_scram_credentials;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -32,6 +34,9 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod record_scan;
+pub mod sasl;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::rc::Rc;
@@ -139,6 +144,10 @@ requests! {
     DeleteGroups => delete_groups, DeleteGroupsRequest;
     OffsetDelete => offset_delete, OffsetDeleteRequest;
     DescribeCluster => describe_cluster, DescribeClusterRequest;
+    SaslHandshake => sasl_handshake, SaslHandshakeRequest;
+    SaslAuthenticate => sasl_authenticate, SaslAuthenticateRequest;
+    DescribeUserScramCredentials => describe_user_scram_credentials, DescribeUserScramCredentialsRequest;
+    AlterUserScramCredentials => alter_user_scram_credentials, AlterUserScramCredentialsRequest;
 }
 
 /// Runs one request whose header is decoded and whose version is served.
@@ -149,7 +158,7 @@ pub async fn dispatch(
     header: RequestHeader,
     mut body: Bytes,
     throttle_ms: i32,
-    peer: Option<std::net::SocketAddr>,
+    info: &connection::ConnectionInfo,
 ) -> Result<Reply, FrameError> {
     let version = header.request_api_version;
     let corr = header.correlation_id;
@@ -157,6 +166,12 @@ pub async fn dispatch(
     macro_rules! serve {
         ($module:ident, $req:expr) => {{
             let resp = $module::handle(&broker, $req, version).await;
+            resp.error_codes(&mut |code| broker.metrics.error(code));
+            Ok(Some(encode_response(api, corr, version, &resp)?))
+        }};
+        // Handlers that answer with addresses of the client's listener.
+        ($module:ident, $req:expr, listener) => {{
+            let resp = $module::handle(&broker, $req, version, &info.listener).await;
             resp.error_codes(&mut |code| broker.metrics.error(code));
             Ok(Some(encode_response(api, corr, version, &resp)?))
         }};
@@ -183,7 +198,7 @@ pub async fn dispatch(
         }
         Request::ListOffsets(req) => serve!(list_offsets, req),
         Request::DeleteRecords(req) => serve!(delete_records, req),
-        Request::Metadata(req) => serve!(metadata, req),
+        Request::Metadata(req) => serve!(metadata, req, listener),
         Request::ApiVersions(req) => serve!(api_versions, req),
         Request::CreateTopics(req) => serve!(create_topics, req),
         Request::DeleteTopics(req) => serve!(delete_topics, req),
@@ -192,14 +207,14 @@ pub async fn dispatch(
         Request::DescribeLogDirs(req) => serve!(describe_log_dirs, req),
         Request::InitProducerId(req) => serve!(init_producer_id, req),
         Request::IncrementalAlterConfigs(req) => serve!(incremental_alter_configs, req),
-        Request::FindCoordinator(req) => serve!(find_coordinator, req),
+        Request::FindCoordinator(req) => serve!(find_coordinator, req, listener),
         Request::OffsetCommit(req) => serve!(offset_commit, req),
         Request::OffsetFetch(req) => serve!(offset_fetch, req),
         Request::JoinGroup(req) => {
             // DescribeGroups shows each member's client id and address.
             let client = crate::group::membership::ClientInfo {
                 client_id: header.client_id.as_deref().unwrap_or_default().to_string(),
-                host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
+                host: info.peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
             };
             let resp = join_group::handle(&broker, req, version, client).await;
             resp.error_codes(&mut |code| broker.metrics.error(code));
@@ -212,7 +227,11 @@ pub async fn dispatch(
         Request::DescribeGroups(req) => serve!(describe_groups, req),
         Request::DeleteGroups(req) => serve!(delete_groups, req),
         Request::OffsetDelete(req) => serve!(offset_delete, req),
-        Request::DescribeCluster(req) => serve!(describe_cluster, req),
+        Request::DescribeCluster(req) => serve!(describe_cluster, req, listener),
+        Request::SaslHandshake(req) => serve!(sasl_handshake, req),
+        Request::SaslAuthenticate(req) => serve!(sasl_authenticate, req),
+        Request::DescribeUserScramCredentials(req) => serve!(describe_user_scram_credentials, req),
+        Request::AlterUserScramCredentials(req) => serve!(alter_user_scram_credentials, req),
     }
 }
 

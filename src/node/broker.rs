@@ -145,6 +145,18 @@ impl Broker {
         self.live_brokers().contains(&leader).then_some(leader)
     }
 
+    /// Where clients that came in on `listener` reach broker `id`: this
+    /// broker's advertised address on that listener, a peer's address for
+    /// that listener name in `cluster.nodes`, or its `kafka` address.
+    pub fn address_of(&self, id: i32, listener: &crate::config::ListenerConfig) -> std::net::SocketAddr {
+        if id == self.config.node_id {
+            return listener.advertised;
+        }
+        self.config.node(id).map_or(listener.advertised, |n| {
+            n.listeners.get(&listener.name).copied().unwrap_or(n.kafka)
+        })
+    }
+
     /// Whether this broker leads the partitions of `shard`.
     pub fn leads(&self, shard: ShardId) -> bool {
         self.leaders.borrow().get(shard.0 as usize).copied().flatten() == Some(self.config.node_id)

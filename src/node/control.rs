@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::broker::{Broker, NodeMsg};
 use crate::controller::log::MetaLog;
 use crate::controller::plan::{
-    plan_alter_topic_configs, plan_create_partitions, plan_create_topics, plan_delete_topics, plan_producer_id,
-    ControlError, ControlLimits, NewTopic, TopicConfigOps, TopicCreated,
+    plan_alter_scram, plan_alter_topic_configs, plan_create_partitions, plan_create_topics, plan_delete_topics,
+    plan_producer_id, ControlError, ControlLimits, NewTopic, ScramChange, TopicConfigOps, TopicCreated,
 };
 use crate::controller::{ClusterMeta, MetaChange};
 
@@ -56,6 +56,9 @@ pub enum ControlRequest {
         topics: Vec<TopicConfigOps>,
         validate_only: bool,
     },
+    AlterScramCredentials {
+        changes: Vec<ScramChange>,
+    },
 }
 
 pub enum ControlReply {
@@ -64,6 +67,7 @@ pub enum ControlReply {
     PartitionsAdded(Vec<Result<(), ControlError>>),
     ProducerId(Result<i64, ControlError>),
     ConfigsAltered(Vec<Result<(), ControlError>>),
+    ScramAltered(Vec<Result<(), ControlError>>),
 }
 
 /// What goes into the metadata Raft log: the request, with everything
@@ -88,6 +92,7 @@ impl ControlRequest {
             ControlRequest::CreatePartitions { topics, .. } => ControlReply::PartitionsAdded(all(topics.len(), &e)),
             ControlRequest::AllocateProducerId => ControlReply::ProducerId(Err(e)),
             ControlRequest::AlterTopicConfigs { topics, .. } => ControlReply::ConfigsAltered(all(topics.len(), &e)),
+            ControlRequest::AlterScramCredentials { changes } => ControlReply::ScramAltered(all(changes.len(), &e)),
         }
     }
 
@@ -96,7 +101,9 @@ impl ControlRequest {
             ControlRequest::CreateTopics { validate_only, .. }
             | ControlRequest::CreatePartitions { validate_only, .. }
             | ControlRequest::AlterTopicConfigs { validate_only, .. } => *validate_only,
-            ControlRequest::DeleteTopics { .. } | ControlRequest::AllocateProducerId => false,
+            ControlRequest::DeleteTopics { .. }
+            | ControlRequest::AllocateProducerId
+            | ControlRequest::AlterScramCredentials { .. } => false,
         }
     }
 
@@ -123,6 +130,10 @@ impl ControlRequest {
             ControlRequest::AlterTopicConfigs { topics, .. } => {
                 let (r, c) = plan_alter_topic_configs(meta, topics);
                 (ControlReply::ConfigsAltered(r), c)
+            }
+            ControlRequest::AlterScramCredentials { changes } => {
+                let (r, c) = plan_alter_scram(meta, changes);
+                (ControlReply::ScramAltered(r), c)
             }
         }
     }
@@ -360,7 +371,9 @@ pub fn apply_changes(broker: &Broker, changes: &[MetaChange]) {
             }
             MetaChange::TopicDeleted { .. } => broker.shard.delete_partitions(&gone),
             MetaChange::TopicConfigsAltered { name, .. } => apply_retention(broker, name),
-            MetaChange::ProducerIdsReserved { .. } => {}
+            MetaChange::ProducerIdsReserved { .. }
+            | MetaChange::ScramCredentialSet { .. }
+            | MetaChange::ScramCredentialDeleted { .. } => {}
         }
     }
 }

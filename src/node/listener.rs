@@ -1,22 +1,45 @@
-//! Every shard binds the Kafka listener with SO_REUSEPORT, so the kernel
-//! spreads client connections across shards.
+//! Every shard binds each Kafka listener with SO_REUSEPORT, so the kernel
+//! spreads client connections across shards. A connection remembers the
+//! listener it came in on: its security protocol decides whether it must
+//! authenticate, and Metadata answers with that listener's addresses.
 
 use std::rc::Rc;
 
 use glommio::net::TcpListener;
 
 use super::broker::Broker;
+use crate::config::ListenerConfig;
 use crate::kafka;
 
 pub async fn serve(broker: Rc<Broker>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(broker.config.listen)
-        .map_err(|e| anyhow::anyhow!("binding the Kafka listener on {}: {e}", broker.config.listen))?;
+    let mut bound = Vec::new();
+    for l in broker.config.listeners()? {
+        let socket = TcpListener::bind(l.bind)
+            .map_err(|e| anyhow::anyhow!("binding the Kafka listener {} on {}: {e}", l.name, l.bind))?;
+        bound.push((socket, Rc::new(l)));
+    }
+    // Each accept loop runs until the shard stops taking connections; the
+    // tasks are cancelled when this future is dropped.
+    let mut loops: Vec<_> = bound
+        .into_iter()
+        .map(|(socket, l)| glommio::spawn_local(accept(broker.clone(), socket, l)))
+        .collect();
+    match loops.pop() {
+        Some(last) => {
+            last.await;
+            Ok(())
+        }
+        None => anyhow::bail!("no Kafka listener configured"),
+    }
+}
+
+async fn accept(broker: Rc<Broker>, listener: TcpListener, config: Rc<ListenerConfig>) {
     let max = broker.config.limits.max_connections_per_shard;
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(shard = %broker.me(), error = %e, "accept failed");
+                tracing::warn!(shard = %broker.me(), listener = %config.name, error = %e, "accept failed");
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
@@ -33,8 +56,9 @@ pub async fn serve(broker: Rc<Broker>) -> anyhow::Result<()> {
             .connections_accepted
             .set(broker.metrics.connections_accepted.get() + 1);
         let b = broker.clone();
+        let l = config.clone();
         glommio::spawn_local(async move {
-            kafka::connection::serve(b.clone(), stream).await;
+            kafka::connection::serve(b.clone(), stream, l).await;
             b.connections.set(b.connections.get() - 1);
         })
         .detach();

@@ -26,6 +26,8 @@ struct ApiStats {
 pub struct RequestMetrics {
     apis: RefCell<BTreeMap<i16, ApiStats>>,
     errors: RefCell<BTreeMap<i16, u64>>,
+    /// SASL outcomes by (listener, mechanism, outcome).
+    authentications: RefCell<BTreeMap<(String, &'static str, AuthOutcome), u64>>,
     pub connections_accepted: Cell<u64>,
 }
 
@@ -54,6 +56,18 @@ impl RequestMetrics {
         }
     }
 
+    /// Counts how a SASL authentication or session ended.
+    pub fn authentication(&self, listener: &str, mechanism: &'static str, outcome: AuthOutcome) {
+        let mut m = self.authentications.borrow_mut();
+        let key = (listener.to_string(), mechanism, outcome);
+        match m.get_mut(&key) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(key, 1);
+            }
+        }
+    }
+
     pub fn report(&self) -> RequestReport {
         RequestReport {
             apis: self
@@ -69,7 +83,36 @@ impl RequestMetrics {
                 })
                 .collect(),
             errors: self.errors.borrow().iter().map(|(&c, &n)| (c, n)).collect(),
+            authentications: self
+                .authentications
+                .borrow()
+                .iter()
+                .map(|((l, m, outcome), &n)| (l.clone(), *m, *outcome, n))
+                .collect(),
             connections_accepted: self.connections_accepted.get(),
+        }
+    }
+}
+
+/// How a SASL exchange or session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AuthOutcome {
+    Success,
+    /// A session renewed by re-authentication (KIP-368).
+    Reauthenticated,
+    Failure,
+    /// A connection closed because its session ran out
+    /// (sasl.connections_max_reauth_ms) without re-authentication.
+    Expired,
+}
+
+impl AuthOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Reauthenticated => "reauthenticated",
+            Self::Failure => "failure",
+            Self::Expired => "expired",
         }
     }
 }
@@ -87,6 +130,8 @@ pub struct ApiReport {
 pub struct RequestReport {
     pub apis: Vec<ApiReport>,
     pub errors: Vec<(i16, u64)>,
+    /// (listener, mechanism, outcome, count).
+    pub authentications: Vec<(String, &'static str, AuthOutcome, u64)>,
     pub connections_accepted: u64,
 }
 
@@ -562,6 +607,24 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
             f.line(
                 "corestream_kafka_errors_total",
                 &format!("shard=\"{}\",code=\"{code}\",error=\"{name}\"", s.shard),
+                n,
+            );
+        }
+    }
+    f.head(
+        "corestream_sasl_authentications_total",
+        "counter",
+        "SASL authentications by listener, mechanism and result: success, reauthenticated, failure, or expired (a session that ran out without re-authentication; its connection was closed).",
+    );
+    for s in shards {
+        for (listener, mechanism, outcome, n) in &s.requests.authentications {
+            f.line(
+                "corestream_sasl_authentications_total",
+                &format!(
+                    "shard=\"{}\",listener=\"{listener}\",mechanism=\"{mechanism}\",result=\"{}\"",
+                    s.shard,
+                    outcome.label()
+                ),
                 n,
             );
         }

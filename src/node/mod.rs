@@ -50,7 +50,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     fatal::exit_on_panic();
     let cores = config.shard_cores();
-    refuse_if_listening(config.listen, "--listen")?;
+    for l in config.listeners()? {
+        refuse_if_listening(l.bind, &format!("listener ({})", l.name))?;
+    }
     if config.admin_listen.port() != 0 {
         refuse_if_listening(config.admin_listen, "--admin-listen")?;
     }
@@ -68,7 +70,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let topics = meta.topics.len();
     let partitions: usize = meta.shard_load().iter().sum();
     tracing::info!(
-        listen = %config.listen, advertised = %config.advertised(), data_dir = %config.data_dir.display(),
+        listeners = ?config.listeners()?.iter().map(|l| format!("{}://{} ({})", l.name, l.bind, l.protocol.name())).collect::<Vec<_>>(),
+        data_dir = %config.data_dir.display(),
         shards = cores.len(), ?cores, topics, partitions, brokers = ?config.brokers(), "starting corestream"
     );
     let meta_applied = replayed.index;

@@ -216,6 +216,7 @@ pub fn run(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     groups(x, tag)?;
     producer_ids(x)?;
     describe_cluster(x)?;
+    sasl_and_users(x, tag)?;
     log_dirs(x, tag)?;
     delete_topics(x, tag)?;
     Ok(())
@@ -907,6 +908,128 @@ fn describe_cluster(x: &mut Session) -> anyhow::Result<()> {
             DescribeClusterRequest::default().with_endpoint_type(9)
         })?;
     }
+    Ok(())
+}
+
+fn upsertion(
+    name: &str,
+    mechanism: i8,
+    iterations: i32,
+) -> alter_user_scram_credentials_request::ScramCredentialUpsertion {
+    alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+        .with_name(s(name))
+        .with_mechanism(mechanism)
+        .with_iterations(iterations)
+        .with_salt(Bytes::from_static(b"0123456789abcdef"))
+        .with_salted_password(Bytes::from_static(&[7u8; 32]))
+}
+
+fn deletion(name: &str, mechanism: i8) -> alter_user_scram_credentials_request::ScramCredentialDeletion {
+    alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+        .with_name(s(name))
+        .with_mechanism(mechanism)
+}
+
+fn describe_users(names: &[&str]) -> DescribeUserScramCredentialsRequest {
+    DescribeUserScramCredentialsRequest::default().with_users(Some(
+        names
+            .iter()
+            .map(|n| describe_user_scram_credentials_request::UserName::default().with_name(s(n)))
+            .collect(),
+    ))
+}
+
+/// Waits until each broker describes `user` as having (or not having)
+/// credentials: Kafka applies them when its metadata catches up.
+fn settle_user(x: &mut Session, user: &str, present: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for side in 0..2 {
+        loop {
+            let d: DescribeUserScramCredentialsResponse =
+                x.one(side, ApiKey::DescribeUserScramCredentials, 0, &describe_users(&[user]))?;
+            if d.results.iter().all(|r| (r.error_code == 0) == present) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{}: user {user} not settled after 30 s", super::SIDES[side]);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// SASL on a PLAINTEXT listener, and SCRAM users (KIP-554) with Kafka's
+/// controller checks.
+fn sasl_and_users(x: &mut Session, tag: &str) -> anyhow::Result<()> {
+    x.scenario("sasl");
+    let hv = x.version(ApiKey::SaslHandshake, 1)?;
+    x.compare::<_, SaslHandshakeResponse>("handshake on plaintext", ApiKey::SaslHandshake, hv, |_| {
+        SaslHandshakeRequest::default().with_mechanism(s("PLAIN"))
+    })?;
+    let av = x.version(ApiKey::SaslAuthenticate, 2)?;
+    x.compare::<_, SaslAuthenticateResponse>("authenticate on plaintext", ApiKey::SaslAuthenticate, av, |_| {
+        SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p"))
+    })?;
+    x.scenario("scram_users");
+    let user = format!("u-{tag}");
+    let alter = |x: &mut Session, step: &str, req: AlterUserScramCredentialsRequest| {
+        x.compare::<_, AlterUserScramCredentialsResponse>(step, ApiKey::AlterUserScramCredentials, 0, |_| req.clone())
+    };
+    alter(
+        x,
+        "create",
+        AlterUserScramCredentialsRequest::default()
+            .with_upsertions(vec![upsertion(&user, 1, 4096), upsertion(&format!("v-{tag}"), 2, 8192)]),
+    )?;
+    settle_user(x, &user, true)?;
+    settle_user(x, &format!("v-{tag}"), true)?;
+    for (step, req) in [
+        (
+            "same user twice",
+            AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![deletion(&user, 1)])
+                .with_upsertions(vec![upsertion(&user, 2, 4096)]),
+        ),
+        (
+            "too few iterations",
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion(&format!("w-{tag}"), 1, 100)]),
+        ),
+        (
+            "too many iterations",
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion(&format!("w-{tag}"), 2, 20000)]),
+        ),
+        (
+            "unknown mechanism",
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion(&format!("w-{tag}"), 0, 4096)]),
+        ),
+        (
+            "empty user name",
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion("", 1, 4096)]),
+        ),
+        (
+            "delete what is not there",
+            AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion(&user, 2)]),
+        ),
+    ] {
+        alter(x, step, req)?;
+    }
+    let describe = |x: &mut Session, step: &str, names: &[&str]| {
+        x.compare::<_, DescribeUserScramCredentialsResponse>(step, ApiKey::DescribeUserScramCredentials, 0, |_| {
+            describe_users(names)
+        })
+    };
+    describe(x, "describe", &[&user, &format!("v-{tag}")])?;
+    describe(x, "describe twice", &[&user, &user])?;
+    describe(x, "describe unknown", &[&format!("nobody-{tag}")])?;
+    alter(
+        x,
+        "delete",
+        AlterUserScramCredentialsRequest::default()
+            .with_deletions(vec![deletion(&user, 1), deletion(&format!("v-{tag}"), 2)]),
+    )?;
+    settle_user(x, &user, false)?;
+    describe(x, "describe deleted", &[&user])?;
     Ok(())
 }
 

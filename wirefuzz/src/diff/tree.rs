@@ -22,6 +22,8 @@ const KEYS: &[&str] = &[
     "broker_id",
     "key",
     "coordinator_key",
+    "user",
+    "mechanism",
 ];
 
 #[derive(Debug)]

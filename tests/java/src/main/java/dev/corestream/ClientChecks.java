@@ -28,6 +28,15 @@ import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
+import org.apache.kafka.clients.admin.UserScramCredentialDeletion;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
+import org.apache.kafka.clients.admin.UserScramCredentialsDescription;
+import org.apache.kafka.common.Node;
+import org.apache.kafka.common.errors.ResourceNotFoundException;
+import org.apache.kafka.common.errors.SaslAuthenticationException;
+import org.apache.kafka.common.errors.UnacceptableCredentialException;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
@@ -64,17 +73,22 @@ public final class ClientChecks {
     private static final long WAIT_MS = 30_000;
 
     private final String bootstrap;
+    /** A SASL_PLAINTEXT listener of the same broker (the scram check). */
+    private final String saslBootstrap;
+    /** SASL settings added to every client, when set. */
+    private Properties login = new Properties();
 
-    private ClientChecks(String bootstrap) {
+    private ClientChecks(String bootstrap, String saslBootstrap) {
         this.bootstrap = bootstrap;
+        this.saslBootstrap = saslBootstrap;
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 2) {
-            System.err.println("usage: ClientChecks produce|groups|group-admin|static|admin BOOTSTRAP");
+        if (args.length < 2 || args.length > 3) {
+            System.err.println("usage: ClientChecks produce|groups|group-admin|static|admin|scram BOOTSTRAP [SASL_BOOTSTRAP]");
             System.exit(2);
         }
-        ClientChecks c = new ClientChecks(args[1]);
+        ClientChecks c = new ClientChecks(args[1], args.length == 3 ? args[2] : null);
         try {
             switch (args[0]) {
                 case "produce" -> c.checkProduce();
@@ -82,6 +96,7 @@ public final class ClientChecks {
                 case "group-admin" -> c.checkGroupAdmin();
                 case "static" -> c.checkStaticMembership();
                 case "admin" -> c.checkAdmin();
+                case "scram" -> c.checkScram();
                 default -> throw new IllegalArgumentException("unknown check " + args[0]);
             }
         } catch (Throwable t) {
@@ -644,6 +659,87 @@ public final class ClientChecks {
         }
     }
 
+    // ---- scram: users made and described with the Admin API (KIP-554),
+    // then producer, consumer and admin logging in with each mechanism on
+    // the SASL listener; a wrong password and a deleted user are refused.
+
+    private void checkScram() throws Exception {
+        check(saslBootstrap != null, "the scram check needs a SASL_PLAINTEXT listener");
+        try (Admin admin = admin()) {
+            // One mechanism per call: a user twice in one request is
+            // DUPLICATE_RESOURCE (Kafka's controller rule).
+            admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion("java-user",
+                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), "java-pw"))).all().get();
+            admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion("java-user",
+                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), "java-pw"))).all().get();
+            waitFor(() -> {
+                try {
+                    UserScramCredentialsDescription d =
+                            admin.describeUserScramCredentials(List.of("java-user")).description("java-user").get();
+                    Set<String> infos = new HashSet<>();
+                    d.credentialInfos().forEach(i -> infos.add(i.mechanism() + "/" + i.iterations()));
+                    return infos.equals(Set.of("SCRAM_SHA_512/8192", "SCRAM_SHA_256/4096"));
+                } catch (Exception e) {
+                    return false;
+                }
+            }, "java-user described with both mechanisms");
+            expectError(() -> admin.describeUserScramCredentials(List.of("nobody")).description("nobody").get(),
+                    ResourceNotFoundException.class, "describing an unknown user");
+            expectError(() -> admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion("weak",
+                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 10), "pw"))).all().get(),
+                    UnacceptableCredentialException.class, "too few iterations");
+        }
+        System.out.println("ok users made and described");
+        for (String mechanism : List.of("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")) {
+            loginAs(mechanism, "java-user", "java-pw");
+            String topic = "java-sasl-" + mechanism.toLowerCase();
+            try (KafkaProducer<String, String> p = new KafkaProducer<>(producerProps())) {
+                for (int i = 0; i < 50; i++) {
+                    p.send(new ProducerRecord<>(topic, "k" + i, mechanism + "-" + i)).get();
+                }
+            }
+            try (KafkaConsumer<String, String> c = new KafkaConsumer<>(consumerProps("java-sasl-" + mechanism))) {
+                c.subscribe(List.of(topic));
+                List<ConsumerRecord<String, String>> got = pollUntil(c, 50);
+                check(got.size() == 50, mechanism + ": 50 records read back, got " + got.size());
+            }
+            try (Admin admin = admin()) {
+                check(admin.listTopics().names().get().contains(topic), mechanism + ": the topic is listed");
+                Node node = admin.describeCluster().nodes().get().iterator().next();
+                check((node.host() + ":" + node.port()).equals(saslBootstrap),
+                        mechanism + ": the cluster is described with the SASL listener's address, got " + node);
+            }
+            System.out.println("ok " + mechanism + " producer, consumer and admin");
+        }
+        loginAs("SCRAM-SHA-512", "java-user", "wrong");
+        try (Admin admin = admin()) {
+            expectError(() -> admin.listTopics().names().get(), SaslAuthenticationException.class, "a wrong password");
+        }
+        login = new Properties();
+        try (Admin admin = admin()) {
+            admin.alterUserScramCredentials(List.of(
+                    new UserScramCredentialDeletion("java-user", ScramMechanism.SCRAM_SHA_512))).all().get();
+            admin.alterUserScramCredentials(List.of(
+                    new UserScramCredentialDeletion("java-user", ScramMechanism.SCRAM_SHA_256))).all().get();
+        }
+        loginAs("SCRAM-SHA-256", "java-user", "java-pw");
+        try (Admin admin = admin()) {
+            expectError(() -> admin.listTopics().names().get(), SaslAuthenticationException.class, "a deleted user");
+        }
+        System.out.println("ok a wrong password and a deleted user are refused");
+    }
+
+    private void loginAs(String mechanism, String user, String password) {
+        String module = mechanism.equals("PLAIN") ? "org.apache.kafka.common.security.plain.PlainLoginModule"
+                : "org.apache.kafka.common.security.scram.ScramLoginModule";
+        login = new Properties();
+        login.put("bootstrap.servers", saslBootstrap);
+        login.put("security.protocol", "SASL_PLAINTEXT");
+        login.put("sasl.mechanism", mechanism);
+        login.put("sasl.jaas.config",
+                module + " required username=\"" + user + "\" password=\"" + password + "\";");
+    }
+
     private static boolean disjoint(Set<TopicPartition> a, Set<TopicPartition> b) {
         Set<TopicPartition> both = new HashSet<>(a);
         both.retainAll(b);
@@ -705,6 +801,7 @@ public final class ClientChecks {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 30_000);
+        p.putAll(login);
         return Admin.create(p);
     }
 
@@ -715,6 +812,7 @@ public final class ClientChecks {
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 15_000);
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 45_000);
+        p.putAll(login);
         return p;
     }
 
@@ -728,6 +826,7 @@ public final class ClientChecks {
         if (group != null) {
             p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         }
+        p.putAll(login);
         return p;
     }
 }

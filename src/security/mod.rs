@@ -1,0 +1,242 @@
+//! Who a client is: listeners' security protocols and SASL authentication
+//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Pure: the connection layer
+//! (`kafka/sasl.rs`) feeds it tokens and credentials from its own shard's
+//! copy of the replicated metadata, so authenticating never crosses cores.
+
+pub mod scram;
+
+use serde::{Deserialize, Serialize};
+
+use scram::{ScramCredential, ScramMechanism, ScramServer, Step};
+
+/// A listener's security protocol, as Kafka names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    Plaintext,
+    SaslPlaintext,
+    Ssl,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "PLAINTEXT" => Self::Plaintext,
+            "SASL_PLAINTEXT" => Self::SaslPlaintext,
+            "SSL" => Self::Ssl,
+            "SASL_SSL" => Self::SaslSsl,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// A SASL mechanism the broker serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Mechanism {
+    Plain,
+    Scram(ScramMechanism),
+}
+
+impl Mechanism {
+    pub const ALL: [Mechanism; 3] = [
+        Mechanism::Scram(ScramMechanism::Sha256),
+        Mechanism::Scram(ScramMechanism::Sha512),
+        Mechanism::Plain,
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name == "PLAIN" {
+            return Some(Self::Plain);
+        }
+        ScramMechanism::from_name(name).map(Self::Scram)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::Scram(m) => m.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why an authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown user or wrong password: the client is told no more than
+    /// that, so it cannot probe which users exist.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A message that breaks the mechanism's grammar; the reason is logged,
+    /// the client gets the same answer as for bad credentials.
+    #[error("malformed SASL message: {0}")]
+    Malformed(String),
+    /// Refused for a reason the client is told as is.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    pub fn malformed(why: impl Into<String>) -> Self {
+        Self::Malformed(why.into())
+    }
+
+    /// The error message a client gets (Kafka's wording).
+    pub fn client_message(&self, mechanism: Mechanism, reauthenticating: bool) -> String {
+        match self {
+            AuthError::Refused(why) => why.clone(),
+            _ => format!(
+                "Authentication failed during {} due to invalid credentials with SASL mechanism {mechanism}",
+                if reauthenticating {
+                    "re-authentication"
+                } else {
+                    "authentication"
+                }
+            ),
+        }
+    }
+}
+
+/// Where an authenticator finds users' credentials: the shard's copy of
+/// the replicated metadata.
+pub trait Credentials {
+    fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential>;
+}
+
+/// The server side of one SASL exchange.
+pub struct Authenticator {
+    mechanism: Mechanism,
+    scram: Option<ScramServer>,
+}
+
+impl Authenticator {
+    pub fn new(mechanism: Mechanism) -> Self {
+        let scram = match mechanism {
+            Mechanism::Scram(m) => Some(ScramServer::new(m)),
+            Mechanism::Plain => None,
+        };
+        Self { mechanism, scram }
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// Takes the client's next token.
+    pub fn step(&mut self, token: &[u8], credentials: &dyn Credentials) -> Result<Step, AuthError> {
+        match (&mut self.scram, self.mechanism) {
+            (Some(server), Mechanism::Scram(m)) => {
+                let nonce = scram::random_nonce()?;
+                server.step(token, &|user| credentials.scram(user, m), &nonce)
+            }
+            _ => plain(token, credentials).map(|user| Step::Done {
+                response: Vec::new(),
+                user,
+            }),
+        }
+    }
+}
+
+/// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL passwd`, checked against
+/// the user's SCRAM credential (SHA-512 where the user has one), so one
+/// password serves both and the broker stores no password.
+fn plain(token: &[u8], credentials: &dyn Credentials) -> Result<String, AuthError> {
+    let mut parts = token.split(|&b| b == 0);
+    let (Some(authzid), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::malformed("PLAIN takes authzid NUL user NUL password"));
+    };
+    let user = std::str::from_utf8(user).map_err(|_| AuthError::malformed("the user name is not UTF-8"))?;
+    if user.is_empty() {
+        return Err(AuthError::Refused(
+            "Authentication failed: username not specified".into(),
+        ));
+    }
+    if password.is_empty() {
+        return Err(AuthError::Refused(
+            "Authentication failed: password not specified".into(),
+        ));
+    }
+    if !authzid.is_empty() && authzid != user.as_bytes() {
+        return Err(AuthError::Refused(
+            "Authentication failed: Client requested an authorization id that is different from username".into(),
+        ));
+    }
+    let found = [ScramMechanism::Sha512, ScramMechanism::Sha256]
+        .into_iter()
+        .find_map(|m| credentials.scram(user, m).map(|c| (m, c)));
+    match found {
+        Some((m, credential)) if credential.matches_password(m, password) => Ok(user.to_string()),
+        _ => Err(AuthError::InvalidCredentials),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Users(Vec<(String, ScramMechanism, ScramCredential)>);
+
+    impl Credentials for Users {
+        fn scram(&self, user: &str, m: ScramMechanism) -> Option<ScramCredential> {
+            self.0
+                .iter()
+                .find(|(u, mm, _)| u == user && *mm == m)
+                .map(|(_, _, c)| c.clone())
+        }
+    }
+
+    #[test]
+    fn plain_checks_the_scram_credential() {
+        let m = ScramMechanism::Sha256;
+        let users = Users(vec![("alice".into(), m, m.new_credential("pw", 4096).unwrap())]);
+        let ok = |t: &[u8]| Authenticator::new(Mechanism::Plain).step(t, &users);
+        assert_eq!(
+            ok(b"\0alice\0pw").unwrap(),
+            Step::Done {
+                response: vec![],
+                user: "alice".into()
+            }
+        );
+        assert!(ok(b"alice\0alice\0pw").is_ok());
+        assert!(matches!(ok(b"\0alice\0pW"), Err(AuthError::InvalidCredentials)));
+        assert!(matches!(ok(b"\0bob\0pw"), Err(AuthError::InvalidCredentials)));
+        assert!(matches!(ok(b"bob\0alice\0pw"), Err(AuthError::Refused(_))));
+        assert!(matches!(ok(b"\0\0pw"), Err(AuthError::Refused(_))));
+        assert!(matches!(ok(b"\0alice\0"), Err(AuthError::Refused(_))));
+        assert!(matches!(ok(b"alice"), Err(AuthError::Malformed(_))));
+        assert!(matches!(ok(b"\0alice\0pw\0x"), Err(AuthError::Malformed(_))));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for m in Mechanism::ALL {
+            assert_eq!(Mechanism::from_name(m.name()), Some(m));
+        }
+        assert_eq!(Mechanism::from_name("GSSAPI"), None);
+        for p in ["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] {
+            assert_eq!(SecurityProtocol::from_name(p).unwrap().name(), p);
+        }
+    }
+}
