@@ -39,16 +39,19 @@ def free_port_run(n):
 
 
 class Cluster:
-    def __init__(self, tmp_path, n=3, shards=1, env=None, extra="", segment="8MiB"):
+    def __init__(self, tmp_path, n=3, shards=1, env=None, extra="", segment="8MiB", sasl=False):
         self.nodes = []
         raft = [free_port_run(shards) for _ in range(n)]
         for i in range(n):
             cfg = tmp_path / f"node{i}.toml"
             b = Broker(tmp_path / f"node{i}", shards=shards, extra_args=["--config", str(cfg), "--node-id", str(i)],
-                       log_path=tmp_path / f"node{i}.log", env=env)
+                       log_path=tmp_path / f"node{i}.log", env=env, sasl_port=free_port() if sasl else None)
             self.nodes.append(b)
+        # With SASL, each node also advertises its SASL_PLAINTEXT listener.
+        listeners = (lambda b: f', listeners = {{ SASL_PLAINTEXT = "127.0.0.1:{b.sasl_port}" }}') if sasl else (
+            lambda b: "")
         lines = ",\n".join(
-            f'  {{ id = {i}, kafka = "127.0.0.1:{b.port}", raft = "127.0.0.1:{raft[i]}" }}'
+            f'  {{ id = {i}, kafka = "127.0.0.1:{b.port}", raft = "127.0.0.1:{raft[i]}"{listeners(b)} }}'
             for i, b in enumerate(self.nodes))
         for i in range(n):
             (tmp_path / f"node{i}.toml").write_text(

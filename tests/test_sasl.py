@@ -11,7 +11,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 
 import kafka_raw as raw
@@ -432,3 +432,47 @@ def test_kafka_tools_make_users_and_the_java_client_logs_in(broker_factory, tmp_
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "SaslAuthenticationException" in r.stderr + r.stdout and "Authentication failed" in r.stderr + r.stdout
+
+
+def test_a_user_made_on_one_node_logs_in_on_every_node(tmp_path):
+    """Users are replicated metadata: made through node 0, they log in on
+    each node's SASL listener, whose Metadata lists every node at its SASL
+    address; librdkafka produces and consumes over SASL across the cluster."""
+    from test_cluster import Cluster
+    c = Cluster(tmp_path, sasl=True).start()
+    try:
+        create_user(c.nodes[0], "alice", "alice-secret")
+
+        def everywhere():
+            for b in c.nodes:
+                conn = raw.Conn(b.sasl_port)
+                assert handshake(conn, "PLAIN")[0] == 0
+                err, _, _, _ = authenticate(conn, b"\0alice\0alice-secret")
+                if err != 0:
+                    return False
+                brokers = metadata_brokers(conn)
+                if sorted(brokers) != sorted((i, "127.0.0.1", n.sasl_port) for i, n in enumerate(c.nodes)):
+                    return False
+                conn.close()
+            return True
+        c.wait(everywhere)
+        bootstrap = ",".join(f"127.0.0.1:{b.sasl_port}" for b in c.nodes)
+        conf = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "alice", "sasl.password": "alice-secret"}
+        admin = AdminClient(conf)
+        admin.create_topics([NewTopic("cl-sasl", 3, 3)])["cl-sasl"].result(30)
+        p = Producer(dict(conf, acks="all"))
+        for i in range(60):
+            p.produce("cl-sasl", f"v{i}".encode(), partition=i % 3)
+        assert p.flush(30) == 0
+        consumer = Consumer(dict(conf, **{"group.id": "cl-sasl", "auto.offset.reset": "earliest"}))
+        consumer.subscribe(["cl-sasl"])
+        got, deadline = set(), time.time() + 30
+        while len(got) < 60 and time.time() < deadline:
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.add(m.value().decode())
+        consumer.close()
+        assert got == {f"v{i}" for i in range(60)}
+    finally:
+        c.stop()
