@@ -30,6 +30,8 @@ pub struct Config {
     /// Listener name -> security protocol, for names that are not one.
     pub listener_security_protocol_map: BTreeMap<String, String>,
     pub sasl: SaslConfig,
+    /// Certificates of SSL and SASL_SSL listeners.
+    pub ssl: crate::security::tls::SslConfig,
     /// Admin HTTP port: /metrics (Prometheus) and /health. Loopback by
     /// default; other addresses only when configured.
     pub admin_listen: SocketAddr,
@@ -201,6 +203,7 @@ impl Default for Config {
             advertised_listeners: Vec::new(),
             listener_security_protocol_map: BTreeMap::new(),
             sasl: SaslConfig::default(),
+            ssl: Default::default(),
             admin_listen: "127.0.0.1:9644".parse().expect("valid literal"),
             data_dir: PathBuf::from("corestream-data"),
             shards: None,
@@ -392,16 +395,9 @@ impl Config {
                 invalid(
                     "listeners",
                     entry,
-                    format!("'{name}' is no security protocol (PLAINTEXT, SASL_PLAINTEXT); map the name in listener_security_protocol_map"),
+                    format!("'{name}' is no security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL); map the name in listener_security_protocol_map"),
                 )
             })?;
-            if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
-                return Err(invalid(
-                    "listeners",
-                    entry,
-                    "TLS listeners (SSL, SASL_SSL) are not available yet; use PLAINTEXT or SASL_PLAINTEXT".into(),
-                ));
-            }
             if out.iter().any(|l| l.name == name) {
                 return Err(invalid(
                     "listeners",
@@ -729,7 +725,6 @@ nodes = [
         };
         bad("listeners = [\"PLAINTEXT:9092\"]", "listeners");
         bad("listeners = [\"FOO://127.0.0.1:9092\"]", "listeners");
-        bad("listeners = [\"SSL://127.0.0.1:9092\"]", "listeners");
         bad(
             "listeners = [\"PLAINTEXT://127.0.0.1:1\", \"PLAINTEXT://127.0.0.1:2\"]",
             "listeners",

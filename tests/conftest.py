@@ -26,7 +26,7 @@ class Broker:
     """One corestream process with its own data dir and port."""
 
     def __init__(self, data_dir, shards=2, extra_args=(), env=None, log_path=None, host="127.0.0.1",
-                 port=None, admin_port=None, prefix=(), sasl_port=None):
+                 port=None, admin_port=None, prefix=(), sasl_port=None, listeners=()):
         self.data_dir = Path(data_dir)
         # Where it listens, and what runs it (e.g. `ip netns exec NS` for a
         # broker in a network namespace, which execs it: the pid is the broker's).
@@ -34,8 +34,10 @@ class Broker:
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
         self.prefix = list(prefix)
-        # A SASL_PLAINTEXT listener beside the PLAINTEXT one, when asked for.
+        # A SASL_PLAINTEXT listener beside the PLAINTEXT one, when asked
+        # for, and any others ("SSL://127.0.0.1:PORT").
         self.sasl_port = sasl_port
+        self.listeners = list(listeners) + ([f"SASL_PLAINTEXT://{host}:{sasl_port}"] if sasl_port else [])
         self.shards = shards
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **(env or {}))
@@ -50,8 +52,8 @@ class Broker:
     def start(self, timeout=20):
         assert self.proc is None, "already running"
         self.log = open(self.log_path, "ab")
-        if self.sasl_port:
-            listen = ["--listeners", f"PLAINTEXT://{self.bootstrap},SASL_PLAINTEXT://{self.host}:{self.sasl_port}"]
+        if self.listeners:
+            listen = ["--listeners", ",".join([f"PLAINTEXT://{self.bootstrap}", *self.listeners])]
         else:
             listen = ["--listen", self.bootstrap]
         args = self.prefix + [str(BIN), "start", *listen, "--data-dir", str(self.data_dir),

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use corestream_shards::budget::Charge;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::Task;
@@ -50,25 +50,65 @@ enum Outcome {
 
 type Pending = Task<(Outcome, Charge)>;
 
-pub async fn serve(broker: Rc<Broker>, stream: TcpStream, listener: Rc<ListenerConfig>) {
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub async fn serve(
+    broker: Rc<Broker>,
+    stream: TcpStream,
+    listener: Rc<ListenerConfig>,
+    tls: Option<futures_rustls::TlsAcceptor>,
+) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     broker.connection_fds.borrow_mut().insert(fd);
+    match tls {
+        None => serve_stream(&broker, stream, fd, peer, listener).await,
+        Some(acceptor) => {
+            let handshake = futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
+                glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT).await;
+                None
+            });
+            match handshake.await {
+                Some(Ok(tls)) => serve_stream(&broker, tls, fd, peer, listener).await,
+                Some(Err(e)) => {
+                    broker.metrics.tls_handshake_failed(&listener.name);
+                    tracing::debug!(shard = %broker.me(), ?peer, error = %e, "TLS handshake failed");
+                }
+                None => {
+                    broker.metrics.tls_handshake_failed(&listener.name);
+                    tracing::debug!(shard = %broker.me(), ?peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+    broker.connection_fds.borrow_mut().remove(&fd);
+}
+
+/// Serves requests over a plain or TLS stream until either side closes.
+async fn serve_stream<S>(
+    broker: &Rc<Broker>,
+    stream: S,
+    fd: RawFd,
+    peer: Option<std::net::SocketAddr>,
+    listener: Rc<ListenerConfig>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let (rd, wr) = futures_lite::io::split(stream);
     let in_flight = broker.config.limits.max_in_flight_per_connection;
     let (tx, rx) = local_channel::new_bounded::<Pending>(in_flight);
     let writer = glommio::spawn_local(write_responses(wr, rx, fd));
     let info = Rc::new(ConnectionInfo { peer, listener });
-    if let Err(why) = read_requests(&broker, rd, tx, info).await {
+    if let Err(why) = read_requests(broker, rd, tx, info).await {
         tracing::debug!(shard = %broker.me(), ?peer, %why, "closing connection");
     }
     writer.await;
-    broker.connection_fds.borrow_mut().remove(&fd);
 }
 
-async fn write_responses(
-    mut wr: futures_lite::io::WriteHalf<TcpStream>,
+async fn write_responses<S: AsyncWrite + Unpin>(
+    mut wr: futures_lite::io::WriteHalf<S>,
     rx: local_channel::LocalReceiver<Pending>,
     fd: RawFd,
 ) {
@@ -83,7 +123,8 @@ async fn write_responses(
                         break;
                     }
                 }
-                if failed {
+                // TLS holds records back until flushed; plain TCP has nothing to flush.
+                if failed || wr.flush().await.is_err() {
                     break;
                 }
             }
@@ -97,9 +138,9 @@ async fn write_responses(
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
-async fn read_requests(
+async fn read_requests<S: AsyncRead + Unpin>(
     broker: &Rc<Broker>,
-    mut raw: futures_lite::io::ReadHalf<TcpStream>,
+    mut raw: futures_lite::io::ReadHalf<S>,
     tx: local_channel::LocalSender<Pending>,
     info: Rc<ConnectionInfo>,
 ) -> Result<(), String> {

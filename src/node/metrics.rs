@@ -26,6 +26,8 @@ struct ApiStats {
 pub struct RequestMetrics {
     apis: RefCell<BTreeMap<i16, ApiStats>>,
     errors: RefCell<BTreeMap<i16, u64>>,
+    /// TLS handshakes that failed (or timed out), by listener.
+    tls_failures: RefCell<BTreeMap<String, u64>>,
     /// SASL outcomes by (listener, mechanism, outcome).
     authentications: RefCell<BTreeMap<(String, &'static str, AuthOutcome), u64>>,
     pub connections_accepted: Cell<u64>,
@@ -56,6 +58,16 @@ impl RequestMetrics {
         }
     }
 
+    pub fn tls_handshake_failed(&self, listener: &str) {
+        let mut m = self.tls_failures.borrow_mut();
+        match m.get_mut(listener) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(listener.to_string(), 1);
+            }
+        }
+    }
+
     /// Counts how a SASL authentication or session ended.
     pub fn authentication(&self, listener: &str, mechanism: &'static str, outcome: AuthOutcome) {
         let mut m = self.authentications.borrow_mut();
@@ -83,6 +95,12 @@ impl RequestMetrics {
                 })
                 .collect(),
             errors: self.errors.borrow().iter().map(|(&c, &n)| (c, n)).collect(),
+            tls_failures: self
+                .tls_failures
+                .borrow()
+                .iter()
+                .map(|(l, &n)| (l.clone(), n))
+                .collect(),
             authentications: self
                 .authentications
                 .borrow()
@@ -130,6 +148,8 @@ pub struct ApiReport {
 pub struct RequestReport {
     pub apis: Vec<ApiReport>,
     pub errors: Vec<(i16, u64)>,
+    /// (listener, failed TLS handshakes).
+    pub tls_failures: Vec<(String, u64)>,
     /// (listener, mechanism, outcome, count).
     pub authentications: Vec<(String, &'static str, AuthOutcome, u64)>,
     pub connections_accepted: u64,
@@ -607,6 +627,20 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
             f.line(
                 "corestream_kafka_errors_total",
                 &format!("shard=\"{}\",code=\"{code}\",error=\"{name}\"", s.shard),
+                n,
+            );
+        }
+    }
+    f.head(
+        "corestream_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed or timed out (untrusted or expired client certificates, plaintext clients, ...), by listener.",
+    );
+    for s in shards {
+        for (listener, n) in &s.requests.tls_failures {
+            f.line(
+                "corestream_tls_handshake_failures_total",
+                &format!("shard=\"{}\",listener=\"{listener}\"", s.shard),
                 n,
             );
         }

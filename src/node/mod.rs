@@ -53,6 +53,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for l in config.listeners()? {
         refuse_if_listening(l.bind, &format!("listener ({})", l.name))?;
     }
+    // Certificates are read (and checked against their key) before any
+    // shard starts, so a bad one stops start-up with the reason.
+    if config.listeners()?.iter().any(|l| l.protocol.tls()) {
+        crate::security::tls::server_config(&config.ssl)?;
+    }
     if config.admin_listen.port() != 0 {
         refuse_if_listening(config.admin_listen, "--admin-listen")?;
     }

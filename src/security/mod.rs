@@ -1,9 +1,10 @@
-//! Who a client is: listeners' security protocols and SASL authentication
-//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Pure: the connection layer
+//! Who a client is: listeners' security protocols, TLS (`tls.rs`) and SASL
+//! authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Pure: the connection layer
 //! (`kafka/sasl.rs`) feeds it tokens and credentials from its own shard's
 //! copy of the replicated metadata, so authenticating never crosses cores.
 
 pub mod scram;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,10 @@ impl SecurityProtocol {
 
     pub fn sasl(self) -> bool {
         matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
     }
 }
 

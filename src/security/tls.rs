@@ -1,0 +1,184 @@
+//! TLS for SSL and SASL_SSL listeners (rustls with ring): the broker's
+//! certificate chain and private key from PEM files; client certificates
+//! none, requested or required (mTLS) against a PEM bundle of CAs; and
+//! certificates reloaded without dropping a connection. No timer watches
+//! the files: a handshake looks at their modification times, at most once
+//! per `RELOAD_CHECK`, and a changed pair serves the handshakes after it
+//! (connections already up keep the session they have).
+//!
+//! Each shard builds its own `ServerConfig`, so handshakes on one core
+//! never wait on another.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use serde::{Deserialize, Serialize};
+
+/// How often, at most, a handshake looks whether the files changed.
+const RELOAD_CHECK: Duration = Duration::from_secs(10);
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    /// Asked for; a client without one is still served.
+    Requested,
+    /// A client without a certificate the truststore vouches for is refused.
+    Required,
+}
+
+/// The `[ssl]` config section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SslConfig {
+    /// PEM: the broker's certificate, then its chain (Kafka's
+    /// ssl.keystore.certificate.chain).
+    pub certificate_chain_file: Option<PathBuf>,
+    /// PEM: the certificate's private key, PKCS#8, PKCS#1 or SEC1
+    /// (Kafka's ssl.keystore.key).
+    pub private_key_file: Option<PathBuf>,
+    /// PEM: the CAs client certificates must chain to (Kafka's
+    /// ssl.truststore.certificates); needed unless client_auth is none.
+    pub truststore_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("ssl: {0}")]
+pub struct TlsError(String);
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError(format!("reading certificates from {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!("{} holds no PEM certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// The certificate chain and key, checked to belong together.
+fn load_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = read_chain(cert)?;
+    let der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError(format!("reading the private key from {}: {e}", key.display())))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsError(format!("the private key in {} is not usable: {e}", key.display())))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|e| {
+        TlsError(format!(
+            "the private key in {} does not belong to the certificate in {}: {e}",
+            key.display(),
+            cert.display()
+        ))
+    })?;
+    Ok(Arc::new(certified))
+}
+
+fn stamps(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(cert)?, m(key)?))
+}
+
+/// Serves the certificate, reloading it when its files change.
+#[derive(Debug)]
+struct Reloading {
+    cert: PathBuf,
+    key: PathBuf,
+    state: Mutex<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    stamps: Option<(SystemTime, SystemTime)>,
+    checked: Instant,
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // Each shard has its own resolver: the lock is never contended.
+        let mut s = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if s.checked.elapsed() >= RELOAD_CHECK {
+            s.checked = Instant::now();
+            let now = stamps(&self.cert, &self.key);
+            if now.is_some() && now != s.stamps {
+                match load_key(&self.cert, &self.key) {
+                    Ok(key) => {
+                        s.key = key;
+                        s.stamps = now;
+                        tracing::info!(certificate = %self.cert.display(), "TLS certificate reloaded; new connections get it");
+                    }
+                    // A half-written pair (the cert replaced, the key not yet)
+                    // is tried again at the next check; the old pair serves.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS certificate changed but does not load; keeping the old one")
+                    }
+                }
+            }
+        }
+        Some(s.key.clone())
+    }
+}
+
+/// A server config for TLS listeners, or why there cannot be one.
+pub fn server_config(ssl: &SslConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let (Some(cert), Some(key)) = (&ssl.certificate_chain_file, &ssl.private_key_file) else {
+        return Err(TlsError(
+            "an SSL or SASL_SSL listener needs ssl.certificate_chain_file and ssl.private_key_file".into(),
+        ));
+    };
+    let resolver = Reloading {
+        cert: cert.clone(),
+        key: key.clone(),
+        state: Mutex::new(Loaded {
+            key: load_key(cert, key)?,
+            stamps: stamps(cert, key),
+            checked: Instant::now(),
+        }),
+    };
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("protocol versions: {e}")))?;
+    let builder = match ssl.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        auth => {
+            let path = ssl.truststore_file.as_ref().ok_or_else(|| {
+                TlsError("ssl.client_auth requested or required needs ssl.truststore_file (the client CAs)".into())
+            })?;
+            let mut roots = RootCertStore::empty();
+            for ca in read_chain(path)? {
+                roots
+                    .add(ca)
+                    .map_err(|e| TlsError(format!("a CA in {} is not usable: {e}", path.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let verifier = if auth == ClientAuth::Requested {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| TlsError(format!("client certificate verifier: {e}")))?,
+            )
+        }
+    };
+    Ok(Arc::new(builder.with_cert_resolver(Arc::new(resolver))))
+}

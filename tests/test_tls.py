@@ -1,0 +1,221 @@
+"""TLS on SSL and SASL_SSL listeners, with real clients (confluent-kafka /
+librdkafka, kcat, kafka-python, Kafka's Java tools) and certificates made by
+openssl: trusted, untrusted (another CA) and expired server certificates,
+client certificates optional and required (mTLS), and a certificate
+replaced on disk while connections are open."""
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from kafka import KafkaConsumer, KafkaProducer
+
+import kafka_raw as raw
+from certs import Certs
+from conftest import free_port
+from test_sasl import create_user
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+def tls_broker(broker_factory, tmp_path, certs, client_auth="none", server="server"):
+    ssl_port, sasl_ssl_port = free_port(), free_port()
+    cfg = tmp_path / "tls.toml"
+    cfg.write_text(
+        "[ssl]\n"
+        f'certificate_chain_file = "{tmp_path / "live.pem"}"\n'
+        f'private_key_file = "{tmp_path / "live.key"}"\n'
+        f'truststore_file = "{certs.path("ca.pem")}"\n'
+        f'client_auth = "{client_auth}"\n')
+    # The broker reads its certificate from files the test may replace.
+    shutil.copy(certs.path(f"{server}.pem"), tmp_path / "live.pem")
+    shutil.copy(certs.path(f"{server}.key"), tmp_path / "live.key")
+    b = broker_factory(listeners=[f"SSL://127.0.0.1:{ssl_port}", f"SASL_SSL://127.0.0.1:{sasl_ssl_port}"],
+                       extra_args=["--config", str(cfg), "--group-initial-rebalance-delay-ms", "0"])
+    b.ssl_port, b.sasl_ssl_port = ssl_port, sasl_ssl_port
+    return b
+
+
+def rdkafka_conf(port, certs, **more):
+    conf = {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SSL",
+            "ssl.ca.location": certs.path("ca.pem")}
+    conf.update(more)
+    return conf
+
+
+def tls_api_versions(port, context):
+    """ApiVersions over TLS on a raw socket: (error_code, the server's certificate serial)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with context.wrap_socket(s, server_hostname="127.0.0.1") as t:
+            t.sendall(raw.frame(18, 0, 7, b""))
+            head = t.recv(4)
+            (n,) = struct.unpack(">i", head)
+            body = b""
+            while len(body) < n:
+                body += t.recv(n - len(body))
+            cert = t.getpeercert()
+            return struct.unpack_from(">h", body, 4)[0], cert["serialNumber"]
+
+
+def tls_failures(b):
+    _, text = b.admin_get("/metrics")
+    return sum(int(m[1]) for m in re.finditer(r"corestream_tls_handshake_failures_total\{[^}]*\} (\d+)", text))
+
+
+def round_trip_rdkafka(conf, topic, n=50):
+    p = Producer(conf)
+    for i in range(n):
+        p.produce(topic, f"{topic}-{i}".encode())
+    assert p.flush(20) == 0
+    c = Consumer(dict(conf, **{"group.id": f"g-{topic}", "auto.offset.reset": "earliest"}))
+    c.subscribe([topic])
+    got, deadline = [], time.time() + 30
+    while len(got) < n and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    c.close()
+    assert sorted(got) == sorted(f"{topic}-{i}" for i in range(n))
+
+
+def test_clients_over_ssl_and_sasl_ssl(broker_factory, tmp_path, certs):
+    b = tls_broker(broker_factory, tmp_path, certs)
+    create_user(b, "alice", "alice-secret")
+    # librdkafka: SSL, and SASL_SSL with SCRAM.
+    round_trip_rdkafka(rdkafka_conf(b.ssl_port, certs), "tls-rd")
+    round_trip_rdkafka(rdkafka_conf(b.sasl_ssl_port, certs, **{
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice",
+        "sasl.password": "alice-secret"}), "tls-rd-sasl")
+    # kafka-python: SASL_SSL with PLAIN, checking the hostname.
+    common = dict(bootstrap_servers=f"127.0.0.1:{b.sasl_ssl_port}", security_protocol="SASL_SSL",
+                  ssl_cafile=certs.path("ca.pem"), sasl_mechanism="PLAIN", sasl_plain_username="alice",
+                  sasl_plain_password="alice-secret")
+    p = KafkaProducer(**common)
+    for i in range(20):
+        p.send("tls-kp", f"kp-{i}".encode())
+    p.flush()
+    p.close()
+    kc = KafkaConsumer("tls-kp", auto_offset_reset="earliest", consumer_timeout_ms=5000, **common)
+    assert sorted(m.value.decode() for m in kc) == sorted(f"kp-{i}" for i in range(20))
+    kc.close()
+    # kcat over SSL: metadata names the SSL listener's address.
+    r = subprocess.run(["kcat", "-b", f"127.0.0.1:{b.ssl_port}", "-X", "security.protocol=SSL",
+                        "-X", f"ssl.ca.location={certs.path('ca.pem')}", "-L"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"broker 0 at 127.0.0.1:{b.ssl_port}" in r.stdout, r.stdout
+    # Kafka's Java console tools over SASL_SSL, trusting the CA as PEM.
+    from test_kafka_tools import tool
+    props = tmp_path / "java.properties"
+    props.write_text("security.protocol=SASL_SSL\nssl.truststore.type=PEM\n"
+                     f"ssl.truststore.location={certs.path('ca.pem')}\nsasl.mechanism=SCRAM-SHA-256\n"
+                     "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+                     'username="alice" password="alice-secret";\n')
+    lines = [f"java-{i}" for i in range(10)]
+    sasl_ssl = f"127.0.0.1:{b.sasl_ssl_port}"
+    tool("kafka-console-producer", "--bootstrap-server", sasl_ssl, "--topic", "tls-java", "--producer.config",
+         str(props), stdin="\n".join(lines) + "\n")
+    read = tool("kafka-console-consumer", "--bootstrap-server", sasl_ssl, "--topic", "tls-java",
+                "--from-beginning", "--max-messages", "10", "--timeout-ms", "30000", "--consumer.config", str(props))
+    assert sorted(read.split()) == sorted(lines)
+    # Nothing above failed a handshake.
+    assert tls_failures(b) == 0
+
+
+def test_untrusted_expired_and_plaintext_are_refused(broker_factory, tmp_path, certs):
+    b = tls_broker(broker_factory, tmp_path, certs)
+    # A client that trusts another CA refuses the broker.
+    errors = []
+    p = Producer(rdkafka_conf(b.ssl_port, certs, **{"ssl.ca.location": certs.path("rogue-ca.pem"),
+                                                     "error_cb": errors.append}))
+    p.produce("never", b"x")
+    deadline = time.time() + 15
+    while not errors and time.time() < deadline:
+        p.poll(0.2)
+    assert any(e.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN) for e in errors)
+    assert any("certificate verify failed" in e.str() for e in errors), [e.str() for e in errors]
+    p.purge()
+    # A plaintext client on the TLS port: its handshake fails, counted.
+    before = tls_failures(b)
+    c = raw.Conn(b.ssl_port)
+    c.send(raw.frame(18, 0, 1, b""))
+    assert c.recv_frame() is None
+    deadline = time.time() + 5
+    while tls_failures(b) == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert tls_failures(b) == before + 1
+    # The broker still serves TLS clients.
+    ctx = ssl.create_default_context(cafile=certs.path("ca.pem"))
+    assert tls_api_versions(b.ssl_port, ctx)[0] == 0
+
+
+def test_an_expired_server_certificate_is_refused_by_clients(broker_factory, tmp_path, certs):
+    b = tls_broker(broker_factory, tmp_path, certs, server="expired-server")
+    ctx = ssl.create_default_context(cafile=certs.path("ca.pem"))
+    with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
+        tls_api_versions(b.ssl_port, ctx)
+    r = subprocess.run(["kcat", "-b", f"127.0.0.1:{b.ssl_port}", "-X", "security.protocol=SSL",
+                        "-X", f"ssl.ca.location={certs.path('ca.pem')}", "-L", "-m", "5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "certificate verify failed" in r.stderr, r.stderr
+
+
+def test_client_certificates_required(broker_factory, tmp_path, certs):
+    b = tls_broker(broker_factory, tmp_path, certs, client_auth="required")
+
+    def attempt(cert):
+        ctx = ssl.create_default_context(cafile=certs.path("ca.pem"))
+        if cert:
+            ctx.load_cert_chain(certs.path(f"{cert}.pem"), certs.path(f"{cert}.key"))
+        try:
+            return tls_api_versions(b.ssl_port, ctx)[0] == 0
+        except (ssl.SSLError, ConnectionError, OSError, struct.error):
+            return False
+
+    assert attempt("client")
+    before = tls_failures(b)
+    assert not attempt(None), "a client without a certificate must be refused"
+    assert not attempt("rogue-client"), "a certificate from another CA must be refused"
+    assert not attempt("expired-client"), "an expired client certificate must be refused"
+    assert tls_failures(b) >= before + 3
+    # librdkafka with its certificate.
+    round_trip_rdkafka(rdkafka_conf(b.ssl_port, certs, **{
+        "ssl.certificate.location": certs.path("client.pem"), "ssl.key.location": certs.path("client.key")}),
+        "mtls-rd")
+
+
+def test_a_replaced_certificate_serves_new_connections_and_keeps_old_ones(broker_factory, tmp_path, certs):
+    b = tls_broker(broker_factory, tmp_path, certs)
+    ctx = ssl.create_default_context(cafile=certs.path("ca.pem"))
+    _, first_serial = tls_api_versions(b.ssl_port, ctx)
+    # A connection that stays open across the change.
+    s = socket.create_connection(("127.0.0.1", b.ssl_port), timeout=5)
+    held = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+    # Renew: a new certificate for the same name from the same CA. Written
+    # to temporary names and renamed, as certificate tools do.
+    Certs.leaf(certs, "renewed", "ca", "localhost", server=True)
+    shutil.copy(certs.path("renewed.pem"), tmp_path / "live.pem.new")
+    shutil.copy(certs.path("renewed.key"), tmp_path / "live.key.new")
+    os.replace(tmp_path / "live.key.new", tmp_path / "live.key")
+    os.replace(tmp_path / "live.pem.new", tmp_path / "live.pem")
+    deadline = time.time() + 30
+    serial = first_serial
+    while serial == first_serial and time.time() < deadline:
+        time.sleep(1)
+        _, serial = tls_api_versions(b.ssl_port, ctx)
+    assert serial != first_serial, "new connections still get the old certificate"
+    # The connection made before the change still works.
+    held.sendall(raw.frame(18, 0, 9, b""))
+    (n,) = struct.unpack(">i", held.recv(4))
+    assert n > 0
+    held.close()
+    assert "TLS certificate reloaded" in b.log_text()
