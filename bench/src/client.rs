@@ -1,6 +1,9 @@
 //! A small pipelined Kafka client on glommio: one connection, many requests
 //! in flight, responses matched in order (Kafka answers in request order on
-//! a connection). Requests and responses use kafka-protocol's codec.
+//! a connection). Requests and responses use kafka-protocol's codec. With
+//! `--tls-ca` connections speak TLS, and with `--sasl-mechanism` each logs
+//! in before its first request, as a Kafka client on an SSL / SASL
+//! listener does.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -9,10 +12,14 @@ use std::rc::Rc;
 
 use anyhow::{anyhow, bail};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
 /// Frames queued for the writer. Callers bound their own requests in
@@ -20,6 +27,70 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 const WRITE_QUEUE: usize = 4096;
 
 type Waiters = Rc<RefCell<VecDeque<(i32, flume::Sender<Bytes>)>>>;
+
+/// TLS and SASL for every connection the generator makes.
+#[derive(clap::Args, Clone, Default)]
+pub struct SecurityArgs {
+    /// Speak TLS, trusting the CA certificates in this PEM file (an SSL or
+    /// SASL_SSL listener).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Log in with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, value_name = "MECHANISM", global = true, requires = "sasl_username")]
+    sasl_mechanism: Option<String>,
+    #[arg(long, value_name = "USER", global = true)]
+    sasl_username: Option<String>,
+    /// [default: $CORESTREAM_SASL_PASSWORD]
+    #[arg(long, value_name = "PASSWORD", global = true)]
+    sasl_password: Option<String>,
+}
+
+struct Security {
+    tls: Option<futures_rustls::TlsConnector>,
+    sasl: Option<(corestream::security::Mechanism, String, String)>,
+}
+
+static SECURITY: std::sync::OnceLock<Security> = std::sync::OnceLock::new();
+
+/// Sets how every later connection secures itself; call once, first.
+pub fn configure(args: &SecurityArgs) -> anyhow::Result<()> {
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| anyhow!("reading {}: {e}", path.display()))?
+            {
+                roots
+                    .add(cert.map_err(|e| anyhow!("reading {}: {e}", path.display()))?)
+                    .map_err(|e| anyhow!("a CA in {} is not usable: {e}", path.display()))?;
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(futures_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+        }
+    };
+    let sasl = match (&args.sasl_mechanism, &args.sasl_username) {
+        (Some(m), Some(user)) => {
+            let mechanism = corestream::security::Mechanism::from_name(m)
+                .ok_or_else(|| anyhow!("--sasl-mechanism {m}: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))?;
+            let password = match &args.sasl_password {
+                Some(p) => p.clone(),
+                None => std::env::var("CORESTREAM_SASL_PASSWORD")
+                    .map_err(|_| anyhow!("--sasl-mechanism needs --sasl-password or $CORESTREAM_SASL_PASSWORD"))?,
+            };
+            Some((mechanism, user.clone(), password))
+        }
+        _ => None,
+    };
+    SECURITY
+        .set(Security { tls, sasl })
+        .map_err(|_| anyhow!("connection security set twice"))
+}
 
 pub struct Conn {
     frames: LocalSender<Bytes>,
@@ -37,6 +108,74 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(|e| anyhow!("setting TCP_NODELAY: {e}"))?;
+        let security = SECURITY.get();
+        let conn = match security.and_then(|s| s.tls.as_ref()) {
+            None => Self::over(stream),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let stream = tls
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| anyhow!("TLS handshake with {addr}: {e}"))?;
+                Self::over(stream)
+            }
+        };
+        if let Some((mechanism, user, password)) = security.and_then(|s| s.sasl.as_ref()) {
+            conn.log_in(*mechanism, user, password)
+                .await
+                .map_err(|e| anyhow!("SASL {mechanism} as {user} at {addr}: {e}"))?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1, then the mechanism's tokens in SaslAuthenticate.
+    async fn log_in(
+        &self,
+        mechanism: corestream::security::Mechanism,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        use corestream::security::scram::{random_nonce, ScramClient};
+        use corestream::security::Mechanism;
+        let hs: SaslHandshakeResponse = self
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.name())),
+            )
+            .await?;
+        if let Some(e) = hs.error_code.err() {
+            bail!("the handshake was refused: {e:?}");
+        }
+        let send = |token: Vec<u8>| async move {
+            let resp: SaslAuthenticateResponse = self
+                .call(
+                    ApiKey::SaslAuthenticate,
+                    1,
+                    &SaslAuthenticateRequest::default().with_auth_bytes(token.into()),
+                )
+                .await?;
+            match resp.error_code.err() {
+                Some(e) => bail!("{e:?}: {}", resp.error_message.as_ref().map_or("", |m| m.as_str())),
+                None => Ok(resp.auth_bytes),
+            }
+        };
+        match mechanism {
+            Mechanism::Plain => {
+                send(format!("\0{user}\0{password}").into_bytes()).await?;
+            }
+            Mechanism::Scram(m) => {
+                let (mut client, first) = ScramClient::start(m, user, password, random_nonce()?);
+                let server_first = send(first).await?;
+                let server_final = send(client.finish(&server_first)?).await?;
+                client.verify(&server_final)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the writer and reader tasks of a connected stream.
+    fn over<S: AsyncRead + AsyncWrite + Unpin + 'static>(stream: S) -> Rc<Conn> {
         let (rd, mut wr) = futures_lite::io::split(stream);
         let (frames, queued) = local_channel::new_bounded::<Bytes>(WRITE_QUEUE);
         let waiters: Waiters = Rc::new(RefCell::new(VecDeque::new()));
@@ -44,7 +183,8 @@ impl Conn {
         let writer_open = open.clone();
         glommio::spawn_local(async move {
             while let Some(frame) = queued.recv().await {
-                if wr.write_all(&frame).await.is_err() {
+                // TLS holds records back until flushed.
+                if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
                     writer_open.set(false);
                     return;
                 }
@@ -76,12 +216,12 @@ impl Conn {
             w.borrow_mut().clear();
         })
         .detach();
-        Ok(Rc::new(Conn {
+        Rc::new(Conn {
             frames,
             waiters,
             next_correlation: Cell::new(1),
             open,
-        }))
+        })
     }
 
     /// False once the connection broke (either direction).

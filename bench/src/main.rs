@@ -50,6 +50,8 @@ use report::{Kind, Snapshot};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    security: client::SecurityArgs,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +188,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    client::configure(&cli.security)?;
     let (common, produce, consume) = match cli.command {
         Command::Produce(a) => (a.common.clone(), Some(produce_config(&a)), None),
         Command::Consume(a) => (
