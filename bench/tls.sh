@@ -4,7 +4,7 @@
 # each in turn, ROUNDS times: 1 KiB produce with acks=all for SECS on 8
 # partitions, then consuming it all from the beginning. Throughput and the
 # broker's CPU seconds per GiB (from /proc) per listener, the medians as a
-# ratio to PLAINTEXT. The broker is started and stopped here.
+# ratio to PLAINTEXT. A fresh broker per round, started and stopped here.
 #
 #   bench/tls.sh [seconds] [rounds]
 set -euo pipefail
@@ -56,21 +56,26 @@ print(label, round(p["mib_per_sec"], 1), round((c1 - c0) / gib(p), 2), round(c["
 PY
 }
 
-rm -rf "$WORK/data"
-"$BIN" start --config "$WORK/broker.toml" --admin-listen "127.0.0.1:$admin" --data-dir "$WORK/data" \
-    >"$WORK/broker.log" 2>&1 &
-broker=$!
-for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
-    sleep 0.1
-done
-"$BIN" user create bench --password bench-pw -b "127.0.0.1:$port" >/dev/null
+# A fresh broker per round: a round writes ~30 GB at this machine's speed.
+start() {
+    rm -rf "$WORK/data"
+    "$BIN" start --config "$WORK/broker.toml" --admin-listen "127.0.0.1:$admin" --data-dir "$WORK/data" \
+        >"$WORK/broker.log" 2>&1 &
+    broker=$!
+    for _ in $(seq 100); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
+        sleep 0.1
+    done
+    "$BIN" user create bench --password bench-pw -b "127.0.0.1:$port" >/dev/null
+}
 : >"$WORK/rows"
 for r in $(seq "$ROUNDS"); do
+    start
     run plaintext "$port" >>"$WORK/rows"
     run ssl "$ssl" --tls-ca "$WORK/ca.pem" >>"$WORK/rows"
     run sasl_ssl "$sasl_ssl" --tls-ca "$WORK/ca.pem" --sasl-mechanism SCRAM-SHA-512 \
         --sasl-username bench --sasl-password bench-pw >>"$WORK/rows"
+    kill "$broker"; wait "$broker" || true; broker=""
 done
 python3 - "$WORK/rows" "$SECS" "$ROUNDS" <<'PY'
 import statistics, sys

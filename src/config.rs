@@ -57,6 +57,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     pub nodes: Vec<NodeAddress>,
+    /// Mutual TLS on the Raft transport (every node the same).
+    pub tls: Option<crate::security::tls::PeerTlsConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -34,10 +34,18 @@ class Certs:
         _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
              "-days", "30", "-subj", f"/CN={name}", cwd=self.dir)
 
-    def leaf(self, name, ca, cn, server=False, fake_time=None, days=30):
+    def node(self, name, ca, node_id):
+        """A Raft peer certificate: it names corestream-node-<id>, for both ends of a connection."""
+        self.leaf(name, ca, f"corestream-node-{node_id}", server=True,
+                  san=f"DNS:corestream-node-{node_id}", usage="serverAuth,clientAuth")
+
+    def leaf(self, name, ca, cn, server=False, fake_time=None, days=30, san=None, usage=None):
         _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
              "-subj", f"/CN={cn}", cwd=self.dir)
         ext = self.dir / f"{name}.ext"
-        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else "extendedKeyUsage=clientAuth\n")
+        if san:
+            ext.write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")
+        else:
+            ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else "extendedKeyUsage=clientAuth\n")
         _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
              "-out", f"{name}.pem", "-days", str(days), "-extfile", ext.name, cwd=self.dir, fake_time=fake_time)

@@ -39,9 +39,10 @@ def free_port_run(n):
 
 
 class Cluster:
-    def __init__(self, tmp_path, n=3, shards=1, env=None, extra="", segment="8MiB", sasl=False):
+    def __init__(self, tmp_path, n=3, shards=1, env=None, extra="", segment="8MiB", sasl=False, per_node=None):
         self.nodes = []
         raft = [free_port_run(shards) for _ in range(n)]
+        self.raft_ports = raft
         for i in range(n):
             cfg = tmp_path / f"node{i}.toml"
             b = Broker(tmp_path / f"node{i}", shards=shards, extra_args=["--config", str(cfg), "--node-id", str(i)],
@@ -56,7 +57,7 @@ class Cluster:
         for i in range(n):
             (tmp_path / f"node{i}.toml").write_text(
                 f'{extra}[wal]\nsegment_bytes = "{segment}"\n[groups]\ninitial_rebalance_delay_ms = 0\n'
-                f'[cluster]\nnodes = [\n{lines}\n]\n')
+                f'[cluster]\nnodes = [\n{lines}\n]\n' + (per_node(i) if per_node else ""))
 
     def start(self):
         for b in self.nodes:

@@ -219,3 +219,71 @@ def test_a_replaced_certificate_serves_new_connections_and_keeps_old_ones(broker
     assert n > 0
     held.close()
     assert "TLS certificate reloaded" in b.log_text()
+
+
+def test_raft_peers_need_a_certificate_naming_their_node(tmp_path, certs):
+    """cluster.tls: the Raft transport is mutual TLS; a peer is taken only
+    with a certificate from the cluster's CA that names the node its hello
+    claims to be."""
+    from test_cluster import Cluster
+    for i in range(3):
+        certs.node(f"node{i}", "ca", i)
+    certs.node("rogue-node1", "rogue-ca", 1)
+
+    def tls_for(i):
+        return ("[cluster.tls]\n"
+                f'ca_file = "{certs.path("ca.pem")}"\n'
+                f'certificate_chain_file = "{certs.path(f"node{i}.pem")}"\n'
+                f'private_key_file = "{certs.path(f"node{i}.key")}"\n')
+
+    c = Cluster(tmp_path, per_node=tls_for).start()
+    try:
+        # Replication works over TLS: a replicated topic, acks=all, read back.
+        conf = {"bootstrap.servers": c.bootstrap()}
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient(conf)
+        admin.create_topics([NewTopic("raft-tls", 2, 3)])["raft-tls"].result(30)
+        c.wait(lambda: c.settled("raft-tls", 2))
+        round_trip_rdkafka(dict(conf, acks="all"), "raft-tls", n=40)
+
+        raft_port = c.raft_ports[0]
+
+        def attempt(cert, claim):
+            """Connects to node 0's Raft port as `claim` (a node id): True if
+            the connection is still open after the hello."""
+            ctx = ssl.create_default_context(cafile=certs.path("ca.pem"))
+            ctx.check_hostname = False
+            if cert:
+                ctx.load_cert_chain(certs.path(f"{cert}.pem"), certs.path(f"{cert}.key"))
+            try:
+                with socket.create_connection(("127.0.0.1", raft_port), timeout=5) as s:
+                    with ctx.wrap_socket(s) as t:
+                        t.sendall(struct.pack("<Q", claim + 1))
+                        t.settimeout(2)
+                        try:
+                            return t.recv(1) != b""
+                        except socket.timeout:
+                            return True  # still open, nothing to say: taken
+            except (ssl.SSLError, ConnectionError, OSError):
+                return False
+
+        assert attempt("node1", 1), "node 1's own certificate must be taken"
+        assert not attempt("node2", 1), "node 2's certificate claiming node 1 must be refused"
+        assert not attempt(None, 1), "no certificate must be refused"
+        assert not attempt("rogue-node1", 1), "a certificate from another CA must be refused"
+        # A plaintext peer (the transport without TLS) is closed, at most
+        # with a TLS alert record (type 21).
+        with socket.create_connection(("127.0.0.1", raft_port), timeout=5) as s:
+            s.sendall(struct.pack("<Q", 2) + b"\x00" * 64)
+            got = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            assert got == b"" or got[0] == 21, got[:16]
+        assert "certificate does not name that node" in c.nodes[0].log_text()
+        # The cluster still serves.
+        round_trip_rdkafka(dict(conf, acks="all"), "raft-tls-after", n=20)
+    finally:
+        c.stop()

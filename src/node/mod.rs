@@ -58,6 +58,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if config.listeners()?.iter().any(|l| l.protocol.tls()) {
         crate::security::tls::server_config(&config.ssl)?;
     }
+    if let Some(tls) = &config.cluster.tls {
+        crate::security::tls::peer_tls(tls).context("cluster.tls")?;
+    }
     if config.admin_listen.port() != 0 {
         refuse_if_listening(config.admin_listen, "--admin-listen")?;
     }
@@ -193,6 +196,10 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         Some((listen, peers)) => (Some(listen), peers),
         None => (None, Vec::new()),
     };
+    let peer_tls = match &config.cluster.tls {
+        Some(tls) => Some(crate::security::tls::peer_tls(tls).context("cluster.tls")?),
+        None => None,
+    };
     let shard_cfg = ShardConfig {
         id,
         wal_dir: config.data_dir.join(format!("shard-{}", id.0)).join("wal"),
@@ -204,6 +211,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         },
         raft_listen,
         peers,
+        peer_tls,
         retention_check_interval: std::time::Duration::from_millis(config.topics.retention_check_interval_ms),
     };
     let owned = meta.partitions_of(id);

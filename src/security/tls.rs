@@ -182,3 +182,52 @@ pub fn server_config(ssl: &SslConfig) -> Result<Arc<ServerConfig>, TlsError> {
     };
     Ok(Arc::new(builder.with_cert_resolver(Arc::new(resolver))))
 }
+
+/// `[cluster.tls]`: mutual TLS on the Raft transport between nodes. Every
+/// node's certificate comes from the cluster's CA and holds the DNS name
+/// `corestream-node-<node_id>` as a subject alternative name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTlsConfig {
+    /// PEM: the CA (or CAs) that signs the nodes' certificates.
+    pub ca_file: PathBuf,
+    /// PEM: this node's certificate, then its chain.
+    pub certificate_chain_file: PathBuf,
+    /// PEM: its private key.
+    pub private_key_file: PathBuf,
+}
+
+/// The name a node's Raft certificate must hold.
+pub fn peer_name(node_id: i32) -> String {
+    format!("corestream-node-{node_id}")
+}
+
+/// The transport's TLS, or why there cannot be one.
+pub fn peer_tls(cfg: &PeerTlsConfig) -> Result<corestream_shards::raft::transport::PeerTls, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in read_chain(&cfg.ca_file)? {
+        roots
+            .add(ca)
+            .map_err(|e| TlsError(format!("a CA in {} is not usable: {e}", cfg.ca_file.display())))?;
+    }
+    let roots = Arc::new(roots);
+    let key = load_key(&cfg.certificate_chain_file, &cfg.private_key_file)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| TlsError(format!("peer certificate verifier: {e}")))?;
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("protocol versions: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key.clone())));
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("protocol versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+    Ok(corestream_shards::raft::transport::PeerTls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+        name_of: |raft_id| peer_name(crate::config::node_of_raft_id(raft_id)),
+    })
+}

@@ -11,14 +11,21 @@
 //! bounded queue per peer; when it is full, or the peer is down, they are
 //! dropped: raft-rs retransmits what matters (appends are re-sent from the
 //! follower's acknowledged index, heartbeats recur).
+//!
+//! With `PeerTls` every connection is mutual TLS: the dialer checks that
+//! the listener's certificate names the peer it meant to reach, and the
+//! listener that the dialer's certificate names the node its hello claims
+//! to be, so a host without a certificate of the cluster's CA for that
+//! node cannot inject Raft messages.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use protobuf::Message as _;
 use raft::prelude::Message;
@@ -36,6 +43,33 @@ const PULL_FRAME: u32 = 1 << 31;
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// A quiet connection sends an empty frame this often.
 pub const KEEPALIVE: Duration = Duration::from_millis(500);
+/// How long a peer has to finish a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Mutual TLS between nodes.
+#[derive(Clone)]
+pub struct PeerTls {
+    /// Requires a client certificate from the cluster's CA.
+    pub server: Arc<rustls::ServerConfig>,
+    /// Presents this node's certificate; trusts the cluster's CA.
+    pub client: Arc<rustls::ClientConfig>,
+    /// The DNS name a node's certificate must hold, by Raft id.
+    pub name_of: fn(u64) -> String,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+/// Whether `cert` (DER) is valid for `name`.
+fn names(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
+    let Ok(name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert).is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
+}
 
 /// The outbound side: one queue and one connection task per peer.
 pub struct Transport {
@@ -62,6 +96,7 @@ impl Transport {
         me: u64,
         listen: SocketAddr,
         peers: &[(u64, SocketAddr)],
+        tls: Option<PeerTls>,
         deliver: impl Fn(PeerMessage) + 'static,
     ) -> Result<Rc<Self>, BindError> {
         let listener = TcpListener::bind(listen).map_err(|source| BindError { addr: listen, source })?;
@@ -72,9 +107,9 @@ impl Transport {
             let last_heard = Rc::new(Cell::new(None));
             heard.insert(id, last_heard.clone());
             links.insert(id, Link { queue: tx, last_heard });
-            glommio::spawn_local(send_loop(me, id, addr, rx)).detach();
+            glommio::spawn_local(send_loop(me, id, addr, rx, tls.clone())).detach();
         }
-        glommio::spawn_local(accept_loop(me, listener, Rc::new(heard), Rc::new(deliver))).detach();
+        glommio::spawn_local(accept_loop(me, listener, Rc::new(heard), Rc::new(deliver), tls)).detach();
         Ok(Rc::new(Self { links }))
     }
 
@@ -102,11 +137,10 @@ impl Transport {
 
 /// Keeps a connection to one peer and writes its queued messages, many
 /// per write when they queue up.
-async fn send_loop(me: u64, peer: u64, addr: SocketAddr, queue: flume::Receiver<PeerMessage>) {
+async fn send_loop(me: u64, peer: u64, addr: SocketAddr, queue: flume::Receiver<PeerMessage>, tls: Option<PeerTls>) {
     let mut reported_down = false;
-    let mut buf = Vec::new();
     loop {
-        let mut stream = match TcpStream::connect(addr).await {
+        let stream = match TcpStream::connect(addr).await {
             Ok(s) => s,
             Err(e) => {
                 if !reported_down {
@@ -121,37 +155,82 @@ async fn send_loop(me: u64, peer: u64, addr: SocketAddr, queue: flume::Receiver<
             }
         };
         let _ = stream.set_nodelay(true);
-        if let Err(e) = stream.write_all(&me.to_le_bytes()).await {
-            tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
-            continue;
-        }
-        if reported_down {
-            tracing::info!(peer, %addr, "raft peer connected");
-            reported_down = false;
-        }
-        loop {
-            let next = futures_lite::future::or(async { Some(queue.recv_async().await) }, async {
-                glommio::timer::sleep(KEEPALIVE).await;
-                None
-            })
-            .await;
-            buf.clear();
-            match next {
-                Some(Ok(first)) => encode(&first, &mut buf),
-                Some(Err(_)) => return, // the shard is gone
-                None => buf.extend_from_slice(&0u32.to_le_bytes()),
-            }
-            while buf.len() < (1 << 20) {
-                match queue.try_recv() {
-                    Ok(m) => encode(&m, &mut buf),
-                    Err(_) => break,
+        let sent = match &tls {
+            None => send_on(me, peer, addr, stream, &queue, &mut reported_down).await,
+            Some(tls) => {
+                let connector = futures_rustls::TlsConnector::from(tls.client.clone());
+                let name = (tls.name_of)(peer);
+                let Ok(server_name) = rustls::pki_types::ServerName::try_from(name.clone()) else {
+                    tracing::error!(peer, %name, "not a DNS name; cannot reach this peer over TLS");
+                    return;
+                };
+                let handshake =
+                    futures_lite::future::or(async { Some(connector.connect(server_name, stream).await) }, async {
+                        glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT).await;
+                        None
+                    });
+                match handshake.await {
+                    Some(Ok(stream)) => send_on(me, peer, addr, stream, &queue, &mut reported_down).await,
+                    Some(Err(e)) => Err(format!("TLS handshake: {e}")),
+                    None => Err("TLS handshake timed out".into()),
                 }
             }
-            if let Err(e) = stream.write_all(&buf).await {
-                tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
-                break;
+        };
+        match sent {
+            Ok(()) => return, // the shard is gone
+            Err(e) => {
+                if !reported_down {
+                    tracing::warn!(peer, %addr, error = %e, "raft connection to peer failed; retrying");
+                    reported_down = true;
+                }
+                while queue.try_recv().is_ok() {}
+                glommio::timer::sleep(RECONNECT_DELAY).await;
             }
         }
+    }
+}
+
+/// Sends the hello, then queued messages and keepalives, until the
+/// connection fails (`Err`) or the shard is gone (`Ok`).
+async fn send_on<S: AsyncWrite + Unpin>(
+    me: u64,
+    peer: u64,
+    addr: SocketAddr,
+    mut stream: S,
+    queue: &flume::Receiver<PeerMessage>,
+    reported_down: &mut bool,
+) -> Result<(), String> {
+    let mut buf = Vec::new();
+    stream.write_all(&me.to_le_bytes()).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    if *reported_down {
+        tracing::info!(peer, %addr, "raft peer connected");
+        *reported_down = false;
+    }
+    loop {
+        let next = futures_lite::future::or(async { Some(queue.recv_async().await) }, async {
+            glommio::timer::sleep(KEEPALIVE).await;
+            None
+        })
+        .await;
+        buf.clear();
+        match next {
+            Some(Ok(first)) => encode(&first, &mut buf),
+            Some(Err(_)) => return Ok(()), // the shard is gone
+            None => buf.extend_from_slice(&0u32.to_le_bytes()),
+        }
+        while buf.len() < (1 << 20) {
+            match queue.try_recv() {
+                Ok(m) => encode(&m, &mut buf),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = stream.write_all(&buf).await {
+            tracing::debug!(peer, error = %e, "raft connection lost; reconnecting");
+            return Err(e.to_string());
+        }
+        // TLS holds records back until flushed; TCP has nothing to flush.
+        stream.flush().await.map_err(|e| e.to_string())?;
     }
 }
 
@@ -174,13 +253,42 @@ fn encode(m: &PeerMessage, buf: &mut Vec<u8>) {
 
 type Heard = Rc<HashMap<u64, Rc<Cell<Option<Instant>>>>>;
 
-async fn accept_loop(me: u64, listener: TcpListener, heard: Heard, deliver: Rc<dyn Fn(PeerMessage)>) {
+async fn accept_loop(
+    me: u64,
+    listener: TcpListener,
+    heard: Heard,
+    deliver: Rc<dyn Fn(PeerMessage)>,
+    tls: Option<PeerTls>,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                let (heard, deliver) = (heard.clone(), deliver.clone());
+                let (heard, deliver, tls) = (heard.clone(), deliver.clone(), tls.clone());
                 glommio::spawn_local(async move {
-                    match receive_loop(me, stream, &heard, &*deliver).await {
+                    let received = match tls {
+                        None => receive_loop(me, stream, &heard, &*deliver, |_| true).await,
+                        Some(tls) => {
+                            let acceptor = futures_rustls::TlsAcceptor::from(tls.server.clone());
+                            let handshake =
+                                futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
+                                    glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT).await;
+                                    None
+                                });
+                            match handshake.await {
+                                Some(Ok(stream)) => {
+                                    // The verifier checked the chain; the hello's
+                                    // node must be the one the certificate names.
+                                    let cert = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
+                                    let claims =
+                                        |from: u64| cert.as_ref().is_some_and(|c| names(c, &(tls.name_of)(from)));
+                                    receive_loop(me, stream, &heard, &*deliver, claims).await
+                                }
+                                Some(Err(e)) => Err(Closed::Refused(format!("TLS handshake with a peer failed: {e}"))),
+                                None => Err(Closed::Io("TLS handshake timed out".into())),
+                            }
+                        }
+                    };
+                    match received {
                         Ok(()) => {}
                         // A peer going away is routine (restarts, partitions).
                         Err(Closed::Io(why)) => tracing::debug!(%why, "raft connection closed"),
@@ -213,11 +321,12 @@ impl From<std::io::Error> for Closed {
 
 /// Reads frames from one peer connection until it closes or sends
 /// something that is not a Raft message for this node.
-async fn receive_loop(
+async fn receive_loop<S: AsyncRead + Unpin>(
     me: u64,
-    mut stream: TcpStream,
+    mut stream: S,
     heard: &Heard,
     deliver: &dyn Fn(PeerMessage),
+    is: impl Fn(u64) -> bool,
 ) -> Result<(), Closed> {
     let mut hello = [0u8; 8];
     stream.read_exact(&mut hello).await?;
@@ -225,6 +334,11 @@ async fn receive_loop(
     let Some(seen) = heard.get(&from) else {
         return Err(Closed::Refused(format!("connection from unknown node {from}")));
     };
+    if !is(from) {
+        return Err(Closed::Refused(format!(
+            "a peer says it is Raft node {from}, but its certificate does not name that node"
+        )));
+    }
     seen.set(Some(Instant::now()));
     let mut len = [0u8; 4];
     let mut body = Vec::new();

@@ -58,6 +58,8 @@ pub struct ShardConfig {
     /// With peers: this shard's Raft port, and each peer's (same shard).
     pub raft_listen: Option<SocketAddr>,
     pub peers: Vec<(u64, SocketAddr)>,
+    /// Mutual TLS on the Raft transport, when the cluster has it.
+    pub peer_tls: Option<crate::raft::transport::PeerTls>,
     /// How often the shard looks for batches past their `retention.ms`.
     pub retention_check_interval: std::time::Duration,
 }
@@ -298,7 +300,7 @@ impl Shard {
         let shard = Rc::new_cyclic(|weak: &std::rc::Weak<Shard>| {
             let transport = cfg.raft_listen.filter(|_| !membership.is_single()).map(|listen| {
                 let weak = weak.clone();
-                Transport::start(membership.me, listen, &cfg.peers, move |msg| {
+                Transport::start(membership.me, listen, &cfg.peers, cfg.peer_tls.clone(), move |msg| {
                     if let Some(shard) = weak.upgrade() {
                         shard.take_from_peer(msg);
                     }
