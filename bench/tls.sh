@@ -84,7 +84,7 @@ by = {}
 for label, *vals in rows:
     by.setdefault(label, []).append([float(v) for v in vals])
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in by.items()}
-print(f"1 KiB acks=all, 8 partitions, {sys.argv[2]} s per run, median of {sys.argv[3]} rounds (one broker)")
+print(f"1 KiB acks=all, 8 partitions, {sys.argv[2]} s per run, median of {sys.argv[3]} rounds (a fresh broker each)")
 print(f"{'listener':<10} {'produce MiB/s':>14} {'CPU s/GiB':>10} {'p99 ms':>8} {'consume MiB/s':>14} {'CPU s/GiB':>10}")
 base = med["plaintext"]
 for k in ["plaintext", "ssl", "sasl_ssl"]:

@@ -58,6 +58,9 @@ pub fn run_all(config: &Config) -> Vec<Check> {
         disk_space(&config.data_dir),
         clock(),
     ]
+    .into_iter()
+    .chain(certificates(config))
+    .collect()
 }
 
 /// The checks whose failure stops `start`.
@@ -418,6 +421,129 @@ fn clock() -> Check {
         false,
         Status::Pass,
         format!("synchronized (estimated error {} us)", t.esterror),
+        None,
+    )
+}
+
+/// Certificates warn this long before they expire.
+const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// The TLS certificates the config names (listeners', the Raft
+/// transport's): readable, their key belongs to them, valid now and for
+/// the next 30 days, the key file not readable by others, and a Raft
+/// certificate naming this node.
+fn certificates(config: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    if let (Some(cert), Some(key)) = (&config.ssl.certificate_chain_file, &config.ssl.private_key_file) {
+        out.push(certificate("tls certificate (listeners)", cert, key, None));
+    }
+    if let Some(t) = &config.cluster.tls {
+        let name = crate::security::tls::peer_name(config.node_id);
+        out.push(certificate(
+            "tls certificate (raft)",
+            &t.certificate_chain_file,
+            &t.private_key_file,
+            Some(name),
+        ));
+    }
+    out
+}
+
+fn certificate(name: &'static str, cert: &Path, key: &Path, must_name: Option<String>) -> Check {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |detail: String, fix: String| check(name, false, Status::Fail, detail, Some(fix));
+    if let Err(e) = crate::security::tls::load_key(cert, key) {
+        return fail(
+            e.to_string(),
+            "point the config at a PEM certificate chain and its own private key".into(),
+        );
+    }
+    let Ok(chain) = crate::security::tls::read_chain(cert) else {
+        return fail(format!("{} does not read", cert.display()), "check the file".into());
+    };
+    let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&chain[0]) else {
+        return fail(
+            format!("{} is not an X.509 certificate", cert.display()),
+            "check the file".into(),
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (from, until) = (
+        leaf.validity().not_before.timestamp(),
+        leaf.validity().not_after.timestamp(),
+    );
+    let subject = leaf.subject().to_string();
+    let renew = format!("renew {} (and its key) and put the new files in place: new connections get them within 10 s, without a restart", cert.display());
+    if now < from {
+        return fail(
+            format!(
+                "{subject} ({}) is not valid yet: from {}",
+                cert.display(),
+                leaf.validity().not_before
+            ),
+            "check the clocks, or the certificate's start date".into(),
+        );
+    }
+    if now >= until {
+        return fail(
+            format!(
+                "{subject} ({}) expired on {}",
+                cert.display(),
+                leaf.validity().not_after
+            ),
+            renew,
+        );
+    }
+    if let Some(node) = &must_name {
+        let names = rustls::pki_types::ServerName::try_from(node.as_str())
+            .ok()
+            .is_some_and(|n| {
+                webpki::EndEntityCert::try_from(&chain[0]).is_ok_and(|c| c.verify_is_valid_for_subject_name(&n).is_ok())
+            });
+        if !names {
+            return fail(
+                format!(
+                    "{subject} ({}) does not hold the DNS name {node}: peers will refuse this node",
+                    cert.display()
+                ),
+                format!("issue this node's certificate with subjectAltName=DNS:{node}"),
+            );
+        }
+    }
+    let left = std::time::Duration::from_secs((until - now) as u64);
+    let days = left.as_secs() / 86_400;
+    let open_key = std::fs::metadata(key)
+        .map(|m| m.permissions().mode() & 0o077)
+        .unwrap_or(0);
+    if open_key != 0 {
+        return check(
+            name,
+            false,
+            Status::Warn,
+            format!(
+                "{} can be read by other users (mode {:o})",
+                key.display(),
+                open_key | 0o600
+            ),
+            Some(format!("chmod 600 {}", key.display())),
+        );
+    }
+    if left < EXPIRY_WARNING {
+        return check(
+            name,
+            false,
+            Status::Warn,
+            format!("{subject} expires in {days} days ({})", leaf.validity().not_after),
+            Some(renew),
+        );
+    }
+    check(
+        name,
+        false,
+        Status::Pass,
+        format!("{subject}, valid for {days} more days, its key matches"),
         None,
     )
 }

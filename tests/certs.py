@@ -32,14 +32,14 @@ class Certs:
 
     def ca(self, name):
         _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
-             "-days", "30", "-subj", f"/CN={name}", cwd=self.dir)
+             "-days", "365", "-subj", f"/CN={name}", cwd=self.dir)
 
     def node(self, name, ca, node_id):
         """A Raft peer certificate: it names corestream-node-<id>, for both ends of a connection."""
         self.leaf(name, ca, f"corestream-node-{node_id}", server=True,
                   san=f"DNS:corestream-node-{node_id}", usage="serverAuth,clientAuth")
 
-    def leaf(self, name, ca, cn, server=False, fake_time=None, days=30, san=None, usage=None):
+    def leaf(self, name, ca, cn, server=False, fake_time=None, days=365, san=None, usage=None):
         _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
              "-subj", f"/CN={cn}", cwd=self.dir)
         ext = self.dir / f"{name}.ext"

@@ -287,3 +287,38 @@ def test_raft_peers_need_a_certificate_naming_their_node(tmp_path, certs):
         round_trip_rdkafka(dict(conf, acks="all"), "raft-tls-after", n=20)
     finally:
         c.stop()
+
+
+def test_doctor_checks_the_certificates(tmp_path, certs):
+    import json
+    from test_doctor import doctor
+    for i in range(2):
+        certs.node(f"doc-node{i}", "ca", i)
+
+    def run(cert, key, raft=None, mode=0o600):
+        os.chmod(certs.path(f"{key}.key"), mode)
+        cfg = tmp_path / "doctor.toml"
+        text = (f'listeners = ["SSL://127.0.0.1:{free_port()}"]\n'
+                f'[ssl]\ncertificate_chain_file = "{certs.path(cert + ".pem")}"\n'
+                f'private_key_file = "{certs.path(key + ".key")}"\n')
+        if raft:
+            text += (f'[cluster]\nnodes = [{{ id = 0, kafka = "127.0.0.1:1", raft = "127.0.0.1:2" }}]\n'
+                     f'[cluster.tls]\nca_file = "{certs.path("ca.pem")}"\n'
+                     f'certificate_chain_file = "{certs.path(raft + ".pem")}"\n'
+                     f'private_key_file = "{certs.path(raft + ".key")}"\n')
+        cfg.write_text(text)
+        r = doctor("--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--output", "json")
+        return {c["name"]: c for c in json.loads(r.stdout)}
+
+    good = run("server", "server")["tls certificate (listeners)"]
+    assert good["status"] == "pass" and "valid for 364 more days" in good["detail"], good
+    expired = run("expired-server", "expired-server")["tls certificate (listeners)"]
+    assert expired["status"] == "fail" and "expired" in expired["detail"] and "renew" in expired["fix"], expired
+    mismatched = run("server", "client")["tls certificate (listeners)"]
+    assert mismatched["status"] == "fail" and "does not belong" in mismatched["detail"], mismatched
+    readable = run("server", "server", mode=0o644)["tls certificate (listeners)"]
+    assert readable["status"] == "warn" and readable["fix"].startswith("chmod 600"), readable
+    os.chmod(certs.path("server.key"), 0o600)
+    assert run("server", "server", raft="doc-node0")["tls certificate (raft)"]["status"] == "pass"
+    other = run("server", "server", raft="doc-node1")["tls certificate (raft)"]
+    assert other["status"] == "fail" and "corestream-node-0" in other["detail"], other
