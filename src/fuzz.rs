@@ -39,8 +39,11 @@ pub fn sasl_exchange(data: &[u8]) {
         return;
     };
     let mut auth = Authenticator::new(Mechanism::ALL[which as usize % Mechanism::ALL.len()]);
+    let Ok(logins) = crate::security::PlainLogins::new() else {
+        return;
+    };
     for token in rest.split(|&b| b == 0xff).take(4) {
-        if auth.step(token, &One).is_err() {
+        if auth.step(token, &One, &logins).is_err() {
             break;
         }
     }

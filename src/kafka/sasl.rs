@@ -185,7 +185,7 @@ impl SaslSession {
             return Verdict::Close("SaslAuthenticate outside an exchange".into());
         };
         let mechanism = auth.mechanism();
-        let step = auth.step(&req.auth_bytes, &*broker.meta.borrow());
+        let step = auth.step(&req.auth_bytes, &*broker.meta.borrow(), &broker.plain_logins);
         let outcome = step.and_then(|step| self.settle(step, mechanism));
         match outcome {
             Ok((token, lifetime)) => {
@@ -232,7 +232,7 @@ impl SaslSession {
             return Verdict::Close("a bare SASL token outside an exchange".into());
         };
         let mechanism = auth.mechanism();
-        let step = auth.step(token, &*broker.meta.borrow());
+        let step = auth.step(token, &*broker.meta.borrow(), &broker.plain_logins);
         match step.and_then(|step| self.settle(step, mechanism)) {
             Ok((token, lifetime)) => {
                 if lifetime.is_some() {

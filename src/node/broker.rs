@@ -98,6 +98,8 @@ pub struct Broker {
     pub connection_fds: RefCell<std::collections::HashSet<std::os::fd::RawFd>>,
     /// Consumer groups whose coordinator is this shard.
     pub groups: group::Coordinator,
+    /// PLAIN logins this shard checked (see `security::PlainLogins`).
+    pub plain_logins: crate::security::PlainLogins,
     pub metrics: RequestMetrics,
     pub started: Instant,
     /// The leader (broker id) of each shard's Raft group, by shard index:

@@ -269,6 +269,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         connections: Cell::new(0),
         connection_fds: RefCell::new(Default::default()),
         groups: crate::group::Coordinator::new(initial_rebalance_delay, group_limits, offsets_retention),
+        plain_logins: crate::security::PlainLogins::new().context("a key for remembering PLAIN logins")?,
         metrics: Default::default(),
         started: std::time::Instant::now(),
         leaders: RefCell::new(vec![None; shards]),

@@ -6,7 +6,13 @@
 pub mod scram;
 pub mod tls;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use scram::{ScramCredential, ScramMechanism, ScramServer, Step};
 
@@ -149,13 +155,18 @@ impl Authenticator {
     }
 
     /// Takes the client's next token.
-    pub fn step(&mut self, token: &[u8], credentials: &dyn Credentials) -> Result<Step, AuthError> {
+    pub fn step(
+        &mut self,
+        token: &[u8],
+        credentials: &dyn Credentials,
+        logins: &PlainLogins,
+    ) -> Result<Step, AuthError> {
         match (&mut self.scram, self.mechanism) {
             (Some(server), Mechanism::Scram(m)) => {
                 let nonce = scram::random_nonce()?;
                 server.step(token, &|user| credentials.scram(user, m), &nonce)
             }
-            _ => plain(token, credentials).map(|user| Step::Done {
+            _ => plain(token, credentials, logins).map(|user| Step::Done {
                 response: Vec::new(),
                 user,
             }),
@@ -166,7 +177,7 @@ impl Authenticator {
 /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL passwd`, checked against
 /// the user's SCRAM credential (SHA-512 where the user has one), so one
 /// password serves both and the broker stores no password.
-fn plain(token: &[u8], credentials: &dyn Credentials) -> Result<String, AuthError> {
+fn plain(token: &[u8], credentials: &dyn Credentials, logins: &PlainLogins) -> Result<String, AuthError> {
     let mut parts = token.split(|&b| b == 0);
     let (Some(authzid), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -192,8 +203,60 @@ fn plain(token: &[u8], credentials: &dyn Credentials) -> Result<String, AuthErro
         .into_iter()
         .find_map(|m| credentials.scram(user, m).map(|c| (m, c)));
     match found {
-        Some((m, credential)) if credential.matches_password(m, password) => Ok(user.to_string()),
+        Some((_, credential)) if logins.passed_before(user, &credential, password) => Ok(user.to_string()),
+        Some((m, credential)) if credential.matches_password(m, password) => {
+            logins.remember(user, &credential, password);
+            Ok(user.to_string())
+        }
         _ => Err(AuthError::InvalidCredentials),
+    }
+}
+
+/// PLAIN logins that passed, per shard: a password checked against a SCRAM
+/// credential costs PBKDF2 (4096 rounds of HMAC-SHA-512, 2-3 ms of the
+/// shard's core here), so a client that reconnects with the same password
+/// is recognised by a keyed hash of it instead (HMAC-SHA-256 under a
+/// random key of this process, never stored). An entry holds for the
+/// credential it was checked against: a new password or salt misses.
+pub struct PlainLogins {
+    key: [u8; 32],
+    /// User -> (the StoredKey the password was checked against, its tag).
+    passed: RefCell<HashMap<String, PassedLogin>>,
+}
+
+type PassedLogin = (Vec<u8>, Vec<u8>);
+
+/// Users remembered per shard; past this the memory is cleared.
+const PLAIN_LOGINS_MAX: usize = 10_000;
+
+impl PlainLogins {
+    pub fn new() -> Result<Self, AuthError> {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&scram::random_bytes(32)?);
+        Ok(Self {
+            key,
+            passed: RefCell::new(HashMap::new()),
+        })
+    }
+
+    fn tag(&self, password: &[u8]) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes a 32-byte key");
+        mac.update(password);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn passed_before(&self, user: &str, credential: &ScramCredential, password: &[u8]) -> bool {
+        self.passed.borrow().get(user).is_some_and(|(stored_key, tag)| {
+            *stored_key == credential.stored_key && bool::from(tag.ct_eq(&self.tag(password)))
+        })
+    }
+
+    fn remember(&self, user: &str, credential: &ScramCredential, password: &[u8]) {
+        let mut passed = self.passed.borrow_mut();
+        if passed.len() >= PLAIN_LOGINS_MAX {
+            passed.clear();
+        }
+        passed.insert(user.to_string(), (credential.stored_key.clone(), self.tag(password)));
     }
 }
 
@@ -216,7 +279,8 @@ mod tests {
     fn plain_checks_the_scram_credential() {
         let m = ScramMechanism::Sha256;
         let users = Users(vec![("alice".into(), m, m.new_credential("pw", 4096).unwrap())]);
-        let ok = |t: &[u8]| Authenticator::new(Mechanism::Plain).step(t, &users);
+        let logins = PlainLogins::new().unwrap();
+        let ok = |t: &[u8]| Authenticator::new(Mechanism::Plain).step(t, &users, &logins);
         assert_eq!(
             ok(b"\0alice\0pw").unwrap(),
             Step::Done {
@@ -232,6 +296,15 @@ mod tests {
         assert!(matches!(ok(b"\0alice\0"), Err(AuthError::Refused(_))));
         assert!(matches!(ok(b"alice"), Err(AuthError::Malformed(_))));
         assert!(matches!(ok(b"\0alice\0pw\0x"), Err(AuthError::Malformed(_))));
+        // Remembered after the first login: the same password passes, a
+        // wrong one still fails, and a new credential is checked afresh.
+        assert!(logins.passed.borrow().contains_key("alice"));
+        assert!(ok(b"\0alice\0pw").is_ok());
+        assert!(matches!(ok(b"\0alice\0pX"), Err(AuthError::InvalidCredentials)));
+        let renewed = Users(vec![("alice".into(), m, m.new_credential("new", 4096).unwrap())]);
+        let again = |t: &[u8]| Authenticator::new(Mechanism::Plain).step(t, &renewed, &logins);
+        assert!(matches!(again(b"\0alice\0pw"), Err(AuthError::InvalidCredentials)));
+        assert!(again(b"\0alice\0new").is_ok());
     }
 
     #[test]
