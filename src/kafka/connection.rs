@@ -181,10 +181,7 @@ async fn read_requests<S: AsyncRead + Unpin>(
             Some(session) => match session.on_frame(broker, frame) {
                 Verdict::Serve(frame) => (start_request(broker, frame, charge, &info)?, None),
                 Verdict::Reply(reply) => (ready(Some(reply), charge), None),
-                Verdict::ReplyAndClose(reply) => (
-                    ready(Some(reply), charge),
-                    Some("authentication failed; the answer says why".to_string()),
-                ),
+                Verdict::ReplyAndClose(reply, why) => (ready(Some(reply), charge), Some(why)),
                 Verdict::Close(why) => return Err(why),
             },
         };

@@ -33,8 +33,8 @@ pub enum Verdict {
     Serve(Bytes),
     /// Answer with this; the connection goes on.
     Reply(Frame),
-    /// Answer with this, then close.
-    ReplyAndClose(Frame),
+    /// Answer with this, then close (the reason is for the log).
+    ReplyAndClose(Frame, String),
     /// Close without an answer (a frame the protocol does not allow here).
     Close(String),
 }
@@ -163,7 +163,7 @@ impl SaslSession {
                 } else {
                     errors::UNSUPPORTED_SASL_MECHANISM
                 }) {
-                    Ok(f) => Verdict::ReplyAndClose(f),
+                    Ok(f) => Verdict::ReplyAndClose(f, format!("SASL mechanism {:?} refused", req.mechanism.as_str())),
                     Err(_) => Verdict::Close("SaslHandshake response does not encode".into()),
                 }
             }
@@ -212,13 +212,14 @@ impl SaslSession {
                 broker
                     .metrics
                     .authentication(&self.listener.name, mechanism.name(), AuthOutcome::Failure);
-                tracing::debug!(shard = %broker.me(), listener = %self.listener.name, %mechanism, error = %e,
-                    "SASL authentication failed");
                 let resp = SaslAuthenticateResponse::default()
                     .with_error_code(errors::SASL_AUTHENTICATION_FAILED)
                     .with_error_message(Some(errors::message(e.client_message(mechanism, reauthenticating))));
                 match encode(&resp) {
-                    Ok(f) => Verdict::ReplyAndClose(f),
+                    Ok(f) => Verdict::ReplyAndClose(
+                        f,
+                        format!("SASL {mechanism} authentication on {} failed: {e}", self.listener.name),
+                    ),
                     Err(_) => Verdict::Close("SaslAuthenticate response does not encode".into()),
                 }
             }
