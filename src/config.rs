@@ -89,6 +89,10 @@ pub struct SaslConfig {
     /// re-authenticate (KIP-368; Kafka's connections.max.reauth.ms); a
     /// client that does not is disconnected at its next request. 0: no limit.
     pub connections_max_reauth_ms: u64,
+    /// How long a client whose authentication failed waits for the answer
+    /// (and the close), as Kafka's connection.failed.authentication.delay.ms:
+    /// it slows password guessing over one connection.
+    pub failed_authentication_delay_ms: u64,
 }
 
 impl Default for SaslConfig {
@@ -99,6 +103,7 @@ impl Default for SaslConfig {
                 .map(|m| m.name().to_string())
                 .collect(),
             connections_max_reauth_ms: 0,
+            failed_authentication_delay_ms: 100,
         }
     }
 }
@@ -503,6 +508,12 @@ impl Config {
                 expected: "a SASL listener needs at least one mechanism".into(),
             });
         }
+        check(
+            "sasl.failed_authentication_delay_ms",
+            self.sasl.failed_authentication_delay_ms,
+            0,
+            60_000,
+        )?;
         check(
             "sasl.connections_max_reauth_ms",
             self.sasl.connections_max_reauth_ms,

@@ -181,7 +181,16 @@ async fn read_requests<S: AsyncRead + Unpin>(
             Some(session) => match session.on_frame(broker, frame) {
                 Verdict::Serve(frame) => (start_request(broker, frame, charge, &info)?, None),
                 Verdict::Reply(reply) => (ready(Some(reply), charge), None),
-                Verdict::ReplyAndClose(reply, why) => (ready(Some(reply), charge), Some(why)),
+                // Kafka's connection.failed.authentication.delay.ms: a
+                // refused client waits before it learns so and may retry.
+                Verdict::ReplyAndClose(reply, why) => {
+                    let delay = std::time::Duration::from_millis(broker.config.sasl.failed_authentication_delay_ms);
+                    let delayed = glommio::spawn_local(async move {
+                        glommio::timer::sleep(delay).await;
+                        (Outcome::Respond(Some(reply)), charge)
+                    });
+                    (delayed, Some(why))
+                }
                 Verdict::Close(why) => return Err(why),
             },
         };
