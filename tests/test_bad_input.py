@@ -76,10 +76,12 @@ def test_api_versions_lists_exactly_what_is_served(broker):
     # FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup,
     # ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
     # DescribeConfigs, CreatePartitions, DescribeLogDirs, IncrementalAlterConfigs,
-    # DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, DescribeCluster.
+    # DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, DescribeCluster,
+    # SaslHandshake, SaslAuthenticate, Describe/AlterUserScramCredentials.
     assert set(apis) == {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 22, 32, 35, 37, 44,
-                         15, 16, 42, 47, 60}
+                         15, 16, 42, 47, 60, 17, 36, 50, 51}
     assert apis[60] == (0, 2)
+    assert apis[17] == (0, 1) and apis[36] == (0, 2) and apis[50] == (0, 0) and apis[51] == (0, 0)
     assert apis[21] == (0, 2)
     assert apis[0] == (3, 11) and apis[1] == (4, 12)
 
