@@ -47,6 +47,10 @@ APIS = [
     ("IncrementalAlterConfigs", "incremental_alter_configs_request"),
     ("OffsetDelete", "offset_delete_request"),
     ("DescribeCluster", "describe_cluster_request"),
+    ("SaslHandshake", "sasl_handshake_request"),
+    ("SaslAuthenticate", "sasl_authenticate_request"),
+    ("DescribeUserScramCredentials", "describe_user_scram_credentials_request"),
+    ("AlterUserScramCredentials", "alter_user_scram_credentials_request"),
 ]
 
 STRUCT = re.compile(r"^pub struct (\w+) \{$")

@@ -42,6 +42,20 @@ pub const REQUESTS: &[(ApiKey, i16, i16, crate::Build)] = &[
     ),
     (ApiKey::OffsetDelete, 0, 0, crate::build::<OffsetDeleteRequest>),
     (ApiKey::DescribeCluster, 0, 2, crate::build::<DescribeClusterRequest>),
+    (ApiKey::SaslHandshake, 0, 1, crate::build::<SaslHandshakeRequest>),
+    (ApiKey::SaslAuthenticate, 0, 2, crate::build::<SaslAuthenticateRequest>),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        0,
+        crate::build::<DescribeUserScramCredentialsRequest>,
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        0,
+        0,
+        crate::build::<AlterUserScramCredentialsRequest>,
+    ),
 ];
 
 impl Gen for produce_request::PartitionProduceData {
@@ -1110,6 +1124,109 @@ impl Gen for describe_cluster_request::DescribeClusterRequest {
         }
         if (2..=2).contains(&version) {
             m.include_fenced_brokers = <bool>::gen(g, "include_fenced_brokers", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for sasl_handshake_request::SaslHandshakeRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (0..=1).contains(&version) {
+            m.mechanism = <StrBytes>::gen(g, "mechanism", version);
+        }
+        m
+    }
+}
+
+impl Gen for sasl_authenticate_request::SaslAuthenticateRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (0..=2).contains(&version) {
+            m.auth_bytes = <Bytes>::gen(g, "auth_bytes", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (0..=0).contains(&version) {
+            m.users = <Option<Vec<describe_user_scram_credentials_request::UserName>>>::gen(g, "users", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for describe_user_scram_credentials_request::UserName {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (0..=0).contains(&version) {
+            m.name = <StrBytes>::gen(g, "name", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for alter_user_scram_credentials_request::AlterUserScramCredentialsRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (0..=0).contains(&version) {
+            m.deletions =
+                <Vec<alter_user_scram_credentials_request::ScramCredentialDeletion>>::gen(g, "deletions", version);
+        }
+        if (0..=0).contains(&version) {
+            m.upsertions =
+                <Vec<alter_user_scram_credentials_request::ScramCredentialUpsertion>>::gen(g, "upsertions", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for alter_user_scram_credentials_request::ScramCredentialDeletion {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (0..=0).contains(&version) {
+            m.name = <StrBytes>::gen(g, "name", version);
+        }
+        if (0..=0).contains(&version) {
+            m.mechanism = <i8>::gen(g, "mechanism", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for alter_user_scram_credentials_request::ScramCredentialUpsertion {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (0..=0).contains(&version) {
+            m.name = <StrBytes>::gen(g, "name", version);
+        }
+        if (0..=0).contains(&version) {
+            m.mechanism = <i8>::gen(g, "mechanism", version);
+        }
+        if (0..=0).contains(&version) {
+            m.iterations = <i32>::gen(g, "iterations", version);
+        }
+        if (0..=0).contains(&version) {
+            m.salt = <Bytes>::gen(g, "salt", version);
+        }
+        if (0..=0).contains(&version) {
+            m.salted_password = <Bytes>::gen(g, "salted_password", version);
         }
         m.unknown_tagged_fields = g.tagged_fields();
         m
