@@ -135,8 +135,7 @@ impl Conn {
         user: &str,
         password: &str,
     ) -> anyhow::Result<()> {
-        use corestream::security::scram::{random_nonce, ScramClient};
-        use corestream::security::Mechanism;
+        use corestream::security::ClientExchange;
         let hs: SaslHandshakeResponse = self
             .call(
                 ApiKey::SaslHandshake,
@@ -160,16 +159,9 @@ impl Conn {
                 None => Ok(resp.auth_bytes),
             }
         };
-        match mechanism {
-            Mechanism::Plain => {
-                send(format!("\0{user}\0{password}").into_bytes()).await?;
-            }
-            Mechanism::Scram(m) => {
-                let (mut client, first) = ScramClient::start(m, user, password, random_nonce()?);
-                let server_first = send(first).await?;
-                let server_final = send(client.finish(&server_first)?).await?;
-                client.verify(&server_final)?;
-            }
+        let (mut exchange, mut token) = ClientExchange::start(mechanism, user, password)?;
+        while let Some(next) = exchange.next(&send(token).await?)? {
+            token = next;
         }
         Ok(())
     }

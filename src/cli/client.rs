@@ -17,8 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
-use crate::security::scram::{self, ScramClient};
-use crate::security::Mechanism;
+use crate::security::{ClientExchange, Mechanism};
 
 /// Largest response the tool accepts.
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
@@ -89,16 +88,9 @@ impl Client {
             }
             Ok(resp.auth_bytes)
         };
-        match login.mechanism {
-            Mechanism::Plain => {
-                send(format!("\0{}\0{}", login.user, login.password).into_bytes())?;
-            }
-            Mechanism::Scram(m) => {
-                let (mut client, first) = ScramClient::start(m, &login.user, &login.password, scram::random_nonce()?);
-                let server_first = send(first)?;
-                let server_final = send(client.finish(&server_first)?)?;
-                client.verify(&server_final)?;
-            }
+        let (mut exchange, mut token) = ClientExchange::start(login.mechanism, &login.user, &login.password)?;
+        while let Some(next) = exchange.next(&send(token)?)? {
+            token = next;
         }
         Ok(())
     }

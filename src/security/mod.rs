@@ -174,6 +174,45 @@ impl Authenticator {
     }
 }
 
+/// The client side of one SASL exchange, for corestream's own tools (the
+/// CLI, the load generator): `start` gives the first token; each server
+/// answer gives the next token to send, or `None` once logged in (SCRAM's
+/// last step checks that the server knew the credential).
+pub struct ClientExchange {
+    scram: Option<scram::ScramClient>,
+    step: u8,
+}
+
+impl ClientExchange {
+    pub fn start(mechanism: Mechanism, user: &str, password: &str) -> Result<(Self, Vec<u8>), AuthError> {
+        match mechanism {
+            Mechanism::Plain => Ok((
+                Self { scram: None, step: 0 },
+                format!("\0{user}\0{password}").into_bytes(),
+            )),
+            Mechanism::Scram(m) => {
+                let (client, first) = scram::ScramClient::start(m, user, password, scram::random_nonce()?);
+                Ok((
+                    Self {
+                        scram: Some(client),
+                        step: 0,
+                    },
+                    first,
+                ))
+            }
+        }
+    }
+
+    pub fn next(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, AuthError> {
+        self.step += 1;
+        match (&mut self.scram, self.step) {
+            (Some(client), 1) => client.finish(answer).map(Some),
+            (Some(client), _) => client.verify(answer).map(|()| None),
+            (None, _) => Ok(None),
+        }
+    }
+}
+
 /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL passwd`, checked against
 /// the user's SCRAM credential (SHA-512 where the user has one), so one
 /// password serves both and the broker stores no password.
@@ -305,6 +344,34 @@ mod tests {
         let again = |t: &[u8]| Authenticator::new(Mechanism::Plain).step(t, &renewed, &logins);
         assert!(matches!(again(b"\0alice\0pw"), Err(AuthError::InvalidCredentials)));
         assert!(again(b"\0alice\0new").is_ok());
+    }
+
+    #[test]
+    fn the_client_exchange_logs_in_with_every_mechanism() {
+        let logins = PlainLogins::new().unwrap();
+        for mechanism in Mechanism::ALL {
+            let users = Users(
+                ScramMechanism::ALL
+                    .iter()
+                    .map(|&m| ("bob".to_string(), m, m.new_credential("pw", 4096).unwrap()))
+                    .collect(),
+            );
+            for (password, ok) in [("pw", true), ("nope", false)] {
+                let mut server = Authenticator::new(mechanism);
+                let (mut client, mut token) = ClientExchange::start(mechanism, "bob", password).unwrap();
+                let logged_in = loop {
+                    match server.step(&token, &users, &logins) {
+                        Err(_) => break false,
+                        Ok(Step::Challenge(answer)) => token = client.next(&answer).unwrap().expect("more to send"),
+                        Ok(Step::Done { response, user }) => {
+                            assert_eq!(user, "bob");
+                            break client.next(&response).unwrap().is_none();
+                        }
+                    }
+                };
+                assert_eq!(logged_in, ok, "{mechanism} with {password}");
+            }
+        }
     }
 
     #[test]
