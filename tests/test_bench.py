@@ -148,3 +148,31 @@ def test_compressed_batches_are_what_kafka_clients_read(broker, tmp_path):
         consumer.close()
         assert all(len(m.value()) == 64 for m in got), codec
         assert [m.offset() for m in got[:1000]] == list(range(1000)), codec
+
+
+def test_the_generator_over_sasl_ssl(broker_factory, tmp_path):
+    """--tls-ca and --sasl-* (what bench/tls.sh measures with): every
+    connection speaks TLS and logs in; a wrong password stops the run."""
+    from certs import Certs
+    from conftest import free_port
+    from test_sasl import create_user
+    certs = Certs(tmp_path / "certs")
+    port = free_port()
+    cfg = tmp_path / "tls.toml"
+    cfg.write_text(f'[ssl]\ncertificate_chain_file = "{certs.path("server.pem")}"\n'
+                   f'private_key_file = "{certs.path("server.key")}"\n')
+    b = broker_factory(listeners=[f"SASL_SSL://127.0.0.1:{port}"], extra_args=["--config", str(cfg)])
+    create_user(b, "gen", "gen-pw")
+    login = ["--tls-ca", certs.path("ca.pem"), "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", "gen"]
+    p, c = tmp_path / "p.json", tmp_path / "c.json"
+    bench(*login, "--sasl-password", "gen-pw", "produce", "--bootstrap", f"127.0.0.1:{port}", "--topic", "s",
+          "--partitions", "2", "--duration", "1s", "--acks", "all", "--rate", "20000", "--json", str(p))
+    bench(*login, "--sasl-password", "gen-pw", "consume", "--bootstrap", f"127.0.0.1:{port}", "--topic", "s",
+          "--until-end", "--json", str(c))
+    produced, consumed = results(p)["produce"], results(c)["consume"]
+    assert produced["errors"] == {} and produced["messages"] > 0
+    assert consumed["messages"] == produced["messages"]
+    r = subprocess.run([str(BENCH), *login, "--sasl-password", "wrong", "produce", "--bootstrap",
+                        f"127.0.0.1:{port}", "--topic", "s", "--duration", "1s"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "SaslAuthenticationFailed" in r.stderr, r.stderr
