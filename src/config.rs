@@ -32,6 +32,8 @@ pub struct Config {
     pub sasl: SaslConfig,
     /// Certificates of SSL and SASL_SSL listeners.
     pub ssl: crate::security::tls::SslConfig,
+    /// ACL checks on every request (off by default, as in Kafka).
+    pub authorizer: crate::security::acl::AuthorizerConfig,
     /// Admin HTTP port: /metrics (Prometheus) and /health. Loopback by
     /// default; other addresses only when configured.
     pub admin_listen: SocketAddr,
@@ -211,6 +213,7 @@ impl Default for Config {
             listener_security_protocol_map: BTreeMap::new(),
             sasl: SaslConfig::default(),
             ssl: Default::default(),
+            authorizer: Default::default(),
             admin_listen: "127.0.0.1:9644".parse().expect("valid literal"),
             data_dir: PathBuf::from("corestream-data"),
             shards: None,
@@ -506,6 +509,13 @@ impl Config {
                 key: "sasl.enabled_mechanisms",
                 value: "[]".into(),
                 expected: "a SASL listener needs at least one mechanism".into(),
+            });
+        }
+        if let Some(bad) = self.authorizer.super_users.iter().find(|s| !s.contains(':')) {
+            return Err(ConfigError::Invalid {
+                key: "authorizer.super_users",
+                value: bad.clone(),
+                expected: "principals as Type:name, e.g. User:admin".into(),
             });
         }
         check(

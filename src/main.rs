@@ -44,6 +44,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::UserCommand,
     },
+    /// ACLs (authorization) over the Kafka protocol, as kafka-acls.sh.
+    Acl {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        command: cli::AclCommand,
+    },
     /// Cluster overview over the Kafka protocol.
     Cluster {
         #[command(flatten)]
@@ -246,6 +253,7 @@ fn main() -> ExitCode {
         Command::Topic { target, command } => cli::topic(target, command),
         Command::Cluster { target, command } => cli::cluster(target, command),
         Command::User { target, command } => cli::user(target, command),
+        Command::Acl { target, command } => cli::acl(target, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

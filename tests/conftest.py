@@ -152,21 +152,38 @@ def free_port_pair():
     raise RuntimeError("no two adjacent free ports")
 
 
-@pytest.fixture(scope="session")
-def kafka_ref(tmp_path_factory):
-    """Apache Kafka 4.1.1 (KRaft, one node) from the Maven jars, started and
-    stopped by scripts/kafka-ref: the reference the differential test
-    compares corestream with. Yields its bootstrap address."""
-    data = tmp_path_factory.mktemp("kafka-ref")
+def start_kafka_ref(tmp_path_factory, name, extra_props=""):
+    data = tmp_path_factory.mktemp(name)
     port = free_port_pair()
     script = ROOT / "scripts" / "kafka-ref"
-    r = subprocess.run([str(script), "start", str(port), str(data)], capture_output=True, text=True, timeout=240)
+    env = dict(os.environ, EXTRA_PROPS=extra_props)
+    r = subprocess.run([str(script), "start", str(port), str(data)], capture_output=True, text=True, timeout=240,
+                       env=env)
     if r.returncode != 0:
         pytest.fail(f"Apache Kafka did not start:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     try:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([str(script), "stop", str(data)], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def kafka_ref(tmp_path_factory):
+    """Apache Kafka 4.1.1 (KRaft, one node) from the Maven jars, started and
+    stopped by scripts/kafka-ref: the reference the differential test
+    compares corestream with. Yields its bootstrap address."""
+    yield from start_kafka_ref(tmp_path_factory, "kafka-ref")
+
+
+@pytest.fixture(scope="module")
+def kafka_ref_authorizer(tmp_path_factory):
+    """The same, authorizing with Kafka's StandardAuthorizer; a resource
+    without ACLs stays open (allow.everyone.if.no.acl.found), so the
+    anonymous client may create ACLs and meet them."""
+    yield from start_kafka_ref(
+        tmp_path_factory, "kafka-ref-acl",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+        "allow.everyone.if.no.acl.found=true")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use client::{Client, SaslLogin};
 
+use crate::security::acl;
 use crate::security::scram::{ScramMechanism, MIN_ITERATIONS};
 use crate::security::Mechanism;
 
@@ -140,6 +141,93 @@ pub enum UserCommand {
         name: String,
         #[arg(long = "mechanism", value_name = "MECHANISM")]
         mechanisms: Vec<String>,
+    },
+}
+
+/// The resource an ACL command is about: one of these.
+#[derive(Args, Default)]
+#[group(multiple = false)]
+pub struct AclResource {
+    #[arg(long, value_name = "NAME")]
+    topic: Option<String>,
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// The cluster (kafka-cluster): admin and cluster-wide operations.
+    #[arg(long)]
+    cluster: bool,
+    #[arg(long, value_name = "ID")]
+    transactional_id: Option<String>,
+}
+
+impl AclResource {
+    fn get(&self) -> Option<(acl::ResourceType, String)> {
+        use acl::ResourceType as T;
+        match (&self.topic, &self.group, self.cluster, &self.transactional_id) {
+            (Some(t), ..) => Some((T::Topic, t.clone())),
+            (_, Some(g), ..) => Some((T::Group, g.clone())),
+            (_, _, true, _) => Some((T::Cluster, acl::CLUSTER_NAME.to_string())),
+            (.., Some(id)) => Some((T::TransactionalId, id.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PatternArg {
+    /// The name exactly (`*`: every resource of the type).
+    Literal,
+    /// Every name that starts with it.
+    Prefixed,
+    /// list/remove: every ACL that applies to the named resource
+    /// (literal, `*` and prefixes).
+    Match,
+    /// list/remove: literal and prefixed ACLs with exactly this name.
+    Any,
+}
+
+#[derive(Subcommand)]
+pub enum AclCommand {
+    /// Allow (or with --deny, deny) PRINCIPAL the operations on a resource.
+    Add {
+        /// Who: User:NAME (a SASL user or a client certificate's subject), User:* for anyone.
+        #[arg(long)]
+        principal: String,
+        /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
+        /// ALTER_CONFIGS, IDEMPOTENT_WRITE, CLUSTER_ACTION or ALL (repeatable).
+        #[arg(long = "operation", required = true)]
+        operations: Vec<String>,
+        #[command(flatten)]
+        resource: AclResource,
+        #[arg(long, value_enum, default_value = "literal")]
+        pattern: PatternArg,
+        /// Only from this client IP address.
+        #[arg(long, default_value = "*")]
+        host: String,
+        /// A DENY ACL: it wins over any ALLOW.
+        #[arg(long)]
+        deny: bool,
+    },
+    /// ACLs, all or those matching the filters.
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+        #[command(flatten)]
+        resource: AclResource,
+        #[arg(long, value_enum, default_value = "any")]
+        pattern: PatternArg,
+    },
+    /// Remove the ACLs matching the filters (a principal or a resource is required).
+    Remove {
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+        #[command(flatten)]
+        resource: AclResource,
+        #[arg(long, value_enum, default_value = "any")]
+        pattern: PatternArg,
+        #[arg(long)]
+        host: Option<String>,
     },
 }
 
@@ -804,4 +892,231 @@ fn mechanism_list(names: &[String]) -> String {
     scram_mechanisms(names)
         .map(|ms| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(" and "))
         .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct AclRow {
+    resource_type: &'static str,
+    resource: String,
+    pattern: &'static str,
+    principal: String,
+    host: String,
+    operation: &'static str,
+    permission: &'static str,
+}
+
+fn acl_row(
+    resource_type: i8,
+    resource: &StrBytes,
+    pattern: i8,
+    principal: &StrBytes,
+    host: &StrBytes,
+    op: i8,
+    perm: i8,
+) -> AclRow {
+    AclRow {
+        resource_type: acl::ResourceType::from_code(resource_type).map_or("UNKNOWN", |t| t.name()),
+        resource: resource.to_string(),
+        pattern: acl::PatternType::from_code(pattern).map_or("UNKNOWN", |p| p.name()),
+        principal: principal.to_string(),
+        host: host.to_string(),
+        operation: acl::Operation::from_code(op).map_or("UNKNOWN", |o| o.name()),
+        permission: acl::Permission::from_code(perm).map_or("UNKNOWN", |p| p.name()),
+    }
+}
+
+fn print_acls(output: Output, rows: &Vec<AclRow>) -> anyhow::Result<()> {
+    emit(output, rows, |rows| {
+        table(
+            &[
+                "TYPE",
+                "RESOURCE",
+                "PATTERN",
+                "PRINCIPAL",
+                "HOST",
+                "OPERATION",
+                "PERMISSION",
+            ],
+            &rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.resource_type.to_string(),
+                        r.resource.clone(),
+                        r.pattern.to_string(),
+                        r.principal.clone(),
+                        r.host.clone(),
+                        r.operation.to_string(),
+                        r.permission.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )
+    })
+}
+
+fn operations(names: &[String]) -> anyhow::Result<Vec<acl::Operation>> {
+    names
+        .iter()
+        .map(|n| acl::Operation::from_name(n).with_context(|| format!("--operation {n}: not an ACL operation")))
+        .collect()
+}
+
+fn pattern_code(p: PatternArg) -> i8 {
+    match p {
+        PatternArg::Literal => acl::PatternType::Literal.code(),
+        PatternArg::Prefixed => acl::PatternType::Prefixed.code(),
+        PatternArg::Match => acl::CODE_MATCH,
+        PatternArg::Any => acl::CODE_ANY,
+    }
+}
+
+pub fn acl(target: Target, cmd: AclCommand) -> anyhow::Result<()> {
+    let mut c = target.connect()?;
+    match cmd {
+        AclCommand::Add {
+            principal,
+            operations: ops,
+            resource,
+            pattern,
+            host,
+            deny,
+        } => {
+            let (rt, name) = resource
+                .get()
+                .context("name the resource: --topic, --group, --cluster or --transactional-id")?;
+            if matches!(pattern, PatternArg::Match | PatternArg::Any) {
+                bail!("an ACL's --pattern is literal or prefixed");
+            }
+            let permission = if deny {
+                acl::Permission::Deny
+            } else {
+                acl::Permission::Allow
+            };
+            let creations: Vec<create_acls_request::AclCreation> = operations(&ops)?
+                .into_iter()
+                .map(|op| {
+                    create_acls_request::AclCreation::default()
+                        .with_resource_type(rt.code())
+                        .with_resource_name(StrBytes::from_string(name.clone()))
+                        .with_resource_pattern_type(pattern_code(pattern))
+                        .with_principal(StrBytes::from_string(principal.clone()))
+                        .with_host(StrBytes::from_string(host.clone()))
+                        .with_operation(op.code())
+                        .with_permission_type(permission.code())
+                })
+                .collect();
+            let resp: CreateAclsResponse = c.call(
+                ApiKey::CreateAcls,
+                (1, 3),
+                &CreateAclsRequest::default().with_creations(creations),
+            )?;
+            for r in &resp.results {
+                check(r.error_code, r.error_message.as_ref(), "adding an ACL")?;
+            }
+            println!(
+                "{} {principal} {} on {} {name} ({} ACLs)",
+                permission.name(),
+                ops.join(", "),
+                rt.name(),
+                resp.results.len()
+            );
+            Ok(())
+        }
+        AclCommand::List {
+            principal,
+            resource,
+            pattern,
+        } => {
+            let (rt, name) = resource
+                .get()
+                .map_or((acl::CODE_ANY, None), |(t, n)| (t.code(), Some(n)));
+            let req = DescribeAclsRequest::default()
+                .with_resource_type_filter(rt)
+                .with_resource_name_filter(name.map(StrBytes::from_string))
+                .with_pattern_type_filter(pattern_code(pattern))
+                .with_principal_filter(principal.map(StrBytes::from_string))
+                .with_host_filter(None)
+                .with_operation(acl::CODE_ANY)
+                .with_permission_type(acl::CODE_ANY);
+            let resp: DescribeAclsResponse = c.call(ApiKey::DescribeAcls, (1, 3), &req)?;
+            check(resp.error_code, resp.error_message.as_ref(), "listing ACLs")?;
+            let rows: Vec<AclRow> = resp
+                .resources
+                .iter()
+                .flat_map(|r| {
+                    r.acls.iter().map(|a| {
+                        acl_row(
+                            r.resource_type,
+                            &r.resource_name,
+                            r.pattern_type,
+                            &a.principal,
+                            &a.host,
+                            a.operation,
+                            a.permission_type,
+                        )
+                    })
+                })
+                .collect();
+            print_acls(target.output, &rows)
+        }
+        AclCommand::Remove {
+            principal,
+            operations: ops,
+            resource,
+            pattern,
+            host,
+        } => {
+            let resource = resource.get();
+            if resource.is_none() && principal.is_none() {
+                bail!("name a principal or a resource: `acl remove` does not remove every ACL at once");
+            }
+            let (rt, name) = resource.map_or((acl::CODE_ANY, None), |(t, n)| (t.code(), Some(n)));
+            let ops: Vec<i8> = if ops.is_empty() {
+                vec![acl::CODE_ANY]
+            } else {
+                operations(&ops)?.into_iter().map(|o| o.code()).collect()
+            };
+            let filters = ops
+                .into_iter()
+                .map(|op| {
+                    delete_acls_request::DeleteAclsFilter::default()
+                        .with_resource_type_filter(rt)
+                        .with_resource_name_filter(name.clone().map(StrBytes::from_string))
+                        .with_pattern_type_filter(pattern_code(pattern))
+                        .with_principal_filter(principal.clone().map(StrBytes::from_string))
+                        .with_host_filter(host.clone().map(StrBytes::from_string))
+                        .with_operation(op)
+                        .with_permission_type(acl::CODE_ANY)
+                })
+                .collect();
+            let resp: DeleteAclsResponse = c.call(
+                ApiKey::DeleteAcls,
+                (1, 3),
+                &DeleteAclsRequest::default().with_filters(filters),
+            )?;
+            let mut rows = Vec::new();
+            for r in &resp.filter_results {
+                check(r.error_code, r.error_message.as_ref(), "removing ACLs")?;
+                rows.extend(r.matching_acls.iter().map(|a| {
+                    acl_row(
+                        a.resource_type,
+                        &a.resource_name,
+                        a.pattern_type,
+                        &a.principal,
+                        &a.host,
+                        a.operation,
+                        a.permission_type,
+                    )
+                }));
+            }
+            if target.output == Output::Text {
+                println!("removed {} ACLs", rows.len());
+                if rows.is_empty() {
+                    return Ok(());
+                }
+            }
+            print_acls(target.output, &rows)
+        }
+    }
 }

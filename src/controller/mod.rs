@@ -11,6 +11,8 @@
 //! - `topic_config.rs`: known topic configs, defaults and checks.
 //! - Users' SCRAM credentials (salted keys, never passwords): every shard
 //!   authenticates its own connections from its own copy.
+//! - ACLs: every shard authorizes its own connections' requests from its
+//!   own copy (`security::acl::Acls`, indexed for checks).
 //!
 //! On one node the metadata log is a local file; the cluster issue turns it
 //! into the metadata Raft group on shard 0, with the same changes as entries.
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use corestream_shards::{PartitionId, ShardId};
 use serde::{Deserialize, Serialize};
 
+use crate::security::acl::{AclBinding, Acls};
 use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +90,12 @@ pub enum MetaChange {
         user: String,
         mechanism: ScramMechanism,
     },
+    AclCreated {
+        acl: AclBinding,
+    },
+    AclDeleted {
+        acl: AclBinding,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +107,7 @@ pub struct ClusterMeta {
     pub producer_ids_reserved: i64,
     /// SCRAM credentials by user and mechanism.
     pub users: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    pub acls: Acls,
 }
 
 impl crate::security::Credentials for ClusterMeta {
@@ -114,6 +124,7 @@ impl ClusterMeta {
             shard_load: vec![0; shards],
             producer_ids_reserved: 0,
             users: BTreeMap::new(),
+            acls: Acls::default(),
         }
     }
 
@@ -219,6 +230,16 @@ impl ClusterMeta {
                 }
                 if creds.is_empty() {
                     self.users.remove(user);
+                }
+            }
+            MetaChange::AclCreated { acl } => {
+                if !self.acls.insert(acl.clone()) {
+                    return Err(format!("ACL {acl:?} created twice"));
+                }
+            }
+            MetaChange::AclDeleted { acl } => {
+                if !self.acls.remove(acl) {
+                    return Err(format!("deleting ACL {acl:?}, which does not exist"));
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{topic_config, ClusterMeta, MetaChange, PartitionMeta};
+use crate::security::acl::{AclBinding, AclFilter};
 use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +36,11 @@ pub enum ControlError {
     TimedOut(String),
     #[error("{0}")]
     ResourceNotFound(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Refused before planning: the caller may not touch the topic.
+    #[error("{0}")]
+    TopicAuthorizationFailed(String),
 }
 
 /// The limits the controller enforces, from the broker config of the node
@@ -404,6 +410,43 @@ pub fn plan_alter_scram(
             }
         })
         .collect();
+    (results, changes)
+}
+
+/// Plans new ACLs: each is checked as Kafka does; one that exists already
+/// succeeds without a change, and so does one given twice.
+pub fn plan_create_acls(meta: &ClusterMeta, acls: &[AclBinding]) -> (Vec<Result<(), ControlError>>, Vec<MetaChange>) {
+    let mut changes = Vec::new();
+    let mut added = std::collections::BTreeSet::new();
+    let results = acls
+        .iter()
+        .map(|acl| {
+            acl.validate().map_err(ControlError::InvalidRequest)?;
+            if !meta.acls.contains(acl) && added.insert(acl.clone()) {
+                changes.push(MetaChange::AclCreated { acl: acl.clone() });
+            }
+            Ok(())
+        })
+        .collect();
+    (results, changes)
+}
+
+/// Plans the deletion of every ACL each filter matches; an ACL two filters
+/// match is deleted once and reported under both, as Kafka does.
+pub fn plan_delete_acls(
+    meta: &ClusterMeta,
+    filters: &[AclFilter],
+) -> (Vec<Result<Vec<AclBinding>, ControlError>>, Vec<MetaChange>) {
+    let mut gone = std::collections::BTreeSet::new();
+    let results = filters
+        .iter()
+        .map(|f| {
+            let matched: Vec<AclBinding> = meta.acls.iter().filter(|a| f.matches(a)).cloned().collect();
+            gone.extend(matched.iter().cloned());
+            Ok(matched)
+        })
+        .collect();
+    let changes = gone.into_iter().map(|acl| MetaChange::AclDeleted { acl }).collect();
     (results, changes)
 }
 

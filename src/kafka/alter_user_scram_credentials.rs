@@ -13,10 +13,12 @@ use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserSc
 use kafka_protocol::messages::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorized::Caller;
 use super::errors;
 use crate::controller::plan::ScramChange;
 use crate::node::broker::Broker;
 use crate::node::control::{ControlReply, ControlRequest};
+use crate::security::acl::Operation;
 use crate::security::scram::{ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
 pub const VERSIONS: (i16, i16) = (0, 0);
@@ -34,7 +36,9 @@ pub async fn handle(
     b: &Rc<Broker>,
     req: AlterUserScramCredentialsRequest,
     _version: i16,
+    caller: &Caller<'_>,
 ) -> AlterUserScramCredentialsResponse {
+    let allowed = caller.may_cluster(Operation::Alter);
     // Per user: the change, or why it is refused.
     let mut users: BTreeMap<String, Result<ScramChange, Refusal>> = BTreeMap::new();
     const TWICE: Refusal = (
@@ -78,6 +82,11 @@ pub async fn handle(
     let mut changes = Vec::new();
     let mut slots = Vec::new();
     for (user, change) in users {
+        let change = if allowed {
+            change
+        } else {
+            Err((errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."))
+        };
         // Kafka's controller answers a success with a null message.
         let mut r = AlterUserScramCredentialsResult::default()
             .with_user(StrBytes::from_string(user))

@@ -2,6 +2,7 @@
 //! gets UNSUPPORTED_VERSION in a v0-shaped reply that still lists our
 //! versions, as KIP-511 specifies, so the client retries with one we do.
 
+use super::authorized::Caller;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
@@ -22,7 +23,7 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub async fn handle(_b: &Broker, _req: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
+pub async fn handle(_b: &Broker, _req: ApiVersionsRequest, _version: i16, _caller: &Caller<'_>) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(errors::NONE)
         .with_api_keys(api_keys())

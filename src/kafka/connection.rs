@@ -30,8 +30,35 @@ use crate::node::broker::Broker;
 /// What the request handlers may need to know about their connection.
 pub struct ConnectionInfo {
     pub peer: Option<std::net::SocketAddr>,
+    /// The client's IP address as ACL hosts name it.
+    pub host: String,
     /// The listener it came in on: Metadata answers with its addresses.
     pub listener: Rc<ListenerConfig>,
+    /// Who the client authenticated as (`User:name`, or a client
+    /// certificate's subject); unset means `User:ANONYMOUS`. Set once: a
+    /// SASL re-authentication must keep the user.
+    principal: std::cell::OnceCell<String>,
+}
+
+impl ConnectionInfo {
+    pub fn new(peer: Option<std::net::SocketAddr>, listener: Rc<ListenerConfig>, principal: Option<String>) -> Self {
+        let info = Self {
+            peer,
+            host: peer.map(|a| a.ip().to_string()).unwrap_or_default(),
+            listener,
+            principal: std::cell::OnceCell::new(),
+        };
+        if let Some(p) = principal {
+            let _ = info.principal.set(p);
+        }
+        info
+    }
+
+    pub fn principal(&self) -> &str {
+        self.principal
+            .get()
+            .map_or(crate::security::acl::ANONYMOUS, String::as_str)
+    }
 }
 
 /// api_key i16 + api_version i16 + correlation_id i32.
@@ -64,14 +91,23 @@ pub async fn serve(
     let fd = stream.as_raw_fd();
     broker.connection_fds.borrow_mut().insert(fd);
     match tls {
-        None => serve_stream(&broker, stream, fd, peer, listener).await,
+        None => serve_stream(&broker, stream, fd, peer, listener, None).await,
         Some(acceptor) => {
             let handshake = futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
                 glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT).await;
                 None
             });
             match handshake.await {
-                Some(Ok(tls)) => serve_stream(&broker, tls, fd, peer, listener).await,
+                Some(Ok(tls)) => {
+                    // On an SSL listener a client certificate names the
+                    // client (Kafka's default principal builder); on
+                    // SASL_SSL the SASL login does.
+                    let principal = (!listener.protocol.sasl())
+                        .then(|| tls.get_ref().1.peer_certificates()?.first().map(|c| c.to_vec()))
+                        .flatten()
+                        .and_then(|der| crate::security::tls::certificate_principal(&der));
+                    serve_stream(&broker, tls, fd, peer, listener, principal).await
+                }
                 Some(Err(e)) => {
                     broker.metrics.tls_handshake_failed(&listener.name);
                     tracing::debug!(shard = %broker.me(), ?peer, error = %e, "TLS handshake failed");
@@ -93,6 +129,7 @@ async fn serve_stream<S>(
     fd: RawFd,
     peer: Option<std::net::SocketAddr>,
     listener: Rc<ListenerConfig>,
+    principal: Option<String>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -100,7 +137,7 @@ async fn serve_stream<S>(
     let in_flight = broker.config.limits.max_in_flight_per_connection;
     let (tx, rx) = local_channel::new_bounded::<Pending>(in_flight);
     let writer = glommio::spawn_local(write_responses(wr, rx, fd));
-    let info = Rc::new(ConnectionInfo { peer, listener });
+    let info = Rc::new(ConnectionInfo::new(peer, listener, principal));
     if let Err(why) = read_requests(broker, rd, tx, info).await {
         tracing::debug!(shard = %broker.me(), ?peer, %why, "closing connection");
     }
@@ -179,7 +216,12 @@ async fn read_requests<S: AsyncRead + Unpin>(
         let (task, close) = match &mut sasl {
             None => (start_request(broker, frame, charge, &info)?, None),
             Some(session) => match session.on_frame(broker, frame) {
-                Verdict::Serve(frame) => (start_request(broker, frame, charge, &info)?, None),
+                Verdict::Serve(frame) => {
+                    if let Some(user) = session.user().filter(|_| info.principal.get().is_none()) {
+                        let _ = info.principal.set(format!("User:{user}"));
+                    }
+                    (start_request(broker, frame, charge, &info)?, None)
+                }
                 Verdict::Reply(reply) => (ready(Some(reply), charge), None),
                 // Kafka's connection.failed.authentication.delay.ms: a
                 // refused client waits before it learns so and may retry.

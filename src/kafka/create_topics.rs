@@ -1,5 +1,6 @@
 //! CreateTopics: validated and placed by the controller on shard 0.
 
+use super::authorized::Caller;
 use std::rc::Rc;
 
 use std::collections::BTreeMap;
@@ -9,15 +10,29 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::errors;
-use crate::controller::plan::NewTopic;
+use super::{authorized, errors};
+use crate::controller::plan::{ControlError, NewTopic};
 use crate::controller::topic_config;
 use crate::node::broker::Broker;
 use crate::node::control::{ControlReply, ControlRequest};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub const VERSIONS: (i16, i16) = (2, 7);
 
-pub async fn handle(b: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: CreateTopicsRequest,
+    version: i16,
+    caller: &Caller<'_>,
+) -> CreateTopicsResponse {
+    // CREATE on the cluster, or else on the topic (Kafka's rule); the
+    // answer shows configs only to a caller that may describe them.
+    let any_topic = caller.sees(Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
+    let allowed: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| any_topic || caller.may_topic(Operation::Create, t.name.0.as_str()))
+        .collect();
     let topics: Vec<NewTopic> = req
         .topics
         .iter()
@@ -37,15 +52,21 @@ pub async fn handle(b: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> C
                 .collect(),
         })
         .collect();
-    let ControlReply::Created(results) = b
-        .control(ControlRequest::CreateTopics {
-            topics,
-            validate_only: req.validate_only,
-        })
-        .await
-    else {
-        unreachable!("CreateTopics gets a Created reply")
-    };
+    let validate_only = req.validate_only;
+    let results = authorized::only_allowed(
+        topics,
+        &allowed,
+        |topics| async move {
+            let ControlReply::Created(results) =
+                b.control(ControlRequest::CreateTopics { topics, validate_only }).await
+            else {
+                unreachable!("CreateTopics gets a Created reply")
+            };
+            results
+        },
+        || Err(ControlError::TopicAuthorizationFailed("Authorization failed.".into())),
+    )
+    .await;
     let topics = req
         .topics
         .into_iter()
@@ -58,7 +79,11 @@ pub async fn handle(b: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> C
                         out.topic_id = created.id;
                     }
                     out.error_message = None;
-                    if version >= 5 {
+                    if version >= 5
+                        && !caller.sees(Operation::DescribeConfigs, ResourceType::Topic, out.name.0.as_str())
+                    {
+                        out.topic_config_error_code = errors::TOPIC_AUTHORIZATION_FAILED;
+                    } else if version >= 5 {
                         // Every broker holds a replica of every partition.
                         out.num_partitions = created.partitions as i32;
                         out.replication_factor = b.config.brokers().len() as i16;

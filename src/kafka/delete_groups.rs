@@ -2,6 +2,7 @@
 //! (NON_EMPTY_GROUP while it has members, GROUP_ID_NOT_FOUND for one the
 //! coordinator does not know).
 
+use super::authorized::Caller;
 use std::rc::Rc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -10,13 +11,23 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use super::errors;
 use crate::group::{self, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
-pub async fn handle(b: &Rc<Broker>, req: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: DeleteGroupsRequest,
+    _version: i16,
+    caller: &Caller<'_>,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in req.groups_names {
-        let code = delete(b, id.0.as_str()).await;
+        let code = if caller.may_group(Operation::Delete, id.0.as_str()) {
+            delete(b, id.0.as_str()).await
+        } else {
+            errors::GROUP_AUTHORIZATION_FAILED
+        };
         results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(code));
     }
     DeleteGroupsResponse::default().with_results(results)

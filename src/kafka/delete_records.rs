@@ -6,6 +6,7 @@
 //! gets OFFSET_OUT_OF_RANGE, ListOffsets earliest answers the new start).
 //! Their bytes stay in the WAL until its segments are reclaimed.
 
+use super::authorized::Caller;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -15,17 +16,24 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{errors, locate};
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
 /// One owner shard's trims, and the (topic, partition) slot of each answer.
 type ShardTrims = (Vec<(PartitionId, Option<Offset>)>, Vec<(usize, usize)>);
 
-pub async fn handle(b: &Rc<Broker>, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: DeleteRecordsRequest,
+    _version: i16,
+    caller: &Caller<'_>,
+) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut work: BTreeMap<ShardId, ShardTrims> = BTreeMap::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let mut parts = Vec::with_capacity(t.partitions.len());
+        let allowed = caller.may_topic(Operation::Delete, t.name.0.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut out = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
@@ -36,6 +44,7 @@ pub async fn handle(b: &Rc<Broker>, req: DeleteRecordsRequest, _version: i16) ->
                 _ => None,
             };
             match (offset, locate(b, t.name.0.as_str(), p.partition_index)) {
+                _ if !allowed => out.error_code = errors::TOPIC_AUTHORIZATION_FAILED,
                 (_, None) => out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION,
                 (None, _) => out.error_code = errors::OFFSET_OUT_OF_RANGE,
                 (Some(offset), Some(loc)) => {

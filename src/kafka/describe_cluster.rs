@@ -9,8 +9,8 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{authorized, errors};
-use crate::config::ListenerConfig;
+use super::authorized::Caller;
+use super::errors;
 use crate::node::broker::Broker;
 use corestream_shards::ShardId;
 
@@ -25,8 +25,9 @@ pub async fn handle(
     b: &Rc<Broker>,
     req: DescribeClusterRequest,
     version: i16,
-    listener: &ListenerConfig,
+    caller: &Caller<'_>,
 ) -> DescribeClusterResponse {
+    let listener = &caller.info.listener;
     // v0 has no endpoint type (it reads as the broker's); v1+ must ask for
     // a broker endpoint, with Kafka's two errors for anything else.
     if version >= 1 && req.endpoint_type != BROKER_ENDPOINT {
@@ -75,8 +76,5 @@ pub async fn handle(
         .with_controller_id(BrokerId(controller))
         .with_endpoint_type(BROKER_ENDPOINT)
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(authorized::when_asked(
-            req.include_cluster_authorized_operations,
-            authorized::CLUSTER,
-        ))
+        .with_cluster_authorized_operations(caller.cluster_operations(req.include_cluster_authorized_operations))
 }

@@ -1,6 +1,7 @@
 //! DescribeConfigs: topic configs with their defaults (and which are
 //! overridden), and the broker's own limits.
 
+use super::authorized::Caller;
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_configs_response::{
@@ -12,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::errors;
 use crate::controller::topic_config;
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
@@ -58,7 +60,12 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
     keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k.as_str() == name))
 }
 
-pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: DescribeConfigsRequest,
+    version: i16,
+    caller: &Caller<'_>,
+) -> DescribeConfigsResponse {
     let default_max = b.config.limits.message_max_bytes.0;
     let docs = version >= 3 && req.include_documentation;
     let synonyms_asked = req.include_synonyms;
@@ -69,6 +76,20 @@ pub async fn handle(b: &Rc<Broker>, req: DescribeConfigsRequest, version: i16) -
             let mut out = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            let denied = match r.resource_type {
+                TOPIC if !caller.may_topic(Operation::DescribeConfigs, r.resource_name.as_str()) => {
+                    Some((errors::TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed."))
+                }
+                BROKER if !caller.may_cluster(Operation::DescribeConfigs) => {
+                    Some((errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."))
+                }
+                _ => None,
+            };
+            if let Some((code, message)) = denied {
+                out.error_code = code;
+                out.error_message = Some(StrBytes::from_static_str(message));
+                return out;
+            }
             match r.resource_type {
                 TOPIC => {
                     let meta = b.meta.borrow();

@@ -2,6 +2,7 @@
 //! host, subscription metadata, assignment), from its coordinator. A group
 //! the coordinator does not know is "Dead", and from v6 GROUP_ID_NOT_FOUND.
 
+use super::authorized::Caller;
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -11,19 +12,31 @@ use kafka_protocol::protocol::StrBytes;
 use super::{authorized, errors};
 use crate::group::{self, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
 pub const VERSIONS: (i16, i16) = (0, 6);
 
-pub async fn handle(b: &Rc<Broker>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: DescribeGroupsRequest,
+    version: i16,
+    caller: &Caller<'_>,
+) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
+        if !caller.may_group(Operation::Describe, id.0.as_str()) {
+            groups.push(
+                DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(errors::GROUP_AUTHORIZATION_FAILED),
+            );
+            continue;
+        }
         let described = describe(b, id.0.as_str()).await;
+        let operations = caller.operations(req.include_authorized_operations, ResourceType::Group, id.0.as_str());
         let mut out = DescribedGroup::default()
             .with_group_id(id)
-            .with_authorized_operations(authorized::when_asked(
-                req.include_authorized_operations,
-                authorized::GROUP,
-            ));
+            .with_authorized_operations(operations);
         match described {
             Err(code) => out.error_code = code,
             Ok(None) => {

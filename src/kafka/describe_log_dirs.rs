@@ -4,6 +4,7 @@
 //! bytes (v4). A partition's size is what its log holds from its log start
 //! (the batches' bytes, whatever the WAL around them still keeps).
 
+use super::authorized::Caller;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -16,10 +17,20 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
-pub async fn handle(b: &Rc<Broker>, req: DescribeLogDirsRequest, _version: i16) -> DescribeLogDirsResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: DescribeLogDirsRequest,
+    _version: i16,
+    caller: &Caller<'_>,
+) -> DescribeLogDirsResponse {
+    if !caller.may_cluster(Operation::Describe) {
+        // v1-2 have no error field: the client sees no log dirs.
+        return DescribeLogDirsResponse::default().with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED);
+    }
     // (topic, partition index, id, shard) of every partition asked for and
     // held: a null list means all of them; unknown ones are left out, as
     // Kafka leaves out what a broker does not host.

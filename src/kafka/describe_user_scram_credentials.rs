@@ -10,8 +10,10 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{
 use kafka_protocol::messages::{DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorized::Caller;
 use super::errors;
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -19,7 +21,13 @@ pub async fn handle(
     b: &Broker,
     req: DescribeUserScramCredentialsRequest,
     _version: i16,
+    caller: &Caller<'_>,
 ) -> DescribeUserScramCredentialsResponse {
+    if !caller.may_cluster(Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+            .with_error_message(Some(StrBytes::from_static_str("Cluster authorization failed.")));
+    }
     let meta = b.meta.borrow();
     // Each user asked, and whether it was asked twice; null or empty: all.
     let mut asked: BTreeMap<String, bool> = BTreeMap::new();

@@ -63,6 +63,8 @@ pub fn control(e: &ControlError) -> i16 {
         ControlError::NotController(_) => E::NotController.code(),
         ControlError::TimedOut(_) => E::RequestTimedOut.code(),
         ControlError::ResourceNotFound(_) => E::ResourceNotFound.code(),
+        ControlError::InvalidRequest(_) => E::InvalidRequest.code(),
+        ControlError::TopicAuthorizationFailed(_) => E::TopicAuthorizationFailed.code(),
     }
 }
 
@@ -101,6 +103,11 @@ pub const SASL_AUTHENTICATION_FAILED: i16 = E::SaslAuthenticationFailed.code();
 pub const UNACCEPTABLE_CREDENTIAL: i16 = E::UnacceptableCredential.code();
 pub const DUPLICATE_RESOURCE: i16 = E::DuplicateResource.code();
 pub const RESOURCE_NOT_FOUND: i16 = E::ResourceNotFound.code();
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = E::TopicAuthorizationFailed.code();
+pub const GROUP_AUTHORIZATION_FAILED: i16 = E::GroupAuthorizationFailed.code();
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = E::ClusterAuthorizationFailed.code();
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = E::TransactionalIdAuthorizationFailed.code();
+pub const SECURITY_DISABLED: i16 = E::SecurityDisabled.code();
 
 /// The Kafka error codes a response carries (top level, per topic, per
 /// partition), so the errors metric is counted in one place, `dispatch`.
@@ -297,6 +304,21 @@ mod codes {
     impl ErrorCodes for AlterUserScramCredentialsResponse {
         fn error_codes(&self, each: &mut dyn FnMut(i16)) {
             self.results.iter().for_each(|r| each(r.error_code));
+        }
+    }
+    impl ErrorCodes for CreateAclsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.results.iter().for_each(|r| each(r.error_code));
+        }
+    }
+    impl ErrorCodes for DescribeAclsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            each(self.error_code);
+        }
+    }
+    impl ErrorCodes for DeleteAclsResponse {
+        fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+            self.filter_results.iter().for_each(|r| each(r.error_code));
         }
     }
 }

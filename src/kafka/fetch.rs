@@ -9,6 +9,7 @@
 //! open a session gets session id 0, which the protocol defines as "no
 //! session"; a non-zero session id gets FETCH_SESSION_ID_NOT_FOUND.
 
+use super::authorized::Caller;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use super::{errors, locate};
 use crate::controller::PartitionMeta;
 use crate::node::broker::{Broker, ReadRequest, ReadResult};
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (4, 12);
 
@@ -32,10 +34,13 @@ struct Wanted {
     partition: i32,
     offset: Offset,
     max_bytes: usize,
+    /// None for a partition not read: unknown, or its topic not readable.
     loc: Option<PartitionMeta>,
+    /// The caller may not read the topic (READ, as Kafka checks).
+    denied: bool,
 }
 
-pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16, caller: &Caller<'_>) -> FetchResponse {
     if version >= 7 && req.session_id != 0 {
         return FetchResponse::default().with_error_code(errors::FETCH_SESSION_ID_NOT_FOUND);
     }
@@ -44,13 +49,15 @@ pub async fn handle(b: &Rc<Broker>, req: FetchRequest, version: i16) -> FetchRes
     let mut wanted = Vec::new();
     for t in &req.topics {
         topic_names.push(t.topic.clone());
+        let denied = !caller.may_topic(Operation::Read, t.topic.0.as_str());
         for p in &t.partitions {
             wanted.push(Wanted {
+                denied,
                 topic: topic_names.len() - 1,
                 partition: p.partition,
                 offset: Offset(p.fetch_offset),
                 max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
-                loc: locate(b, t.topic.0.as_str(), p.partition),
+                loc: (!denied).then(|| locate(b, t.topic.0.as_str(), p.partition)).flatten(),
             });
         }
     }
@@ -173,7 +180,11 @@ fn respond(
         let r_unknown = r.is_none();
         match r {
             None => {
-                out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                out.error_code = if w.denied {
+                    errors::TOPIC_AUTHORIZATION_FAILED
+                } else {
+                    errors::UNKNOWN_TOPIC_OR_PARTITION
+                };
                 out.high_watermark = -1;
             }
             Some(Err(e)) => {

@@ -9,22 +9,25 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorized::Caller;
 use super::errors;
-use crate::config::ListenerConfig;
 use crate::group;
 use crate::node::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
 /// v5 only adds an error code for transactions; v6's share groups are not served.
 pub const VERSIONS: (i16, i16) = (0, 5);
 
 const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
 
 pub async fn handle(
     b: &Rc<Broker>,
     req: FindCoordinatorRequest,
     version: i16,
-    listener: &ListenerConfig,
+    caller: &Caller<'_>,
 ) -> FindCoordinatorResponse {
+    let listener = &caller.info.listener;
     let keys = if version >= 4 {
         req.coordinator_keys.clone()
     } else {
@@ -37,7 +40,16 @@ pub async fn handle(
     // keys went unanswered for over 20 s).
     let mut create = true;
     for key in keys {
-        let found = if req.key_type != GROUP_KEY {
+        let found = if req.key_type == GROUP_KEY && !caller.may_group(Operation::Describe, key.as_str()) {
+            Err((errors::GROUP_AUTHORIZATION_FAILED, "Group authorization failed."))
+        } else if req.key_type == TRANSACTION_KEY
+            && !caller.may(Operation::Describe, ResourceType::TransactionalId, key.as_str())
+        {
+            Err((
+                errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "Transactional Id authorization failed.",
+            ))
+        } else if req.key_type != GROUP_KEY {
             Err((errors::COORDINATOR_NOT_AVAILABLE, "transactions are not supported"))
         } else {
             let located = group::coordinator_of(b, key.as_str(), create).await;

@@ -8,19 +8,23 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorized::Caller;
 use super::errors;
 use crate::controller::plan::ConfigOp;
 use crate::node::broker::Broker;
 use crate::node::control::{ControlReply, ControlRequest};
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (0, 1);
 
 const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
 
 pub async fn handle(
     b: &Rc<Broker>,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
+    caller: &Caller<'_>,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses: Vec<AlterConfigsResourceResponse> = req
         .resources
@@ -35,6 +39,21 @@ pub async fn handle(
     let mut topics = Vec::new();
     let mut slots = Vec::new();
     for (i, r) in req.resources.iter().enumerate() {
+        let denied = match r.resource_type {
+            TOPIC => !caller.may_topic(Operation::AlterConfigs, r.resource_name.as_str()),
+            BROKER => !caller.may_cluster(Operation::AlterConfigs),
+            _ => false,
+        };
+        if denied {
+            let (code, message) = if r.resource_type == TOPIC {
+                (errors::TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed.")
+            } else {
+                (errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+            };
+            responses[i].error_code = code;
+            responses[i].error_message = Some(StrBytes::from_static_str(message));
+            continue;
+        }
         if r.resource_type != TOPIC {
             responses[i].error_code = errors::INVALID_REQUEST;
             responses[i].error_message = Some(StrBytes::from_static_str(

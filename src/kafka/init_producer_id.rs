@@ -4,6 +4,7 @@
 //! A producer re-initialising with its id (v3+, KIP-360) gets the next epoch.
 //! Transactions are not served: a transactional id is refused.
 
+use super::authorized::Caller;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -12,14 +13,30 @@ use super::errors;
 use crate::controller::plan::ControlError;
 use crate::node::broker::Broker;
 use crate::node::control::{ControlReply, ControlRequest};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub const VERSIONS: (i16, i16) = (0, 4);
 
-pub async fn handle(b: &Rc<Broker>, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: InitProducerIdRequest,
+    version: i16,
+    caller: &Caller<'_>,
+) -> InitProducerIdResponse {
     // Errors carry producer id and epoch -1, as Kafka sends them.
     let resp = InitProducerIdResponse::default().with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
+    if let Some(id) = &req.transactional_id {
+        if !caller.may(Operation::Write, ResourceType::TransactionalId, id.0.as_str()) {
+            return resp.with_error_code(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
         return resp.with_error_code(errors::INVALID_REQUEST);
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE
+    // on some topic (KIP-679), as Kafka checks.
+    if !caller.sees(Operation::IdempotentWrite, ResourceType::Cluster, CLUSTER_NAME)
+        && !caller.may_some(Operation::Write, ResourceType::Topic)
+    {
+        return resp.with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED);
     }
     if version >= 3 && req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         return resp

@@ -4,6 +4,7 @@
 //! batch by `record_scan`). v10's timeout is for tiered lookups; every
 //! answer here is local.
 
+use super::authorized::Caller;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
@@ -14,6 +15,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use super::record_scan::{scan, Wanted};
 use super::{errors, locate};
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (1, 10);
 
@@ -29,7 +31,7 @@ enum Asked {
 /// One owner shard's queries, and the (topic, partition) slot of each answer.
 type ShardQueries = (Vec<(PartitionId, OffsetQuery)>, Vec<(usize, usize)>);
 
-pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16, caller: &Caller<'_>) -> ListOffsetsResponse {
     let mut topics: Vec<ListOffsetsTopicResponse> = Vec::with_capacity(req.topics.len());
     let mut work: BTreeMap<ShardId, ShardQueries> = BTreeMap::new();
     // A partition asked twice gets one answer, INVALID_REQUEST, as Kafka
@@ -44,8 +46,14 @@ pub async fn handle(b: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
     let mut refused = BTreeSet::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let mut parts = Vec::with_capacity(t.partitions.len());
+        let allowed = caller.may_topic(Operation::Describe, t.name.0.as_str());
         for p in &t.partitions {
             let mut out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            if !allowed {
+                out.error_code = errors::TOPIC_AUTHORIZATION_FAILED;
+                parts.push(out);
+                continue;
+            }
             let query = match p.timestamp {
                 -2 => Asked::Query(OffsetQuery::Earliest),
                 -1 => Asked::Query(OffsetQuery::Latest),

@@ -2,6 +2,7 @@
 //! Unknown topics are created when the request allows it and
 //! `topics.auto_create` is on (Kafka's auto.create.topics.enable).
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -10,18 +11,19 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{authorized, errors};
-use crate::config::ListenerConfig;
+use super::authorized::Caller;
+use super::errors;
 use crate::controller::plan::{validate_topic_name, NewTopic};
 use crate::controller::TopicMeta;
 use crate::node::broker::Broker;
 use crate::node::control::ControlRequest;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use corestream_shards::ShardId;
 
 /// v13 adds a top-level error code, for REBOOTSTRAP_REQUIRED: none here.
 pub const VERSIONS: (i16, i16) = (0, 13);
 
-pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16, listener: &ListenerConfig) -> MetadataResponse {
+pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16, caller: &Caller<'_>) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all.
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
@@ -29,12 +31,35 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16, listener
         Some(ts) => Some(ts.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
     };
     let allow_create = version < 4 || req.allow_auto_topic_creation;
+    // Topics named but not describable, and missing ones the caller may
+    // not create: TOPIC_AUTHORIZATION_FAILED (Kafka's rules; a topic the
+    // caller may not describe is never said to exist or not).
+    let mut refused: BTreeSet<String> = BTreeSet::new();
     if let Some(names) = &requested {
         names
             .iter()
             .for_each(|n| crate::node::fatal::inject::on_metadata_topic(n));
+        refused.extend(
+            names
+                .iter()
+                .filter(|n| !caller.may_topic(Operation::Describe, n))
+                .cloned(),
+        );
         if allow_create && b.config.topics.auto_create {
-            auto_create(b, names).await;
+            let missing: Vec<String> = {
+                let meta = b.meta.borrow();
+                names
+                    .iter()
+                    .filter(|n| !refused.contains(*n) && meta.topic(n).is_none())
+                    .cloned()
+                    .collect()
+            };
+            let any = caller.sees(Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
+            let (creatable, denied): (Vec<String>, Vec<String>) = missing
+                .into_iter()
+                .partition(|n| any || caller.may_topic(Operation::Create, n));
+            refused.extend(denied);
+            auto_create(b, &creatable).await;
         }
     }
     let live = b.live_brokers();
@@ -44,12 +69,11 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16, listener
         leaders: (0..b.mesh.shard_count())
             .map(|s| b.leader_of(ShardId(s as u16)).map(BrokerId))
             .collect(),
-        topic_operations_asked: req.include_topic_authorized_operations,
     };
     let mut resp = MetadataResponse::default().with_brokers(
         live.iter()
             .map(|&id| {
-                let addr = b.address_of(id, listener);
+                let addr = b.address_of(id, &caller.info.listener);
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(id))
                     .with_host(StrBytes::from_string(addr.ip().to_string()))
@@ -68,18 +92,35 @@ pub async fn handle(b: &Rc<Broker>, req: MetadataRequest, version: i16, listener
         resp.controller_id = BrokerId(b.leader_of(ShardId(0)).unwrap_or(b.config.node_id));
     }
     // v8-v10 only; later clients ask DescribeCluster.
-    resp.cluster_authorized_operations =
-        authorized::when_asked(req.include_cluster_authorized_operations, authorized::CLUSTER);
+    resp.cluster_authorized_operations = caller.cluster_operations(req.include_cluster_authorized_operations);
+    let asked = req.include_topic_authorized_operations;
+    let entry = |name: &str, topic: Option<&TopicMeta>| {
+        let mut out = topic_entry(name, topic, &view, version);
+        if topic.is_some() && out.error_code != errors::INVALID_TOPIC {
+            out.topic_authorized_operations = caller.operations(asked, ResourceType::Topic, name);
+        }
+        out
+    };
     let meta = b.meta.borrow();
     resp.topics = match requested {
+        // Every topic the caller may describe; the others are not listed.
         None => meta
             .topics
             .iter()
-            .map(|(n, t)| topic_entry(n, Some(t), &view, version))
+            .filter(|(n, _)| caller.sees(Operation::Describe, ResourceType::Topic, n))
+            .map(|(n, t)| entry(n, Some(t)))
             .collect(),
         Some(names) => names
             .iter()
-            .map(|n| topic_entry(n, meta.topic(n), &view, version))
+            .map(|n| {
+                if refused.contains(n) {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                        .with_error_code(errors::TOPIC_AUTHORIZATION_FAILED)
+                } else {
+                    entry(n, meta.topic(n))
+                }
+            })
             .collect(),
     };
     resp
@@ -92,10 +133,9 @@ struct ClusterView {
     live: Vec<BrokerId>,
     /// The live leader of each shard's Raft group, by shard index.
     leaders: Vec<Option<BrokerId>>,
-    /// Whether the client asked for each topic's authorized operations (v8+).
-    topic_operations_asked: bool,
 }
 
+/// Creates the named topics that do not exist (the caller may create them).
 async fn auto_create(b: &Rc<Broker>, names: &[String]) {
     let missing: Vec<NewTopic> = {
         let meta = b.meta.borrow();
@@ -134,7 +174,6 @@ fn topic_entry(name: &str, topic: Option<&TopicMeta>, view: &ClusterView, versio
         return out;
     };
     out.is_internal = name == crate::group::OFFSETS_TOPIC;
-    out.topic_authorized_operations = authorized::when_asked(view.topic_operations_asked, authorized::TOPIC);
     if version >= 10 {
         out.topic_id = t.id;
     }

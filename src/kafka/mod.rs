@@ -7,11 +7,14 @@ pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod authorized;
 pub mod connection;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -148,6 +151,9 @@ requests! {
     SaslAuthenticate => sasl_authenticate, SaslAuthenticateRequest;
     DescribeUserScramCredentials => describe_user_scram_credentials, DescribeUserScramCredentialsRequest;
     AlterUserScramCredentials => alter_user_scram_credentials, AlterUserScramCredentialsRequest;
+    CreateAcls => create_acls, CreateAclsRequest;
+    DescribeAcls => describe_acls, DescribeAclsRequest;
+    DeleteAcls => delete_acls, DeleteAclsRequest;
 }
 
 /// Runs one request whose header is decoded and whose version is served.
@@ -163,21 +169,16 @@ pub async fn dispatch(
     let version = header.request_api_version;
     let corr = header.correlation_id;
     let api = ApiKey::try_from(header.request_api_key).expect("dispatch gets known API keys");
+    let caller = authorized::Caller::new(&broker, info);
     macro_rules! serve {
         ($module:ident, $req:expr) => {{
-            let resp = $module::handle(&broker, $req, version).await;
-            resp.error_codes(&mut |code| broker.metrics.error(code));
-            Ok(Some(encode_response(api, corr, version, &resp)?))
-        }};
-        // Handlers that answer with addresses of the client's listener.
-        ($module:ident, $req:expr, listener) => {{
-            let resp = $module::handle(&broker, $req, version, &info.listener).await;
+            let resp = $module::handle(&broker, $req, version, &caller).await;
             resp.error_codes(&mut |code| broker.metrics.error(code));
             Ok(Some(encode_response(api, corr, version, &resp)?))
         }};
     }
     match decode_request(api, version, &mut body)? {
-        Request::Produce(req) => match produce::handle(&broker, req, version, throttle_ms).await {
+        Request::Produce(req) => match produce::handle(&broker, req, version, throttle_ms, &caller).await {
             Some(resp) => {
                 resp.error_codes(&mut |code| broker.metrics.error(code));
                 Ok(Some(encode_response(api, corr, version, &resp)?))
@@ -185,7 +186,7 @@ pub async fn dispatch(
             None => Ok(None),
         },
         Request::Fetch(req) => {
-            let resp = fetch::handle(&broker, req, version).await;
+            let resp = fetch::handle(&broker, req, version, &caller).await;
             resp.error_codes(&mut |code| broker.metrics.error(code));
             // The fetched batches go to the socket as read, not copied into the frame.
             let borrowed = resp
@@ -198,7 +199,7 @@ pub async fn dispatch(
         }
         Request::ListOffsets(req) => serve!(list_offsets, req),
         Request::DeleteRecords(req) => serve!(delete_records, req),
-        Request::Metadata(req) => serve!(metadata, req, listener),
+        Request::Metadata(req) => serve!(metadata, req),
         Request::ApiVersions(req) => serve!(api_versions, req),
         Request::CreateTopics(req) => serve!(create_topics, req),
         Request::DeleteTopics(req) => serve!(delete_topics, req),
@@ -207,7 +208,7 @@ pub async fn dispatch(
         Request::DescribeLogDirs(req) => serve!(describe_log_dirs, req),
         Request::InitProducerId(req) => serve!(init_producer_id, req),
         Request::IncrementalAlterConfigs(req) => serve!(incremental_alter_configs, req),
-        Request::FindCoordinator(req) => serve!(find_coordinator, req, listener),
+        Request::FindCoordinator(req) => serve!(find_coordinator, req),
         Request::OffsetCommit(req) => serve!(offset_commit, req),
         Request::OffsetFetch(req) => serve!(offset_fetch, req),
         Request::JoinGroup(req) => {
@@ -216,7 +217,7 @@ pub async fn dispatch(
                 client_id: header.client_id.as_deref().unwrap_or_default().to_string(),
                 host: info.peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
             };
-            let resp = join_group::handle(&broker, req, version, client).await;
+            let resp = join_group::handle(&broker, req, version, client, &caller).await;
             resp.error_codes(&mut |code| broker.metrics.error(code));
             Ok(Some(encode_response(api, corr, version, &resp)?))
         }
@@ -227,11 +228,14 @@ pub async fn dispatch(
         Request::DescribeGroups(req) => serve!(describe_groups, req),
         Request::DeleteGroups(req) => serve!(delete_groups, req),
         Request::OffsetDelete(req) => serve!(offset_delete, req),
-        Request::DescribeCluster(req) => serve!(describe_cluster, req, listener),
+        Request::DescribeCluster(req) => serve!(describe_cluster, req),
         Request::SaslHandshake(req) => serve!(sasl_handshake, req),
         Request::SaslAuthenticate(req) => serve!(sasl_authenticate, req),
         Request::DescribeUserScramCredentials(req) => serve!(describe_user_scram_credentials, req),
         Request::AlterUserScramCredentials(req) => serve!(alter_user_scram_credentials, req),
+        Request::CreateAcls(req) => serve!(create_acls, req),
+        Request::DescribeAcls(req) => serve!(describe_acls, req),
+        Request::DeleteAcls(req) => serve!(delete_acls, req),
     }
 }
 

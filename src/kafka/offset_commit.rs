@@ -8,6 +8,7 @@
 //! otherwise); a standalone consumer's (generation -1) is taken for a group
 //! without members (group/membership.rs, `check_commit`).
 
+use super::authorized::Caller;
 use std::rc::Rc;
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -16,6 +17,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use super::{errors, locate};
 use crate::group::{self, Committed, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (2, 8);
 
@@ -27,7 +29,12 @@ const METADATA_MAX_BYTES: usize = 4096;
 /// the record's own framing.
 const COMMIT_RECORD_OVERHEAD_BYTES: usize = 64;
 
-pub async fn handle(b: &Rc<Broker>, req: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: OffsetCommitRequest,
+    _version: i16,
+    caller: &Caller<'_>,
+) -> OffsetCommitResponse {
     let mut topics: Vec<OffsetCommitResponseTopic> = req
         .topics
         .iter()
@@ -45,11 +52,18 @@ pub async fn handle(b: &Rc<Broker>, req: OffsetCommitRequest, _version: i16) -> 
     // (topic index, partition index) of each offset sent to the coordinator.
     let mut slots = Vec::new();
     let mut offsets = Vec::new();
+    // As Kafka: READ on the group for anything, READ on each topic for its offsets.
+    let group_allowed = caller.may_group(Operation::Read, req.group_id.0.as_str());
     for (ti, t) in req.topics.iter().enumerate() {
+        let topic_allowed = group_allowed && caller.may_topic(Operation::Read, t.name.0.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
             let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
             let out = &mut topics[ti].partitions[pi];
-            if metadata.len() > METADATA_MAX_BYTES {
+            if !group_allowed {
+                out.error_code = errors::GROUP_AUTHORIZATION_FAILED;
+            } else if !topic_allowed {
+                out.error_code = errors::TOPIC_AUTHORIZATION_FAILED;
+            } else if metadata.len() > METADATA_MAX_BYTES {
                 out.error_code = errors::OFFSET_METADATA_TOO_LARGE;
             } else if locate(b, t.name.0.as_str(), p.partition_index).is_none() {
                 out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;

@@ -4,6 +4,7 @@
 //! partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION, as in
 //! Kafka.
 
+use super::authorized::Caller;
 use std::rc::Rc;
 
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
@@ -12,23 +13,40 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use super::errors;
 use crate::group::{self, GroupReply, GroupRequest};
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
-pub async fn handle(b: &Rc<Broker>, req: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: OffsetDeleteRequest,
+    _version: i16,
+    caller: &Caller<'_>,
+) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
-    // Partitions of topics that exist go to the coordinator; the others
-    // are answered here.
-    let mut unknown: Vec<Vec<i32>> = Vec::with_capacity(req.topics.len());
+    if !caller.may_group(Operation::Delete, &group) {
+        return OffsetDeleteResponse::default().with_error_code(errors::GROUP_AUTHORIZATION_FAILED);
+    }
+    // Partitions of topics that exist and that the caller may read go to
+    // the coordinator; the others are answered here, with their error.
+    let mut unknown: Vec<Vec<(i32, i16)>> = Vec::with_capacity(req.topics.len());
     let mut wanted: Vec<(String, Vec<i32>)> = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
-        let (known, missing): (Vec<i32>, Vec<i32>) = t
-            .partitions
-            .iter()
-            .map(|p| p.partition_index)
-            .partition(|&p| super::locate(b, t.name.0.as_str(), p).is_some());
+        let partitions = t.partitions.iter().map(|p| p.partition_index);
+        if !caller.may_topic(Operation::Read, t.name.0.as_str()) {
+            wanted.push((t.name.0.to_string(), Vec::new()));
+            unknown.push(partitions.map(|p| (p, errors::TOPIC_AUTHORIZATION_FAILED)).collect());
+            continue;
+        }
+        let (known, missing): (Vec<i32>, Vec<i32>) =
+            partitions.partition(|&p| super::locate(b, t.name.0.as_str(), p).is_some());
         wanted.push((t.name.0.to_string(), known));
-        unknown.push(missing);
+        unknown.push(
+            missing
+                .into_iter()
+                .map(|p| (p, errors::UNKNOWN_TOPIC_OR_PARTITION))
+                .collect(),
+        );
     }
     let deleted = match group::local_coordinator(b, &group, false).await {
         Err(code) => Err(code),
@@ -63,10 +81,10 @@ pub async fn handle(b: &Rc<Broker>, req: OffsetDeleteRequest, _version: i16) -> 
                         .with_error_code(code)
                 })
                 .collect();
-            partitions.extend(missing.into_iter().map(|p| {
+            partitions.extend(missing.into_iter().map(|(p, code)| {
                 OffsetDeleteResponsePartition::default()
                     .with_partition_index(p)
-                    .with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_error_code(code)
             }));
             partitions.sort_by_key(|p| p.partition_index);
             OffsetDeleteResponseTopic::default()

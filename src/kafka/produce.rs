@@ -4,6 +4,7 @@
 //! code; it never drops the connection. Time the request waited for the
 //! shard's memory budget comes back as `throttle_time_ms`.
 
+use super::authorized::Caller;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -15,6 +16,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{errors, locate};
 use crate::controller::topic_config;
 use crate::node::broker::Broker;
+use crate::security::acl::Operation;
 
 pub const VERSIONS: (i16, i16) = (3, 11);
 
@@ -22,7 +24,13 @@ pub const VERSIONS: (i16, i16) = (3, 11);
 type Slot = (usize, usize);
 
 /// Returns `None` for acks=0, which gets no response.
-pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_ms: i32) -> Option<ProduceResponse> {
+pub async fn handle(
+    b: &Rc<Broker>,
+    req: ProduceRequest,
+    version: i16,
+    throttle_ms: i32,
+    caller: &Caller<'_>,
+) -> Option<ProduceResponse> {
     let durability = match req.acks {
         0 | 1 => Some(Durability::Persisted),
         -1 => Some(Durability::Committed),
@@ -48,6 +56,7 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
         .collect();
     let mut work: BTreeMap<ShardId, (Vec<ProduceItem>, Vec<Slot>)> = BTreeMap::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let allowed = caller.may_topic(Operation::Write, topic.name.0.as_str());
         let (max_bytes, compacted) = {
             let meta = b.meta.borrow();
             let t = meta.topic(topic.name.0.as_str());
@@ -60,6 +69,10 @@ pub async fn handle(b: &Rc<Broker>, req: ProduceRequest, version: i16, throttle_
             let out = &mut responses[ti].partition_responses[pi];
             if durability.is_none() {
                 out.error_code = errors::INVALID_REQUIRED_ACKS;
+                continue;
+            }
+            if !allowed {
+                out.error_code = errors::TOPIC_AUTHORIZATION_FAILED;
                 continue;
             }
             let (Some(max_bytes), Some(loc)) = (max_bytes, locate(b, topic.name.0.as_str(), p.index)) else {

@@ -75,6 +75,11 @@ impl SaslSession {
 
     /// Whether the next frame is a bare token (after a v0 handshake),
     /// which may be shorter than any request.
+    /// The authenticated user, once there is one (re-authentication keeps it).
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_ref().map(|(u, _)| u.as_str())
+    }
+
     pub fn expects_bare_token(&self) -> bool {
         matches!(self.phase, Phase::RawTokens(_))
     }

@@ -3,6 +3,7 @@
 //! itself is the SASL layer's (`sasl.rs`); like Kafka, a handshake here
 //! is in the wrong state.
 
+use super::authorized::Caller;
 use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 
 use super::errors;
@@ -10,6 +11,11 @@ use crate::node::broker::Broker;
 
 pub const VERSIONS: (i16, i16) = (0, 1);
 
-pub async fn handle(_b: &Broker, _req: SaslHandshakeRequest, _version: i16) -> SaslHandshakeResponse {
+pub async fn handle(
+    _b: &Broker,
+    _req: SaslHandshakeRequest,
+    _version: i16,
+    _caller: &Caller<'_>,
+) -> SaslHandshakeResponse {
     SaslHandshakeResponse::default().with_error_code(errors::ILLEGAL_SASL_STATE)
 }

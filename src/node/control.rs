@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use super::broker::{Broker, NodeMsg};
 use crate::controller::log::MetaLog;
 use crate::controller::plan::{
-    plan_alter_scram, plan_alter_topic_configs, plan_create_partitions, plan_create_topics, plan_delete_topics,
-    plan_producer_id, ControlError, ControlLimits, NewTopic, ScramChange, TopicConfigOps, TopicCreated,
+    plan_alter_scram, plan_alter_topic_configs, plan_create_acls, plan_create_partitions, plan_create_topics,
+    plan_delete_acls, plan_delete_topics, plan_producer_id, ControlError, ControlLimits, NewTopic, ScramChange,
+    TopicConfigOps, TopicCreated,
 };
 use crate::controller::{ClusterMeta, MetaChange};
+use crate::security::acl::{AclBinding, AclFilter};
 
 /// How long a proposer waits for its command to commit and apply.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -59,6 +61,12 @@ pub enum ControlRequest {
     AlterScramCredentials {
         changes: Vec<ScramChange>,
     },
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 pub enum ControlReply {
@@ -68,6 +76,9 @@ pub enum ControlReply {
     ProducerId(Result<i64, ControlError>),
     ConfigsAltered(Vec<Result<(), ControlError>>),
     ScramAltered(Vec<Result<(), ControlError>>),
+    AclsCreated(Vec<Result<(), ControlError>>),
+    /// Per filter, the ACLs it deleted.
+    AclsDeleted(Vec<Result<Vec<AclBinding>, ControlError>>),
 }
 
 /// What goes into the metadata Raft log: the request, with everything
@@ -93,6 +104,8 @@ impl ControlRequest {
             ControlRequest::AllocateProducerId => ControlReply::ProducerId(Err(e)),
             ControlRequest::AlterTopicConfigs { topics, .. } => ControlReply::ConfigsAltered(all(topics.len(), &e)),
             ControlRequest::AlterScramCredentials { changes } => ControlReply::ScramAltered(all(changes.len(), &e)),
+            ControlRequest::CreateAcls { acls } => ControlReply::AclsCreated(all(acls.len(), &e)),
+            ControlRequest::DeleteAcls { filters } => ControlReply::AclsDeleted(all(filters.len(), &e)),
         }
     }
 
@@ -103,7 +116,9 @@ impl ControlRequest {
             | ControlRequest::AlterTopicConfigs { validate_only, .. } => *validate_only,
             ControlRequest::DeleteTopics { .. }
             | ControlRequest::AllocateProducerId
-            | ControlRequest::AlterScramCredentials { .. } => false,
+            | ControlRequest::AlterScramCredentials { .. }
+            | ControlRequest::CreateAcls { .. }
+            | ControlRequest::DeleteAcls { .. } => false,
         }
     }
 
@@ -134,6 +149,14 @@ impl ControlRequest {
             ControlRequest::AlterScramCredentials { changes } => {
                 let (r, c) = plan_alter_scram(meta, changes);
                 (ControlReply::ScramAltered(r), c)
+            }
+            ControlRequest::CreateAcls { acls } => {
+                let (r, c) = plan_create_acls(meta, acls);
+                (ControlReply::AclsCreated(r), c)
+            }
+            ControlRequest::DeleteAcls { filters } => {
+                let (r, c) = plan_delete_acls(meta, filters);
+                (ControlReply::AclsDeleted(r), c)
             }
         }
     }
@@ -373,7 +396,9 @@ pub fn apply_changes(broker: &Broker, changes: &[MetaChange]) {
             MetaChange::TopicConfigsAltered { name, .. } => apply_retention(broker, name),
             MetaChange::ProducerIdsReserved { .. }
             | MetaChange::ScramCredentialSet { .. }
-            | MetaChange::ScramCredentialDeleted { .. } => {}
+            | MetaChange::ScramCredentialDeleted { .. }
+            | MetaChange::AclCreated { .. }
+            | MetaChange::AclDeleted { .. } => {}
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct RequestMetrics {
     tls_failures: RefCell<BTreeMap<String, u64>>,
     /// SASL outcomes by (listener, mechanism, outcome).
     authentications: RefCell<BTreeMap<(String, &'static str, AuthOutcome), u64>>,
+    /// Requests (or parts of them) the authorizer refused, by resource type.
+    denials: RefCell<BTreeMap<&'static str, u64>>,
     pub connections_accepted: Cell<u64>,
 }
 
@@ -66,6 +68,11 @@ impl RequestMetrics {
                 m.insert(listener.to_string(), 1);
             }
         }
+    }
+
+    /// Counts an authorization denial on a resource type (e.g. "TOPIC").
+    pub fn denied(&self, resource_type: &'static str) {
+        *self.denials.borrow_mut().entry(resource_type).or_default() += 1;
     }
 
     /// Counts how a SASL authentication or session ended.
@@ -107,6 +114,7 @@ impl RequestMetrics {
                 .iter()
                 .map(|((l, m, outcome), &n)| (l.clone(), *m, *outcome, n))
                 .collect(),
+            denials: self.denials.borrow().iter().map(|(&t, &n)| (t, n)).collect(),
             connections_accepted: self.connections_accepted.get(),
         }
     }
@@ -152,6 +160,8 @@ pub struct RequestReport {
     pub tls_failures: Vec<(String, u64)>,
     /// (listener, mechanism, outcome, count).
     pub authentications: Vec<(String, &'static str, AuthOutcome, u64)>,
+    /// (resource type, denials).
+    pub denials: Vec<(&'static str, u64)>,
     pub connections_accepted: u64,
 }
 
@@ -659,6 +669,20 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
                     s.shard,
                     outcome.label()
                 ),
+                n,
+            );
+        }
+    }
+    f.head(
+        "corestream_authorization_denials_total",
+        "counter",
+        "Requests, or the topics, groups and other resources in them, that the authorizer refused, by resource type.",
+    );
+    for s in shards {
+        for (resource_type, n) in &s.requests.denials {
+            f.line(
+                "corestream_authorization_denials_total",
+                &format!("shard=\"{}\",resource_type=\"{resource_type}\"", s.shard),
                 n,
             );
         }

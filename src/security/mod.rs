@@ -3,6 +3,7 @@
 //! (`kafka/sasl.rs`) feeds it tokens and credentials from its own shard's
 //! copy of the replicated metadata, so authenticating never crosses cores.
 
+pub mod acl;
 pub mod scram;
 pub mod tls;
 

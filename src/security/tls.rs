@@ -231,3 +231,58 @@ pub fn peer_tls(cfg: &PeerTlsConfig) -> Result<corestream_shards::raft::transpor
         name_of: |raft_id| peer_name(crate::config::node_of_raft_id(raft_id)),
     })
 }
+
+/// The principal of a client certificate: `User:` and its subject as
+/// RFC 2253 writes it (most specific attribute first, `,` between), which
+/// is Kafka's default for SSL clients (ssl.principal.mapping.rules DEFAULT),
+/// so `super_users` and ACLs name certificate clients the same way.
+pub fn certificate_principal(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(format!("User:{}", rfc2253(cert.subject())))
+}
+
+fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let rdns: Vec<String> = name
+        .iter()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|atv| {
+                    let oid = atv.attr_type().to_id_string();
+                    let key = match oid.as_str() {
+                        "2.5.4.3" => "CN",
+                        "2.5.4.6" => "C",
+                        "2.5.4.7" => "L",
+                        "2.5.4.8" => "ST",
+                        "2.5.4.9" => "STREET",
+                        "2.5.4.10" => "O",
+                        "2.5.4.11" => "OU",
+                        "0.9.2342.19200300.100.1.25" => "DC",
+                        "0.9.2342.19200300.100.1.1" => "UID",
+                        _ => oid.as_str(),
+                    }
+                    .to_string();
+                    let value = atv.as_str().map(escape_dn_value).unwrap_or_default();
+                    format!("{key}={value}")
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
+/// RFC 2253 section 2.4 escapes.
+fn escape_dn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use corestream_wirefuzz::diff::{corpus, parse_allowlist, Session, SIDES};
+use corestream_wirefuzz::diff::{acls, corpus, parse_allowlist, Session, SIDES};
 
 #[derive(Parser)]
 #[command(about = "Differential test of corestream against Apache Kafka, field by field")]
@@ -37,6 +37,10 @@ struct Args {
     /// (`scenario/step (Api vN)`, `*` for any run of characters).
     #[arg(long)]
     show: Option<String>,
+    /// Run the ACL scenarios only, against brokers that both authorize
+    /// (Kafka's StandardAuthorizer with allow.everyone.if.no.acl.found).
+    #[arg(long)]
+    authorizer: bool,
     /// Seconds to wait for each answer.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -65,7 +69,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         &allowlist,
     )?;
     x.show = args.show.clone();
-    corpus::run(&mut x, &tag)?;
+    if args.authorizer {
+        acls::run_authorized(&mut x, &tag)?;
+    } else {
+        corpus::run(&mut x, &tag)?;
+    }
 
     let mut by_step: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     for d in &x.differences {

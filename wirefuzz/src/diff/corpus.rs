@@ -33,20 +33,20 @@ use kafka_protocol::records::{
 
 use super::Session;
 
-const TOPIC_RESOURCE: i8 = 2;
+pub(super) const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 
-fn s(v: &str) -> StrBytes {
+pub(super) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn topic(v: &str) -> TopicName {
+pub(super) fn topic(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
-fn new_topic(name: &str, partitions: i32, replication: i16, configs: &[(&str, &str)]) -> CreatableTopic {
+pub(super) fn new_topic(name: &str, partitions: i32, replication: i16, configs: &[(&str, &str)]) -> CreatableTopic {
     CreatableTopic::default()
         .with_name(topic(name))
         .with_num_partitions(partitions)
@@ -94,9 +94,9 @@ pub fn batch(records: &[(Option<&str>, &str, i64)]) -> anyhow::Result<Bytes> {
     Ok(out.freeze())
 }
 
-const T0: i64 = 1_700_000_000_000;
+pub(super) const T0: i64 = 1_700_000_000_000;
 
-fn produce(name: &str, partition: i32, acks: i16, records: Option<Bytes>) -> ProduceRequest {
+pub(super) fn produce(name: &str, partition: i32, acks: i16, records: Option<Bytes>) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(10_000)
@@ -107,7 +107,7 @@ fn produce(name: &str, partition: i32, acks: i16, records: Option<Bytes>) -> Pro
                 .with_records(records)])])
 }
 
-fn fetch(name: &str, partition: i32, offset: i64) -> FetchRequest {
+pub(super) fn fetch(name: &str, partition: i32, offset: i64) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(0)
@@ -122,7 +122,7 @@ fn fetch(name: &str, partition: i32, offset: i64) -> FetchRequest {
         )])
 }
 
-fn list_offsets(name: &str, partitions: &[(i32, i64)]) -> ListOffsetsRequest {
+pub(super) fn list_offsets(name: &str, partitions: &[(i32, i64)]) -> ListOffsetsRequest {
     ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
@@ -139,7 +139,7 @@ fn list_offsets(name: &str, partitions: &[(i32, i64)]) -> ListOffsetsRequest {
             )])
 }
 
-fn metadata(names: &[&str], auto_create: bool) -> MetadataRequest {
+pub(super) fn metadata(names: &[&str], auto_create: bool) -> MetadataRequest {
     MetadataRequest::default()
         .with_topics(Some(
             names
@@ -184,7 +184,7 @@ fn settle_topic(x: &mut Session, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn create(x: &mut Session, step: &str, topics: Vec<CreatableTopic>) -> anyhow::Result<()> {
+pub(super) fn create(x: &mut Session, step: &str, topics: Vec<CreatableTopic>) -> anyhow::Result<()> {
     let version = x.version(ApiKey::CreateTopics, 7)?;
     let req = CreateTopicsRequest::default()
         .with_topics(topics)
@@ -217,6 +217,7 @@ pub fn run(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     producer_ids(x)?;
     describe_cluster(x)?;
     sasl_and_users(x, tag)?;
+    super::acls::disabled(x, tag)?;
     log_dirs(x, tag)?;
     delete_topics(x, tag)?;
     Ok(())
@@ -623,7 +624,7 @@ fn create_partitions(x: &mut Session, tag: &str) -> anyhow::Result<()> {
 }
 
 /// Waits (not compared) until both brokers have a coordinator for `group`.
-fn settle_coordinator(x: &mut Session, group: &str) -> anyhow::Result<()> {
+pub(super) fn settle_coordinator(x: &mut Session, group: &str) -> anyhow::Result<()> {
     let v = x.version(ApiKey::FindCoordinator, 5)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     for side in 0..2 {
@@ -662,7 +663,7 @@ fn settle_coordinator(x: &mut Session, group: &str) -> anyhow::Result<()> {
 }
 
 /// A group's coordinator, asked by key (v0-3) or in the batched form (v4+).
-fn find_coordinator(group: &str, version: i16) -> FindCoordinatorRequest {
+pub(super) fn find_coordinator(group: &str, version: i16) -> FindCoordinatorRequest {
     if version >= 4 {
         FindCoordinatorRequest::default().with_coordinator_keys(vec![s(group)])
     } else {
@@ -670,7 +671,7 @@ fn find_coordinator(group: &str, version: i16) -> FindCoordinatorRequest {
     }
 }
 
-fn join(group: &str, member: &str, session_timeout_ms: i32) -> JoinGroupRequest {
+pub(super) fn join(group: &str, member: &str, session_timeout_ms: i32) -> JoinGroupRequest {
     JoinGroupRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_session_timeout_ms(session_timeout_ms)

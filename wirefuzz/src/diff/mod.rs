@@ -3,10 +3,12 @@
 //! listed in the allowlist, with its reason, or a failure.
 //!
 //! - `tree.rs`: a response as a flat map of field paths to values.
+//! - `acls.rs`: the ACL scenarios, with and without an authorizer.
 //! - `corpus.rs`: the scenarios (ApiVersions ranges, error codes for bad
 //!   configs, unknown topics, invalid partition counts, oversized records,
 //!   offsets out of range, group errors, and the edge cases of tests/).
 
+pub mod acls;
 pub mod corpus;
 pub mod tree;
 
