@@ -39,9 +39,10 @@ class Certs:
         self.leaf(name, ca, f"corestream-node-{node_id}", server=True,
                   san=f"DNS:corestream-node-{node_id}", usage="serverAuth,clientAuth")
 
-    def leaf(self, name, ca, cn, server=False, fake_time=None, days=365, san=None, usage=None):
+    def leaf(self, name, ca, cn, server=False, fake_time=None, days=365, san=None, usage=None, subject=None):
+        """`subject` (openssl's /K=V/... form) replaces /CN=cn."""
         _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", f"/CN={cn}", cwd=self.dir)
+             "-subj", subject or f"/CN={cn}", cwd=self.dir)
         ext = self.dir / f"{name}.ext"
         if san:
             ext.write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")

@@ -27,7 +27,7 @@ def certs(tmp_path_factory):
     return Certs(tmp_path_factory.mktemp("certs"))
 
 
-def tls_broker(broker_factory, tmp_path, certs, client_auth="none", server="server"):
+def tls_broker(broker_factory, tmp_path, certs, client_auth="none", server="server", more_toml=""):
     ssl_port, sasl_ssl_port = free_port(), free_port()
     cfg = tmp_path / "tls.toml"
     cfg.write_text(
@@ -35,7 +35,7 @@ def tls_broker(broker_factory, tmp_path, certs, client_auth="none", server="serv
         f'certificate_chain_file = "{tmp_path / "live.pem"}"\n'
         f'private_key_file = "{tmp_path / "live.key"}"\n'
         f'truststore_file = "{certs.path("ca.pem")}"\n'
-        f'client_auth = "{client_auth}"\n')
+        f'client_auth = "{client_auth}"\n' + more_toml)
     # The broker reads its certificate from files the test may replace.
     shutil.copy(certs.path(f"{server}.pem"), tmp_path / "live.pem")
     shutil.copy(certs.path(f"{server}.key"), tmp_path / "live.key")

@@ -24,9 +24,24 @@ pub async fn handle(
     caller: &Caller<'_>,
 ) -> DescribeUserScramCredentialsResponse {
     if !caller.may_cluster(Operation::Describe) {
+        // As Kafka's getErrorResponse: the error at the top and once per
+        // user asked, with no user name (librdkafka counts on one result
+        // per user asked).
+        let message = Some(StrBytes::from_static_str("Cluster authorization failed."));
+        let results = req
+            .users
+            .iter()
+            .flatten()
+            .map(|_| {
+                DescribeUserScramCredentialsResult::default()
+                    .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+                    .with_error_message(message.clone())
+            })
+            .collect();
         return DescribeUserScramCredentialsResponse::default()
             .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
-            .with_error_message(Some(StrBytes::from_static_str("Cluster authorization failed.")));
+            .with_error_message(message)
+            .with_results(results);
     }
     let meta = b.meta.borrow();
     // Each user asked, and whether it was asked twice; null or empty: all.
