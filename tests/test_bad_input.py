@@ -77,9 +77,11 @@ def test_api_versions_lists_exactly_what_is_served(broker):
     # ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
     # DescribeConfigs, CreatePartitions, DescribeLogDirs, IncrementalAlterConfigs,
     # DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, DescribeCluster,
-    # SaslHandshake, SaslAuthenticate, Describe/AlterUserScramCredentials.
+    # SaslHandshake, SaslAuthenticate, Describe/AlterUserScramCredentials,
+    # Describe/Create/DeleteAcls.
     assert set(apis) == {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 22, 32, 35, 37, 44,
-                         15, 16, 42, 47, 60, 17, 36, 50, 51}
+                         15, 16, 42, 47, 60, 17, 36, 50, 51, 29, 30, 31}
+    assert apis[29] == apis[30] == apis[31] == (1, 3)
     assert apis[60] == (0, 2)
     assert apis[17] == (0, 1) and apis[36] == (0, 2) and apis[50] == (0, 0) and apis[51] == (0, 0)
     assert apis[21] == (0, 2)

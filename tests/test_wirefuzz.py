@@ -43,7 +43,10 @@ def test_wire_fuzz_single_node(broker_factory):
 
 
 def test_wire_fuzz_three_node_cluster(tmp_path):
-    c = Cluster(tmp_path, n=3, shards=1).start()
+    # With an authorizer: the fuzzer's ACLs go through the metadata log into
+    # every shard's index (a super user, it is never refused itself).
+    authorizer = '[authorizer]\nenabled = true\nsuper_users = ["User:ANONYMOUS"]\n'
+    c = Cluster(tmp_path, n=3, shards=1, per_node=lambda i: authorizer).start()
     try:
         run_fuzzer(c.bootstrap(), 1500, seed())
         assert all(b.alive() for b in c.nodes)

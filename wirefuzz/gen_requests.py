@@ -51,6 +51,9 @@ APIS = [
     ("SaslAuthenticate", "sasl_authenticate_request"),
     ("DescribeUserScramCredentials", "describe_user_scram_credentials_request"),
     ("AlterUserScramCredentials", "alter_user_scram_credentials_request"),
+    ("DescribeAcls", "describe_acls_request"),
+    ("CreateAcls", "create_acls_request"),
+    ("DeleteAcls", "delete_acls_request"),
 ]
 
 STRUCT = re.compile(r"^pub struct (\w+) \{$")

@@ -714,6 +714,94 @@ mod tests {
         );
     }
 
+    /// Kafka's rule written out plainly, over every ACL: the index must
+    /// decide the same.
+    fn naive(acls: &[AclBinding], who: Subject<'_>, op: Operation, rt: ResourceType, name: &str) -> Decision {
+        let on_resource: Vec<&AclBinding> = acls
+            .iter()
+            .filter(|a| {
+                a.resource_type == rt
+                    && match a.pattern {
+                        PatternType::Literal => a.resource_name == name || a.resource_name == WILDCARD,
+                        PatternType::Prefixed => name.starts_with(&a.resource_name),
+                    }
+            })
+            .collect();
+        let says = |a: &AclBinding| {
+            Entry {
+                principal: a.principal.clone(),
+                host: a.host.clone(),
+                operation: a.operation,
+                permission: a.permission,
+            }
+            .decides(who, op)
+        };
+        if on_resource.iter().any(|a| says(a) == Some(Deny)) {
+            Decision::Denied
+        } else if on_resource.iter().any(|a| says(a) == Some(Allow)) {
+            Decision::Allowed
+        } else if on_resource.is_empty() {
+            Decision::NoAcls
+        } else {
+            Decision::Denied
+        }
+    }
+
+    #[test]
+    fn the_index_decides_as_kafkas_rule_over_random_acls() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let names = ["", "a", "ab", "abc", "b", "ba", "*"];
+        let principals = ["User:alice", "User:bob", WILDCARD_PRINCIPAL];
+        let hosts = ["*", "10.0.0.1", "10.0.0.2"];
+        let types = [Topic, Group];
+        for _round in 0..200 {
+            let mut acls = Acls::default();
+            let mut plain: Vec<AclBinding> = Vec::new();
+            for _ in 0..next(12) {
+                let a = AclBinding {
+                    resource_type: types[next(2)],
+                    resource_name: names[1 + next(names.len() - 1)].to_string(),
+                    pattern: if next(2) == 0 { Literal } else { Prefixed },
+                    principal: principals[next(3)].to_string(),
+                    host: hosts[next(3)].to_string(),
+                    operation: Operation::ALL_VALUES[next(Operation::ALL_VALUES.len())],
+                    permission: if next(3) == 0 { Deny } else { Allow },
+                };
+                if acls.insert(a.clone()) {
+                    plain.push(a);
+                }
+            }
+            // Remove some again: the index must forget them exactly.
+            for _ in 0..next(4) {
+                if !plain.is_empty() {
+                    let a = plain.swap_remove(next(plain.len()));
+                    assert!(acls.remove(&a));
+                }
+            }
+            assert_eq!(acls.len(), plain.len());
+            for _ in 0..50 {
+                let who = Subject {
+                    principal: principals[next(2)],
+                    host: hosts[1 + next(2)],
+                };
+                let op = Operation::ALL_VALUES[1 + next(Operation::ALL_VALUES.len() - 1)];
+                let rt = types[next(2)];
+                let name = ["a", "ab", "abc", "abd", "b", "ba", "c"][next(7)];
+                assert_eq!(
+                    acls.decide(who, op, rt, name),
+                    naive(&plain, who, op, rt, name),
+                    "{who:?} {op:?} {rt:?} {name} over {plain:#?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn validation_messages() {
         let mut a = acl(Cluster, "other", Literal, "User:alice", Alter, Allow);

@@ -56,6 +56,9 @@ pub const REQUESTS: &[(ApiKey, i16, i16, crate::Build)] = &[
         0,
         crate::build::<AlterUserScramCredentialsRequest>,
     ),
+    (ApiKey::DescribeAcls, 1, 3, crate::build::<DescribeAclsRequest>),
+    (ApiKey::CreateAcls, 1, 3, crate::build::<CreateAclsRequest>),
+    (ApiKey::DeleteAcls, 1, 3, crate::build::<DeleteAclsRequest>),
 ];
 
 impl Gen for produce_request::PartitionProduceData {
@@ -1227,6 +1230,120 @@ impl Gen for alter_user_scram_credentials_request::ScramCredentialUpsertion {
         }
         if (0..=0).contains(&version) {
             m.salted_password = <Bytes>::gen(g, "salted_password", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for describe_acls_request::DescribeAclsRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (1..=3).contains(&version) {
+            m.resource_type_filter = <i8>::gen(g, "resource_type_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.resource_name_filter = <Option<StrBytes>>::gen(g, "resource_name_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.pattern_type_filter = <i8>::gen(g, "pattern_type_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.principal_filter = <Option<StrBytes>>::gen(g, "principal_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.host_filter = <Option<StrBytes>>::gen(g, "host_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.operation = <i8>::gen(g, "operation", version);
+        }
+        if (1..=3).contains(&version) {
+            m.permission_type = <i8>::gen(g, "permission_type", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for create_acls_request::AclCreation {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (1..=3).contains(&version) {
+            m.resource_type = <i8>::gen(g, "resource_type", version);
+        }
+        if (1..=3).contains(&version) {
+            m.resource_name = <StrBytes>::gen(g, "resource_name", version);
+        }
+        if (1..=3).contains(&version) {
+            m.resource_pattern_type = <i8>::gen(g, "resource_pattern_type", version);
+        }
+        if (1..=3).contains(&version) {
+            m.principal = <StrBytes>::gen(g, "principal", version);
+        }
+        if (1..=3).contains(&version) {
+            m.host = <StrBytes>::gen(g, "host", version);
+        }
+        if (1..=3).contains(&version) {
+            m.operation = <i8>::gen(g, "operation", version);
+        }
+        if (1..=3).contains(&version) {
+            m.permission_type = <i8>::gen(g, "permission_type", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for create_acls_request::CreateAclsRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (1..=3).contains(&version) {
+            m.creations = <Vec<create_acls_request::AclCreation>>::gen(g, "creations", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for delete_acls_request::DeleteAclsFilter {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (1..=3).contains(&version) {
+            m.resource_type_filter = <i8>::gen(g, "resource_type_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.resource_name_filter = <Option<StrBytes>>::gen(g, "resource_name_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.pattern_type_filter = <i8>::gen(g, "pattern_type_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.principal_filter = <Option<StrBytes>>::gen(g, "principal_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.host_filter = <Option<StrBytes>>::gen(g, "host_filter", version);
+        }
+        if (1..=3).contains(&version) {
+            m.operation = <i8>::gen(g, "operation", version);
+        }
+        if (1..=3).contains(&version) {
+            m.permission_type = <i8>::gen(g, "permission_type", version);
+        }
+        m.unknown_tagged_fields = g.tagged_fields();
+        m
+    }
+}
+
+impl Gen for delete_acls_request::DeleteAclsRequest {
+    fn gen(g: &mut Ctx, _name: &'static str, version: i16) -> Self {
+        #[allow(unused_mut)]
+        let mut m = Self::default();
+        if (1..=3).contains(&version) {
+            m.filters = <Vec<delete_acls_request::DeleteAclsFilter>>::gen(g, "filters", version);
         }
         m.unknown_tagged_fields = g.tagged_fields();
         m
