@@ -60,7 +60,59 @@ pub fn run_all(config: &Config) -> Vec<Check> {
     ]
     .into_iter()
     .chain(certificates(config))
+    .chain(authorizer(config))
     .collect()
+}
+
+/// With the authorizer on: someone must be able to manage ACLs, and an
+/// anonymous super user must not be reachable from the network.
+fn authorizer(config: &Config) -> Option<Check> {
+    use crate::security::tls::ClientAuth;
+    use crate::security::SecurityProtocol;
+    let a = &config.authorizer;
+    if !a.enabled {
+        return None;
+    }
+    const NAME: &str = "authorizer";
+    if a.super_users.is_empty() {
+        return Some(check(
+            NAME,
+            false,
+            Status::Warn,
+            "on, with no super user: only principals already allowed ALTER on the cluster can change ACLs".into(),
+            Some("list an operator principal in authorizer.super_users, e.g. [\"User:admin\"]".into()),
+        ));
+    }
+    let anonymous_super = a.super_users.iter().any(|p| p == crate::security::acl::ANONYMOUS);
+    // Where an unauthenticated client is User:ANONYMOUS: PLAINTEXT, and SSL
+    // unless a client certificate is required.
+    let open = config.listeners().unwrap_or_default().into_iter().find(|l| {
+        let anonymous = match l.protocol {
+            SecurityProtocol::Plaintext => true,
+            SecurityProtocol::Ssl => config.ssl.client_auth != ClientAuth::Required,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => false,
+        };
+        anonymous && !l.bind.ip().is_loopback()
+    });
+    match open.filter(|_| anonymous_super) {
+        Some(l) => Some(check(
+            NAME,
+            false,
+            Status::Warn,
+            format!(
+                "User:ANONYMOUS is a super user and listener {} binds {}: anyone who reaches it may do everything",
+                l.name, l.bind
+            ),
+            Some("bind that listener to 127.0.0.1, or name an authenticated operator in super_users".into()),
+        )),
+        None => Some(check(
+            NAME,
+            false,
+            Status::Pass,
+            format!("on; super users: {}", a.super_users.join(", ")),
+            None,
+        )),
+    }
 }
 
 /// The checks whose failure stops `start`.

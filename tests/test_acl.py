@@ -325,6 +325,7 @@ def test_an_acl_made_through_one_node_holds_on_every_node(tmp_path):
         acl_cli(n0, "add", "--principal", "User:bob", "--operation", "describe", "--topic", "cl-acl")
         c.wait(lambda: all(through(node) is None for node in c.nodes))
         took = time.time() - started
+        print(f"ACL held on all 3 nodes {took:.2f} s after `corestream acl add` returned on node 0")
         assert took < 10, took
         # And removed through another node, gone everywhere.
         acl_cli(c.nodes[2], "remove", "--principal", "User:bob")

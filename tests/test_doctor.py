@@ -79,3 +79,22 @@ def test_low_memlock_for_an_unprivileged_user_fails_with_the_fix(request):
                        capture_output=True, text=True, timeout=30)
     assert s.returncode == 1
     assert "locked memory" in s.stderr and "LimitMEMLOCK=infinity" in s.stderr
+
+
+def test_authorizer_checks(tmp_path):
+    """With the authorizer on: a warning when nobody is a super user, and
+    when the anonymous super user is reachable from the network."""
+    def check(toml):
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(toml)
+        r = doctor("--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--output", "json")
+        return {c["name"]: c for c in json.loads(r.stdout)}.get("authorizer")
+    assert check("") is None
+    none = check("[authorizer]\nenabled = true\n")
+    assert none["status"] == "warn" and "no super user" in none["detail"]
+    exposed = check('listeners = ["PLAINTEXT://0.0.0.0:9092", "SASL_PLAINTEXT://127.0.0.1:9093"]\n'
+                    '[authorizer]\nenabled = true\nsuper_users = ["User:ANONYMOUS"]\n')
+    assert exposed["status"] == "warn" and "0.0.0.0:9092" in exposed["detail"], exposed
+    local = check('listeners = ["PLAINTEXT://127.0.0.1:9092", "SASL_PLAINTEXT://0.0.0.0:9093"]\n'
+                  '[authorizer]\nenabled = true\nsuper_users = ["User:ANONYMOUS", "User:admin"]\n')
+    assert local["status"] == "pass" and "User:admin" in local["detail"], local

@@ -12,8 +12,10 @@
 //! - `seed.rs`: many topics, a message per partition, consume all.
 //! - `scenario.rs`: declarative workloads (TOML) made of those steps.
 //! - `rate.rs`: fixed-rate pacing with coordinated-omission correction.
+//! - `authz.rs`: the cost of an authorization decision, in process.
 //! - `report.rs`: counters, histograms, progress and summary; `plot.rs`: SVG.
 
+mod authz;
 mod batch;
 mod client;
 mod cluster;
@@ -64,6 +66,8 @@ enum Command {
     E2e(ProduceArgs),
     /// Run a declarative workload (see bench/scenarios/).
     Scenario(ScenarioArgs),
+    /// Time the broker's authorizer in this process: ns per decision with many ACLs.
+    Authz(authz::AuthzArgs),
 }
 
 #[derive(Args, Clone)]
@@ -207,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             c.duration += Duration::from_secs(2); // drain what was produced last
             (a.common.clone(), Some(produce_config(&a)), Some(c))
         }
+        Command::Authz(a) => return authz::run(&a),
         Command::Scenario(a) => return scenario::run(&a.file, &a.bootstrap, a.cores, a.json.as_deref(), a.check),
     };
     let results = run_workload(

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{errors, locate};
 use crate::controller::topic_config;
 use crate::node::broker::Broker;
-use crate::security::acl::Operation;
+use crate::security::acl::{Operation, ResourceType};
 
 pub const VERSIONS: (i16, i16) = (3, 11);
 
@@ -55,8 +55,14 @@ pub async fn handle(
         })
         .collect();
     let mut work: BTreeMap<ShardId, (Vec<ProduceItem>, Vec<Slot>)> = BTreeMap::new();
+    // As Kafka: a transactional producer needs WRITE on its transactional id
+    // before anything else is looked at.
+    let transaction_refused = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !caller.may(Operation::Write, ResourceType::TransactionalId, id.0.as_str()));
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
-        let allowed = caller.may_topic(Operation::Write, topic.name.0.as_str());
+        let allowed = !transaction_refused && caller.may_topic(Operation::Write, topic.name.0.as_str());
         let (max_bytes, compacted) = {
             let meta = b.meta.borrow();
             let t = meta.topic(topic.name.0.as_str());
@@ -69,6 +75,10 @@ pub async fn handle(
             let out = &mut responses[ti].partition_responses[pi];
             if durability.is_none() {
                 out.error_code = errors::INVALID_REQUIRED_ACKS;
+                continue;
+            }
+            if transaction_refused {
+                out.error_code = errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
                 continue;
             }
             if !allowed {

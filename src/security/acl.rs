@@ -104,6 +104,11 @@ pub const CODE_ANY: i8 = 1;
 pub const CODE_MATCH: i8 = 2;
 
 impl ResourceType {
+    /// Dense index, 0-5.
+    fn slot(self) -> usize {
+        self as usize
+    }
+
     /// The operations an ACL on this resource type can be about (Kafka's
     /// AclEntry.supportedOperations); `authorized_operations` reports these.
     pub fn operations(self) -> &'static [Operation] {
@@ -299,11 +304,15 @@ fn implies(granted: Operation, asked: Operation) -> bool {
     }
 }
 
+/// Seeded per process (HashDoS), and several times faster than SipHash on
+/// the short names a check hashes.
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// ACLs of one resource type, indexed for checks.
 #[derive(Debug, Clone, Default)]
 struct TypeIndex {
-    literal: HashMap<String, Vec<Entry>>,
-    prefixed: HashMap<String, Vec<Entry>>,
+    literal: Map<Vec<Entry>>,
+    prefixed: Map<Vec<Entry>>,
     /// How many prefixed patterns have each length (in bytes): a check
     /// looks up the name's prefix of each length present, so its cost
     /// grows with the number of distinct lengths, not of ACLs.
@@ -314,7 +323,8 @@ struct TypeIndex {
 #[derive(Debug, Clone, Default)]
 pub struct Acls {
     all: BTreeSet<AclBinding>,
-    by_type: HashMap<ResourceType, TypeIndex>,
+    /// By `ResourceType::slot`.
+    by_type: [TypeIndex; 6],
 }
 
 /// What a check found, before the no-ACL default applies.
@@ -348,7 +358,7 @@ impl Acls {
         if self.all.contains(&acl) {
             return false;
         }
-        let index = self.by_type.entry(acl.resource_type).or_default();
+        let index = &mut self.by_type[acl.resource_type.slot()];
         let entry = Entry {
             principal: acl.principal.clone(),
             host: acl.host.clone(),
@@ -371,10 +381,7 @@ impl Acls {
         if !self.all.remove(acl) {
             return false;
         }
-        let index = self
-            .by_type
-            .get_mut(&acl.resource_type)
-            .expect("an indexed ACL has its type's index");
+        let index = &mut self.by_type[acl.resource_type.slot()];
         let map = match acl.pattern {
             PatternType::Literal => &mut index.literal,
             PatternType::Prefixed => {
@@ -408,9 +415,7 @@ impl Acls {
 
     /// What the ACLs say about `who` doing `op` on resource `name` of type `rt`.
     pub fn decide(&self, who: Subject<'_>, op: Operation, rt: ResourceType, name: &str) -> Decision {
-        let Some(index) = self.by_type.get(&rt) else {
-            return Decision::NoAcls;
-        };
+        let index = &self.by_type[rt.slot()];
         let mut found_any = false;
         let mut allowed = false;
         let mut consider = |entries: Option<&Vec<Entry>>| -> bool {
@@ -449,9 +454,10 @@ impl Acls {
     /// producer needs WRITE on at least one topic): some ALLOW pattern
     /// that no DENY pattern for the same subject covers entirely.
     pub fn allows_some(&self, who: Subject<'_>, op: Operation, rt: ResourceType, none_found_allows: bool) -> bool {
-        let Some(index) = self.by_type.get(&rt) else {
+        let index = &self.by_type[rt.slot()];
+        if index.literal.is_empty() && index.prefixed.is_empty() {
             return none_found_allows;
-        };
+        }
         let says = |entries: &Vec<Entry>, want: Permission| entries.iter().any(|e| e.decides(who, op) == Some(want));
         let denied_all = index.literal.get(WILDCARD).is_some_and(|e| says(e, Permission::Deny));
         if denied_all {
