@@ -441,7 +441,8 @@ pub fn plan_delete_acls(
     let results = filters
         .iter()
         .map(|f| {
-            let matched: Vec<AclBinding> = meta.acls.iter().filter(|a| f.matches(a)).cloned().collect();
+            let mut matched: Vec<AclBinding> = meta.acls.iter().filter(|a| f.matches(a)).collect();
+            matched.sort();
             gone.extend(matched.iter().cloned());
             Ok(matched)
         })

@@ -54,7 +54,7 @@ pub async fn handle(
     let mut resources: BTreeMap<_, Vec<AclDescription>> = BTreeMap::new();
     for acl in meta.acls.iter().filter(|a| filter.matches(a)) {
         resources
-            .entry((acl.resource_type, acl.resource_name.as_str(), acl.pattern))
+            .entry((acl.resource_type, acl.resource_name.clone(), acl.pattern))
             .or_default()
             .push(
                 AclDescription::default()
@@ -70,7 +70,7 @@ pub async fn handle(
             .map(|((rt, name, pattern), acls)| {
                 DescribeAclsResource::default()
                     .with_resource_type(rt.code())
-                    .with_resource_name(StrBytes::from_string(name.to_string()))
+                    .with_resource_name(StrBytes::from_string(name))
                     .with_pattern_type(pattern.code())
                     .with_acls(acls)
             })

@@ -10,7 +10,8 @@
 //! ALLOW for READ, WRITE, DELETE or ALTER implies DESCRIBE, and ALLOW for
 //! ALTER_CONFIGS implies DESCRIBE_CONFIGS; a DENY implies nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -268,11 +269,12 @@ pub struct Subject<'a> {
     pub host: &'a str,
 }
 
-/// The entry part of an ACL, kept under its resource pattern.
+/// The entry part of an ACL, kept under its resource pattern. Principals
+/// and hosts repeat across ACLs: each shard keeps one copy of each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
-    principal: String,
-    host: String,
+    principal: Arc<str>,
+    host: Arc<str>,
     operation: Operation,
     permission: Permission,
 }
@@ -281,16 +283,23 @@ impl Entry {
     /// Kafka's StandardAuthorizerData.findResult: `None` when the entry
     /// says nothing about this request.
     fn decides(&self, who: Subject<'_>, op: Operation) -> Option<Permission> {
-        if self.principal != who.principal && self.principal != WILDCARD_PRINCIPAL {
+        if *self.principal != *who.principal && *self.principal != *WILDCARD_PRINCIPAL {
             return None;
         }
-        if self.host != WILDCARD && self.host != who.host {
+        if *self.host != *WILDCARD && *self.host != *who.host {
             return None;
         }
         let applies = self.operation == Operation::All
             || self.operation == op
             || (self.permission == Permission::Allow && implies(self.operation, op));
         applies.then_some(self.permission)
+    }
+
+    fn is(&self, acl: &AclBinding) -> bool {
+        *self.principal == *acl.principal
+            && *self.host == *acl.host
+            && self.operation == acl.operation
+            && self.permission == acl.permission
     }
 }
 
@@ -319,12 +328,25 @@ struct TypeIndex {
     prefix_lengths: std::collections::BTreeMap<usize, usize>,
 }
 
-/// Every ACL, and the index checks use. Built by applying metadata changes.
+impl TypeIndex {
+    fn map(&self, pattern: PatternType) -> &Map<Vec<Entry>> {
+        match pattern {
+            PatternType::Literal => &self.literal,
+            PatternType::Prefixed => &self.prefixed,
+        }
+    }
+}
+
+/// Every ACL, held only as the index that checks use (a shard keeps its
+/// own copy: 100,000 ACLs cost each shard tens of MiB as whole bindings,
+/// a fraction of that here). Built by applying metadata changes.
 #[derive(Debug, Clone, Default)]
 pub struct Acls {
-    all: BTreeSet<AclBinding>,
     /// By `ResourceType::slot`.
     by_type: [TypeIndex; 6],
+    len: usize,
+    /// One copy of each principal and host in use.
+    strings: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
 /// What a check found, before the no-ACL default applies.
@@ -338,47 +360,87 @@ pub enum Decision {
 
 impl Acls {
     pub fn len(&self) -> usize {
-        self.all.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
+        self.len == 0
     }
 
     pub fn contains(&self, acl: &AclBinding) -> bool {
-        self.all.contains(acl)
+        self.by_type[acl.resource_type.slot()]
+            .map(acl.pattern)
+            .get(&acl.resource_name)
+            .is_some_and(|entries| entries.iter().any(|e| e.is(acl)))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &AclBinding> {
-        self.all.iter()
+    /// Every ACL, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = AclBinding> + '_ {
+        ResourceType::ALL_VALUES.iter().flat_map(move |&rt| {
+            let index = &self.by_type[rt.slot()];
+            [PatternType::Literal, PatternType::Prefixed]
+                .into_iter()
+                .flat_map(move |pattern| {
+                    index.map(pattern).iter().flat_map(move |(name, entries)| {
+                        entries.iter().map(move |e| AclBinding {
+                            resource_type: rt,
+                            resource_name: name.clone(),
+                            pattern,
+                            principal: e.principal.to_string(),
+                            host: e.host.to_string(),
+                            operation: e.operation,
+                            permission: e.permission,
+                        })
+                    })
+                })
+        })
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        match self.strings.get(s) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(s);
+                self.strings.insert(shared.clone());
+                shared
+            }
+        }
+    }
+
+    /// Drops a principal or host no entry uses any more.
+    fn release(&mut self, s: Arc<str>) {
+        // This one and the set's: the last entry that used it is gone.
+        if Arc::strong_count(&s) == 2 {
+            self.strings.remove(&*s);
+        }
     }
 
     /// Adds an ACL; false if it was there already.
     pub fn insert(&mut self, acl: AclBinding) -> bool {
-        if self.all.contains(&acl) {
+        if self.contains(&acl) {
             return false;
         }
-        let index = &mut self.by_type[acl.resource_type.slot()];
         let entry = Entry {
-            principal: acl.principal.clone(),
-            host: acl.host.clone(),
+            principal: self.intern(&acl.principal),
+            host: self.intern(&acl.host),
             operation: acl.operation,
             permission: acl.permission,
         };
+        let index = &mut self.by_type[acl.resource_type.slot()];
         match acl.pattern {
-            PatternType::Literal => index.literal.entry(acl.resource_name.clone()).or_default().push(entry),
+            PatternType::Literal => index.literal.entry(acl.resource_name).or_default().push(entry),
             PatternType::Prefixed => {
                 *index.prefix_lengths.entry(acl.resource_name.len()).or_default() += 1;
-                index.prefixed.entry(acl.resource_name.clone()).or_default().push(entry);
+                index.prefixed.entry(acl.resource_name).or_default().push(entry);
             }
         }
-        self.all.insert(acl);
+        self.len += 1;
         true
     }
 
     /// Removes an ACL; false if it was not there.
     pub fn remove(&mut self, acl: &AclBinding) -> bool {
-        if !self.all.remove(acl) {
+        if !self.contains(acl) {
             return false;
         }
         let index = &mut self.by_type[acl.resource_type.slot()];
@@ -396,20 +458,18 @@ impl Acls {
                 &mut index.prefixed
             }
         };
-        let entries = map.get_mut(&acl.resource_name).expect("an indexed ACL has its entries");
+        let entries = map.get_mut(&acl.resource_name).expect("contains() found its entries");
         let at = entries
             .iter()
-            .position(|e| {
-                e.principal == acl.principal
-                    && e.host == acl.host
-                    && e.operation == acl.operation
-                    && e.permission == acl.permission
-            })
-            .expect("an indexed ACL has its entry");
-        entries.swap_remove(at);
+            .position(|e| e.is(acl))
+            .expect("contains() found its entry");
+        let gone = entries.swap_remove(at);
         if entries.is_empty() {
             map.remove(&acl.resource_name);
         }
+        self.len -= 1;
+        self.release(gone.principal);
+        self.release(gone.host);
         true
     }
 
@@ -678,6 +738,7 @@ mod tests {
         assert!(on(false).authorize(&acls, BOB, Read, Topic, "px"));
         acls.remove(&b);
         assert!(acls.is_empty());
+        assert!(acls.strings.is_empty(), "principals and hosts no ACL uses are dropped");
         assert_eq!(acls.decide(ALICE, Read, Topic, "px"), Decision::NoAcls);
     }
 
@@ -735,8 +796,8 @@ mod tests {
             .collect();
         let says = |a: &AclBinding| {
             Entry {
-                principal: a.principal.clone(),
-                host: a.host.clone(),
+                principal: a.principal.as_str().into(),
+                host: a.host.as_str().into(),
                 operation: a.operation,
                 permission: a.permission,
             }
@@ -791,6 +852,11 @@ mod tests {
                 }
             }
             assert_eq!(acls.len(), plain.len());
+            let mut listed: Vec<AclBinding> = acls.iter().collect();
+            listed.sort();
+            let mut expected = plain.clone();
+            expected.sort();
+            assert_eq!(listed, expected, "iter() lists exactly what is held");
             for _ in 0..50 {
                 let who = Subject {
                     principal: principals[next(2)],
