@@ -4,6 +4,7 @@ Every broker a test starts is started here and stopped here (SIGTERM, then
 SIGKILL); nothing else is ever signalled.
 """
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,10 +17,38 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("CORESTREAM_BIN", ROOT / "target" / "release" / "corestream"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ephemeral_low():
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports are picked below the kernel's ephemeral range: a port the kernel
+# handed out by bind(0) may be taken, before the broker binds it, as the
+# source port of any outgoing connection (a client's, a Raft peer's), and
+# the broker then fails with "Address already in use". No port is handed
+# out twice by one test run.
+_PORTS_LOW, _PORTS_HIGH = 10000, min(_ephemeral_low(), 65536)
+_given = set()
+
+
+def free_port(room=1):
+    """A port p, with p..p+room-1 all free, below the ephemeral range."""
+    rng = random.Random()
+    for _ in range(1000):
+        p = rng.randrange(_PORTS_LOW, _PORTS_HIGH - room)
+        if any(q in _given for q in range(p, p + room)):
+            continue
+        try:
+            for q in range(p, p + room):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", q))
+        except OSError:
+            continue
+        _given.update(range(p, p + room))
+        return p
+    raise RuntimeError(f"no {room} free ports in [{_PORTS_LOW}, {_PORTS_HIGH})")
 
 
 class Broker:
@@ -141,15 +170,7 @@ class Broker:
 
 def free_port_pair():
     """A port whose next port is free too (Apache Kafka's client and controller listeners)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
+    return free_port(room=2)
 
 
 def start_kafka_ref(tmp_path_factory, name, extra_props=""):

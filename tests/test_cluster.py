@@ -6,7 +6,6 @@ SIGKILL, and nothing an acks=all producer was told is stored may be lost.
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 
@@ -21,21 +20,7 @@ from conftest import BIN, Broker, free_port
 
 def free_port_run(n):
     """A port p with p..p+n-1 all free (shard k takes Raft port + k)."""
-    for _ in range(100):
-        p = free_port()
-        if p + n > 65535:
-            continue
-        ok = True
-        for q in range(p, p + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", q))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return p
-    raise RuntimeError("no free port run")
+    return free_port(room=n)
 
 
 class Cluster:
