@@ -39,6 +39,15 @@ func must(err error, what string) {
 	}
 }
 
+// eventually polls cond for up to 10 s; the caller then checks what it
+// last saw, so a timeout fails with the values that were wrong.
+func eventually(cond func() bool) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func client(bootstrap string, opts ...kgo.Opt) *kgo.Client {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(bootstrap)}, opts...)...)
 	must(err, "new client")
@@ -243,22 +252,30 @@ func admin(ctx context.Context, bootstrap string) {
 		{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kadm.StringPtr("compact,delete")},
 	}, topic)
 	must(err, "alter configs")
-	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
-	must(err, "describe configs")
-	rc, err := rcs.On(topic, nil)
-	must(err, "describe configs")
+	// Kafka answers the alter once its controller committed it and describes
+	// it once the broker's metadata caught up: a client must poll.
 	values := map[string]string{}
-	for _, c := range rc.Configs {
-		values[c.Key] = c.MaybeValue()
-	}
+	eventually(func() bool {
+		rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+		must(err, "describe configs")
+		rc, err := rcs.On(topic, nil)
+		must(err, "describe configs")
+		for _, c := range rc.Configs {
+			values[c.Key] = c.MaybeValue()
+		}
+		return values["retention.ms"] == "1000" && values["cleanup.policy"] == "compact,delete"
+	})
 	check(values["retention.ms"] == "1000" && values["cleanup.policy"] == "compact,delete",
 		"configs after alter: retention.ms=%s cleanup.policy=%s", values["retention.ms"], values["cleanup.policy"])
 	fmt.Println("ok admin: describe and alter topic configs")
 
 	_, err = adm.CreatePartitions(ctx, 2, topic)
 	must(err, "create partitions")
-	topics, err = adm.ListTopics(ctx, topic)
-	must(err, "list topics")
+	eventually(func() bool {
+		topics, err = adm.ListTopics(ctx, topic)
+		must(err, "list topics")
+		return len(topics[topic].Partitions) == 4
+	})
 	check(len(topics[topic].Partitions) == 4, "four partitions after adding two: %d", len(topics[topic].Partitions))
 	fmt.Println("ok admin: create partitions")
 

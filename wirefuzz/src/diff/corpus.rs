@@ -35,6 +35,9 @@ use super::Session;
 
 pub(super) const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;
+/// DescribeConfigs config_source of a value set on the topic itself
+/// (DYNAMIC_TOPIC_CONFIG).
+const TOPIC_CONFIG_SOURCE: i8 = 1;
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 
@@ -584,12 +587,14 @@ fn configs(x: &mut Session, tag: &str) -> anyhow::Result<()> {
     x.compare::<_, IncrementalAlterConfigsResponse>("unknown topic", ApiKey::IncrementalAlterConfigs, av, |_| {
         alter(&format!("nothere-{tag}"), &[("retention.ms", SET, Some("1000"))])
     })?;
+    settle_config(x, &name, "cleanup.policy", Some("compact"))?;
     x.compare::<_, DescribeConfigsResponse>("after set", ApiKey::DescribeConfigs, dv, |_| {
         describe(&name, TOPIC_RESOURCE, Some(&keys))
     })?;
     x.compare::<_, IncrementalAlterConfigsResponse>("delete one", ApiKey::IncrementalAlterConfigs, av, |_| {
         alter(&name, &[("retention.ms", DELETE, None)])
     })?;
+    settle_config(x, &name, "retention.ms", None)?;
     x.compare::<_, DescribeConfigsResponse>("after delete", ApiKey::DescribeConfigs, dv, |_| {
         describe(&name, TOPIC_RESOURCE, Some(&keys))
     })?;
@@ -938,6 +943,40 @@ fn describe_users(names: &[&str]) -> DescribeUserScramCredentialsRequest {
             .map(|n| describe_user_scram_credentials_request::UserName::default().with_name(s(n)))
             .collect(),
     ))
+}
+
+/// Waits (not compared) until each broker describes `key` of topic `name`
+/// as `value` (None: back at its default). Kafka answers an
+/// IncrementalAlterConfigs once the controller committed it; its broker
+/// describes the change when its metadata image catches up, a moment later.
+fn settle_config(x: &mut Session, name: &str, key: &str, value: Option<&str>) -> anyhow::Result<()> {
+    let version = x.version(ApiKey::DescribeConfigs, 4)?;
+    let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+        .with_resource_type(TOPIC_RESOURCE)
+        .with_resource_name(s(name))
+        .with_configuration_keys(Some(vec![s(key)]))]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for side in 0..2 {
+        loop {
+            let d: DescribeConfigsResponse = x.one(side, ApiKey::DescribeConfigs, version, &req)?;
+            let settled = d.results.iter().flat_map(|r| &r.configs).any(|c| {
+                c.name.as_str() == key
+                    && match value {
+                        Some(v) => c.value.as_ref().map(|x| x.as_str()) == Some(v),
+                        // Back at a default: no longer set on the topic.
+                        None => c.config_source != TOPIC_CONFIG_SOURCE,
+                    }
+            });
+            if settled {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{}: {name} {key} not {value:?} after 30 s", super::SIDES[side]);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 /// Waits until each broker describes `user` as having (or not having)
