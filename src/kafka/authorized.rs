@@ -11,6 +11,7 @@
 //! `authorized_operations` bit fields (KIP-430).
 
 use crate::kafka::connection::ConnectionInfo;
+use crate::kafka::errors;
 use crate::node::broker::Broker;
 use crate::security::acl::{Operation, ResourceType, Subject, CLUSTER_NAME};
 
@@ -106,6 +107,19 @@ impl<'a> Caller<'a> {
 
     pub fn may_cluster(&self, op: Operation) -> bool {
         self.may(op, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// Why an ACL API (CreateAcls, DescribeAcls, DeleteAcls) is refused
+    /// whole, if it is: Kafka checks the cluster permission first, then
+    /// whether an authorizer is configured (each API has its own message).
+    pub fn acl_api_refusal(&self, op: Operation, disabled: &'static str) -> Option<(i16, &'static str)> {
+        if !self.may_cluster(op) {
+            Some((errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."))
+        } else if !self.broker.config.authorizer.enabled {
+            Some((errors::SECURITY_DISABLED, disabled))
+        } else {
+            None
+        }
     }
 
     /// Whether the caller may do `op` on at least one resource of type

@@ -18,23 +18,13 @@ use crate::security::acl::{AclBinding, Operation, PatternType, Permission, Resou
 pub const VERSIONS: (i16, i16) = (1, 3);
 
 pub async fn handle(b: &Rc<Broker>, req: CreateAclsRequest, _version: i16, caller: &Caller<'_>) -> CreateAclsResponse {
-    let all = |code: i16, message: &str| {
-        CreateAclsResponse::default().with_results(
-            req.creations
-                .iter()
-                .map(|_| {
-                    AclCreationResult::default()
-                        .with_error_code(code)
-                        .with_error_message(Some(StrBytes::from_string(message.to_string())))
-                })
-                .collect(),
-        )
-    };
-    if !caller.may_cluster(Operation::Alter) {
-        return all(errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.");
-    }
-    if !b.config.authorizer.enabled {
-        return all(errors::SECURITY_DISABLED, "No Authorizer is configured.");
+    if let Some((code, message)) = caller.acl_api_refusal(Operation::Alter, "No Authorizer is configured.") {
+        let failed = || {
+            AclCreationResult::default()
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_static_str(message)))
+        };
+        return CreateAclsResponse::default().with_results(req.creations.iter().map(|_| failed()).collect());
     }
     let mut results: Vec<AclCreationResult> = Vec::with_capacity(req.creations.len());
     let (mut valid, mut slots) = (Vec::new(), Vec::new());

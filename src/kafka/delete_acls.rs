@@ -17,23 +17,13 @@ use crate::security::acl::{AclFilter, Operation};
 pub const VERSIONS: (i16, i16) = (1, 3);
 
 pub async fn handle(b: &Rc<Broker>, req: DeleteAclsRequest, _version: i16, caller: &Caller<'_>) -> DeleteAclsResponse {
-    let all = |code: i16, message: &str| {
-        DeleteAclsResponse::default().with_filter_results(
-            req.filters
-                .iter()
-                .map(|_| {
-                    DeleteAclsFilterResult::default()
-                        .with_error_code(code)
-                        .with_error_message(Some(StrBytes::from_string(message.to_string())))
-                })
-                .collect(),
-        )
-    };
-    if !caller.may_cluster(Operation::Alter) {
-        return all(errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.");
-    }
-    if !b.config.authorizer.enabled {
-        return all(errors::SECURITY_DISABLED, "No Authorizer is configured.");
+    if let Some((code, message)) = caller.acl_api_refusal(Operation::Alter, "No Authorizer is configured.") {
+        let failed = || {
+            DeleteAclsFilterResult::default()
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_static_str(message)))
+        };
+        return DeleteAclsResponse::default().with_filter_results(req.filters.iter().map(|_| failed()).collect());
     }
     let mut results: Vec<DeleteAclsFilterResult> = Vec::with_capacity(req.filters.len());
     let (mut filters, mut slots) = (Vec::new(), Vec::new());

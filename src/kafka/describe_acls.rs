@@ -26,17 +26,10 @@ pub async fn handle(
             .with_error_code(code)
             .with_error_message(Some(errors::message(message)))
     };
-    if !caller.may_cluster(Operation::Describe) {
-        return refuse(
-            errors::CLUSTER_AUTHORIZATION_FAILED,
-            "Cluster authorization failed.".into(),
-        );
-    }
-    if !b.config.authorizer.enabled {
-        return refuse(
-            errors::SECURITY_DISABLED,
-            "No Authorizer is configured on the broker".into(),
-        );
+    if let Some((code, message)) =
+        caller.acl_api_refusal(Operation::Describe, "No Authorizer is configured on the broker")
+    {
+        return refuse(code, message.into());
     }
     let filter = match AclFilter::from_wire(
         req.resource_type_filter,
