@@ -240,7 +240,7 @@ impl State {
                     break;
                 }
                 bytes += e.len as u64;
-                batches.push(*e);
+                batches.push(e);
             }
             if batches.is_empty() {
                 // The log below the end went (a trim): nothing more to do.

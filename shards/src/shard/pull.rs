@@ -289,13 +289,11 @@ impl State {
         let mut wants = Vec::new();
         let partitions = &self.partitions;
         self.pull.remote.retain(|id| {
-            let mut remote = partitions.get(id).map(|p| p.remote());
-            let first = remote.as_mut().and_then(|r| r.next());
-            if let (Some(e), true) = (first, wants.len() < PULL_PARTITIONS) {
-                let last = remote.and_then(|r| r.last()).unwrap_or(e);
-                wants.push((*id, e.base, Offset(last.last.0 + 1)));
+            let range = partitions.get(id).and_then(|p| p.remote_range());
+            if let (Some((first, end)), true) = (range, wants.len() < PULL_PARTITIONS) {
+                wants.push((*id, first, end));
             }
-            first.is_some()
+            range.is_some()
         });
         if wants.is_empty() {
             self.pull.in_flight = None;
@@ -390,11 +388,9 @@ impl State {
             let Some(p) = self.partitions.get(&part.partition) else {
                 continue;
             };
-            let (Some(first), Some(last)) = (p.remote().next(), p.remote().next_back()) else {
+            let Some((mut next, until)) = p.remote_range() else {
                 continue;
             };
-            let until = Offset(last.last.0 + 1);
-            let mut next = first.base;
             let start_at = p.log_start().max(part.log_start);
             let mut entries = Vec::new();
             let batches = if bytes.is_empty() {
@@ -465,8 +461,7 @@ impl State {
         }
         for id in &chunk.gone {
             if let Some(p) = self.partitions.get_mut(id) {
-                let end = p.remote().last().map(|e| Offset(e.last.0 + 1));
-                if let Some(end) = end {
+                if let Some((_, end)) = p.remote_range() {
                     p.trim_to(end);
                 }
             }

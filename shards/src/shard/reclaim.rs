@@ -27,7 +27,7 @@ use super::checkpoint::{estimate_bytes, Checkpoint};
 use super::state::State;
 use crate::partition::{IndexEntry, Partition};
 use crate::raft::RaftGroup;
-use crate::types::{PartitionId, RaftIndex};
+use crate::types::{Offset, PartitionId, RaftIndex};
 use crate::wal::{Disk, WalError, WalPos, WalReader, WalStart, REMOTE};
 
 /// When to look at what may be reclaimed, and when to act on it.
@@ -169,14 +169,7 @@ impl State {
         if !self.pulling() && (merge.len() >= 2 || merge.iter().any(|id| cold_live[id] * 2 < sizes[id])) {
             let mut all: Vec<PartitionId> = self.partitions.keys().copied().collect();
             all.sort();
-            let m = self.gather(&all, |p| {
-                let cold = p.cold();
-                let first = cold
-                    .iter()
-                    .position(|e| merge.contains(&e.pos.segment))
-                    .unwrap_or(cold.len());
-                &cold[first..]
-            });
+            let m = self.gather(&all, |p| p.cold().skip_while(|e| !merge.contains(&e.pos.segment)));
             if m.bytes > 0 {
                 return Some(Work::Move(m));
             }
@@ -203,14 +196,18 @@ impl State {
     /// (the same on every run of a seed), oldest first, up to about
     /// `MOVE_MAX_BYTES` (a partition's cold batches stay a prefix of its
     /// log: what is left of a run moves next time).
-    fn gather<'a>(&'a self, ids: &[PartitionId], pick: impl Fn(&'a Partition) -> &'a [IndexEntry]) -> Move {
+    fn gather<'a, I: Iterator<Item = IndexEntry> + 'a>(
+        &'a self,
+        ids: &[PartitionId],
+        pick: impl Fn(&'a Partition) -> I,
+    ) -> Move {
         let mut m = Move {
             batches: Vec::new(),
             bytes: 0,
         };
         'partitions: for id in ids {
             let id = *id;
-            for &e in pick(&self.partitions[&id]) {
+            for e in pick(&self.partitions[&id]) {
                 if m.bytes > 0 && m.bytes + e.len as u64 > MOVE_MAX_BYTES {
                     break 'partitions;
                 }
@@ -255,18 +252,22 @@ impl State {
     /// which comes at once.
     pub fn moved(&mut self, m: &Move, file: RaftIndex) {
         let mut at = 0u64;
-        for &(id, e) in &m.batches {
-            if let Some(p) = self.partitions.get_mut(&id) {
-                p.moved(
-                    e.base,
-                    e.pos,
-                    WalPos {
+        // The batches come partition by partition: one run each.
+        for run in m.batches.chunk_by(|a, b| a.0 == b.0) {
+            let moves: Vec<(Offset, WalPos, WalPos)> = run
+                .iter()
+                .map(|&(_, e)| {
+                    let to = WalPos {
                         segment: file,
                         offset: at,
-                    },
-                );
+                    };
+                    at += e.len as u64;
+                    (e.base, e.pos, to)
+                })
+                .collect();
+            if let Some(p) = self.partitions.get_mut(&run[0].0) {
+                p.moved(&moves);
             }
-            at += e.len as u64;
         }
         self.reclaim_dirty = true;
         self.reclaim_checked_ms = i64::MIN;
@@ -326,7 +327,6 @@ impl State {
             .find(|p| {
                 p.first_position().is_some_and(|pos| !reader.has_segment(pos.segment))
                     || p.cold()
-                        .iter()
                         .any(|e| e.pos.segment != REMOTE && !reader.has_segment(e.pos.segment))
             })
             .map(|p| p.id)

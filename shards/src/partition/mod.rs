@@ -1,7 +1,11 @@
 //! Partition bookkeeping: a few offsets and a compact index from offset to
-//! WAL position, one entry per stored batch. A partition owns no thread,
-//! timer, file or buffer (DESIGN invariant 7); its data lives in the shard's
-//! WAL.
+//! WAL position, one entry per stored batch (`index`: about 10 bytes each
+//! once frozen). A partition owns no thread, timer, file or buffer (DESIGN
+//! invariant 7); its data lives in the shard's WAL.
+
+mod index;
+
+pub use index::{decode_entries, encode_entries, OffsetIndex};
 
 use crate::producer::{Producers, SavedProducer};
 use crate::types::{Offset, PartitionId};
@@ -40,10 +44,9 @@ pub struct Partition {
     /// Invariant: `log_start <= high_watermark <= indexed_end()`.
     high_watermark: Offset,
     log_start: Offset,
-    /// Sorted, dense: `index[i+1].base == index[i].last + 1`.
-    index: Vec<IndexEntry>,
-    /// Bytes of the batches in `index` (what DescribeLogDirs reports).
-    bytes: u64,
+    /// Sorted, dense: each entry's base is the previous one's last + 1.
+    /// Its byte total is what DescribeLogDirs reports.
+    index: OffsetIndex,
     /// Idempotent producers writing here; allocated on first use.
     producers: Option<Box<Producers>>,
 }
@@ -64,12 +67,11 @@ impl Partition {
     /// watermark) and the producers as of it; the uncommitted tail is in
     /// the WAL past the checkpoint and replayed from there.
     pub fn saved(&self) -> SavedPartition {
-        let committed = self.index.partition_point(|e| e.last < self.high_watermark);
         SavedPartition {
             id: self.id,
             log_start: self.log_start,
             high_watermark: self.high_watermark,
-            index: self.index[..committed].to_vec(),
+            index: self.index.iter().take_while(|e| e.last < self.high_watermark).collect(),
             producers: self
                 .producers
                 .as_ref()
@@ -116,14 +118,12 @@ impl Partition {
             (None, _) if log_start != high_watermark => return bad("no batches below the high watermark".into()),
             _ => {}
         }
-        let bytes = index.iter().map(|e| e.len as u64).sum();
         Ok(Self {
             id,
             next_offset: high_watermark,
             high_watermark,
             log_start,
-            index,
-            bytes,
+            index: OffsetIndex::from_entries(index),
             producers: (!producers.is_empty()).then(|| Box::new(Producers::restore(producers))),
         })
     }
@@ -132,43 +132,76 @@ impl Partition {
     /// WAL segment: the segments before it hold none of its data. (Its
     /// older batches, if any, were moved to cold files: they come first.)
     pub fn first_position(&self) -> Option<WalPos> {
-        self.index.get(self.cold_batches()).map(|e| e.pos)
+        self.not_cold().next().map(|e| e.pos)
     }
 
-    /// How many of the oldest batches live in cold files.
-    fn cold_batches(&self) -> usize {
-        self.index.partition_point(|e| is_cold(e.pos.segment))
+    /// The batches from the first one in a WAL segment on (blocks of cold
+    /// batches skipped unread).
+    fn not_cold(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        let from = self.index.spans().find(|s| !s.all_cold).map(|s| s.base);
+        from.map(|f| self.index.iter_from(f))
+            .into_iter()
+            .flatten()
+            .skip_while(|e| is_cold(e.pos.segment))
     }
 
-    /// The batches held in cold files.
-    pub fn cold(&self) -> &[IndexEntry] {
-        &self.index[..self.cold_batches()]
+    /// The batches held in cold files (the oldest ones).
+    pub fn cold(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        self.index.iter().take_while(|e| is_cold(e.pos.segment))
     }
 
     /// The batches a snapshot named that this replica does not hold yet
     /// (`wal::REMOTE`): among the oldest, as cold ones are.
-    pub fn remote(&self) -> impl DoubleEndedIterator<Item = &IndexEntry> + '_ {
-        self.cold().iter().filter(|e| e.pos.segment == crate::wal::REMOTE)
+    pub fn remote(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        self.cold().filter(|e| e.pos.segment == crate::wal::REMOTE)
+    }
+
+    /// The offsets `[first base, last + 1)` of the batches not held yet.
+    pub fn remote_range(&self) -> Option<(Offset, Offset)> {
+        let mut remote = self.remote();
+        let first = remote.next()?;
+        let last = remote.last().unwrap_or(first);
+        Some((first.base, Offset(last.last.0 + 1)))
     }
 
     /// The batches held in WAL segments before `segment`.
-    pub fn in_segments_before(&self, segment: crate::types::RaftIndex) -> &[IndexEntry] {
-        let from = self.cold_batches();
-        let to = from + self.index[from..].partition_point(|e| e.pos.segment < segment);
-        &self.index[from..to]
+    pub fn in_segments_before(&self, segment: crate::types::RaftIndex) -> impl Iterator<Item = IndexEntry> + '_ {
+        self.not_cold().take_while(move |e| e.pos.segment < segment)
     }
 
-    /// Points the batch at `base`, if it is still at `from`, at `to` (it
-    /// was copied there). Returns whether it did.
-    pub fn moved(&mut self, base: Offset, from: WalPos, to: WalPos) -> bool {
-        let at = self.index.partition_point(|e| e.base < base);
-        match self.index.get_mut(at) {
-            Some(e) if e.base == base && e.pos == from => {
-                e.pos = to;
-                true
+    /// Points each batch of `moves` (base, where it was, where it is now:
+    /// oldest first, dense) that is still where it was at its new place.
+    /// Returns how many it pointed.
+    pub fn moved(&mut self, moves: &[(Offset, WalPos, WalPos)]) -> usize {
+        // Batches trimmed since are gone.
+        let start = self.index.first().map_or(Offset(i64::MAX), |e| e.base);
+        let moves = &moves[moves.partition_point(|m| m.0 < start)..];
+        let Some(&(first, _, _)) = moves.first() else { return 0 };
+        let mut done = 0;
+        // One pass when the run is as it was (the usual case)...
+        self.index.edit(first, moves.len(), |run| {
+            for (e, &(base, from, to)) in run.iter_mut().zip(moves) {
+                if e.base == base && e.pos == from {
+                    e.pos = to;
+                    done += 1;
+                }
             }
-            _ => false,
+            done > 0
+        });
+        if done < moves.len() {
+            // ...else (compaction rewrote part of it since) batch by batch.
+            for &(base, from, to) in moves {
+                self.index.edit(base, 1, |run| {
+                    let hit = run[0].pos == from;
+                    if hit {
+                        run[0].pos = to;
+                        done += 1;
+                    }
+                    hit
+                });
+            }
         }
+        done
     }
 
     /// Replaces the run of batches `old` (still as they were) with `new`,
@@ -178,10 +211,6 @@ impl Partition {
         let (Some(first), Some(last)) = (old.first(), old.last()) else {
             return false;
         };
-        let at = self.index.partition_point(|e| e.base < first.base);
-        if self.index.get(at..at + old.len()) != Some(old) {
-            return false;
-        }
         assert!(
             new.first().is_some_and(|n| n.base == first.base)
                 && new.last().is_some_and(|n| n.last == last.last)
@@ -189,10 +218,13 @@ impl Partition {
             "partition {}: a rewritten run must cover the offsets it replaces, densely",
             self.id
         );
-        self.bytes -= old.iter().map(|e| e.len as u64).sum::<u64>();
-        self.bytes += new.iter().map(|e| e.len as u64).sum::<u64>();
-        self.index.splice(at..at + old.len(), new);
-        true
+        self.index.edit(first.base, old.len(), |run| {
+            if run[..] != *old {
+                return false;
+            }
+            *run = new;
+            true
+        })
     }
 
     /// Batches pulled from a peer (`held`, dense, in a cold file) take the
@@ -208,27 +240,46 @@ impl Partition {
         let (Some(first), Some(last)) = (held.first().copied(), held.last().copied()) else {
             return 0;
         };
-        let i = self.index.partition_point(|e| e.last < first.base);
-        let j = self.index.partition_point(|e| e.last <= last.last);
+        // The entries the held batches cover, and the one after them.
+        let mut covered = Vec::new();
+        let mut after = None;
+        for e in self.index.iter_from(first.base) {
+            if e.last <= last.last {
+                covered.push(e);
+            } else {
+                after = Some(e);
+                break;
+            }
+        }
+        let Some(&at) = covered.first().or(after.as_ref()) else {
+            return 0;
+        };
         // The first batch held starts where the entry it replaces does, or
         // anywhere up to the log start (what is below it is not served).
-        let fits = self
-            .index
-            .get(i)
-            .is_some_and(|e| e.base == first.base || (i == 0 && first.base <= self.log_start))
-            && self.index[i..j].iter().all(remote)
-            && self.index.get(j).is_none_or(|e| e.base > last.last || remote(e));
+        let fits = (at.base == first.base || (at.base == start && first.base <= self.log_start))
+            && covered.iter().all(remote)
+            && after.is_none_or(|e| e.base > last.last || remote(&e));
         if !fits {
             return 0; // changed since it was asked for: what is lacked is asked again
         }
-        if let Some(rest) = self.index.get_mut(j).filter(|e| e.base <= last.last) {
-            rest.base = Offset(last.last.0 + 1);
-        }
+        // A not-held entry they cover only in part keeps the rest.
+        let rest = after.filter(|e| e.base <= last.last);
+        let count = covered.len() + usize::from(rest.is_some());
         let bytes: u64 = held.iter().map(|e| e.len as u64).sum();
-        self.bytes -= self.index[i..j].iter().map(|e| e.len as u64).sum::<u64>();
-        self.bytes += bytes;
-        self.index.splice(i..j, held);
-        bytes
+        let done = self.index.edit(at.base, count, |run| {
+            let mut new = held;
+            if let Some(mut rest) = rest {
+                rest.base = Offset(last.last.0 + 1);
+                new.push(rest);
+            }
+            *run = new;
+            true
+        });
+        if done {
+            bytes
+        } else {
+            0
+        }
     }
 
     /// Index entries held (a checkpoint's size grows with them).
@@ -242,8 +293,7 @@ impl Partition {
             next_offset: Offset(0),
             high_watermark: Offset(0),
             log_start: Offset(0),
-            index: Vec::new(),
-            bytes: 0,
+            index: OffsetIndex::default(),
             producers: None,
         }
     }
@@ -271,7 +321,12 @@ impl Partition {
 
     /// Bytes of the stored batches this partition holds from its log start.
     pub fn size_bytes(&self) -> u64 {
-        self.bytes
+        self.index.bytes()
+    }
+
+    /// Memory the offset index holds.
+    pub fn index_heap_bytes(&self) -> usize {
+        self.index.heap_bytes()
     }
 
     pub fn high_watermark(&self) -> Offset {
@@ -284,7 +339,7 @@ impl Partition {
 
     /// End of the stored (persisted) log: one past the last indexed offset.
     pub fn indexed_end(&self) -> Offset {
-        self.index.last().map_or(self.log_start, |e| Offset(e.last.0 + 1))
+        self.index.end().unwrap_or(self.log_start)
     }
 
     /// Reserves `count` offsets for a batch the leader is about to propose.
@@ -305,7 +360,6 @@ impl Partition {
             self.indexed_end()
         );
         assert!(entry.last >= entry.base, "partition {}: empty batch range", self.id);
-        self.bytes += entry.len as u64;
         self.index.push(entry);
         if self.next_offset < self.indexed_end() {
             // Recovery replays batches that this leader did not assign.
@@ -317,15 +371,25 @@ impl Partition {
     /// (the newest ones; never past the high watermark), if it is past the
     /// current one.
     pub fn start_keeping(&self, limit: u64) -> Option<Offset> {
-        let committed = self.index.partition_point(|e| e.last < self.high_watermark);
-        let mut excess = self.bytes.checked_sub(limit)?;
+        let mut excess = self.index.bytes().checked_sub(limit)?;
         let mut to = None;
-        for e in &self.index[..committed] {
+        'spans: for span in self.index.spans() {
             if excess == 0 {
                 break;
             }
-            excess = excess.saturating_sub(e.len as u64);
-            to = Some(Offset(e.last.0 + 1));
+            // A committed block wholly in the excess goes whole, unread.
+            if span.last < self.high_watermark && span.bytes <= excess {
+                excess -= span.bytes;
+                to = Some(Offset(span.last.0 + 1));
+                continue;
+            }
+            for e in self.index.entries_of(&span) {
+                if excess == 0 || e.last >= self.high_watermark {
+                    break 'spans;
+                }
+                excess = excess.saturating_sub(e.len as u64);
+                to = Some(Offset(e.last.0 + 1));
+            }
         }
         to.filter(|&t| t > self.log_start)
     }
@@ -344,12 +408,22 @@ impl Partition {
     /// that is not (Kafka deletes whole segments by their largest
     /// timestamp, likewise from the oldest), if it is past the current one.
     pub fn start_after_expired(&self, cutoff_ms: i64) -> Option<Offset> {
-        let committed = self.index.partition_point(|e| e.last < self.high_watermark);
-        let expired = self.index[..committed]
-            .iter()
-            .take_while(|e| e.max_timestamp_ms < cutoff_ms)
-            .last()?;
-        Some(Offset(expired.last.0 + 1)).filter(|&t| t > self.log_start)
+        let mut to = None;
+        'spans: for span in self.index.spans() {
+            // A committed block whose every batch expired goes whole, unread.
+            if span.last < self.high_watermark && span.max_timestamp_ms < cutoff_ms {
+                to = Some(Offset(span.last.0 + 1));
+                continue;
+            }
+            for e in self.index.entries_of(&span) {
+                if e.last >= self.high_watermark || e.max_timestamp_ms >= cutoff_ms {
+                    break 'spans;
+                }
+                to = Some(Offset(e.last.0 + 1));
+            }
+            break;
+        }
+        to.filter(|&t| t > self.log_start)
     }
 
     /// Moves the log start up to `offset` (DeleteRecords, retention: a
@@ -364,8 +438,7 @@ impl Partition {
             return false;
         }
         self.log_start = offset;
-        let gone = self.index.partition_point(|e| e.last < offset);
-        self.bytes -= self.index.drain(..gone).map(|e| e.len as u64).sum::<u64>();
+        self.index.remove_below(offset);
         true
     }
 
@@ -379,8 +452,7 @@ impl Partition {
             offset,
             self.high_watermark
         );
-        let keep = self.index.partition_point(|e| e.base < offset);
-        self.bytes -= self.index.drain(keep..).map(|e| e.len as u64).sum::<u64>();
+        self.index.remove_from(offset);
         self.forget_unstored();
     }
 
@@ -412,10 +484,9 @@ impl Partition {
     /// `max_bytes` (the first batch is always included, so a consumer can
     /// always make progress, as KIP-74 requires).
     pub fn committed_batches_from(&self, offset: Offset, max_bytes: usize) -> Vec<IndexEntry> {
-        let start = self.index.partition_point(|e| e.last < offset);
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for e in &self.index[start..] {
+        for e in self.index.iter_from(offset) {
             if e.last >= self.high_watermark {
                 break;
             }
@@ -423,7 +494,7 @@ impl Partition {
                 break;
             }
             bytes += e.len as usize;
-            out.push(*e);
+            out.push(e);
         }
         out
     }
@@ -432,19 +503,40 @@ impl Partition {
     /// or later) whose max timestamp reaches `timestamp_ms`: the batch that
     /// may hold the first record at or after that time.
     pub fn batch_for_timestamp(&self, timestamp_ms: i64, from: Offset) -> Option<IndexEntry> {
-        self.committed_from(from)
-            .iter()
-            .find(|e| e.max_timestamp_ms >= timestamp_ms)
-            .copied()
+        let from = from.max(self.log_start);
+        // Blocks wholly before `from`, or with no batch that late, are
+        // skipped by their summaries.
+        let span = self
+            .index
+            .spans()
+            .take_while(|s| s.base < self.high_watermark)
+            .find(|s| s.last >= from && s.max_timestamp_ms >= timestamp_ms)?;
+        self.index
+            .entries_of(&span)
+            .into_iter()
+            .take_while(|e| e.last < self.high_watermark)
+            .find(|e| e.last >= from && e.max_timestamp_ms >= timestamp_ms)
     }
 
     /// The first committed batch holding the largest timestamp (the first,
     /// as Kafka keeps the first offset that reached the maximum).
     pub fn batch_of_max_timestamp(&self) -> Option<IndexEntry> {
         let mut best: Option<IndexEntry> = None;
-        for e in self.committed_from(self.log_start) {
-            if best.is_none_or(|b| e.max_timestamp_ms > b.max_timestamp_ms) {
-                best = Some(*e);
+        for span in self.index.spans() {
+            if span.base >= self.high_watermark {
+                break;
+            }
+            // A committed block that cannot beat the best so far is skipped.
+            if span.last < self.high_watermark && best.is_some_and(|b| span.max_timestamp_ms <= b.max_timestamp_ms) {
+                continue;
+            }
+            for e in self.index.entries_of(&span) {
+                if e.last >= self.high_watermark {
+                    break;
+                }
+                if best.is_none_or(|b| e.max_timestamp_ms > b.max_timestamp_ms) {
+                    best = Some(e);
+                }
             }
         }
         best
@@ -452,11 +544,11 @@ impl Partition {
 
     /// The committed batches holding offsets at `from` or later and at the
     /// log start or later.
-    pub(crate) fn committed_from(&self, from: Offset) -> &[IndexEntry] {
-        let from = from.max(self.log_start);
-        let start = self.index.partition_point(|e| e.last < from);
-        let end = self.index.partition_point(|e| e.last < self.high_watermark);
-        &self.index[start..end.max(start)]
+    pub(crate) fn committed_from(&self, from: Offset) -> impl Iterator<Item = IndexEntry> + '_ {
+        let hw = self.high_watermark;
+        self.index
+            .iter_from(from.max(self.log_start))
+            .take_while(move |e| e.last < hw)
     }
 }
 
