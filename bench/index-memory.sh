@@ -44,7 +44,7 @@ for _ in $(seq "$ROUNDS"); do
         sleep 1
         before=$(rss_kib)
         "$BENCH" produce --bootstrap "127.0.0.1:$port" --topic keep --message-bytes 100 --batch-messages "$BATCH" \
-            --duration "${SECS}s" --acks 1 --cores 1 --json "$WORK/p.json" >/dev/null
+            --duration "${SECS}s" --acks 1 --cores 1 --connections 8 --in-flight 32 --json "$WORK/p.json" >/dev/null
         sleep 2
         after=$(rss_kib)
         python3 - "$WORK/p.json" "$label" "$BATCH" "$before" "$after" <<'PY'
