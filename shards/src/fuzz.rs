@@ -58,14 +58,19 @@ pub fn wal_segment(data: &[u8]) {
     }
 }
 
-/// A checkpoint's body as a restart reads it: what decodes re-encodes to
-/// the same bytes, and every partition in it is restored or refused, never
-/// a panic.
+/// A checkpoint's body as a restart reads it: every partition in it is
+/// restored or refused, never a panic; and a checkpoint whose partitions
+/// all restore reads back as the same state once written again (by value:
+/// version 1 bodies and varints written longer than needed decode too).
 pub fn checkpoint(data: &[u8]) {
-    if let Ok(c) = crate::shard::checkpoint::Checkpoint::decode(data) {
-        assert_eq!(c.encode(), data, "checkpoint round trip");
-        for p in c.partitions {
-            let _ = crate::partition::Partition::restore(p);
+    use crate::shard::checkpoint::Checkpoint;
+    if let Ok(c) = Checkpoint::decode(data) {
+        let valid = c
+            .partitions
+            .iter()
+            .all(|p| crate::partition::Partition::restore(p.clone()).is_ok());
+        if valid {
+            assert_eq!(Checkpoint::decode(&c.encode()), Ok(c), "checkpoint round trip");
         }
     }
 }
