@@ -39,6 +39,10 @@ struct Block {
     max_timestamp_ms: i64,
     /// Every batch of the block is in a cold file.
     all_cold: bool,
+    /// The file every batch of the block is in, if they share one (as a
+    /// partition's run in a cold file does): the block's bytes count
+    /// against that file without decoding.
+    one_file: Option<RaftIndex>,
     data: Box<[u8]>,
 }
 
@@ -160,6 +164,51 @@ impl OffsetIndex {
             block: None,
         });
         blocks.chain(tail)
+    }
+
+    /// The bytes of the leading batches that are in cold files, as
+    /// (file, bytes) items to add up: one per frozen block whose batches
+    /// share a file, one per batch elsewhere. A look at how much of each
+    /// cold file is live costs a block's summary, not its 128 entries.
+    pub fn cold_bytes(&self) -> impl Iterator<Item = (RaftIndex, u64)> + '_ {
+        let (whole, rest) = self.cold_prefix();
+        let by_block = whole.iter().flat_map(|b| {
+            let each = b.one_file.is_none().then(|| Decoder::new(b)).into_iter().flatten();
+            b.one_file
+                .map(|f| (f, b.bytes))
+                .into_iter()
+                .chain(each.map(|e| (e.pos.segment, e.len as u64)))
+        });
+        by_block.chain(rest.map(|e| (e.pos.segment, e.len as u64)))
+    }
+
+    /// The leading batches that are in cold file `file`, skipping blocks
+    /// whose batches are all in another file unread: a replica pulling a
+    /// snapshot asks after its batches not held yet (`REMOTE`) every round,
+    /// behind all those it pulled.
+    pub fn cold_in(&self, file: RaftIndex) -> impl Iterator<Item = IndexEntry> + '_ {
+        let (whole, rest) = self.cold_prefix();
+        whole
+            .iter()
+            .filter(move |b| b.one_file.is_none_or(|f| f == file))
+            .flat_map(Decoder::new)
+            .chain(rest)
+            .filter(move |e| e.pos.segment == file)
+    }
+
+    /// The batches in cold files, which lead the index: the frozen blocks
+    /// wholly cold, then the cold ones after them, decoded.
+    fn cold_prefix(&self) -> (&[Block], impl Iterator<Item = IndexEntry> + '_) {
+        let whole = self.blocks.iter().take_while(|b| b.all_cold).count();
+        let rest_from = match self.blocks.get(whole) {
+            Some(b) => Some(b.base),
+            None => self.tail.first().map(|e| e.base),
+        };
+        let rest = rest_from
+            .into_iter()
+            .flat_map(|from| self.iter_from(from))
+            .take_while(|e| is_cold(e.pos.segment));
+        (&self.blocks[..whole], rest)
     }
 
     /// The entries of a span (`spans()`), decoded.
@@ -353,6 +402,7 @@ impl Block {
             bytes: entries.iter().map(|e| e.len as u64).sum(),
             max_timestamp_ms: entries.iter().map(|e| e.max_timestamp_ms).max().unwrap_or(i64::MIN),
             all_cold: entries.iter().all(|e| is_cold(e.pos.segment)),
+            one_file: Some(entries[0].pos.segment).filter(|&f| entries.iter().all(|e| e.pos.segment == f)),
             data: data.into_boxed_slice(),
         }
     }
@@ -522,7 +572,13 @@ mod tests {
         let mut out = Vec::with_capacity(n);
         let mut base = start;
         let (mut segment, mut offset, mut ts) = (1 + rng.below(3), 0u64, 1_700_000_000_000i64);
-        for _ in 0..n {
+        // Often a partition's oldest batches are in cold files, a run per file.
+        let cold_prefix = if rng.below(3) == 0 {
+            rng.below(n as u64 + 1) as usize
+        } else {
+            0
+        };
+        for i in 0..n {
             let most = if rng.below(4) == 0 { 5000 } else { 20 };
             let count = 1 + rng.below(most) as i64;
             let len = 70 + rng.below(1 << 20) as u32;
@@ -531,7 +587,7 @@ mod tests {
                 offset = rng.below(1 << 20) * 4096;
             }
             ts += rng.below(2000) as i64 - 500;
-            let cold = rng.below(50) == 0;
+            let cold = i < cold_prefix || rng.below(50) == 0;
             out.push(IndexEntry {
                 base: Offset(base),
                 last: Offset(base + count - 1),
@@ -564,6 +620,24 @@ mod tests {
             assert_eq!(Some(s.max_timestamp_ms), of.iter().map(|e| e.max_timestamp_ms).max());
             assert_eq!((s.base, s.last), (of[0].base, of[of.len() - 1].last));
             assert_eq!(s.all_cold, of.iter().all(|e| is_cold(e.pos.segment)));
+        }
+        let mut cold = std::collections::BTreeMap::new();
+        for e in model.iter().take_while(|e| is_cold(e.pos.segment)) {
+            *cold.entry(e.pos.segment).or_insert(0u64) += e.len as u64;
+        }
+        let mut summed = std::collections::BTreeMap::new();
+        for (file, bytes) in index.cold_bytes() {
+            *summed.entry(file).or_insert(0u64) += bytes;
+        }
+        assert_eq!(summed, cold);
+        for file in cold.keys() {
+            let want: Vec<IndexEntry> = model
+                .iter()
+                .take_while(|e| is_cold(e.pos.segment))
+                .filter(|e| e.pos.segment == *file)
+                .copied()
+                .collect();
+            assert_eq!(index.cold_in(*file).collect::<Vec<_>>(), want);
         }
     }
 

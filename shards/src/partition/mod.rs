@@ -150,10 +150,16 @@ impl Partition {
         self.index.iter().take_while(|e| is_cold(e.pos.segment))
     }
 
+    /// The bytes of its batches in cold files, as (file, bytes) items to
+    /// add up per file (from block summaries where it can).
+    pub fn cold_bytes(&self) -> impl Iterator<Item = (crate::types::RaftIndex, u64)> + '_ {
+        self.index.cold_bytes()
+    }
+
     /// The batches a snapshot named that this replica does not hold yet
     /// (`wal::REMOTE`): among the oldest, as cold ones are.
     pub fn remote(&self) -> impl Iterator<Item = IndexEntry> + '_ {
-        self.cold().filter(|e| e.pos.segment == crate::wal::REMOTE)
+        self.index.cold_in(crate::wal::REMOTE)
     }
 
     /// The offsets `[first base, last + 1)` of the batches not held yet.

@@ -123,8 +123,8 @@ impl State {
             if let Some(pos) = p.first_position() {
                 pinned = Some(pinned.map_or(pos.segment, |s| s.min(pos.segment)));
             }
-            for e in p.cold() {
-                *cold_live.entry(e.pos.segment).or_default() += e.len as u64;
+            for (file, bytes) in p.cold_bytes() {
+                *cold_live.entry(file).or_default() += bytes;
             }
         }
         if crate::planted::active(crate::planted::Bug::ReclaimRetained) {
