@@ -946,9 +946,12 @@ async fn maybe_reclaim(shard: &Rc<Shard>, group: &mut RaftGroup) {
                 }
             },
             Some(reclaim::Work::Reclaim(plan)) => {
-                let segments = plan.segments;
+                let (segments, pulled) = (plan.segments, plan.pulled);
                 match reclaim::reclaim(plan, group).await {
-                    Ok(_) => tracing::debug!(shard = %shard.id, segments, "WAL segments reclaimed"),
+                    Ok(_) => {
+                        shard.state.borrow_mut().saved_pulled(pulled);
+                        tracing::debug!(shard = %shard.id, segments, pulled, "checkpoint written, WAL segments reclaimed")
+                    }
                     Err(e) => {
                         tracing::warn!(shard = %shard.id, error = %e, "reclaiming WAL segments failed; retrying at the next trim")
                     }

@@ -237,6 +237,9 @@ pub struct Pull {
     pub(crate) requests: u64,
     /// Batch bytes pulled and written.
     pub(crate) bytes: u64,
+    /// Of those, the bytes no checkpoint names yet: a restart would pull
+    /// them again (`plan_reclaim` weighs them as it weighs freed bytes).
+    pub(crate) unsaved: u64,
 }
 
 /// What a checked reply adds to a replica: the batches in `data`, which
@@ -456,7 +459,9 @@ impl State {
             }
             if let Some(file) = file {
                 let held: Vec<IndexEntry> = entries.iter().map(|e| e.in_file(file)).collect();
-                self.pull.bytes += p.fill_remote(held);
+                let added = p.fill_remote(held);
+                self.pull.bytes += added;
+                self.pull.unsaved += added;
             }
         }
         for id in &chunk.gone {
@@ -474,6 +479,7 @@ impl State {
     pub(super) fn start_pull(&mut self, at: u64) {
         self.pull.at = at;
         self.pull.in_flight = None;
+        self.pull.unsaved = 0;
         if crate::planted::active(crate::planted::Bug::SnapshotNotPulled) {
             return;
         }

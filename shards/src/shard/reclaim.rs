@@ -7,6 +7,11 @@
 //! - and a checkpoint of the state machine, written first, covers them
 //!   (a restart starts from it instead of replaying them).
 //!
+//! A checkpoint also saves a replica's pulled snapshot data: without one
+//! that names the cold files a pull wrote, a restart pulls it all again
+//! (and the replica may not lead until it has). Bytes pulled since the
+//! last checkpoint weigh as bytes freed.
+//!
 //! Looked at when a trim or a release was applied, at most once a second
 //! (a look put off by that sets the shard's one wake-up; an idle shard has
 //! none), and acted on only when the segments freed outweigh the
@@ -60,6 +65,9 @@ pub struct Plan {
     pub keep_from: RaftIndex,
     pub segments: usize,
     pub cold: Vec<RaftIndex>,
+    /// Pulled bytes the checkpoint names that no earlier one did
+    /// (`State::saved_pulled` once it is written).
+    pub pulled: u64,
 }
 
 /// Batches to copy into a new cold file, in this order: those that pin
@@ -178,7 +186,9 @@ impl State {
         let (keep_from, segments) = wal
             .reclaimable(through, pinned)
             .unwrap_or_else(|| (wal.first_segment(), 0));
-        let freed = segments as u64 * wal.segment_bytes() + dead_cold.iter().map(|id| sizes[id]).sum::<u64>();
+        let freed = segments as u64 * wal.segment_bytes()
+            + dead_cold.iter().map(|id| sizes[id]).sum::<u64>()
+            + self.pull.unsaved;
         let estimate = estimate_bytes(self.partitions.len(), batches, producers);
         if freed == 0 || freed < estimate * policy.freed_per_checkpoint_byte {
             return None; // until more is free
@@ -189,7 +199,13 @@ impl State {
             keep_from,
             segments,
             cold: dead_cold,
+            pulled: self.pull.unsaved,
         }))
+    }
+
+    /// A plan's checkpoint was written: what it pulled is saved.
+    pub fn saved_pulled(&mut self, pulled: u64) {
+        self.pull.unsaved = self.pull.unsaved.saturating_sub(pulled);
     }
 
     /// The batches `pick` chooses of each partition, in partition order

@@ -112,6 +112,8 @@ pub struct Report {
     pub compactions: u64,
     pub snapshots: u64,
     pub bytes_pulled: u64,
+    /// Pulled bytes a checkpoint then named (a restart keeps them).
+    pub bytes_pulled_saved: u64,
 }
 
 struct Sim {
@@ -794,6 +796,7 @@ impl Sim {
         self.report.bytes_moved = self.nodes.iter().map(|n| n.moved).sum();
         self.report.snapshots = self.nodes.iter().map(|n| n.snapshots).sum();
         self.report.bytes_pulled = self.nodes.iter().map(|n| n.pulled).sum();
+        self.report.bytes_pulled_saved = self.nodes.iter().map(|n| n.pulled_saved).sum();
         self.report.compactions = self.nodes.iter().map(|n| n.compactions).sum();
         self.history.check(&logs)?;
         Ok(self.report)

@@ -136,6 +136,8 @@ pub struct Node {
     /// Snapshots installed, and batch bytes pulled after them.
     pub snapshots: u64,
     pub pulled: u64,
+    /// Pulled bytes a checkpoint saved (a restart does not pull them again).
+    pub pulled_saved: u64,
     /// Compaction passes this node completed.
     pub compactions: u64,
 }
@@ -165,6 +167,7 @@ impl Node {
             moved: 0,
             snapshots: 0,
             pulled: 0,
+            pulled_saved: 0,
             compactions: 0,
         }
     }
@@ -393,8 +396,11 @@ impl Node {
                     Err(_) => break, // tried again at the next trim
                 },
                 Some(Work::Reclaim(plan)) => {
+                    let pulled = plan.pulled;
                     if let Ok(n) = reclaim(plan, &mut up.group).await {
                         self.reclaimed += n as u64;
+                        up.state.saved_pulled(pulled);
+                        self.pulled_saved += pulled;
                     }
                     break;
                 }

@@ -35,7 +35,7 @@ fn seeds_pass() {
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
          {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
          {} WAL segments reclaimed, {} starts from a checkpoint, {} retention.ms trims, {} bytes moved to cold files, \
-         {} disks wiped, {} snapshots installed, {} bytes pulled, {} compaction passes, {} of {} messages lost",
+         {} disks wiped, {} snapshots installed, {} bytes pulled ({} saved by a checkpoint), {} compaction passes, {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -56,6 +56,7 @@ fn seeds_pass() {
         sum(|r| r.wipes),
         sum(|r| r.snapshots),
         sum(|r| r.bytes_pulled),
+        sum(|r| r.bytes_pulled_saved),
         sum(|r| r.compactions),
         sum(|r| r.lost_messages),
         sum(|r| r.messages),
@@ -79,6 +80,10 @@ fn seeds_pass() {
         assert!(
             sum(|r| r.snapshots) > n / 20 && sum(|r| r.bytes_pulled) > 0,
             "hardly any wiped node rebuilt through a snapshot"
+        );
+        assert!(
+            sum(|r| r.bytes_pulled_saved) > 0,
+            "no checkpoint ever saved pulled data: every restart would pull it again"
         );
     }
 }
