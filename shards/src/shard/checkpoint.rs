@@ -9,15 +9,18 @@
 //! Little endian throughout, with a version first. The body comes from
 //! disk: decoding checks every length and refuses what does not parse.
 //! Version 2 stores a partition's index entries as the offset index
-//! encodes its blocks (about 9 bytes an entry instead of 44); version 1
-//! checkpoints, written by earlier releases, are still read.
+//! encodes its blocks (about 9 bytes an entry instead of 44); version 3
+//! adds where compaction got to in each compacted partition, so that a
+//! restart does not clean them all whole again (Kafka keeps the same in
+//! its cleaner-offset-checkpoint). Versions 1 and 2, written by earlier
+//! releases, are still read.
 
 use crate::partition::{decode_entries, encode_entries, IndexEntry, SavedPartition};
 use crate::producer::SavedProducer;
 use crate::types::{NodeId, Offset, PartitionId, RaftIndex, Term};
 use crate::wal::{HardState, WalPos, WalStart};
 
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// An index entry in a version 1 checkpoint.
 const V1_INDEX_ENTRY_BYTES: usize = 44;
 /// About what an index entry takes in a version 2 checkpoint (a partition
@@ -35,6 +38,9 @@ pub struct Checkpoint {
     pub known_below: u32,
     pub deleted: Vec<PartitionId>,
     pub partitions: Vec<SavedPartition>,
+    /// Per compacted partition, where its dirty part starts (what the
+    /// cleaner cleaned up to), by partition id.
+    pub cleaned: Vec<(PartitionId, Offset)>,
 }
 
 /// About how many bytes a checkpoint of these partitions takes.
@@ -91,16 +97,19 @@ impl Checkpoint {
                 }
             }
         }
+        e.u32(self.cleaned.len() as u32);
+        for &(id, to) in &self.cleaned {
+            e.u32(id.0);
+            e.u64(to.0 as u64);
+        }
         e.0
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, String> {
         let mut d = Dec(body);
         let version = d.u32()?;
-        if version != VERSION && version != 1 {
-            return Err(format!(
-                "checkpoint version {version}; this build reads 1 and {VERSION}"
-            ));
+        if !(1..=VERSION).contains(&version) {
+            return Err(format!("checkpoint version {version}; this build reads 1 to {VERSION}"));
         }
         let applied = (d.u64()?, d.u64()?);
         let hard_state = HardState {
@@ -161,6 +170,13 @@ impl Checkpoint {
                 producers,
             });
         }
+        let cleaned = if version >= 3 {
+            (0..d.count(12)?)
+                .map(|_| Ok((PartitionId(d.u32()?), Offset(d.u64()? as i64))))
+                .collect::<Result<_, String>>()?
+        } else {
+            Vec::new()
+        };
         if !d.0.is_empty() {
             return Err(format!("{} bytes after the last partition", d.0.len()));
         }
@@ -172,6 +188,7 @@ impl Checkpoint {
             known_below,
             deleted,
             partitions,
+            cleaned,
         })
     }
     /// A partition's index as version 1 wrote it: fixed-size entries.
@@ -278,6 +295,7 @@ mod tests {
                     recent: vec![(0, 7, Offset(2))],
                 }],
             }],
+            cleaned: vec![(PartitionId(5), Offset(6))],
         }
     }
 
@@ -351,7 +369,27 @@ mod tests {
         e.u32(0);
         e.u32(7);
         e.u64(2);
-        assert_eq!(Checkpoint::decode(&e.0), Ok(c));
+        // Version 1 knew nothing of compaction's progress.
+        assert_eq!(
+            Checkpoint::decode(&e.0),
+            Ok(Checkpoint {
+                cleaned: Vec::new(),
+                ..c
+            })
+        );
+    }
+
+    #[test]
+    fn a_version_2_checkpoint_still_reads() {
+        // Version 3 is version 2 with the cleaned offsets after the partitions.
+        let c = Checkpoint {
+            cleaned: Vec::new(),
+            ..sample()
+        };
+        let mut v2 = c.encode();
+        v2[..4].copy_from_slice(&2u32.to_le_bytes());
+        v2.truncate(v2.len() - 4);
+        assert_eq!(Checkpoint::decode(&v2), Ok(c));
     }
 
     #[test]
@@ -389,7 +427,7 @@ mod tests {
         assert!(per_entry < 10.0, "{per_entry} bytes per entry");
         // Every byte of the encoded entries flipped in turn: refused, or
         // read as some other index (the partition's restore checks it).
-        let at = empty.len() - 4 - 22 - 16; // where the entries start, near enough
+        let at = empty.len() - 16 - 4 - 22 - 16; // where the entries start, near enough
         for i in at..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0xff;

@@ -101,8 +101,8 @@ struct Pass {
 #[derive(Debug, Default)]
 pub struct Cleaner {
     settings: HashMap<PartitionId, Compaction>,
-    /// Where each partition's dirty part starts (none: at its log start;
-    /// after a restart a partition is cleaned whole once).
+    /// Where each partition's dirty part starts (none: at its log start,
+    /// the partition is cleaned whole once). Saved in checkpoints.
     cleaned_to: HashMap<PartitionId, Offset>,
     pass: Option<Pass>,
     /// Something may have become cleanable since the last look (a WAL
@@ -116,6 +116,33 @@ pub struct Cleaner {
     pub(crate) runs: u64,
     pub(crate) bytes_read: u64,
     pub(crate) bytes_written: u64,
+}
+
+impl Cleaner {
+    /// Where each partition's dirty part starts, by partition id (for a
+    /// checkpoint).
+    pub(crate) fn cleaned(&self) -> Vec<(PartitionId, Offset)> {
+        let mut cleaned: Vec<_> = self.cleaned_to.iter().map(|(&id, &to)| (id, to)).collect();
+        cleaned.sort();
+        cleaned
+    }
+
+    /// Forgets where a partition was cleaned to (its data was replaced).
+    pub(crate) fn forget(&mut self, id: PartitionId) {
+        self.cleaned_to.remove(&id);
+        if self.pass.as_ref().is_some_and(|p| p.partition == id) {
+            self.pass = None;
+        }
+    }
+
+    /// Takes where a checkpoint says `p` was cleaned to. An offset past
+    /// what the partition holds (a damaged checkpoint) is not taken: the
+    /// partition is then cleaned whole, which is never wrong.
+    pub(crate) fn restore(&mut self, id: PartitionId, to: Offset, p: &crate::partition::Partition) {
+        if to.0 >= 0 && to <= p.indexed_end() {
+            self.cleaned_to.insert(id, to);
+        }
+    }
 }
 
 /// A chunk rewritten: its batches, one after another, and their entries
@@ -160,10 +187,7 @@ impl State {
             }
             None => {
                 self.cleaner.settings.remove(&id);
-                self.cleaner.cleaned_to.remove(&id);
-                if self.cleaner.pass.as_ref().is_some_and(|p| p.partition == id) {
-                    self.cleaner.pass = None;
-                }
+                self.cleaner.forget(id);
             }
         }
     }
@@ -860,6 +884,55 @@ mod tests {
                 "codec {codec}: a clean partition is not rewritten"
             );
         }
+    }
+
+    /// `st` as a checkpoint saves it, encoded, read back and restored
+    /// into a fresh shard state (a restart), with `cleaned` as saved.
+    fn restarted(st: &State, keep_cleaned: bool) -> State {
+        use super::super::checkpoint::Checkpoint;
+        let c = Checkpoint {
+            applied: (10, 1),
+            hard_state: Default::default(),
+            released: 0,
+            wal: crate::wal::WalStart {
+                keep_from: RaftIndex(1),
+                before: (0, 0),
+            },
+            known_below: 0,
+            deleted: Vec::new(),
+            partitions: st.partitions.values().map(|p| p.saved()).collect(),
+            cleaned: if keep_cleaned { st.cleaner.cleaned() } else { Vec::new() },
+        };
+        let c = Checkpoint::decode(&c.encode()).unwrap();
+        let mut fresh = State::new(&[PartitionId(7)], 8);
+        fresh.restore(c).unwrap();
+        fresh.set_compaction(PartitionId(7), Some(Compaction::default()));
+        fresh
+    }
+
+    #[test]
+    fn a_restart_does_not_clean_a_clean_partition_again() {
+        let old = NOW - 2 * DAY;
+        let batches: Vec<Vec<u8>> = (0..6)
+            .map(|i| batch(i * 2, &[(Some("k"), Some("v"), old), (Some("j"), Some("w"), old)], 0))
+            .collect();
+        let mut files = Files::default();
+        let mut st = state_with(&batches, &mut files);
+        st.set_compaction(PartitionId(7), Some(Compaction::default()));
+        compact_all(&mut st, &mut files, NOW);
+        assert_eq!(st.cleaner.runs, 1);
+        let after_pass = read_back(&st, &files);
+        // Where the pass got to is in the checkpoint: nothing is dirty.
+        let mut again = restarted(&st, true);
+        compact_all(&mut again, &mut files, NOW + 10_000);
+        assert_eq!(again.cleaner.bytes_read, 0, "a restart read a clean partition again");
+        assert_eq!(read_back(&again, &files), after_pass);
+        // Without it (a checkpoint of an earlier release), the partition
+        // is cleaned whole once, to the same records.
+        let mut whole = restarted(&st, false);
+        compact_all(&mut whole, &mut files, NOW + 10_000);
+        assert!(whole.cleaner.bytes_read > 0);
+        assert_eq!(read_back(&whole, &files).0, after_pass.0);
     }
 
     #[test]

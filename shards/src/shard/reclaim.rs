@@ -306,6 +306,7 @@ impl State {
             known_below: self.known_below,
             deleted,
             partitions,
+            cleaned: self.cleaner.cleaned(),
         }
     }
 
@@ -322,11 +323,19 @@ impl State {
             let id = saved.id;
             let dropped = self.deleted.contains(&id) || (id.0 < self.known_below && !held.contains(&id));
             let p = Partition::restore(saved)?;
+            // Its data is what the checkpoint says: compaction's progress
+            // on what was here before does not apply to it.
+            self.cleaner.forget(id);
             if !dropped {
                 if p.producers().is_some() {
                     self.with_producers.insert(id);
                 }
                 self.partitions.insert(id, p);
+            }
+        }
+        for (id, to) in c.cleaned {
+            if let Some(p) = self.partitions.get(&id) {
+                self.cleaner.restore(id, to, p);
             }
         }
         // Batches of a snapshot not pulled before the checkpoint: pulled

@@ -136,6 +136,9 @@ impl State {
                 known_below: self.known_below,
                 deleted,
                 partitions,
+                // The replica cleans what it pulls whole, once: the batches
+                // a peer sends may be compacted less than these are.
+                cleaned: Vec::new(),
             },
             meta,
         }
