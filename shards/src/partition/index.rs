@@ -153,6 +153,7 @@ impl OffsetIndex {
             bytes: b.bytes,
             max_timestamp_ms: b.max_timestamp_ms,
             all_cold: b.all_cold,
+            one_file: b.one_file,
             block: Some(i),
         });
         let tail = self.tail.iter().map(|e| Span {
@@ -161,6 +162,7 @@ impl OffsetIndex {
             bytes: e.len as u64,
             max_timestamp_ms: e.max_timestamp_ms,
             all_cold: is_cold(e.pos.segment),
+            one_file: Some(e.pos.segment),
             block: None,
         });
         blocks.chain(tail)
@@ -357,6 +359,8 @@ pub struct Span {
     pub max_timestamp_ms: i64,
     /// Every batch of the span is in a cold file.
     pub all_cold: bool,
+    /// The file every batch of the span is in, if they share one.
+    pub one_file: Option<RaftIndex>,
     block: Option<usize>,
 }
 
@@ -620,6 +624,8 @@ mod tests {
             assert_eq!(Some(s.max_timestamp_ms), of.iter().map(|e| e.max_timestamp_ms).max());
             assert_eq!((s.base, s.last), (of[0].base, of[of.len() - 1].last));
             assert_eq!(s.all_cold, of.iter().all(|e| is_cold(e.pos.segment)));
+            let files: std::collections::BTreeSet<RaftIndex> = of.iter().map(|e| e.pos.segment).collect();
+            assert_eq!(s.one_file, (files.len() == 1).then(|| of[0].pos.segment));
         }
         let mut cold = std::collections::BTreeMap::new();
         for e in model.iter().take_while(|e| is_cold(e.pos.segment)) {

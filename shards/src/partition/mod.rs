@@ -145,6 +145,11 @@ impl Partition {
             .skip_while(|e| is_cold(e.pos.segment))
     }
 
+    /// Its offset index, for questions its block summaries answer.
+    pub(crate) fn index(&self) -> &OffsetIndex {
+        &self.index
+    }
+
     /// The batches held in cold files (the oldest ones).
     pub fn cold(&self) -> impl Iterator<Item = IndexEntry> + '_ {
         self.index.iter().take_while(|e| is_cold(e.pos.segment))

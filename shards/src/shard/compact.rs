@@ -290,24 +290,15 @@ impl State {
         for (&id, &settings) in &self.cleaner.settings {
             let Some(p) = self.partitions.get(&id) else { continue };
             let cleaned = self.cleaner.cleaned_to.get(&id).copied().unwrap_or(p.log_start());
-            let lag_cutoff = now_ms.saturating_sub(settings.min_lag_ms);
-            let (mut total, mut dirty, mut end, mut oldest_dirty) = (0u64, 0u64, p.log_start(), None);
-            for e in p.committed_from(p.log_start()) {
-                let cleanable =
-                    (is_cold(e.pos.segment) || e.pos.segment < active_segment) && e.max_timestamp_ms <= lag_cutoff;
-                if !cleanable {
-                    if e.pos.segment != active_segment && e.last >= cleaned {
-                        let at = e.max_timestamp_ms.saturating_add(settings.min_lag_ms);
-                        due = Some(due.map_or(at, |d: i64| d.min(at)));
-                    }
-                    break;
-                }
-                total += e.len as u64;
-                if e.last >= cleaned {
-                    dirty += e.len as u64;
-                    oldest_dirty.get_or_insert(e.max_timestamp_ms);
-                }
-                end = Offset(e.last.0 + 1);
+            let Scan {
+                total,
+                dirty,
+                end,
+                oldest_dirty,
+                due: due_here,
+            } = scan(p, cleaned, active_segment, settings.min_lag_ms, now_ms);
+            if let Some(at) = due_here {
+                due = Some(due.map_or(at, |d: i64| d.min(at)));
             }
             if dirty == 0 {
                 continue;
@@ -609,6 +600,77 @@ impl State {
             self.cleaner.cleaned_to.remove(&p.partition);
         }
     }
+}
+
+/// What a look finds in a partition: the bytes of its cleanable part
+/// (committed, out of the active WAL segment, past the compaction lag),
+/// of them the dirty ones (from `cleaned` on), where the cleanable part
+/// ends, the largest timestamp of its oldest dirty batch, and when a
+/// batch after it becomes cleanable by time.
+struct Scan {
+    total: u64,
+    dirty: u64,
+    end: Offset,
+    oldest_dirty: Option<i64>,
+    due: Option<i64>,
+}
+
+/// Looks at `p` from its log start. A frozen block of the index wholly
+/// cleanable, and wholly clean or dirty, counts from its summary unread:
+/// a look (once a second while segments seal) must not decode every
+/// batch of every compacted partition.
+fn scan(p: &crate::partition::Partition, cleaned: Offset, active: RaftIndex, min_lag_ms: i64, now_ms: i64) -> Scan {
+    let (log_start, hw) = (p.log_start(), p.high_watermark());
+    let lag_cutoff = now_ms.saturating_sub(min_lag_ms);
+    let mut s = Scan {
+        total: 0,
+        dirty: 0,
+        end: log_start,
+        oldest_dirty: None,
+        due: None,
+    };
+    let index = p.index();
+    'spans: for span in index.spans() {
+        if span.last < log_start {
+            continue;
+        }
+        let whole = span.base >= log_start
+            && span.last < hw
+            && (span.all_cold || span.one_file.is_some_and(|f| f < active))
+            && span.max_timestamp_ms <= lag_cutoff
+            // Dirty whole: its oldest batch's timestamp is known already.
+            && (span.last < cleaned || (span.base >= cleaned && s.oldest_dirty.is_some()));
+        if whole {
+            s.total += span.bytes;
+            if span.base >= cleaned {
+                s.dirty += span.bytes;
+            }
+            s.end = Offset(span.last.0 + 1);
+            continue;
+        }
+        for e in index.entries_of(&span) {
+            if e.last < log_start {
+                continue;
+            }
+            if e.last >= hw {
+                break 'spans;
+            }
+            let cleanable = (is_cold(e.pos.segment) || e.pos.segment < active) && e.max_timestamp_ms <= lag_cutoff;
+            if !cleanable {
+                if e.pos.segment != active && e.last >= cleaned {
+                    s.due = Some(e.max_timestamp_ms.saturating_add(min_lag_ms));
+                }
+                break 'spans;
+            }
+            s.total += e.len as u64;
+            if e.last >= cleaned {
+                s.dirty += e.len as u64;
+                s.oldest_dirty.get_or_insert(e.max_timestamp_ms);
+            }
+            s.end = Offset(e.last.0 + 1);
+        }
+    }
+    s
 }
 
 /// Runs one job: reads its batches, then maps them or writes what stays
@@ -933,6 +995,104 @@ mod tests {
         compact_all(&mut whole, &mut files, NOW + 10_000);
         assert!(whole.cleaner.bytes_read > 0);
         assert_eq!(read_back(&whole, &files).0, after_pass.0);
+    }
+
+    /// The look batch by batch, as it was before block summaries: what
+    /// `scan` must agree with.
+    fn scan_each(
+        p: &crate::partition::Partition,
+        cleaned: Offset,
+        active: RaftIndex,
+        min_lag_ms: i64,
+        now_ms: i64,
+    ) -> Scan {
+        let lag_cutoff = now_ms.saturating_sub(min_lag_ms);
+        let mut s = Scan {
+            total: 0,
+            dirty: 0,
+            end: p.log_start(),
+            oldest_dirty: None,
+            due: None,
+        };
+        for e in p.committed_from(p.log_start()) {
+            let cleanable = (is_cold(e.pos.segment) || e.pos.segment < active) && e.max_timestamp_ms <= lag_cutoff;
+            if !cleanable {
+                if e.pos.segment != active && e.last >= cleaned {
+                    s.due = Some(e.max_timestamp_ms.saturating_add(min_lag_ms));
+                }
+                break;
+            }
+            s.total += e.len as u64;
+            if e.last >= cleaned {
+                s.dirty += e.len as u64;
+                s.oldest_dirty.get_or_insert(e.max_timestamp_ms);
+            }
+            s.end = Offset(e.last.0 + 1);
+        }
+        s
+    }
+
+    #[test]
+    fn a_look_from_block_summaries_finds_what_one_batch_at_a_time_finds() {
+        use crate::partition::{Partition, SavedPartition};
+        let mut rng = crate::test_rng::Rng::new(11);
+        for round in 0..2_000 {
+            let n = rng.below(80) as usize;
+            let cold = rng.below(n as u64 + 1) as usize;
+            let (mut base, mut segment, mut pos) = (0i64, 5u64, 0u64);
+            let mut entries = Vec::new();
+            for i in 0..n {
+                let count = 1 + rng.below(3) as i64;
+                let len = 100 + rng.below(900) as u32;
+                let file = if i < cold {
+                    COLD_BASE + 1 + (2 * i / cold.max(1)) as u64
+                } else {
+                    if rng.below(5) == 0 {
+                        segment += 1;
+                    }
+                    segment
+                };
+                pos += len as u64;
+                entries.push(IndexEntry {
+                    base: Offset(base),
+                    last: Offset(base + count - 1),
+                    pos: WalPos {
+                        segment: RaftIndex(file),
+                        offset: pos,
+                    },
+                    len,
+                    max_timestamp_ms: NOW - 100_000 + i as i64 * 1_000 + rng.below(3_000) as i64,
+                });
+                base += count;
+            }
+            // Batches in cold files are committed ones.
+            let committed = cold + rng.below((n - cold) as u64 + 1) as usize;
+            let mut p = Partition::restore(SavedPartition {
+                id: PartitionId(7),
+                log_start: Offset(0),
+                high_watermark: Offset(entries.get(committed.wrapping_sub(1)).map_or(0, |e| e.last.0 + 1)),
+                index: entries[..committed].to_vec(),
+                producers: Vec::new(),
+            })
+            .unwrap();
+            for e in &entries[committed..] {
+                p.assign((e.last.0 - e.base.0 + 1) as u32);
+                p.index_batch(*e);
+            }
+            p.trim_to(Offset(rng.below(base as u64 / 2 + 1) as i64));
+            let cleaned = Offset(rng.below(base as u64 + 2) as i64);
+            let active = RaftIndex(5 + rng.below(segment - 3));
+            let lag = [0, 5_000, 30_000][rng.below(3) as usize];
+            let (a, b) = (
+                scan(&p, cleaned, active, lag, NOW),
+                scan_each(&p, cleaned, active, lag, NOW),
+            );
+            assert_eq!(
+                (a.total, a.dirty, a.end, a.oldest_dirty, a.due),
+                (b.total, b.dirty, b.end, b.oldest_dirty, b.due),
+                "round {round}"
+            );
+        }
     }
 
     #[test]
