@@ -161,6 +161,26 @@ def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everythi
         cold = sum(f.stat().st_size for f in wiped.data_dir.glob("shard-*/wal/cold-*.dat"))
         assert cold >= 4 << 20
 
+        # Once it holds every batch, a checkpoint names the cold files the
+        # pull wrote (written after the last of them): a restart then pulls
+        # nothing again.
+        def pull_saved():
+            for wal in wiped.data_dir.glob("shard-*/wal"):
+                cold = [f.stat().st_mtime_ns for f in wal.glob("cold-*.dat")]
+                checkpoint = wal / "checkpoint"
+                if cold and (not checkpoint.exists() or checkpoint.stat().st_mtime_ns < max(cold)):
+                    return False
+            return True
+        cluster.wait(pull_saved, timeout=30)
+        ends = wiped.log_text().count("holds every batch of the snapshot")
+        wiped.kill9()
+        wiped.start()
+        cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
+        time.sleep(2)
+        assert metric(wiped, "corestream_snapshot_pulling") == 0
+        assert metric(wiped, "corestream_snapshot_bytes_pulled_total") == 0
+        assert wiped.log_text().count("holds every batch of the snapshot") == ends, "pulled again after a restart"
+
         # The wiped node leads: the leaders of the groups it does not lead
         # go down in turn until it leads one; it serves everything retained.
         for _ in range(6):

@@ -10,7 +10,8 @@
 //! A checkpoint also saves a replica's pulled snapshot data: without one
 //! that names the cold files a pull wrote, a restart pulls it all again
 //! (and the replica may not lead until it has). Bytes pulled since the
-//! last checkpoint weigh as bytes freed.
+//! last checkpoint weigh as bytes freed, and the end of a pull is saved
+//! at once.
 //!
 //! Looked at when a trim or a release was applied, at most once a second
 //! (a look put off by that sets the shard's one wake-up; an idle shard has
@@ -190,7 +191,10 @@ impl State {
             + dead_cold.iter().map(|id| sizes[id]).sum::<u64>()
             + self.pull.unsaved;
         let estimate = estimate_bytes(self.partitions.len(), batches, producers);
-        if freed == 0 || freed < estimate * policy.freed_per_checkpoint_byte {
+        // A pull just completed is saved whatever it weighs: a restart
+        // from an older checkpoint could not lead until it pulled again.
+        let pull_ended = self.pull.unsaved > 0 && !self.pulling();
+        if !pull_ended && (freed == 0 || freed < estimate * policy.freed_per_checkpoint_byte) {
             return None; // until more is free
         }
         let checkpoint = self.checkpoint(applied, group, keep_from);
