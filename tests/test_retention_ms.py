@@ -40,8 +40,9 @@ def test_batches_older_than_retention_ms_go_and_newer_ones_stay(broker_factory):
     create_topic(broker.bootstrap, "short", 1, {"retention.ms": "3000"})
     create_topic(broker.bootstrap, "forever", 1, {"retention.ms": "-1"})
     # Ten records from an hour ago (a producer replaying old data), ten
-    # now, ten an hour ahead (a clock ahead of ours).
-    stamps = [now - 3_600_000] * 10 + [now] * 10 + [now + 3_600_000] * 10
+    # now, ten 50 minutes ahead (a clock ahead of ours, within the hour
+    # that message.timestamp.after.max.ms allows).
+    stamps = [now - 3_600_000] * 10 + [now] * 10 + [now + 3_000_000] * 10
     produce_at(broker.bootstrap, "short", stamps)
     produce_at(broker.bootstrap, "forever", stamps)
     # The hour-old batches go at the next check; the current ones 3 s later.

@@ -167,7 +167,28 @@ pub fn producer(b: &[u8]) -> (i64, i16, i32) {
     )
 }
 
-/// The one mutation the broker makes: the leader's offset for the batch.
+/// The timestamp type bit of `attributes`: set, the batch's records all
+/// take its largest timestamp, the broker's clock when it took the batch.
+const LOG_APPEND_TIME: u8 = 0x08;
+
+/// Whether the batch says its timestamps are the broker's (LogAppendTime).
+pub fn log_append_time(b: &[u8]) -> bool {
+    b[ATTRIBUTES_AT + 1] & LOG_APPEND_TIME != 0
+}
+
+/// Stamps a validated batch for a topic of `message.timestamp.type=
+/// LogAppendTime`: its timestamp type and its largest timestamp (the one
+/// every record then takes; the records' own stay, as Kafka leaves them),
+/// and its CRC, which covers both, computed again.
+pub fn stamp_log_append_time(b: &mut [u8], now_ms: i64) {
+    b[ATTRIBUTES_AT + 1] |= LOG_APPEND_TIME;
+    b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// What the broker writes into a batch: the leader's offset for it (the
+/// CRC does not cover it).
 pub fn set_base_offset(b: &mut [u8], base: i64) {
     b[0..8].copy_from_slice(&base.to_be_bytes());
 }
@@ -206,6 +227,21 @@ pub(crate) mod tests {
         set_base_offset(&mut b, 42);
         assert_eq!(base_offset(&b), 42);
         assert!(validate(&b, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn a_log_append_time_stamp_keeps_the_batch_valid() {
+        let mut b = make_batch(3, b"abc");
+        assert!(!log_append_time(&b));
+        stamp_log_append_time(&mut b, 1_700_000_000_123);
+        let info = validate(&b, 1 << 20).unwrap();
+        assert!(log_append_time(&b));
+        assert_eq!(
+            (info.base_timestamp_ms, info.max_timestamp_ms),
+            (1000, 1_700_000_000_123)
+        );
+        let h = crate::records::Header::parse(&b).unwrap();
+        assert!(h.log_append_time());
     }
 
     #[test]

@@ -187,28 +187,28 @@ pub const KEYS: &[ConfigKey] = &[
         kind: LONG,
         default: "3600000",
         check: Check::Int(0, i64::MAX),
-        doc: "Accepted and reported; not enforced yet.",
+        doc: "Enforced for CreateTime: a batch stamped later than this after the broker's clock is refused with INVALID_TIMESTAMP (checked on its largest timestamp).",
     },
     ConfigKey {
         name: "message.timestamp.before.max.ms",
         kind: LONG,
         default: "9223372036854775807",
         check: Check::Int(0, i64::MAX),
-        doc: "Accepted and reported; not enforced yet.",
+        doc: "Enforced for CreateTime: a batch stamped earlier than this before the broker's clock is refused with INVALID_TIMESTAMP (checked on its first timestamp).",
     },
     ConfigKey {
         name: "message.timestamp.difference.max.ms",
         kind: LONG,
         default: "9223372036854775807",
         check: Check::Int(0, i64::MAX),
-        doc: "Accepted and reported; not enforced yet (Kafka 4 replaced it with the two above).",
+        doc: "Accepted and reported; no effect (Kafka 4 replaced it with the two above).",
     },
     ConfigKey {
         name: "message.timestamp.type",
         kind: STRING,
         default: "CreateTime",
         check: Check::OneOf(&["CreateTime", "LogAppendTime"]),
-        doc: "CreateTime or LogAppendTime. Stored; batches keep the producer's timestamps.",
+        doc: "CreateTime (batches keep the producer's timestamps) or LogAppendTime (the broker stamps each batch with its clock as it takes it).",
     },
     ConfigKey {
         name: "min.cleanable.dirty.ratio",
@@ -512,9 +512,55 @@ pub fn max_message_bytes(overrides: &BTreeMap<String, String>, broker_default: u
         .unwrap_or(broker_default) as usize
 }
 
+/// What a topic does with the timestamps producers send (Kafka's
+/// `message.timestamp.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamps {
+    /// `LogAppendTime`: the broker stamps each batch with its own clock.
+    pub log_append_time: bool,
+    /// `CreateTime`: a batch stamped earlier than this before the broker's
+    /// clock, or later than `after_max_ms` after it, is refused.
+    pub before_max_ms: i64,
+    pub after_max_ms: i64,
+}
+
+/// The effective `message.timestamp.*` of a topic.
+pub fn timestamps(overrides: &BTreeMap<String, String>) -> Timestamps {
+    let ms = |name: &str| {
+        overrides
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| key(name).map(|k| k.default))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(i64::MAX)
+    };
+    Timestamps {
+        log_append_time: overrides.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime"),
+        before_max_ms: ms("message.timestamp.before.max.ms"),
+        after_max_ms: ms("message.timestamp.after.max.ms"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_follow_kafkas_defaults() {
+        let t = timestamps(&BTreeMap::new());
+        assert_eq!(
+            (t.log_append_time, t.before_max_ms, t.after_max_ms),
+            (false, i64::MAX, 3_600_000)
+        );
+        let t = timestamps(&BTreeMap::from([
+            ("message.timestamp.type".to_string(), "LogAppendTime".to_string()),
+            ("message.timestamp.before.max.ms".to_string(), "60000".to_string()),
+        ]));
+        assert_eq!(
+            (t.log_append_time, t.before_max_ms, t.after_max_ms),
+            (true, 60_000, 3_600_000)
+        );
+    }
 
     #[test]
     fn every_key_has_a_valid_default() {

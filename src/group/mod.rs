@@ -27,6 +27,7 @@
 pub mod membership;
 pub mod records;
 
+use corestream_shards::shard::wall_clock_ms;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -731,12 +732,6 @@ async fn expire_offsets(b: &Rc<Broker>) {
             }
         }
     }
-}
-
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn fetch(

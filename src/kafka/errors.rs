@@ -78,6 +78,7 @@ pub const INVALID_TOPIC: i16 = E::InvalidTopicException.code();
 pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();
 pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
 pub const INVALID_RECORD: i16 = E::InvalidRecord.code();
+pub const INVALID_TIMESTAMP: i16 = E::InvalidTimestamp.code();
 pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
 pub const GROUP_MAX_SIZE_REACHED: i16 = E::GroupMaxSizeReached.code();
 pub const INVALID_GROUP_ID: i16 = E::InvalidGroupId.code();

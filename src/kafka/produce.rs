@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use corestream_shards::batch::{self, BatchError};
+use corestream_shards::shard::wall_clock_ms;
 use corestream_shards::{Durability, ProduceItem, ProduceResult, ShardId};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -63,12 +64,13 @@ pub async fn handle(
         .is_some_and(|id| !caller.may(Operation::Write, ResourceType::TransactionalId, id.0.as_str()));
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let allowed = !transaction_refused && caller.may_topic(Operation::Write, topic.name.0.as_str());
-        let (max_bytes, compacted) = {
+        let (max_bytes, compacted, stamps) = {
             let meta = b.meta.borrow();
             let t = meta.topic(topic.name.0.as_str());
             (
                 t.map(|t| topic_config::max_message_bytes(&t.configs, b.config.limits.message_max_bytes.0)),
                 t.is_some_and(|t| topic_config::compaction(&t.configs).is_some()),
+                t.map(|t| topic_config::timestamps(&t.configs)),
             )
         };
         for (pi, p) in topic.partition_data.into_iter().enumerate() {
@@ -89,7 +91,7 @@ pub async fn handle(
                 out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             };
-            let records = p.records.unwrap_or_default();
+            let mut records = p.records.unwrap_or_default();
             match batch::split_batches(&records, max_bytes) {
                 Ok(batches) if batches.len() > 1 => {
                     // Kafka takes exactly one batch per partition from v3 on
@@ -110,6 +112,23 @@ pub async fn handle(
                             out.error_message = Some(errors::message(why));
                         }
                         continue;
+                    }
+                    if let Some(policy) = stamps {
+                        let now_ms = wall_clock_ms();
+                        match timestamped(&records, &batches, policy, now_ms) {
+                            Ok(Some(stamped)) => {
+                                records = stamped;
+                                out.log_append_time_ms = now_ms;
+                            }
+                            Ok(None) => {}
+                            Err(why) => {
+                                out.error_code = errors::INVALID_TIMESTAMP;
+                                if version >= 8 {
+                                    out.error_message = Some(errors::message(why));
+                                }
+                                continue;
+                            }
+                        }
                     }
                     let (items, slots) = work.entry(loc.shard_id()).or_default();
                     items.push(ProduceItem {
@@ -162,6 +181,46 @@ pub async fn handle(
             .with_responses(responses)
             .with_throttle_time_ms(throttle_ms),
     )
+}
+
+/// Kafka's `message.timestamp.*` on a partition's batches: for a
+/// LogAppendTime topic, the batches stamped with `now_ms` (a copy: the
+/// request's bytes are shared); for CreateTime, why a batch cannot be
+/// taken, if it cannot. The records are not read (they may be
+/// compressed): a batch's first and largest timestamps stand for them.
+fn timestamped(
+    records: &bytes::Bytes,
+    batches: &[(usize, batch::BatchInfo)],
+    policy: topic_config::Timestamps,
+    now_ms: i64,
+) -> Result<Option<bytes::Bytes>, String> {
+    if policy.log_append_time {
+        let mut stamped = records.to_vec();
+        for &(at, info) in batches {
+            batch::stamp_log_append_time(&mut stamped[at..at + info.bytes], now_ms);
+        }
+        return Ok(Some(stamped.into()));
+    }
+    // A record without a timestamp (-1) is not checked, as in Kafka.
+    const NO_TIMESTAMP: i64 = -1;
+    let (earliest, latest) = (
+        now_ms.saturating_sub(policy.before_max_ms),
+        now_ms.saturating_add(policy.after_max_ms),
+    );
+    for &(at, info) in batches {
+        if batch::log_append_time(&records[at..at + info.bytes]) {
+            return Err("Invalid timestamp type in a batch: a producer should not set LogAppendTime".into());
+        }
+        for t in [info.base_timestamp_ms, info.max_timestamp_ms] {
+            if t != NO_TIMESTAMP && !(earliest..=latest).contains(&t) {
+                return Err(format!(
+                    "Timestamp {t} of a record is out of range. The timestamp should be within [{earliest}, {latest}] \
+                     (message.timestamp.before.max.ms and message.timestamp.after.max.ms)"
+                ));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Why a batch for a compacted topic cannot be taken: a record without a

@@ -40,8 +40,9 @@ pub mod state;
 pub use reads::read_batches;
 pub use state::State;
 
-/// The broker's clock for producer expiry, in ms since the epoch.
-fn wall_clock_ms() -> i64 {
+/// The broker's clock, in ms since the epoch: producer expiry, retention,
+/// LogAppendTime stamps, group offsets' expiry.
+pub fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
