@@ -8,7 +8,8 @@
 # a shared machine) per build and round, then the median of each as a
 # ratio NEW / OLD. Brokers are started and stopped here.
 #
-#   bench/compare.sh OLD_BINARY NEW_BINARY [seconds] [rounds]
+#   bench/compare.sh OLD_BINARY NEW_BINARY [seconds] [rounds]   (an even
+#   number of rounds: each build runs first as often as second)
 #   e.g. git worktree add /tmp/old v0.1; (cd /tmp/old && cargo build --release)
 #        bench/compare.sh /tmp/old/target/release/corestream target/release/corestream 10 3
 set -euo pipefail
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 OLD=$1
 NEW=$2
 SECS=${3:-10}
-ROUNDS=${4:-3}
+ROUNDS=${4:-4}
 BENCH=${BENCH:-target/release/corestream-bench}
 WORK=$(mktemp -d "${COMPARE_WORK:-$PWD/target}/compare.XXXXXX")
 broker=""
@@ -58,9 +59,18 @@ echo "old: $OLD"
 echo "new: $NEW"
 : >"$WORK/old.txt"
 : >"$WORK/new.txt"
+# The order alternates (old first in odd rounds, new first in even ones):
+# the same binary on both sides, always in the same order, measured up to
+# 1.35x apart on this VM (the second run of a round faster), which a fixed
+# order would have credited to the build.
 for r in $(seq "$ROUNDS"); do
-    round "$OLD" "old$r" >>"$WORK/old.txt"
-    round "$NEW" "new$r" >>"$WORK/new.txt"
+    if [ $((r % 2)) -eq 1 ]; then
+        round "$OLD" "old$r" >>"$WORK/old.txt"
+        round "$NEW" "new$r" >>"$WORK/new.txt"
+    else
+        round "$NEW" "new$r" >>"$WORK/new.txt"
+        round "$OLD" "old$r" >>"$WORK/old.txt"
+    fi
 done
 python3 - "$WORK/old.txt" "$WORK/new.txt" "$SECS" "$ROUNDS" <<'PY'
 import statistics, sys
