@@ -111,6 +111,10 @@ pub struct StorageReport {
     pub bytes_moved: u64,
     /// Bytes of the partitions' retained batches.
     pub retained_bytes: u64,
+    /// The offset index files (`partition::store`): their bytes on disk
+    /// and the bytes of the index blocks still in them.
+    pub index_file_bytes: u64,
+    pub index_live_bytes: u64,
     pub wal_fsync: LatencySummary,
     pub raft_term: u64,
     pub raft_commit_index: u64,

@@ -387,6 +387,20 @@ pub fn render(node: &NodeFacts, shards: &[ShardReport]) -> String {
     );
     per_shard(
         &mut f,
+        "corestream_index_file_bytes",
+        "gauge",
+        "Bytes of the offset index files (frozen index blocks, mapped into memory; rebuilt at start).",
+        &|s| s.storage.index_file_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
+        "corestream_index_live_bytes",
+        "gauge",
+        "Bytes of the offset index blocks in use in the index files (the rest goes with its file, or is moved out of sparse files).",
+        &|s| s.storage.index_live_bytes.to_string(),
+    );
+    per_shard(
+        &mut f,
         "corestream_bytes_moved_total",
         "counter",
         "Bytes copied into cold files (out of WAL segments, or merged out of mostly dead cold files).",

@@ -19,6 +19,7 @@
 //! ended when in the same file, else absolute), the length, and the
 //! zigzag delta of the largest timestamp.
 
+use super::store::{self, Region};
 use super::IndexEntry;
 use crate::types::{Offset, RaftIndex};
 use crate::wal::{is_cold, WalPos};
@@ -30,7 +31,7 @@ use crate::wal::{is_cold, WalPos};
 /// seeds freeze, split and thaw blocks all the time.
 const BLOCK: usize = if cfg!(any(test, feature = "sim")) { 4 } else { 128 };
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Block {
     base: Offset,
     last: Offset,
@@ -43,11 +44,43 @@ struct Block {
     /// partition's run in a cold file does): the block's bytes count
     /// against that file without decoding.
     one_file: Option<RaftIndex>,
-    data: Box<[u8]>,
+    data: BlockData,
+}
+
+/// A block's encoded entries: in the shard's index files when it has
+/// them (`store`), else in the heap.
+#[derive(Debug)]
+enum BlockData {
+    Heap(Box<[u8]>),
+    Stored(Region),
+}
+
+impl BlockData {
+    fn place(data: Vec<u8>) -> BlockData {
+        match store::put(&data) {
+            Some(region) => BlockData::Stored(region),
+            None => BlockData::Heap(data.into_boxed_slice()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            BlockData::Heap(b) => b,
+            BlockData::Stored(r) => r.bytes(),
+        }
+    }
+
+    /// Bytes in the shard's heap.
+    fn heap_len(&self) -> usize {
+        match self {
+            BlockData::Heap(b) => b.len(),
+            BlockData::Stored(_) => 0,
+        }
+    }
 }
 
 /// Sorted, dense entries: frozen blocks, then the tail.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct OffsetIndex {
     blocks: Vec<Block>,
     tail: Vec<IndexEntry>,
@@ -81,10 +114,11 @@ impl OffsetIndex {
         self.bytes
     }
 
-    /// Bytes of memory the index holds (its blocks and vectors).
+    /// Bytes of memory the index holds in the heap (its blocks and
+    /// vectors; not the pages of index files mapped).
     pub fn heap_bytes(&self) -> usize {
         self.blocks.capacity() * std::mem::size_of::<Block>()
-            + self.blocks.iter().map(|b| b.data.len()).sum::<usize>()
+            + self.blocks.iter().map(|b| b.data.heap_len()).sum::<usize>()
             + self.tail.capacity() * std::mem::size_of::<IndexEntry>()
     }
 
@@ -327,6 +361,22 @@ impl OffsetIndex {
         true
     }
 
+    /// Writes the blocks stored in `files` (`store::sparse_files`) again,
+    /// where the store puts new ones, so that those files can go. Returns
+    /// how many blocks moved.
+    pub fn relocate(&mut self, files: &[u64]) -> usize {
+        let mut moved = 0;
+        for b in &mut self.blocks {
+            if let BlockData::Stored(r) = &b.data {
+                if files.contains(&r.file()) {
+                    b.data = BlockData::place(r.bytes().to_vec());
+                    moved += 1;
+                }
+            }
+        }
+        moved
+    }
+
     /// Decodes the blocks from `from` on back into the tail.
     fn thaw(&mut self, from: usize) {
         let mut entries = Vec::new();
@@ -407,7 +457,7 @@ impl Block {
             max_timestamp_ms: entries.iter().map(|e| e.max_timestamp_ms).max().unwrap_or(i64::MIN),
             all_cold: entries.iter().all(|e| is_cold(e.pos.segment)),
             one_file: Some(entries[0].pos.segment).filter(|&f| entries.iter().all(|e| e.pos.segment == f)),
-            data: data.into_boxed_slice(),
+            data: BlockData::place(data),
         }
     }
 }
@@ -441,7 +491,7 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn new(block: &'a Block) -> Self {
-        Decoder::of(&block.data, block.count, block.base)
+        Decoder::of(block.data.bytes(), block.count, block.base)
     }
 
     fn of(data: &'a [u8], count: u32, base: Offset) -> Self {
@@ -649,7 +699,21 @@ mod tests {
 
     #[test]
     fn every_operation_matches_a_plain_vector() {
-        let mut rng = Rng::new(7);
+        every_operation_matches(7, None);
+    }
+
+    /// The same with blocks in index files, relocated now and then.
+    #[test]
+    fn every_operation_matches_a_plain_vector_with_blocks_in_files() {
+        let dir = std::env::temp_dir().join(format!("corestream-index-model-{}", std::process::id()));
+        store::install(&dir).unwrap();
+        every_operation_matches(8, Some(&dir));
+        store::uninstall();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn every_operation_matches(seed: u64, dir: Option<&std::path::Path>) {
+        let mut rng = Rng::new(seed);
         for round in 0..60 {
             let (n, start) = (rng.below(1500) as usize, rng.below(1000) as i64);
             let mut model = random_entries(&mut rng, n, start);
@@ -702,6 +766,17 @@ mod tests {
                         }));
                         model.splice(i..i + n, [merged]);
                     }
+                    4 if dir.is_some() && rng.below(3) == 0 => {
+                        // Every file but the one being filled.
+                        let last = store::stats().files + 100;
+                        let files: Vec<u64> = (0..last).collect();
+                        let stored = index
+                            .blocks
+                            .iter()
+                            .filter(|b| matches!(b.data, BlockData::Stored(_)))
+                            .count();
+                        assert!(index.relocate(&files) <= stored);
+                    }
                     4 if !model.is_empty() => {
                         let i = rng.below(model.len() as u64) as usize;
                         assert!(!index.edit(model[i].base, model.len() - i + 1, |_| true), "too many");
@@ -715,6 +790,16 @@ mod tests {
                     }
                 }
                 check(&index, &model);
+            }
+            if let Some(dir) = dir {
+                let heap = index
+                    .blocks
+                    .iter()
+                    .filter(|b| matches!(b.data, BlockData::Heap(_)))
+                    .count();
+                assert_eq!(heap, 0, "every block in a file");
+                let st = store::stats();
+                assert_eq!(st.files as usize, std::fs::read_dir(dir).unwrap().count());
             }
         }
     }
@@ -742,8 +827,24 @@ mod tests {
         }
         // Blocks as a release build makes them (tests use tiny ones).
         let blocks: Vec<Block> = entries.chunks(128).map(Block::encode).collect();
-        let bytes = blocks.len() * std::mem::size_of::<Block>() + blocks.iter().map(|b| b.data.len()).sum::<usize>();
+        let bytes =
+            blocks.len() * std::mem::size_of::<Block>() + blocks.iter().map(|b| b.data.bytes().len()).sum::<usize>();
         let per_entry = bytes as f64 / entries.len() as f64;
         assert!(per_entry < 11.0, "{per_entry:.1} bytes per entry");
+        drop(blocks);
+
+        // With index files, the heap keeps a block's summary and handle.
+        let dir = std::env::temp_dir().join(format!("corestream-index-cost-{}", std::process::id()));
+        store::install(&dir).unwrap();
+        let blocks: Vec<Block> = entries.chunks(128).map(Block::encode).collect();
+        let heap =
+            blocks.len() * std::mem::size_of::<Block>() + blocks.iter().map(|b| b.data.heap_len()).sum::<usize>();
+        let per_entry = heap as f64 / entries.len() as f64;
+        assert!(per_entry < 1.0, "{per_entry:.2} bytes of heap per entry");
+        let decoded: Vec<IndexEntry> = blocks.iter().flat_map(Decoder::new).collect();
+        assert_eq!(decoded, entries);
+        drop(blocks);
+        store::uninstall();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! invariant 7); its data lives in the shard's WAL.
 
 mod index;
+pub mod store;
 
 pub use index::{decode_entries, encode_entries, OffsetIndex};
 
@@ -148,6 +149,12 @@ impl Partition {
     /// Its offset index, for questions its block summaries answer.
     pub(crate) fn index(&self) -> &OffsetIndex {
         &self.index
+    }
+
+    /// Writes its index blocks stored in `files` again elsewhere
+    /// (`store::sparse_files`). Returns how many moved.
+    pub fn relocate_index(&mut self, files: &[u64]) -> usize {
+        self.index.relocate(files)
     }
 
     /// The batches held in cold files (the oldest ones).

@@ -272,6 +272,10 @@ impl Shard {
     /// Opens the shard's WAL, rebuilds its partitions from it, starts its Raft
     /// group and the driver task that runs it.
     pub async fn open(cfg: ShardConfig, partitions: &[PartitionId], known_below: u32) -> Result<Rc<Shard>, ShardError> {
+        // Before recovery rebuilds the partitions' indexes.
+        let index_dir = cfg.wal_dir.parent().unwrap_or(&cfg.wal_dir).join("index");
+        crate::partition::store::install(&index_dir)
+            .map_err(|e| ShardError::Storage(format!("offset index files at {}: {e}", index_dir.display())))?;
         let mut state = State::new(partitions, known_below);
         let recovered = state::recover(DmaDisk, &cfg.wal_dir, cfg.segment_bytes, &mut state, wall_clock_ms())
             .await
@@ -485,6 +489,7 @@ impl Shard {
     pub fn report(&self) -> StorageReport {
         let st = self.state.borrow();
         let wal = &self.wal_metrics;
+        let index_files = crate::partition::store::stats();
         StorageReport {
             partitions: st.partitions.len() as u64,
             budget_limit_bytes: self.budget.limit_bytes(),
@@ -499,6 +504,8 @@ impl Shard {
             cold_files: wal.cold_files.get(),
             bytes_moved: wal.bytes_moved.get(),
             retained_bytes: st.partitions.values().map(|p| p.size_bytes()).sum(),
+            index_file_bytes: index_files.file_bytes,
+            index_live_bytes: index_files.live_bytes,
             wal_fsync: wal.fsync_summary(),
             raft_term: self.raft_term.get(),
             raft_commit_index: self.raft_commit.get(),
@@ -798,6 +805,10 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
         snapshots(&shard, &mut group).await;
         maybe_reclaim(&shard, &mut group).await;
         maybe_compact(&shard, &mut group).await;
+        if let Some(files) = crate::partition::store::sparse_files() {
+            let moved = shard.state.borrow_mut().relocate_index(&files);
+            tracing::debug!(shard = %shard.id, files = files.len(), blocks = moved, "offset index blocks moved out of sparse index files");
+        }
         // A kick that is already there is taken without returning to the
         // executor: whatever wakes the driver at once, again and again,
         // must still leave the shard's network, timers and other tasks

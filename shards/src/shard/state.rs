@@ -523,6 +523,13 @@ impl State {
         }
     }
 
+    /// Moves the index blocks out of the store files that mostly hold
+    /// blocks given up, so that those files go (`store::sparse_files`).
+    /// Returns how many blocks moved.
+    pub fn relocate_index(&mut self, files: &[u64]) -> usize {
+        self.partitions.values_mut().map(|p| p.relocate_index(files)).sum()
+    }
+
     /// The WAL failed: every waiter hears why, and writes are refused until
     /// a restart recovers the log.
     pub fn fail(&mut self, reason: String) {
