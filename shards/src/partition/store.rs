@@ -27,7 +27,7 @@
 //! simulator) blocks stay in the heap.
 
 use std::cell::{Cell, RefCell};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -215,7 +215,6 @@ impl Store {
 struct MappedFile {
     id: u64,
     path: PathBuf,
-    _file: File,
     ptr: *mut u8,
     cap: usize,
     /// Bytes handed out, from the front.
@@ -234,6 +233,7 @@ impl MappedFile {
             }
             // SAFETY: a fresh shared mapping of the whole file, which is
             // `cap` bytes long; it is unmapped only when this value drops.
+            // (The mapping keeps the file; its descriptor closes here.)
             let ptr = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
@@ -253,7 +253,6 @@ impl MappedFile {
             Ok(ptr) => Ok(MappedFile {
                 id,
                 path,
-                _file: file,
                 ptr,
                 cap,
                 used: Cell::new(0),
