@@ -30,10 +30,9 @@ use std::collections::HashMap;
 
 use super::state::State;
 use crate::partition::IndexEntry;
-use crate::raft::RaftGroup;
 use crate::records::{self, Header, Record};
 use crate::types::{Offset, PartitionId, RaftIndex};
-use crate::wal::{is_cold, Disk, WalError, WalPos, WalReader};
+use crate::wal::{is_cold, ColdFile, Disk, WalError, WalPos, WalReader, WrittenCold};
 
 /// A partition's compaction settings (Kafka's topic configs).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,7 +55,7 @@ impl Default for Compaction {
     }
 }
 
-/// Most batch bytes one job reads (the driver waits for it).
+/// Most batch bytes one job reads (into memory, then written).
 const JOB_MAX_BYTES: u64 = 32 << 20;
 /// Most memory the key map of one pass takes (keys and their overhead):
 /// a dirty part with more keys is cleaned up to where the map filled.
@@ -398,21 +397,23 @@ impl State {
 
     /// The chunk's rewritten batches now live in cold file `file`: the
     /// partition's index points there instead of at the batches they
-    /// replace (unless those changed since).
-    pub fn compacted(&mut self, job: &Job, r: &Rewritten, file: RaftIndex) {
+    /// replace (unless those changed since, or the pass went). Returns
+    /// whether it does.
+    pub fn compacted(&mut self, job: &Job, r: &Rewritten, file: RaftIndex) -> bool {
         let Some(pass) = self
             .cleaner
             .pass
             .as_mut()
             .filter(|p| p.partition == job.partition && p.rewriting)
         else {
-            return;
+            return false;
         };
         let Some(p) = self.partitions.get_mut(&job.partition) else {
-            return;
+            return false;
         };
         let entries: Vec<IndexEntry> = r.entries.iter().map(|e| e.in_file(file)).collect();
-        if p.replace_run(&job.batches, entries) {
+        let replaced = p.replace_run(&job.batches, entries);
+        if replaced {
             self.cleaner.bytes_written += r.data.len() as u64;
             pass.next = Offset(job.batches.last().map_or(pass.next.0, |e| e.last.0 + 1));
         } else {
@@ -420,6 +421,7 @@ impl State {
         }
         self.reclaim_dirty = true;
         self.reclaim_checked_ms = i64::MIN;
+        replaced
     }
 }
 
@@ -673,16 +675,18 @@ fn scan(p: &crate::partition::Partition, cleaned: Offset, active: RaftIndex, min
     s
 }
 
-/// Runs one job: reads its batches, then maps them or writes what stays
-/// of them to a new cold file, which the index then points to. The
-/// shard's driver and the simulator reach their state differently: `with`
-/// runs a step on it.
+/// Runs one job up to what the index is to learn: reads its batches, then
+/// maps them, or writes what stays of them to the cold file `cold`. The
+/// driver then adopts the file and points the index there
+/// (`background::Done::finish`); the log may have changed meanwhile
+/// (`State::compacted` checks). The shard and the simulator reach their
+/// state differently: `with` runs a step on it.
 pub async fn run<D: Disk>(
     job: &Job,
     reader: WalReader<D>,
-    group: &mut RaftGroup<D>,
+    cold: ColdFile<D>,
     mut with: impl FnMut(&mut dyn FnMut(&mut State)),
-) -> Result<(), WalError> {
+) -> Result<Option<(Rewritten, WrittenCold<D>)>, WalError> {
     let data = super::read_batches(reader, &job.batches).await?;
     // Each batch checked whole (its CRC): a bit flipped on the way must not
     // change the map, nor be made permanent by a rewrite.
@@ -698,11 +702,13 @@ pub async fn run<D: Disk>(
     }
     let mut out = None;
     with(&mut |st| out = st.take_read(job, &data));
-    if let Some(r) = out {
-        let file = group.wal_mut().write_cold(&r.data).await?;
-        with(&mut |st| st.compacted(job, &r, file));
+    match out {
+        Some(r) => {
+            let written = cold.write(&r.data).await?;
+            Ok(Some((r, written)))
+        }
+        None => Ok(None),
     }
-    Ok(())
 }
 
 impl State {

@@ -26,8 +26,10 @@ use crate::read_ahead::ReadAhead;
 use crate::read_cache::ReadCache;
 use crate::types::{Offset, PartitionId, RaftIndex, ShardId};
 use crate::wal::{DmaDisk, WalError, WalReader};
+use background::{Background, Finished};
 use pull::{PullMessage, PullReply, PullRequest};
 
+pub mod background;
 pub mod checkpoint;
 pub mod compact;
 pub mod pull;
@@ -250,6 +252,10 @@ pub struct Shard {
     meta_durable: Cell<u64>,
     /// A wake-up for a reclaim that was put off is set.
     reclaim_wake: Cell<bool>,
+    /// A move or compaction job running beside the Raft rounds, and its
+    /// result once done (`background`).
+    background_running: Cell<bool>,
+    background_done: RefCell<Option<background::Done<DmaDisk>>>,
     /// When the wake-up set for the cleaner fires (ms), if one is set.
     compact_wake: Cell<Option<i64>>,
     /// The last entry the state machine applied (what a pull is served
@@ -341,6 +347,8 @@ impl Shard {
                 events_rx: RefCell::new(Some(events_rx)),
                 meta_durable: Cell::new(0),
                 reclaim_wake: Cell::new(false),
+                background_running: Cell::new(false),
+                background_done: RefCell::new(None),
                 compact_wake: Cell::new(None),
                 raft_applied: Cell::new(group.applied().0),
                 pull_replies: RefCell::new(Vec::new()),
@@ -803,8 +811,13 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
             }
         }
         snapshots(&shard, &mut group).await;
-        maybe_reclaim(&shard, &mut group).await;
-        maybe_compact(&shard, &mut group).await;
+        finish_background(&shard, &mut group);
+        if !shard.background_running.get() {
+            maybe_reclaim(&shard, &mut group).await;
+        }
+        if !shard.background_running.get() {
+            maybe_compact(&shard, &mut group);
+        }
         if let Some(files) = crate::partition::store::sparse_files() {
             let moved = shard.state.borrow_mut().relocate_index(&files);
             tracing::debug!(shard = %shard.id, files = files.len(), blocks = moved, "offset index blocks moved out of sparse index files");
@@ -818,20 +831,18 @@ async fn drive(shard: Rc<Shard>, mut group: RaftGroup, kicked: LocalReceiver<()>
 }
 
 /// Once the Ready rounds are quiet: one step of compaction if one is due
-/// (a pass goes a job at a time, the Raft rounds between them), and the
+/// (a pass goes a job at a time, each beside the Raft rounds), and the
 /// wake-up for the next.
-async fn maybe_compact(shard: &Rc<Shard>, group: &mut RaftGroup) {
+fn maybe_compact(shard: &Rc<Shard>, group: &mut RaftGroup) {
     let now = wall_clock_ms();
     let job = shard
         .state
         .borrow_mut()
         .plan_compaction(group.wal().active_segment(), now);
     if let Some(job) = job {
-        let with = |step: &mut dyn FnMut(&mut State)| step(&mut shard.state.borrow_mut());
-        if let Err(e) = compact::run(&job, shard.reader.clone(), group, with).await {
-            tracing::warn!(shard = %shard.id, partition = %job.partition, error = %e, "compaction step failed; the partition is cleaned again at its next pass");
-            shard.state.borrow_mut().abandon_compaction();
-        }
+        // Its end wakes the driver, which plans the next step then.
+        start_background(shard, group, Background::Compact(job));
+        return;
     }
     let Some(at) = shard.state.borrow().compaction_wake_ms() else {
         return;
@@ -850,6 +861,47 @@ async fn maybe_compact(shard: &Rc<Shard>, group: &mut RaftGroup) {
         let _ = shard.kick.try_send(());
     })
     .detach();
+}
+
+/// Starts a move or a compaction job in a task of its own: its disk reads
+/// and writes go on while the driver runs Raft rounds (writes do not wait
+/// for them). Its result waits for the driver (`finish_background`).
+fn start_background(shard: &Rc<Shard>, group: &mut RaftGroup, work: Background) {
+    assert!(
+        !shard.background_running.replace(true),
+        "shard {}: one move or compaction job at a time",
+        shard.id
+    );
+    let cold = group.wal_mut().reserve_cold();
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let with = |step: &mut dyn FnMut(&mut State)| step(&mut shard.state.borrow_mut());
+        let done = work.run(shard.reader.clone(), cold, with).await;
+        *shard.background_done.borrow_mut() = Some(done);
+        let _ = shard.kick.try_send(());
+    })
+    .detach();
+}
+
+/// Applies what a move or compaction job came to, once it is done.
+fn finish_background(shard: &Rc<Shard>, group: &mut RaftGroup) {
+    let Some(done) = shard.background_done.borrow_mut().take() else {
+        return;
+    };
+    shard.background_running.set(false);
+    let finished = done.finish(&mut shard.state.borrow_mut(), group.wal_mut());
+    match finished {
+        Finished::Moved { batches, bytes, stale } => {
+            tracing::debug!(shard = %shard.id, batches, bytes, stale, "batches moved to a cold file")
+        }
+        Finished::Compacted { .. } => {}
+        Finished::MoveFailed(e) => {
+            tracing::warn!(shard = %shard.id, error = %e, "moving batches to a cold file failed; retrying at the next trim")
+        }
+        Finished::CompactionFailed(e) => {
+            tracing::warn!(shard = %shard.id, error = %e, "compaction step failed; the partition is cleaned again at its next pass")
+        }
+    }
 }
 
 /// Once the Ready rounds are quiet: builds the snapshot raft-rs asked for
@@ -934,41 +986,29 @@ async fn snapshots(shard: &Rc<Shard>, group: &mut RaftGroup) {
 }
 
 /// Once the Ready rounds are quiet: gives disk space back if that is due
-/// (batches moved to a cold file first, then the checkpoint and the
-/// removals); a look put off (at most one a second) wakes the driver when
+/// (batches moved to a cold file first, beside the Raft rounds; then the
+/// checkpoint and the removals); a look put off (at most one a second) wakes the driver when
 /// it is due.
 async fn maybe_reclaim(shard: &Rc<Shard>, group: &mut RaftGroup) {
     let policy = reclaim::Policy::PRODUCTION;
-    // A move is followed at once by the reclaim it made possible.
-    for _ in 0..2 {
-        let work = shard
-            .state
-            .borrow_mut()
-            .plan_reclaim(group, shard.meta_durable.get(), wall_clock_ms(), policy);
-        match work {
-            None => break,
-            Some(reclaim::Work::Move(m)) => match reclaim::copy_to_cold(&m, shard.reader.clone(), group).await {
-                Ok(file) => {
-                    tracing::debug!(shard = %shard.id, batches = m.batches.len(), bytes = m.bytes, "batches moved to a cold file");
-                    shard.state.borrow_mut().moved(&m, file);
+    let work = shard
+        .state
+        .borrow_mut()
+        .plan_reclaim(group, shard.meta_durable.get(), wall_clock_ms(), policy);
+    match work {
+        None => {}
+        // Its end wakes the driver, whose next look reclaims what it freed.
+        Some(reclaim::Work::Move(m)) => start_background(shard, group, Background::Move(m)),
+        Some(reclaim::Work::Reclaim(plan)) => {
+            let (segments, pulled) = (plan.segments, plan.pulled);
+            match reclaim::reclaim(plan, group).await {
+                Ok(_) => {
+                    shard.state.borrow_mut().saved_pulled(pulled);
+                    tracing::debug!(shard = %shard.id, segments, pulled, "checkpoint written, WAL segments reclaimed")
                 }
                 Err(e) => {
-                    tracing::warn!(shard = %shard.id, error = %e, "moving batches to a cold file failed; retrying at the next trim");
-                    break;
+                    tracing::warn!(shard = %shard.id, error = %e, "reclaiming WAL segments failed; retrying at the next trim")
                 }
-            },
-            Some(reclaim::Work::Reclaim(plan)) => {
-                let (segments, pulled) = (plan.segments, plan.pulled);
-                match reclaim::reclaim(plan, group).await {
-                    Ok(_) => {
-                        shard.state.borrow_mut().saved_pulled(pulled);
-                        tracing::debug!(shard = %shard.id, segments, pulled, "checkpoint written, WAL segments reclaimed")
-                    }
-                    Err(e) => {
-                        tracing::warn!(shard = %shard.id, error = %e, "reclaiming WAL segments failed; retrying at the next trim")
-                    }
-                }
-                break;
             }
         }
     }

@@ -34,7 +34,7 @@ use super::state::State;
 use crate::partition::{IndexEntry, Partition};
 use crate::raft::RaftGroup;
 use crate::types::{Offset, PartitionId, RaftIndex};
-use crate::wal::{Disk, WalError, WalPos, WalReader, WalStart, REMOTE};
+use crate::wal::{ColdFile, Disk, WalError, WalPos, WalReader, WalStart, WrittenCold, REMOTE};
 
 /// When to look at what may be reclaimed, and when to act on it.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,7 @@ pub enum Work {
     Reclaim(Plan),
 }
 
-/// Most bytes one move copies (the driver waits for it).
+/// Most bytes one move copies (read into memory, then written).
 const MOVE_MAX_BYTES: u64 = 64 << 20;
 /// Beyond this many cold files, the small ones are merged.
 const MAX_COLD_FILES: usize = 64;
@@ -270,8 +270,10 @@ impl State {
     /// each partition's index points there (unless the batch went since).
     /// The segments or cold files they came from may go at the next look,
     /// which comes at once.
-    pub fn moved(&mut self, m: &Move, file: RaftIndex) {
+    /// Returns how many batches it pointed there.
+    pub fn moved(&mut self, m: &Move, file: RaftIndex) -> usize {
         let mut at = 0u64;
+        let mut pointed = 0;
         // The batches come partition by partition: one run each.
         for run in m.batches.chunk_by(|a, b| a.0 == b.0) {
             let moves: Vec<(Offset, WalPos, WalPos)> = run
@@ -286,11 +288,12 @@ impl State {
                 })
                 .collect();
             if let Some(p) = self.partitions.get_mut(&run[0].0) {
-                p.moved(&moves);
+                pointed += p.moved(&moves);
             }
         }
         self.reclaim_dirty = true;
         self.reclaim_checked_ms = i64::MIN;
+        pointed
     }
 
     /// The state as of `applied`, which is where the state machine is.
@@ -371,15 +374,15 @@ pub async fn reclaim<D: Disk>(plan: Plan, group: &mut RaftGroup<D>) -> Result<us
     group.wal_mut().remove_before(plan.keep_from)
 }
 
-/// Copies the batches of `m` into a new cold file, each checked whole (its
-/// CRC, not only where the index says it is) so that a bit flipped on the
-/// way is never made permanent; returns the file. The caller then points
-/// the index there (`State::moved`).
+/// Copies the batches of `m` into the cold file `cold`, each checked
+/// whole (its CRC, not only where the index says it is) so that a bit
+/// flipped on the way is never made permanent. The caller then adopts the
+/// file and points the index there (`background::Done::finish`).
 pub async fn copy_to_cold<D: Disk>(
     m: &Move,
     reader: WalReader<D>,
-    group: &mut RaftGroup<D>,
-) -> Result<RaftIndex, WalError> {
+    cold: ColdFile<D>,
+) -> Result<WrittenCold<D>, WalError> {
     let entries: Vec<IndexEntry> = m.batches.iter().map(|&(_, e)| e).collect();
     let bytes = super::read_batches(reader, &entries).await?;
     let mut at = 0usize;
@@ -393,5 +396,5 @@ pub async fn copy_to_cold<D: Disk>(
         }
         at += e.len as usize;
     }
-    group.wal_mut().write_cold(&bytes).await
+    cold.write(&bytes).await
 }

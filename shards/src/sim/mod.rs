@@ -105,6 +105,9 @@ pub struct Report {
     pub checkpoint_starts: u64,
     pub time_trims: u64,
     pub bytes_moved: u64,
+    /// Moves and compaction jobs whose result met a log changed while they
+    /// ran (`shard::background`): part of what they wrote was not pointed to.
+    pub stale_background: u64,
     /// Followers that lost their disk, snapshots they installed, and the
     /// batch bytes they pulled after them.
     pub wipes: u64,
@@ -794,6 +797,7 @@ impl Sim {
         self.report.checkpoint_starts = self.nodes.iter().map(|n| n.checkpoint_starts).sum();
         self.report.time_trims = self.nodes.iter().map(|n| n.time_trims).sum();
         self.report.bytes_moved = self.nodes.iter().map(|n| n.moved).sum();
+        self.report.stale_background = self.nodes.iter().map(|n| n.stale_background).sum();
         self.report.snapshots = self.nodes.iter().map(|n| n.snapshots).sum();
         self.report.bytes_pulled = self.nodes.iter().map(|n| n.pulled).sum();
         self.report.bytes_pulled_saved = self.nodes.iter().map(|n| n.pulled_saved).sum();

@@ -10,11 +10,13 @@ use std::rc::Rc;
 use super::disk::SimDisk;
 use super::net::{Net, SimOutbox};
 use crate::raft::{check_from_peer, Elections, Membership, PeerMessage, RaftGroup};
-use crate::shard::compact::{self, Compaction};
+use crate::shard::background::{Background, Done, Finished};
+use crate::shard::compact::Compaction;
 use crate::shard::pull::{PullMessage, PullReply};
 use crate::shard::read_batches;
-use crate::shard::reclaim::{copy_to_cold, reclaim, Policy, Work};
+use crate::shard::reclaim::{reclaim, Policy, Work};
 use crate::shard::state::{recover, RecoverError, State};
+use crate::test_rng::Rng;
 use crate::types::{PartitionId, RaftIndex};
 use crate::wal::WalReader;
 use bytes::Bytes;
@@ -112,6 +114,10 @@ pub struct Up {
     pub failed: bool,
     /// Metadata commands committed here, in order.
     pub metas: Vec<(RaftIndex, Bytes)>,
+    /// A move or compaction job done, its result held back for this many
+    /// more drives (in the shard it waits for the driver's quiet point,
+    /// Raft rounds having run meanwhile).
+    pub background: Option<(Done<SimDisk>, u64)>,
 }
 
 pub struct Node {
@@ -133,6 +139,8 @@ pub struct Node {
     pub time_trims: u64,
     /// Bytes moved to cold files.
     pub moved: u64,
+    /// Moves and compaction jobs that met a log changed while they ran.
+    pub stale_background: u64,
     /// Snapshots installed, and batch bytes pulled after them.
     pub snapshots: u64,
     pub pulled: u64,
@@ -140,6 +148,8 @@ pub struct Node {
     pub pulled_saved: u64,
     /// Compaction passes this node completed.
     pub compactions: u64,
+    /// How long a move or compaction job's result is held back.
+    rng: Rng,
 }
 
 /// Why a start failed.
@@ -165,10 +175,12 @@ impl Node {
             checkpoint_starts: 0,
             time_trims: 0,
             moved: 0,
+            stale_background: 0,
             snapshots: 0,
             pulled: 0,
             pulled_saved: 0,
             compactions: 0,
+            rng: Rng::new(seed ^ 0xb4c6_92d0),
         }
     }
 
@@ -238,6 +250,7 @@ impl Node {
             inbox: Vec::new(),
             failed: false,
             metas,
+            background: None,
         });
         Ok(())
     }
@@ -381,20 +394,35 @@ impl Node {
                 up.group.send_pull(to, PullMessage::Request(req));
             }
         }
-        // As the shard's driver does once its rounds are quiet.
-        for _ in 0..2 {
-            if up.failed {
-                break;
-            }
-            match up.state.plan_reclaim(&up.group, u64::MAX, wall, RECLAIM) {
-                None => break,
-                Some(Work::Move(m)) => match copy_to_cold(&m, up.reader.clone(), &mut up.group).await {
-                    Ok(file) => {
-                        up.state.moved(&m, file);
-                        self.moved += m.bytes;
+        // As the shard's driver does once its rounds are quiet: a move or
+        // compaction job's result is applied, then (none running) the next
+        // reclaim look, and one step of compaction.
+        if let Some((done, wait)) = up.background.take() {
+            if wait > 0 && !up.failed {
+                up.background = Some((done, wait - 1));
+            } else if !up.failed {
+                match done.finish(&mut up.state, up.group.wal_mut()) {
+                    Finished::Moved { bytes, stale, .. } => {
+                        self.moved += bytes;
+                        self.stale_background += stale as u64;
                     }
-                    Err(_) => break, // tried again at the next trim
-                },
+                    Finished::Compacted { stale } => self.stale_background += stale as u64,
+                    Finished::MoveFailed(_) | Finished::CompactionFailed(_) => {}
+                }
+                busy = true;
+            }
+        }
+        if up.background.is_none() && !up.failed {
+            match up.state.plan_reclaim(&up.group, u64::MAX, wall, RECLAIM) {
+                None => {}
+                Some(Work::Move(m)) => {
+                    let cold = up.group.wal_mut().reserve_cold();
+                    let state = &mut up.state;
+                    let done = Background::Move(m)
+                        .run(up.reader.clone(), cold, |step: &mut dyn FnMut(&mut State)| step(state))
+                        .await;
+                    up.background = Some((done, self.rng.below(4)));
+                }
                 Some(Work::Reclaim(plan)) => {
                     let pulled = plan.pulled;
                     if let Ok(n) = reclaim(plan, &mut up.group).await {
@@ -402,15 +430,13 @@ impl Node {
                         up.state.saved_pulled(pulled);
                         self.pulled_saved += pulled;
                     }
-                    break;
                 }
             }
         }
-        // One step of compaction, as the driver takes one per quiet round;
-        // a wake that is due yet plans nothing would wake the driver again
+        // A wake that is due yet plans nothing would wake the driver again
         // at once: it must plan something within a few looks, or the
         // driver spins.
-        if !up.failed {
+        if up.background.is_none() && !up.failed {
             let runs = up.state.cleaner.runs;
             let active = up.group.wal().active_segment();
             let mut job = up.state.plan_compaction(active, wall);
@@ -426,14 +452,12 @@ impl Node {
             }
             self.compactions += up.state.cleaner.runs - runs;
             if let Some(job) = job {
+                let cold = up.group.wal_mut().reserve_cold();
                 let state = &mut up.state;
-                let with = |step: &mut dyn FnMut(&mut State)| step(state);
-                if compact::run(&job, up.reader.clone(), &mut up.group, with)
-                    .await
-                    .is_err()
-                {
-                    up.state.abandon_compaction();
-                }
+                let done = Background::Compact(job)
+                    .run(up.reader.clone(), cold, |step: &mut dyn FnMut(&mut State)| step(state))
+                    .await;
+                up.background = Some((done, self.rng.below(4)));
                 busy = true;
             }
         }
@@ -441,7 +465,9 @@ impl Node {
     }
 
     pub fn woken(&self) -> bool {
-        self.up.as_ref().is_some_and(|u| u.woken.get())
+        self.up
+            .as_ref()
+            .is_some_and(|u| u.woken.get() || u.background.is_some())
     }
 }
 

@@ -35,7 +35,7 @@ fn seeds_pass() {
          {} power cuts, {} crash points, {} storage failures, {} fsync errors, {} bit flips on read, \
          {} leaders, {} partitions deleted, {} DeleteRecords, {} partitions trimmed at the end, \
          {} WAL segments reclaimed, {} starts from a checkpoint, {} retention.ms trims, {} bytes moved to cold files, \
-         {} disks wiped, {} snapshots installed, {} bytes pulled ({} saved by a checkpoint), {} compaction passes, {} of {} messages lost",
+         {} moves or compaction jobs that met a changed log, {} disks wiped, {} snapshots installed, {} bytes pulled ({} saved by a checkpoint), {} compaction passes, {} of {} messages lost",
         first + n,
         started.elapsed().as_secs_f64(),
         sum(|r| r.acked_all),
@@ -53,6 +53,7 @@ fn seeds_pass() {
         sum(|r| r.checkpoint_starts),
         sum(|r| r.time_trims),
         sum(|r| r.bytes_moved),
+        sum(|r| r.stale_background),
         sum(|r| r.wipes),
         sum(|r| r.snapshots),
         sum(|r| r.bytes_pulled),
@@ -76,6 +77,10 @@ fn seeds_pass() {
         );
         assert!(sum(|r| r.time_trims) > n, "retention.ms hardly ever trimmed");
         assert!(sum(|r| r.bytes_moved) > 0, "no batch ever moved to a cold file");
+        assert!(
+            sum(|r| r.stale_background) > 0,
+            "no move or compaction job ever met a log changed while it ran"
+        );
         assert!(sum(|r| r.compactions) > n, "compaction hardly ever ran");
         assert!(
             sum(|r| r.snapshots) > n / 20 && sum(|r| r.bytes_pulled) > 0,

@@ -272,6 +272,63 @@ pub struct WalWriter<D: Disk = DmaDisk> {
     metrics: Rc<WalMetrics>,
     /// The size of each cold file.
     cold_sizes: BTreeMap<RaftIndex, u64>,
+    /// No cold file reserved from here on has an id below this.
+    next_cold: RaftIndex,
+}
+
+/// A cold file reserved (`WalWriter::reserve_cold`), to be written
+/// without the writer.
+pub struct ColdFile<D: Disk = DmaDisk> {
+    disk: D,
+    dir: PathBuf,
+    id: RaftIndex,
+}
+
+/// A cold file written and synced, for `WalWriter::adopt_cold`.
+pub struct WrittenCold<D: Disk = DmaDisk> {
+    id: RaftIndex,
+    file: D::File,
+    len: u64,
+}
+
+impl<D: Disk> ColdFile<D> {
+    /// Writes `data` to the file, durably (the file and its name); a
+    /// failure removes what was made.
+    pub async fn write(self, data: &[u8]) -> Result<WrittenCold<D>, WalError> {
+        let path = cold_path(&self.dir, self.id);
+        let file = self
+            .disk
+            .open(&path, Open::Create)
+            .await
+            .map_err(|e| io_err("create", &path, e))?;
+        let written = async {
+            for (i, chunk) in data.chunks(COLD_WRITE_BYTES).enumerate() {
+                let len = align_up(chunk.len() as u64) as usize;
+                let mut buf = file.alloc(len);
+                let out = buf.as_mut();
+                out[..chunk.len()].copy_from_slice(chunk);
+                out[chunk.len()..].fill(0);
+                let at = (i * COLD_WRITE_BYTES) as u64;
+                let n = file.write_at(buf, at).await.map_err(|e| io_err("write", &path, e))?;
+                if n != len {
+                    return Err(io_err("write", &path, format!("short write: {n} of {len}")));
+                }
+            }
+            file.fdatasync().await.map_err(|e| io_err("fdatasync", &path, e))?;
+            sync_dir(&self.disk, &self.dir)
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = file.close().await;
+            let _ = self.disk.remove(&path);
+            return Err(e);
+        }
+        Ok(WrittenCold {
+            id: self.id,
+            file,
+            len: data.len() as u64,
+        })
+    }
 }
 
 impl<D: Disk> WalWriter<D> {
@@ -493,43 +550,35 @@ impl<D: Disk> WalWriter<D> {
     /// durably, and returns its id: position `p` in `data` is
     /// `WalPos { segment: id, offset: p }`.
     pub async fn write_cold(&mut self, data: &[u8]) -> Result<RaftIndex, WalError> {
-        let last = self.files.borrow().keys().next_back().copied();
-        let id = RaftIndex(last.filter(|&k| is_cold(k)).map_or(COLD_BASE, |k| k.0 + 1));
-        let path = cold_path(&self.dir, id);
-        let file = self
-            .disk
-            .open(&path, Open::Create)
-            .await
-            .map_err(|e| io_err("create", &path, e))?;
-        let written = async {
-            for (i, chunk) in data.chunks(COLD_WRITE_BYTES).enumerate() {
-                let len = align_up(chunk.len() as u64) as usize;
-                let mut buf = file.alloc(len);
-                let out = buf.as_mut();
-                out[..chunk.len()].copy_from_slice(chunk);
-                out[chunk.len()..].fill(0);
-                let at = (i * COLD_WRITE_BYTES) as u64;
-                let n = file.write_at(buf, at).await.map_err(|e| io_err("write", &path, e))?;
-                if n != len {
-                    return Err(io_err("write", &path, format!("short write: {n} of {len}")));
-                }
-            }
-            file.fdatasync().await.map_err(|e| io_err("fdatasync", &path, e))?;
-            sync_dir(&self.disk, &self.dir)
+        let written = self.reserve_cold().write(data).await?;
+        Ok(self.adopt_cold(written))
+    }
+
+    /// A cold file to write away from the writer (a batch move or a
+    /// compaction job runs beside the Raft rounds): its id is taken here,
+    /// never given again while the shard runs, so no other file and no
+    /// file removed meanwhile shares its name or its positions.
+    pub fn reserve_cold(&mut self) -> ColdFile<D> {
+        let last = self.files.borrow().keys().next_back().copied().filter(|&k| is_cold(k));
+        let id = RaftIndex(last.map_or(COLD_BASE, |k| k.0 + 1).max(self.next_cold.0));
+        self.next_cold = RaftIndex(id.0 + 1);
+        ColdFile {
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+            id,
         }
-        .await;
-        if let Err(e) = written {
-            let _ = file.close().await;
-            let _ = self.disk.remove(&path);
-            return Err(e);
-        }
-        self.files.borrow_mut().insert(id, Rc::new(file));
-        self.cold_sizes.insert(id, data.len() as u64);
+    }
+
+    /// Lets readers see a cold file written (`ColdFile::write`) and counts
+    /// it; returns its id. Always called for a file written, whether or
+    /// not an index points to it in the end: one nothing refers to goes at
+    /// the next reclaim (and, after a crash, at start).
+    pub fn adopt_cold(&mut self, w: WrittenCold<D>) -> RaftIndex {
+        self.files.borrow_mut().insert(w.id, Rc::new(w.file));
+        self.cold_sizes.insert(w.id, w.len);
         self.metrics.cold_files.set(self.cold_sizes.len() as u64);
-        self.metrics
-            .bytes_moved
-            .set(self.metrics.bytes_moved.get() + data.len() as u64);
-        Ok(id)
+        self.metrics.bytes_moved.set(self.metrics.bytes_moved.get() + w.len);
+        w.id
     }
 
     /// Removes cold files nothing refers to any more (a checkpoint written
@@ -856,6 +905,7 @@ pub async fn open<D: Disk>(
         entries: entries.clone(),
         metrics: Rc::new(WalMetrics::default()),
         cold_sizes,
+        next_cold: RaftIndex(COLD_BASE),
     };
     writer.metrics.segments.set(segment_count(&writer.files.borrow()));
     writer.metrics.cold_files.set(writer.cold_sizes.len() as u64);
