@@ -3,9 +3,9 @@ kafka-python: a LogAppendTime topic stamps every record with the broker's
 clock (the delivery report says so, from the produce response's
 log_append_time_ms; consumers read the type and the time; offsets_for_times
 answers by it); a CreateTime topic refuses, with INVALID_TIMESTAMP, a batch
-stamped further ahead than message.timestamp.after.max.ms (an hour by
-default, as in Kafka 4) or further back than message.timestamp.before.max.ms,
-and takes the others, unchanged."""
+with a record stamped further ahead than message.timestamp.after.max.ms (an
+hour by default, as in Kafka 4) or further back than
+message.timestamp.before.max.ms, and takes the others, unchanged."""
 import time
 
 from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError,
@@ -94,3 +94,35 @@ def test_create_time_refuses_stamps_out_of_range(broker):
     # message.timestamp.before.max.ms: an hour back at most.
     deliveries = produce(broker.bootstrap, "recent", [now - 2 * HOUR, now - HOUR // 2])
     assert [d[0] for d in deliveries] == [KafkaError.INVALID_TIMESTAMP, None], deliveries
+
+
+def test_before_max_ms_checks_each_record_of_a_batch(broker):
+    """A batch's records need not be in time order: one stamped now, then
+    one two hours back. Its first and largest timestamps are both now;
+    where message.timestamp.before.max.ms is set, the broker reads the
+    records (decompressed, for a compressed batch) and refuses the batch,
+    as Kafka does. Without it the same batch is taken whole."""
+    create_topic(broker.bootstrap, "strict", 1, {"message.timestamp.before.max.ms": str(HOUR)})
+    create_topic(broker.bootstrap, "lenient", 1)
+    now = int(time.time() * 1000)
+    for codec in ("none", "gzip", "zstd"):
+        for topic, want in (("strict", KafkaError.INVALID_TIMESTAMP), ("lenient", None)):
+            p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1000, "retries": 0,
+                          "compression.type": codec})
+            out = []
+            for i, ts in enumerate([now, now - 2 * HOUR]):
+                p.produce(topic, key=b"k%d" % i, value=b"v%d" % i * 20, partition=0, timestamp=ts,
+                          on_delivery=lambda err, msg: out.append((err.code() if err else None, msg.offset())))
+            assert p.flush(15) == 0
+            assert [e for e, _ in out] == [want, want], (codec, topic, out)
+            if want is None:
+                offsets = [o for _, o in out]
+                assert offsets[1] == offsets[0] + 1, (codec, out)
+    # The strict topic holds nothing; the lenient one both records of each batch.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ts"})
+    try:
+        assert c.get_watermark_offsets(TopicPartition("strict", 0), timeout=10) == (0, 0)
+    finally:
+        c.close()
+    read = read_confluent(broker.bootstrap, "lenient", 6)
+    assert [(v, ts) for _, v, _, ts in read] == [(b"v0" * 20, now), (b"v1" * 20, now - 2 * HOUR)] * 3, read

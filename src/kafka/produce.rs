@@ -121,8 +121,8 @@ pub async fn handle(
                                 out.log_append_time_ms = now_ms;
                             }
                             Ok(None) => {}
-                            Err(why) => {
-                                out.error_code = errors::INVALID_TIMESTAMP;
+                            Err((code, why)) => {
+                                out.error_code = code;
                                 if version >= 8 {
                                     out.error_message = Some(errors::message(why));
                                 }
@@ -186,14 +186,21 @@ pub async fn handle(
 /// Kafka's `message.timestamp.*` on a partition's batches: for a
 /// LogAppendTime topic, the batches stamped with `now_ms` (a copy: the
 /// request's bytes are shared); for CreateTime, why a batch cannot be
-/// taken, if it cannot. The records are not read (they may be
-/// compressed): a batch's first and largest timestamps stand for them.
+/// taken (the Kafka error code and message), if it cannot.
+///
+/// A batch's first and largest timestamps are checked always; its records
+/// one by one (decompressed where they are compressed) where the topic
+/// sets `message.timestamp.before.max.ms` (unbounded by default). That is
+/// exact for what clients send: the largest timestamp of a batch bounds
+/// its records for `after.max.ms`, but a batch's records need not be in
+/// time order, so its first timestamp is not its earliest.
 fn timestamped(
     records: &bytes::Bytes,
     batches: &[(usize, batch::BatchInfo)],
     policy: topic_config::Timestamps,
     now_ms: i64,
-) -> Result<Option<bytes::Bytes>, String> {
+) -> Result<Option<bytes::Bytes>, (i16, String)> {
+    use corestream_shards::records::{self as recs, Header};
     if policy.log_append_time {
         let mut stamped = records.to_vec();
         for &(at, info) in batches {
@@ -207,16 +214,41 @@ fn timestamped(
         now_ms.saturating_sub(policy.before_max_ms),
         now_ms.saturating_add(policy.after_max_ms),
     );
+    let out_of_range = |t: i64| t != NO_TIMESTAMP && !(earliest..=latest).contains(&t);
+    let refuse = |t: i64| {
+        (
+            errors::INVALID_TIMESTAMP,
+            format!(
+                "Timestamp {t} of a record is out of range. The timestamp should be within [{earliest}, {latest}] \
+                 (message.timestamp.before.max.ms and message.timestamp.after.max.ms)"
+            ),
+        )
+    };
+    let each_record = policy.before_max_ms != i64::MAX;
     for &(at, info) in batches {
-        if batch::log_append_time(&records[at..at + info.bytes]) {
-            return Err("Invalid timestamp type in a batch: a producer should not set LogAppendTime".into());
+        let b = &records[at..at + info.bytes];
+        if batch::log_append_time(b) {
+            return Err((
+                errors::INVALID_TIMESTAMP,
+                "Invalid timestamp type in a batch: a producer should not set LogAppendTime".into(),
+            ));
         }
-        for t in [info.base_timestamp_ms, info.max_timestamp_ms] {
-            if t != NO_TIMESTAMP && !(earliest..=latest).contains(&t) {
-                return Err(format!(
-                    "Timestamp {t} of a record is out of range. The timestamp should be within [{earliest}, {latest}] \
-                     (message.timestamp.before.max.ms and message.timestamp.after.max.ms)"
-                ));
+        if let Some(t) = [info.base_timestamp_ms, info.max_timestamp_ms].into_iter().find(|&t| out_of_range(t)) {
+            return Err(refuse(t));
+        }
+        if each_record {
+            let read = Header::parse(b).and_then(|h| {
+                let plain = recs::decompress(b, &h)?;
+                let found = recs::parse(&plain, h.count)?
+                    .iter()
+                    .map(|r| h.base_timestamp.wrapping_add(r.timestamp_delta))
+                    .find(|&t| out_of_range(t));
+                Ok(found)
+            });
+            match read {
+                Ok(None) => {}
+                Ok(Some(t)) => return Err(refuse(t)),
+                Err(e) => return Err((errors::CORRUPT_MESSAGE, format!("the records of a batch do not read: {e}"))),
             }
         }
     }
