@@ -8,14 +8,18 @@
 # over that time (from /proc).
 #
 #   bench/compaction.sh [MIB] [KEYS]     (default 512, 10000)
+#   BIN=/path/to/corestream bench/compaction.sh ...   (another build)
 # Starts and stops its own broker (ports 29692, 29744), data in a temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib="${1:-512}"
 keys="${2:-10000}"
-cargo build --release -p corestream --quiet
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -p corestream --quiet
+fi
+BIN=${BIN:-target/release/corestream}
 dir=$(mktemp -d)
-target/release/corestream start --shards 1 --listen 127.0.0.1:29692 --admin-listen 127.0.0.1:29744 \
+"$BIN" start --shards 1 --listen 127.0.0.1:29692 --admin-listen 127.0.0.1:29744 \
     --wal-segment-bytes 64MiB --data-dir "$dir/data" > "$dir/broker.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
