@@ -56,16 +56,23 @@ def read_uvarint(b, at):
             return n, at
 
 
-def record_batch(values, base_timestamp=1_700_000_000_000, producer=(-1, -1, -1)):
-    """An uncompressed magic-2 batch holding `values` (bytes), no keys;
-    `producer` is (producer id, epoch, base sequence) for idempotence."""
+def record_batch(values, base_timestamp=1_700_000_000_000, producer=(-1, -1, -1), deltas=None,
+                 gzip=False):
+    """A magic-2 batch holding `values` (bytes), no keys; `producer` is
+    (producer id, epoch, base sequence) for idempotence; `deltas` the
+    records' timestamp deltas from `base_timestamp` (0 each by default);
+    `gzip`: the records compressed with gzip (codec 1)."""
+    deltas = deltas or [0] * len(values)
     records = b""
     for i, v in enumerate(values):
-        body = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
+        body = b"\x00" + varint(deltas[i]) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
         records += varint(len(body)) + body
+    if gzip:
+        import gzip as gz
+        records = gz.compress(records)
     pid, epoch, seq = producer
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, base_timestamp, base_timestamp,
-                            pid, epoch, seq, len(values)) + records
+    after_crc = struct.pack(">hiqqqhii", 1 if gzip else 0, len(values) - 1, base_timestamp,
+                            base_timestamp + max(deltas), pid, epoch, seq, len(values)) + records
     crc = crc32c(after_crc)
     head = struct.pack(">iBI", 0, 2, crc)  # partitionLeaderEpoch, magic, crc
     body = head + after_crc
