@@ -233,7 +233,10 @@ fn timestamped(
                 "Invalid timestamp type in a batch: a producer should not set LogAppendTime".into(),
             ));
         }
-        if let Some(t) = [info.base_timestamp_ms, info.max_timestamp_ms].into_iter().find(|&t| out_of_range(t)) {
+        if let Some(t) = [info.base_timestamp_ms, info.max_timestamp_ms]
+            .into_iter()
+            .find(|&t| out_of_range(t))
+        {
             return Err(refuse(t));
         }
         if each_record {
@@ -248,7 +251,12 @@ fn timestamped(
             match read {
                 Ok(None) => {}
                 Ok(Some(t)) => return Err(refuse(t)),
-                Err(e) => return Err((errors::CORRUPT_MESSAGE, format!("the records of a batch do not read: {e}"))),
+                Err(e) => {
+                    return Err((
+                        errors::CORRUPT_MESSAGE,
+                        format!("the records of a batch do not read: {e}"),
+                    ))
+                }
             }
         }
     }
