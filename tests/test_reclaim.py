@@ -65,23 +65,29 @@ def read_from_start(bootstrap, topic, partition):
 
 
 def test_retention_bounds_the_wal_and_a_restart_starts_from_the_checkpoint(broker_factory):
+    from test_retention_ms import wait_for  # (which imports this module)
     broker = broker_factory(shards=1, extra_args=["--wal-segment-bytes", "1MiB"])
     create_topic(broker.bootstrap, "stream", 2, {"retention.bytes": str(RETAIN)})
     written = write(broker.bootstrap, "stream", 2, 40)
-    # Trims and reclaims follow the writes (looked at once a second):
-    # one more small write after a second lets the last ones through.
     time.sleep(1.2)
     write(broker.bootstrap, "stream", 2, 1, prefix=b"late")
-    on_disk = wal_bytes(broker.data_dir)
+    # Trims and reclaims follow the writes, a moment after their acks.
     # Two partitions' retention (plus the eighth retention trims at), the
     # active segment, the prepared next one, and a segment the last trim
     # may not have freed yet.
     bound = 2 * RETAIN * 9 // 8 + 3 * SEGMENT
-    assert on_disk <= bound, f"{on_disk} bytes of WAL after writing 41 MiB (bound {bound})"
-    assert metric(broker, "corestream_wal_segments_reclaimed_total") >= 30
+    wait_for(lambda: wal_bytes(broker.data_dir) <= bound, timeout=10)
+    # Segments are 1 MiB, or one group commit when that is larger (the
+    # driver held up by a checkpoint gathers more): of 41 MiB written, at
+    # least a dozen went.
+    assert metric(broker, "corestream_wal_segments_reclaimed_total") >= 12
     assert metric(broker, "corestream_wal_checkpoints_total") >= 1
 
-    before = {p: low_watermark(broker.bootstrap, "stream", p) for p in (0, 1)}
+    def settled():
+        first = {p: low_watermark(broker.bootstrap, "stream", p) for p in (0, 1)}
+        time.sleep(0.5)
+        return first if first == {p: low_watermark(broker.bootstrap, "stream", p) for p in (0, 1)} else None
+    before = wait_for(settled, timeout=10)
     records = {p: read_from_start(broker.bootstrap, "stream", p) for p in (0, 1)}
     for p in (0, 1):
         low, high = before[p]
@@ -123,12 +129,13 @@ def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everythi
         # its batches move to a cold file once most of them are dead.
         write(cluster.bootstrap(), "kept", 2, 12)
         write(cluster.bootstrap(), "stream", 2, 40)
-        # Trims, releases and reclaims follow the writes (looked at once a
-        # second): later small writes let the last ones through.
+        # Trims, releases and reclaims follow the writes: later small
+        # writes let the last ones through. (Segments are 1 MiB, or one
+        # group commit when that is larger: of 55 MiB, well over 20 go.)
         for _ in range(3):
             time.sleep(1.2)
             write(cluster.bootstrap(), "stream", 2, 1, prefix=b"late")
-        cluster.wait(lambda: all(metric(b, "corestream_wal_segments_reclaimed_total") > 30 for b in cluster.nodes),
+        cluster.wait(lambda: all(metric(b, "corestream_wal_segments_reclaimed_total") > 20 for b in cluster.nodes),
                      timeout=60)
         parts = [(t, p) for t in ("stream", "kept") for p in (0, 1)]
         expected = {tp: read_from_start(cluster.bootstrap(), *tp) for tp in parts}
@@ -214,8 +221,9 @@ def test_a_trickle_kept_forever_moves_to_cold_files_instead_of_pinning_the_wal(b
     trickle = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
     group = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "auditors", "enable.auto.commit": False})
     kept = []
-    # Batches move once they pinned free segments for 10 s (a partition
-    # whose own retention is catching up is left to free them itself).
+    # The topic kept forever moves as soon as it pins segments more than
+    # half dead (a partition whose own retention is catching up would be
+    # left 10 s to free them itself).
     started = time.time()
     round_ = 0
     while time.time() - started < 25:

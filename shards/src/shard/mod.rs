@@ -987,8 +987,8 @@ async fn snapshots(shard: &Rc<Shard>, group: &mut RaftGroup) {
 
 /// Once the Ready rounds are quiet: gives disk space back if that is due
 /// (batches moved to a cold file first, beside the Raft rounds; then the
-/// checkpoint and the removals); a look put off (at most one a second) wakes the driver when
-/// it is due.
+/// checkpoint and the removals); a look put off (looks are spaced by the
+/// shard's partition count) wakes the driver when it is due.
 async fn maybe_reclaim(shard: &Rc<Shard>, group: &mut RaftGroup) {
     let policy = reclaim::Policy::PRODUCTION;
     let work = shard
@@ -1013,9 +1013,10 @@ async fn maybe_reclaim(shard: &Rc<Shard>, group: &mut RaftGroup) {
         }
     }
     if shard.state.borrow().reclaim_pending() && !shard.reclaim_wake.replace(true) {
+        let spacing = shard.state.borrow().reclaim_spacing_ms(policy);
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            glommio::timer::sleep(std::time::Duration::from_millis(policy.recheck_ms)).await;
+            glommio::timer::sleep(std::time::Duration::from_millis(spacing)).await;
             shard.reclaim_wake.set(false);
             let _ = shard.kick.try_send(());
         })

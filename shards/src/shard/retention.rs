@@ -57,6 +57,11 @@ impl TimeRetention {
         self.due_of.insert(id, at);
     }
 
+    /// When `id`'s oldest committed batch expires, if it has a limit.
+    pub(crate) fn due(&self, id: PartitionId) -> Option<i64> {
+        self.due_of.get(&id).copied()
+    }
+
     pub(crate) fn forget(&mut self, id: PartitionId) {
         self.limits.remove(&id);
         self.reschedule(id, None);

@@ -56,7 +56,7 @@ pub struct State {
     trim_waiters: Vec<Waiter>,
     /// `retention.bytes` of the partitions that have one (no entry: no
     /// limit), and the log start a retention trim in flight will reach.
-    retention_bytes: HashMap<PartitionId, u64>,
+    pub(super) retention_bytes: HashMap<PartitionId, u64>,
     pub(super) retention_in_flight: HashMap<PartitionId, Offset>,
     /// `retention.ms`: when each partition's oldest batch expires.
     pub(super) time_retention: super::retention::TimeRetention,

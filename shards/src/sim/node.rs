@@ -97,7 +97,9 @@ const RELEASE_PAST_DOWN_TICKS: u64 = 20;
 /// Reclaims as soon as a segment is free: small segments, and every
 /// checkpoint and removal a chance for a fault.
 const RECLAIM: Policy = Policy {
-    recheck_ms: 50,
+    recheck_min_ms: 50,
+    recheck_us_per_partition: 0,
+    recheck_max_ms: 50,
     freed_per_checkpoint_byte: 0,
     stall_ms: 300,
 };
