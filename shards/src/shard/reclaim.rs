@@ -40,7 +40,7 @@ use super::state::State;
 use crate::partition::{IndexEntry, Partition};
 use crate::raft::RaftGroup;
 use crate::types::{Offset, PartitionId, RaftIndex};
-use crate::wal::{ColdFile, Disk, WalError, WalPos, WalReader, WalStart, WrittenCold, REMOTE};
+use crate::wal::{ColdFile, ColdWriter, Disk, WalError, WalPos, WalReader, WalStart, WrittenCold, REMOTE};
 
 /// When to look at what may be reclaimed, and when to act on it.
 #[derive(Debug, Clone, Copy)]
@@ -407,17 +407,53 @@ pub async fn reclaim<D: Disk>(plan: Plan, group: &mut RaftGroup<D>) -> Result<us
 
 /// Copies the batches of `m` into the cold file `cold`, each checked
 /// whole (its CRC, not only where the index says it is) so that a bit
-/// flipped on the way is never made permanent. The caller then adopts the
-/// file and points the index there (`background::Done::finish`).
+/// flipped on the way is never made permanent. Read, checked and written
+/// a piece (about 4 MiB) at a time: the WAL's writes and syncs queue
+/// behind one piece of this, not behind all of it. The caller then adopts
+/// the file and points the index there (`background::Done::finish`).
 pub async fn copy_to_cold<D: Disk>(
     m: &Move,
     reader: WalReader<D>,
     cold: ColdFile<D>,
 ) -> Result<WrittenCold<D>, WalError> {
     let entries: Vec<IndexEntry> = m.batches.iter().map(|&(_, e)| e).collect();
-    let bytes = super::read_batches(reader, &entries).await?;
+    let mut out = cold.create().await?;
+    for piece in pieces(&entries, MOVE_PIECE_BYTES) {
+        if let Err(e) = copy_piece(piece, &reader, &mut out).await {
+            out.abandon().await;
+            return Err(e);
+        }
+    }
+    out.finish().await
+}
+
+/// Bytes of batches a move reads and writes at once.
+const MOVE_PIECE_BYTES: u64 = 4 << 20;
+
+/// `entries` cut into runs of at most `bytes` each (a larger batch alone).
+fn pieces(entries: &[IndexEntry], bytes: u64) -> Vec<&[IndexEntry]> {
+    let (mut out, mut start, mut sum) = (Vec::new(), 0, 0u64);
+    for (i, e) in entries.iter().enumerate() {
+        if i > start && sum + e.len as u64 > bytes {
+            out.push(&entries[start..i]);
+            (start, sum) = (i, 0);
+        }
+        sum += e.len as u64;
+    }
+    if start < entries.len() {
+        out.push(&entries[start..]);
+    }
+    out
+}
+
+async fn copy_piece<D: Disk>(
+    entries: &[IndexEntry],
+    reader: &WalReader<D>,
+    out: &mut ColdWriter<D>,
+) -> Result<(), WalError> {
+    let bytes = super::read_batches(reader.clone(), entries).await?;
     let mut at = 0usize;
-    for e in &entries {
+    for e in entries {
         let b = &bytes[at..at + e.len as usize];
         if let Err(why) = crate::batch::validate_stored(b) {
             return Err(WalError::Read(
@@ -427,5 +463,34 @@ pub async fn copy_to_cold<D: Disk>(
         }
         at += e.len as usize;
     }
-    cold.write(&bytes).await
+    out.append(&bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::RaftIndex;
+
+    #[test]
+    fn a_move_is_cut_into_pieces_that_keep_every_batch_once_in_order() {
+        let entry = |base: i64, len: u32| IndexEntry {
+            base: Offset(base),
+            last: Offset(base),
+            pos: WalPos {
+                segment: RaftIndex(1),
+                offset: base as u64 * 10,
+            },
+            len,
+            max_timestamp_ms: 0,
+        };
+        let lens = [3, 4, 2, 9, 1, 1, 5, 12, 4];
+        let entries: Vec<IndexEntry> = lens.iter().enumerate().map(|(i, &l)| entry(i as i64, l)).collect();
+        let cut = pieces(&entries, 8);
+        let sizes: Vec<Vec<u32>> = cut.iter().map(|p| p.iter().map(|e| e.len).collect()).collect();
+        // At most 8 bytes a piece, a larger batch alone.
+        assert_eq!(sizes, vec![vec![3, 4], vec![2], vec![9], vec![1, 1, 5], vec![12], vec![4]]);
+        let rejoined: Vec<IndexEntry> = cut.concat();
+        assert_eq!(rejoined, entries);
+        assert!(pieces(&[], 8).is_empty());
+    }
 }

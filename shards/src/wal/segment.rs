@@ -295,39 +295,120 @@ impl<D: Disk> ColdFile<D> {
     /// Writes `data` to the file, durably (the file and its name); a
     /// failure removes what was made.
     pub async fn write(self, data: &[u8]) -> Result<WrittenCold<D>, WalError> {
+        let mut w = self.create().await?;
+        match w.append(data).await {
+            Ok(()) => w.finish().await,
+            Err(e) => {
+                w.abandon().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the file, to be written piece by piece (`ColdWriter`).
+    pub async fn create(self) -> Result<ColdWriter<D>, WalError> {
         let path = cold_path(&self.dir, self.id);
         let file = self
             .disk
             .open(&path, Open::Create)
             .await
             .map_err(|e| io_err("create", &path, e))?;
-        let written = async {
-            for (i, chunk) in data.chunks(COLD_WRITE_BYTES).enumerate() {
-                let len = align_up(chunk.len() as u64) as usize;
-                let mut buf = file.alloc(len);
-                let out = buf.as_mut();
-                out[..chunk.len()].copy_from_slice(chunk);
-                out[chunk.len()..].fill(0);
-                let at = (i * COLD_WRITE_BYTES) as u64;
-                let n = file.write_at(buf, at).await.map_err(|e| io_err("write", &path, e))?;
-                if n != len {
-                    return Err(io_err("write", &path, format!("short write: {n} of {len}")));
-                }
-            }
-            file.fdatasync().await.map_err(|e| io_err("fdatasync", &path, e))?;
-            sync_dir(&self.disk, &self.dir)
+        Ok(ColdWriter {
+            cold: self,
+            path,
+            file: Some(file),
+            pending: Vec::new(),
+            at: 0,
+        })
+    }
+}
+
+/// A cold file being written: what is appended goes to disk in pieces of
+/// `COLD_WRITE_BYTES`, one at a time, so that the WAL's own writes and
+/// syncs never queue behind more than one piece. Dropped unfinished (a
+/// failure), it removes the file.
+pub struct ColdWriter<D: Disk = DmaDisk> {
+    cold: ColdFile<D>,
+    path: PathBuf,
+    file: Option<D::File>,
+    /// Bytes not written yet (less than one piece between calls).
+    pending: Vec<u8>,
+    /// Where the next piece goes.
+    at: u64,
+}
+
+impl<D: Disk> ColdWriter<D> {
+    pub async fn append(&mut self, data: &[u8]) -> Result<(), WalError> {
+        self.pending.extend_from_slice(data);
+        while self.pending.len() >= COLD_WRITE_BYTES {
+            let rest = self.pending.split_off(COLD_WRITE_BYTES);
+            let piece = std::mem::replace(&mut self.pending, rest);
+            self.write_piece(&piece).await?;
         }
-        .await;
-        if let Err(e) = written {
-            let _ = file.close().await;
-            let _ = self.disk.remove(&path);
+        Ok(())
+    }
+
+    async fn write_piece(&mut self, piece: &[u8]) -> Result<(), WalError> {
+        let Some(file) = self.file.as_ref() else {
+            return Err(io_err("write", &self.path, "the file was closed"));
+        };
+        let len = align_up(piece.len() as u64) as usize;
+        let mut buf = file.alloc(len);
+        let out = buf.as_mut();
+        out[..piece.len()].copy_from_slice(piece);
+        out[piece.len()..].fill(0);
+        let n = file.write_at(buf, self.at).await.map_err(|e| io_err("write", &self.path, e))?;
+        if n != len {
+            return Err(io_err("write", &self.path, format!("short write: {n} of {len}")));
+        }
+        self.at += piece.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the rest and makes the file durable (its data and its name);
+    /// a failure removes the file.
+    pub async fn finish(mut self) -> Result<WrittenCold<D>, WalError> {
+        if let Err(e) = self.complete().await {
+            self.abandon().await;
             return Err(e);
         }
+        let file = self.file.take().ok_or_else(|| io_err("finish", &self.path, "the file was closed"))?;
         Ok(WrittenCold {
-            id: self.id,
+            id: self.cold.id,
             file,
-            len: data.len() as u64,
+            len: self.at,
         })
+    }
+
+    async fn complete(&mut self) -> Result<(), WalError> {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            self.write_piece(&rest).await?;
+        }
+        let Some(file) = self.file.as_ref() else {
+            return Err(io_err("fdatasync", &self.path, "the file was closed"));
+        };
+        file.fdatasync().await.map_err(|e| io_err("fdatasync", &self.path, e))?;
+        sync_dir(&self.cold.disk, &self.cold.dir)
+    }
+
+    /// Gives the file up (a failure, or the data it was to hold was bad):
+    /// closes and removes it.
+    pub async fn abandon(mut self) {
+        if let Some(file) = self.file.take() {
+            let _ = file.close().await;
+            let _ = self.cold.disk.remove(&self.path);
+        }
+    }
+}
+
+impl<D: Disk> Drop for ColdWriter<D> {
+    fn drop(&mut self) {
+        // Neither finished nor abandoned (its task went): nothing points
+        // to the file, and nothing will.
+        if self.file.take().is_some() {
+            let _ = self.cold.disk.remove(&self.path);
+        }
     }
 }
 
