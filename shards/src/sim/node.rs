@@ -101,6 +101,7 @@ const RECLAIM: Policy = Policy {
     recheck_us_per_partition: 0,
     recheck_max_ms: 50,
     freed_per_checkpoint_byte: 0,
+    remove_bytes: 3 * SEGMENT_BYTES,
     stall_ms: 300,
 };
 

@@ -26,7 +26,9 @@ pub use disk::{Disk, DiskFile, DmaDisk, Open};
 pub use entry_index::EntryIndex;
 pub use record::{decode_hard_state, encode_hard_state, HardState, Record, RecordKind, RecordRef};
 pub use recovery::{scan_bytes, Continuity};
-pub use segment::{is_cold, open, ColdFile, ColdWriter, WalPos, WalReader, WalStart, WalWriter, WrittenCold, COLD_BASE, REMOTE};
+pub use segment::{
+    is_cold, open, ColdFile, ColdWriter, WalPos, WalReader, WalStart, WalWriter, WrittenCold, COLD_BASE, REMOTE,
+};
 
 use std::path::PathBuf;
 

@@ -357,7 +357,10 @@ impl<D: Disk> ColdWriter<D> {
         let out = buf.as_mut();
         out[..piece.len()].copy_from_slice(piece);
         out[piece.len()..].fill(0);
-        let n = file.write_at(buf, self.at).await.map_err(|e| io_err("write", &self.path, e))?;
+        let n = file
+            .write_at(buf, self.at)
+            .await
+            .map_err(|e| io_err("write", &self.path, e))?;
         if n != len {
             return Err(io_err("write", &self.path, format!("short write: {n} of {len}")));
         }
@@ -372,7 +375,10 @@ impl<D: Disk> ColdWriter<D> {
             self.abandon().await;
             return Err(e);
         }
-        let file = self.file.take().ok_or_else(|| io_err("finish", &self.path, "the file was closed"))?;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io_err("finish", &self.path, "the file was closed"))?;
         Ok(WrittenCold {
             id: self.cold.id,
             file,
@@ -574,8 +580,9 @@ impl<D: Disk> WalWriter<D> {
     /// The first segment to keep if every sealed segment before it goes:
     /// those whose entries all lie at or below `through` and that hold no
     /// retained batch (all before `pinned`, the segment of the oldest one).
-    /// `None` when no segment can go. The active segment always stays.
-    pub fn reclaimable(&self, through: u64, pinned: Option<RaftIndex>) -> Option<(RaftIndex, usize)> {
+    /// `None` when no segment can go. The active segment always stays, and
+    /// at most `most` go.
+    pub fn reclaimable(&self, through: u64, pinned: Option<RaftIndex>, most: usize) -> Option<(RaftIndex, usize)> {
         let names: Vec<RaftIndex> = self
             .files
             .borrow()
@@ -587,7 +594,7 @@ impl<D: Disk> WalWriter<D> {
         let mut keep_from = None;
         for (i, pair) in names.windows(2).enumerate() {
             let (this, next) = (pair[0], pair[1]);
-            if this == self.active_first || pinned.is_some_and(|p| this >= p) {
+            if i >= most || this == self.active_first || pinned.is_some_and(|p| this >= p) {
                 break;
             }
             // A segment's live entries end where the next one's begin.
