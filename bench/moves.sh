@@ -5,9 +5,9 @@
 # 8 MiB a partition (`fast`, 4 partitions) are written together as fast
 # as they go for FILL s, so `keep`'s batches are spread through the
 # segments; then `keep` stops and `fast` goes on at a fixed rate (1 KiB
-# records, acks=all, 5 ms linger) for SECS. Ten seconds after `keep`'s
-# log start stopped moving, the segments it pins are more than half dead
-# and its batches move to cold files, up to 64 MiB at a time: what the
+# records, acks=all, 5 ms linger) for SECS. Once the segments `keep` pins
+# are more than half dead (nothing trims it: it moves at once), its
+# batches move to cold files, up to 64 MiB at a time: what the
 # `fast` producer's latency shows is whether its writes waited for them.
 #
 #   bench/moves.sh [seconds] [fill seconds] [LABEL=BINARY ...]   (default 30 8)
