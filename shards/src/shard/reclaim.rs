@@ -23,7 +23,7 @@
 //! sets the shard's one wake-up (an idle shard has none). The spacing is
 //! what the WAL overshoots by at full rate: looked at once a second, a
 //! shard taking 450 MiB/s held 6-13 segments of 64 MiB for 256 MiB
-//! retained; every 10 ms, 5-7.
+//! retained; every 10 ms, 5-8.
 //!
 //! A partition that keeps its data longer than the others (no retention,
 //! a long one, `__consumer_offsets`) would pin every segment since its
