@@ -4,6 +4,8 @@ DeleteGroups and OffsetDelete, driven by librdkafka's and kafka-python's
 admin clients (the Java AdminClient's are in test_java_client.py). Each
 broker lists the groups whose offsets partitions it leads, from every
 shard; groups with committed offsets and no members are listed "Empty"."""
+import random
+import struct
 import time
 
 from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
@@ -12,6 +14,7 @@ from confluent_kafka.error import KafkaException
 from kafka import KafkaAdminClient, TopicPartition as KTP
 from kafka.errors import KafkaError
 
+from kafka_raw import Conn, compact_string, flexible_frame, frame, read_uvarint, string, uvarint
 from test_groups import committed
 from test_roundtrip import create_topic
 
@@ -90,6 +93,121 @@ def test_groups_are_listed_described_and_deleted(broker):
     member.close()
     assert listed(admin)["busy"] == ConsumerGroupState.EMPTY
     assert committed(broker.bootstrap, "busy", "ga", [0, 1]) == {0: 10, 1: 10}
+
+
+class Reader:
+    """Reads a response payload field by field."""
+
+    def __init__(self, payload):
+        self.b, self.at = payload, 0
+
+    def take(self, fmt):
+        (v,) = struct.unpack_from(fmt, self.b, self.at)
+        self.at += struct.calcsize(fmt)
+        return v
+
+    def string(self):
+        n = self.take(">h")
+        self.at += max(n, 0)
+        return self.b[self.at - n:self.at].decode() if n >= 0 else None
+
+    def uvarint(self):
+        v, self.at = read_uvarint(self.b, self.at)
+        return v
+
+    def compact_string(self):
+        n = self.uvarint() - 1
+        self.at += max(n, 0)
+        return self.b[self.at - n:self.at].decode() if n >= 0 else None
+
+    def skip_tags(self):
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.at += self.uvarint()
+
+
+def call(conn, request):
+    conn.send(request)
+    payload = conn.recv_frame()
+    assert payload is not None, "the broker closed the connection"
+    r = Reader(payload)
+    r.take(">i")  # correlation id
+    return r
+
+
+def describe_v0(conn, names):
+    body = struct.pack(">i", len(names)) + b"".join(string(n) for n in names)
+    r = call(conn, frame(15, 0, 1, body))
+    out = []
+    for _ in range(r.take(">i")):
+        code, group, state = r.take(">h"), r.string(), r.string()
+        r.string(), r.string()  # protocol type, protocol
+        members = r.take(">i")
+        assert members == 0
+        out.append((group, code, state))
+    return out
+
+
+def test_requests_naming_tens_of_thousands_of_groups_are_answered_in_order(broker):
+    """DescribeGroups, DeleteGroups and OffsetFetch v8 name many groups in
+    one request; each group is answered by its coordinator shard, in the
+    request's order; a group named again gets the same answer (Kafka
+    deletes each named group once). They go to each coordinator shard as
+    one message: a round trip per group once kept a fuzzed DescribeGroups
+    of 60,000 names unanswered for 50 s."""
+    create_topic(broker.bootstrap, "many", 1)
+    kept = [f"kept-{i}" for i in range(6)]
+    for i, g in enumerate(kept):
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": g, "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition("many", 0, 10 + i)], asynchronous=False)
+        c.close()
+    rng = random.Random(7)
+    unknown = [f"unknown-{i}" for i in range(20_000)]
+    names = unknown + [rng.choice(kept) for _ in range(30_000)]
+    rng.shuffle(names)
+    conn = Conn(broker.port, timeout=20)
+    try:
+        described = describe_v0(conn, names)
+        assert [g for g, _, _ in described] == names
+        assert {(g.startswith("kept"), code, state) for g, code, state in described} == {
+            (True, 0, "Empty"), (False, 0, "Dead")}
+
+        # OffsetFetch v8 (flexible): every committed offset of each group.
+        body = uvarint(len(names[:10_000]) + 1)
+        for g in names[:10_000]:
+            body += compact_string(g) + uvarint(0) + b"\x00"  # topics null: all committed
+        body += b"\x00" + b"\x00"  # require_stable, tags
+        r = call(conn, flexible_frame(9, 8, 2, body))
+        r.skip_tags()
+        r.take(">i")  # throttle
+        fetched = []
+        for _ in range(r.uvarint() - 1):
+            group = r.compact_string()
+            offsets = {}
+            for _ in range(r.uvarint() - 1):
+                topic = r.compact_string()
+                for _ in range(r.uvarint() - 1):
+                    p, offset, _epoch = r.take(">i"), r.take(">q"), r.take(">i")
+                    r.compact_string()
+                    assert r.take(">h") == 0
+                    r.skip_tags()
+                    offsets[(topic, p)] = offset
+                r.skip_tags()
+            assert r.take(">h") == 0
+            r.skip_tags()
+            fetched.append((group, offsets))
+        assert fetched == [(g, {("many", 0): 10 + kept.index(g)} if g in kept else {}) for g in names[:10_000]]
+
+        # DeleteGroups v0: the groups with offsets go, each named many
+        # times; those never used are GROUP_ID_NOT_FOUND.
+        body = struct.pack(">i", len(names)) + b"".join(string(n) for n in names)
+        r = call(conn, frame(42, 0, 3, body))
+        r.take(">i")  # throttle
+        results = [(r.string(), r.take(">h")) for _ in range(r.take(">i"))]
+        assert results == [(g, 0 if g in kept else GROUP_ID_NOT_FOUND) for g in names]
+        assert {state for _, _, state in describe_v0(conn, kept)} == {"Dead"}
+    finally:
+        conn.close()
 
 
 def test_offset_delete_refuses_subscribed_topics_and_unknown_groups(broker):

@@ -132,6 +132,9 @@ pub enum GroupRequest {
         partition: PartitionId,
         offsets: Vec<(String, Vec<i32>)>,
     },
+    /// Requests for several groups this shard coordinates, served in
+    /// order (`route_each`).
+    Batch(Vec<GroupRequest>),
 }
 
 /// An error code per partition, by topic.
@@ -162,6 +165,8 @@ pub enum GroupReply {
     Deleted(i16),
     /// OffsetDelete: an error for the whole group, or one per partition.
     OffsetsDeleted(Result<PartitionCodes, i16>),
+    /// A `Batch`'s replies, in its order.
+    Batch(Vec<GroupReply>),
 }
 
 /// How many groups one coordinator keeps, and members one group.
@@ -386,6 +391,38 @@ pub async fn route(b: &Rc<Broker>, group: &str, request: GroupRequest) -> Result
     }
 }
 
+/// Sends each request to its coordinator shard: one message per shard,
+/// to every shard at once, instead of one round trip per group
+/// (DescribeGroups, DeleteGroups and OffsetFetch may name tens of
+/// thousands of groups, and a round trip to another shard costs ~100 µs).
+/// The replies are in the order of `requests`; `None` where a shard did
+/// not answer.
+pub async fn route_each(b: &Rc<Broker>, requests: Vec<(ShardId, GroupRequest)>) -> Vec<Option<GroupReply>> {
+    let mut replies: Vec<Option<GroupReply>> = requests.iter().map(|_| None).collect();
+    let mut by_shard: HashMap<ShardId, (Vec<usize>, Vec<GroupRequest>)> = HashMap::new();
+    for (i, (shard, request)) in requests.into_iter().enumerate() {
+        let (slots, batch) = by_shard.entry(shard).or_default();
+        slots.push(i);
+        batch.push(request);
+    }
+    let tasks: Vec<_> = by_shard
+        .into_iter()
+        .map(|(shard, (slots, batch))| {
+            let b = b.clone();
+            let task = glommio::spawn_local(async move { b.group(shard, GroupRequest::Batch(batch)).await });
+            (slots, task)
+        })
+        .collect();
+    for (slots, task) in tasks {
+        if let Some(GroupReply::Batch(answers)) = task.await {
+            for (i, answer) in slots.into_iter().zip(answers) {
+                replies[i] = Some(answer);
+            }
+        }
+    }
+    replies
+}
+
 /// Runs a group request on this shard, the coordinator of its partition.
 pub async fn serve(b: &Rc<Broker>, req: GroupRequest) -> GroupReply {
     match req {
@@ -423,6 +460,16 @@ pub async fn serve(b: &Rc<Broker>, req: GroupRequest) -> GroupReply {
             partition,
             offsets,
         } => GroupReply::OffsetsDeleted(delete_offsets(b, &group, partition, offsets).await),
+        GroupRequest::Batch(requests) => {
+            let mut replies = Vec::with_capacity(requests.len());
+            for request in requests {
+                replies.push(Box::pin(serve(b, request)).await);
+                // A batch may hold tens of thousands: let the shard's
+                // other tasks run between them.
+                glommio::yield_if_needed().await;
+            }
+            GroupReply::Batch(replies)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! coordinator does not know).
 
 use super::authorized::Caller;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -21,31 +22,49 @@ pub async fn handle(
     _version: i16,
     caller: &Caller<'_>,
 ) -> DeleteGroupsResponse {
-    let mut results = Vec::with_capacity(req.groups_names.len());
-    for id in req.groups_names {
-        let code = if caller.may_group(Operation::Delete, id.0.as_str()) {
-            delete(b, id.0.as_str()).await
-        } else {
-            errors::GROUP_AUTHORIZATION_FAILED
-        };
-        results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(code));
-    }
-    DeleteGroupsResponse::default().with_results(results)
-}
-
-async fn delete(b: &Rc<Broker>, group: &str) -> i16 {
-    match group::local_coordinator(b, group, false).await {
-        Err(code) => code,
-        Ok(None) => errors::GROUP_ID_NOT_FOUND,
-        Ok(Some((shard, partition))) => {
-            let request = GroupRequest::Delete {
-                group: group.to_string(),
-                partition,
-            };
-            match b.group(shard, request).await {
-                Some(GroupReply::Deleted(code)) => code,
-                _ => errors::COORDINATOR_NOT_AVAILABLE,
+    // Each group is deleted once however often it is named (Kafka keys
+    // the results by group), in one message per coordinator shard.
+    let mut codes: HashMap<&str, i16> = HashMap::new();
+    let mut asks = Vec::new();
+    let mut asked = Vec::new();
+    for id in &req.groups_names {
+        let name = id.0.as_str();
+        if codes.contains_key(name) {
+            continue;
+        }
+        if !caller.may_group(Operation::Delete, name) {
+            codes.insert(name, errors::GROUP_AUTHORIZATION_FAILED);
+            continue;
+        }
+        let code = match group::local_coordinator(b, name, false).await {
+            Err(code) => code,
+            Ok(None) => errors::GROUP_ID_NOT_FOUND,
+            Ok(Some((shard, partition))) => {
+                let group = name.to_string();
+                asks.push((shard, GroupRequest::Delete { group, partition }));
+                asked.push(name);
+                errors::COORDINATOR_NOT_AVAILABLE
             }
+        };
+        codes.insert(name, code);
+    }
+    for (name, reply) in asked.into_iter().zip(group::route_each(b, asks).await) {
+        if let Some(GroupReply::Deleted(code)) = reply {
+            codes.insert(name, code);
         }
     }
+    let results = req
+        .groups_names
+        .iter()
+        .map(|id| {
+            let code = codes
+                .get(id.0.as_str())
+                .copied()
+                .unwrap_or(errors::COORDINATOR_NOT_AVAILABLE);
+            DeletableGroupResult::default()
+                .with_group_id(id.clone())
+                .with_error_code(code)
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
 }

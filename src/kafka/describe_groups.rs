@@ -3,6 +3,7 @@
 //! the coordinator does not know is "Dead", and from v6 GROUP_ID_NOT_FOUND.
 
 use super::authorized::Caller;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -22,23 +23,34 @@ pub async fn handle(
     version: i16,
     caller: &Caller<'_>,
 ) -> DescribeGroupsResponse {
+    // Each group the request names is described once, however often it is
+    // named, all in one message per coordinator shard.
+    let mut distinct: HashMap<&str, usize> = HashMap::new();
+    let mut names = Vec::new();
+    for id in &req.groups {
+        let name = id.0.as_str();
+        if caller.may_group(Operation::Describe, name) && !distinct.contains_key(name) {
+            distinct.insert(name, names.len());
+            names.push(name);
+        }
+    }
+    let described = describe_each(b, &names).await;
     let mut groups = Vec::with_capacity(req.groups.len());
-    for id in req.groups {
-        if !caller.may_group(Operation::Describe, id.0.as_str()) {
+    for id in &req.groups {
+        let Some(&at) = distinct.get(id.0.as_str()) else {
             groups.push(
                 DescribedGroup::default()
-                    .with_group_id(id)
+                    .with_group_id(id.clone())
                     .with_error_code(errors::GROUP_AUTHORIZATION_FAILED),
             );
             continue;
-        }
-        let described = describe(b, id.0.as_str()).await;
+        };
         let operations = caller.operations(req.include_authorized_operations, ResourceType::Group, id.0.as_str());
         let mut out = DescribedGroup::default()
-            .with_group_id(id)
+            .with_group_id(id.clone())
             .with_authorized_operations(operations);
-        match described {
-            Err(code) => out.error_code = code,
+        match &described[at] {
+            Err(code) => out.error_code = *code,
             Ok(None) => {
                 out.group_state = StrBytes::from_static_str("Dead");
                 // From v6 Kafka also says so with an error (KIP-1043).
@@ -50,19 +62,19 @@ pub async fn handle(
             }
             Ok(Some(view)) => {
                 out.group_state = StrBytes::from_static_str(view.state);
-                out.protocol_type = StrBytes::from_string(view.protocol_type);
-                out.protocol_data = StrBytes::from_string(view.protocol);
+                out.protocol_type = StrBytes::from_string(view.protocol_type.clone());
+                out.protocol_data = StrBytes::from_string(view.protocol.clone());
                 out.members = view
                     .members
-                    .into_iter()
+                    .iter()
                     .map(|m| {
                         DescribedGroupMember::default()
-                            .with_member_id(StrBytes::from_string(m.member_id))
-                            .with_group_instance_id(m.instance_id.map(StrBytes::from_string))
-                            .with_client_id(StrBytes::from_string(m.client_id))
-                            .with_client_host(StrBytes::from_string(m.client_host))
-                            .with_member_metadata(m.metadata)
-                            .with_member_assignment(m.assignment)
+                            .with_member_id(StrBytes::from_string(m.member_id.clone()))
+                            .with_group_instance_id(m.instance_id.clone().map(StrBytes::from_string))
+                            .with_client_id(StrBytes::from_string(m.client_id.clone()))
+                            .with_client_host(StrBytes::from_string(m.client_host.clone()))
+                            .with_member_metadata(m.metadata.clone())
+                            .with_member_assignment(m.assignment.clone())
                     })
                     .collect();
             }
@@ -72,19 +84,30 @@ pub async fn handle(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-async fn describe(b: &Rc<Broker>, group: &str) -> Result<Option<group::membership::GroupView>, i16> {
-    match group::local_coordinator(b, group, false).await? {
-        // No offsets topic yet: no group was ever used.
-        None => Ok(None),
-        Some((shard, partition)) => {
-            let request = GroupRequest::Describe {
-                group: group.to_string(),
-                partition,
-            };
-            match b.group(shard, request).await {
-                Some(GroupReply::Described(r)) => r,
-                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+type Described = Result<Option<group::membership::GroupView>, i16>;
+
+/// Each group as its coordinator describes it, in the order of `names`.
+async fn describe_each(b: &Rc<Broker>, names: &[&str]) -> Vec<Described> {
+    let mut out: Vec<Described> = Vec::with_capacity(names.len());
+    let mut asks = Vec::new();
+    let mut slots = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match group::local_coordinator(b, name, false).await {
+            Err(code) => out.push(Err(code)),
+            // No offsets topic yet: no group was ever used.
+            Ok(None) => out.push(Ok(None)),
+            Ok(Some((shard, partition))) => {
+                out.push(Err(errors::COORDINATOR_NOT_AVAILABLE));
+                slots.push(i);
+                let group = name.to_string();
+                asks.push((shard, GroupRequest::Describe { group, partition }));
             }
         }
     }
+    for (i, reply) in slots.into_iter().zip(group::route_each(b, asks).await) {
+        if let Some(GroupReply::Described(r)) = reply {
+            out[i] = r;
+        }
+    }
+    out
 }

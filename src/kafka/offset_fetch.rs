@@ -58,28 +58,46 @@ fn wanted<'a>(topics: impl Iterator<Item = (&'a str, &'a [i32])>) -> Vec<(String
 
 pub async fn handle(b: &Rc<Broker>, req: OffsetFetchRequest, version: i16, caller: &Caller<'_>) -> OffsetFetchResponse {
     if version >= 8 {
-        let mut groups = Vec::with_capacity(req.groups.len());
-        for g in &req.groups {
-            let wanted = g
-                .topics
-                .as_ref()
-                .map(|ts| wanted(ts.iter().map(|t| (t.name.0.as_str(), &t.partition_indexes[..]))));
-            let (got, denied) = fetch_authorized(b, caller, g.group_id.0.as_str(), wanted).await;
-            let mut out = group_response(g.group_id.clone(), got);
-            for t in out.topics.iter_mut().filter(|t| denied.contains(&t.name.0.to_string())) {
-                t.partitions
-                    .iter_mut()
-                    .for_each(|p| p.error_code = errors::TOPIC_AUTHORIZATION_FAILED);
-            }
-            groups.push(out);
-        }
+        let plans: Vec<Plan> = req
+            .groups
+            .iter()
+            .map(|g| {
+                let wanted = g
+                    .topics
+                    .as_ref()
+                    .map(|ts| wanted(ts.iter().map(|t| (t.name.0.as_str(), &t.partition_indexes[..]))));
+                Plan::new(caller, g.group_id.0.as_str(), wanted)
+            })
+            .collect();
+        let fetched = fetch_each(b, &plans).await;
+        let groups = req
+            .groups
+            .iter()
+            .zip(plans)
+            .zip(fetched)
+            .map(|((g, plan), got)| {
+                let (got, denied) = plan.finish(caller, got);
+                let mut out = group_response(g.group_id.clone(), got);
+                for t in out.topics.iter_mut().filter(|t| denied.contains(&t.name.0.to_string())) {
+                    t.partitions
+                        .iter_mut()
+                        .for_each(|p| p.error_code = errors::TOPIC_AUTHORIZATION_FAILED);
+                }
+                out
+            })
+            .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = req
         .topics
         .as_ref()
         .map(|ts| wanted(ts.iter().map(|t| (t.name.0.as_str(), &t.partition_indexes[..]))));
-    let (got, denied) = fetch_authorized(b, caller, req.group_id.0.as_str(), wanted).await;
+    let plan = Plan::new(caller, req.group_id.0.as_str(), wanted);
+    let got = fetch_each(b, std::slice::from_ref(&plan))
+        .await
+        .pop()
+        .unwrap_or(Ok(Vec::new()));
+    let (got, denied) = plan.finish(caller, got);
     match got {
         Ok(list) => {
             let mut topics: Vec<OffsetFetchResponseTopic> =
@@ -106,72 +124,121 @@ fn group_response(group_id: GroupId, got: GroupOffsets) -> OffsetFetchResponseGr
     }
 }
 
-/// Kafka's checks around `fetch_group`: DESCRIBE on the group, else the
-/// group fails with GROUP_AUTHORIZATION_FAILED; DESCRIBE on each topic
+/// Kafka's checks around a group's fetch: DESCRIBE on the group, else
+/// the group fails with GROUP_AUTHORIZATION_FAILED; DESCRIBE on each topic
 /// asked for, else it is answered without offsets and returned in the
 /// denied list (its partitions then fail with TOPIC_AUTHORIZATION_FAILED);
 /// asked for every topic, the caller sees those it may describe.
-async fn fetch_authorized(
-    b: &Rc<Broker>,
-    caller: &Caller<'_>,
-    group: &str,
+struct Plan {
+    group: String,
+    /// What to ask the coordinator for (`Fetch`'s `wanted`); `None`: nothing
+    /// (the group is refused, or every topic asked for is).
+    ask: Option<Option<Vec<(String, Vec<i32>)>>>,
+    /// Every topic the request named, when some of them are denied.
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> (GroupOffsets, Vec<String>) {
-    if !caller.may_group(Operation::Describe, group) {
-        return (Err(errors::GROUP_AUTHORIZATION_FAILED), Vec::new());
-    }
-    let Some(wanted) = wanted else {
-        let all = fetch_group(b, group, None).await.map(|list| {
-            list.into_iter()
-                .filter(|(t, _)| caller.sees(Operation::Describe, ResourceType::Topic, t))
-                .collect()
-        });
-        return (all, Vec::new());
-    };
-    let (allowed, denied): (Vec<_>, Vec<_>) = wanted
-        .iter()
-        .cloned()
-        .partition(|(t, _)| caller.may_topic(Operation::Describe, t));
-    if denied.is_empty() {
-        return (fetch_group(b, group, Some(wanted)).await, Vec::new());
-    }
-    let mut found: std::collections::HashMap<String, Vec<(i32, Option<Committed>)>> = if allowed.is_empty() {
-        Default::default()
-    } else {
-        match fetch_group(b, group, Some(allowed)).await {
-            Ok(list) => list.into_iter().collect(),
-            Err(code) => return (Err(code), Vec::new()),
-        }
-    };
-    let denied_names: Vec<String> = denied.into_iter().map(|(t, _)| t).collect();
-    let list = wanted
-        .into_iter()
-        .map(|(t, ps)| match found.remove(&t) {
-            Some(offsets) => (t, offsets),
-            None => (t, ps.into_iter().map(|p| (p, None)).collect()),
-        })
-        .collect();
-    (Ok(list), denied_names)
+    denied: Vec<String>,
+    refused: bool,
 }
 
-async fn fetch_group(b: &Rc<Broker>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> GroupOffsets {
-    match group::local_coordinator(b, group, false).await? {
-        // No offsets topic yet: nothing was ever committed.
-        None => Ok(wanted
-            .unwrap_or_default()
+impl Plan {
+    fn new(caller: &Caller<'_>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Plan {
+        let mut plan = Plan {
+            group: group.to_string(),
+            ask: None,
+            wanted: None,
+            denied: Vec::new(),
+            refused: false,
+        };
+        if !caller.may_group(Operation::Describe, group) {
+            plan.refused = true;
+            return plan;
+        }
+        let Some(wanted) = wanted else {
+            plan.ask = Some(None);
+            return plan;
+        };
+        let (allowed, denied): (Vec<_>, Vec<_>) = wanted
+            .iter()
+            .cloned()
+            .partition(|(t, _)| caller.may_topic(Operation::Describe, t));
+        if denied.is_empty() {
+            plan.ask = Some(Some(wanted));
+            return plan;
+        }
+        if !allowed.is_empty() {
+            plan.ask = Some(Some(allowed));
+        }
+        plan.denied = denied.into_iter().map(|(t, _)| t).collect();
+        plan.wanted = Some(wanted);
+        plan
+    }
+
+    /// The group's answer from what its coordinator returned, and the
+    /// topics denied.
+    fn finish(self, caller: &Caller<'_>, fetched: GroupOffsets) -> (GroupOffsets, Vec<String>) {
+        if self.refused {
+            return (Err(errors::GROUP_AUTHORIZATION_FAILED), Vec::new());
+        }
+        let Some(wanted) = self.wanted else {
+            let all_topics = matches!(self.ask, Some(None));
+            let got = fetched.map(|list| {
+                list.into_iter()
+                    .filter(|(t, _)| !all_topics || caller.sees(Operation::Describe, ResourceType::Topic, t))
+                    .collect()
+            });
+            return (got, Vec::new());
+        };
+        let mut found: std::collections::HashMap<String, Vec<(i32, Option<Committed>)>> = match fetched {
+            Ok(list) => list.into_iter().collect(),
+            Err(code) => return (Err(code), Vec::new()),
+        };
+        let list = wanted
             .into_iter()
-            .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
-            .collect()),
-        Some((shard, partition)) => {
-            let request = GroupRequest::Fetch {
-                group: group.to_string(),
-                partition,
-                wanted,
-            };
-            match b.group(shard, request).await {
-                Some(GroupReply::Fetched(r)) => r,
-                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+            .map(|(t, ps)| match found.remove(&t) {
+                Some(offsets) => (t, offsets),
+                None => (t, ps.into_iter().map(|p| (p, None)).collect()),
+            })
+            .collect();
+        (Ok(list), self.denied)
+    }
+}
+
+/// Each plan's fetch from its group's coordinator, in one message per
+/// coordinator shard; `Ok` and empty for a plan that asks nothing.
+async fn fetch_each(b: &Rc<Broker>, plans: &[Plan]) -> Vec<GroupOffsets> {
+    let mut out: Vec<GroupOffsets> = Vec::with_capacity(plans.len());
+    let mut asks = Vec::new();
+    let mut slots = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let Some(wanted) = &plan.ask else {
+            out.push(Ok(Vec::new()));
+            continue;
+        };
+        match group::local_coordinator(b, &plan.group, false).await {
+            Err(code) => out.push(Err(code)),
+            // No offsets topic yet: nothing was ever committed.
+            Ok(None) => out.push(Ok(wanted
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
+                .collect())),
+            Ok(Some((shard, partition))) => {
+                out.push(Err(errors::COORDINATOR_NOT_AVAILABLE));
+                slots.push(i);
+                let request = GroupRequest::Fetch {
+                    group: plan.group.clone(),
+                    partition,
+                    wanted: wanted.clone(),
+                };
+                asks.push((shard, request));
             }
         }
     }
+    for (i, reply) in slots.into_iter().zip(group::route_each(b, asks).await) {
+        if let Some(GroupReply::Fetched(r)) = reply {
+            out[i] = r;
+        }
+    }
+    out
 }
