@@ -338,13 +338,27 @@ pub struct ColdWriter<D: Disk = DmaDisk> {
 }
 
 impl<D: Disk> ColdWriter<D> {
-    pub async fn append(&mut self, data: &[u8]) -> Result<(), WalError> {
-        self.pending.extend_from_slice(data);
-        while self.pending.len() >= COLD_WRITE_BYTES {
-            let rest = self.pending.split_off(COLD_WRITE_BYTES);
-            let piece = std::mem::replace(&mut self.pending, rest);
+    pub async fn append(&mut self, mut data: &[u8]) -> Result<(), WalError> {
+        // Whole pieces go from `data` to the disk's buffer directly; only
+        // what does not fill a piece waits in `pending`.
+        if !self.pending.is_empty() {
+            let take = (COLD_WRITE_BYTES - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() < COLD_WRITE_BYTES {
+                return Ok(());
+            }
+            let mut piece = std::mem::take(&mut self.pending);
             self.write_piece(&piece).await?;
+            piece.clear();
+            self.pending = piece;
         }
+        while data.len() >= COLD_WRITE_BYTES {
+            let (piece, rest) = data.split_at(COLD_WRITE_BYTES);
+            self.write_piece(piece).await?;
+            data = rest;
+        }
+        self.pending.extend_from_slice(data);
         Ok(())
     }
 

@@ -305,3 +305,31 @@ fn overwrites_roll_and_recover_in_write_order() {
         );
     });
 }
+
+#[test]
+fn a_cold_file_written_in_uneven_appends_holds_them_in_order() {
+    in_fresh_dir("cold-appends", |d| async move {
+        let (mut writer, _) = recover(&d).await;
+        // Appends smaller than a piece, crossing pieces, and several
+        // pieces long (a piece is 4 MiB).
+        let sizes = [1usize, (4 << 20) - 1, 3, 9 << 20, 5, 4 << 20, 77, (3 << 20) + 11];
+        let mut data = Vec::new();
+        let mut cold = writer.reserve_cold().create().await.expect("create");
+        for (i, &n) in sizes.iter().enumerate() {
+            let chunk: Vec<u8> = (0..n).map(|j| (i * 31 + j * 7 + j / 4096) as u8).collect();
+            cold.append(&chunk).await.expect("append");
+            data.extend_from_slice(&chunk);
+        }
+        cold.finish().await.expect("finish");
+        let files: Vec<PathBuf> = std::fs::read_dir(&d)
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cold-")))
+            .collect();
+        assert_eq!(files.len(), 1);
+        let on_disk = std::fs::read(&files[0]).expect("read");
+        assert!(on_disk.len() >= data.len() && on_disk.len() < data.len() + 4096);
+        assert!(on_disk[..data.len()] == data[..], "the file holds the appends in order");
+        assert!(on_disk[data.len()..].iter().all(|&b| b == 0));
+    });
+}
