@@ -74,7 +74,9 @@ class Cluster:
             except Exception as e:  # metadata during an election
                 last = e
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting; last: {last!r}")
+        code = getattr(what, "__code__", None)
+        where = f"{code.co_name} at {code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno}" if code else what
+        raise AssertionError(f"timed out waiting for {where}; last: {last!r}")
 
     def leaders(self, via, topic):
         md = self.metadata(via)

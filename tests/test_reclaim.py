@@ -144,8 +144,10 @@ def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everythi
             assert 0 < starts[("stream", p)][0] < starts[("stream", p)][1] and starts[("kept", p)][0] == 0
             assert len(expected[("kept", p)]) == 600
 
-        leaders = cluster.wait(lambda: cluster.settled("stream", 2))
-        wiped = next(b for i, b in enumerate(cluster.nodes) if i not in leaders.values())
+        # Node 2 is wiped: no group prefers it (group k prefers node k), so
+        # it leads nothing once the leaders are balanced.
+        cluster.wait(lambda: cluster.settled("stream", 2))
+        wiped = cluster.nodes[2]
         wiped.kill9()
         shutil.rmtree(wiped.data_dir)
         wiped.start()
@@ -178,7 +180,12 @@ def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everythi
                 if cold and (not checkpoint.exists() or checkpoint.stat().st_mtime_ns < max(cold)):
                     return False
             return True
-        cluster.wait(pull_saved, timeout=30)
+        try:
+            cluster.wait(pull_saved, timeout=30)
+        except AssertionError as e:
+            files = {str(f.relative_to(wiped.data_dir)): (f.stat().st_size, f.stat().st_mtime_ns)
+                     for f in sorted(wiped.data_dir.glob("shard-*/wal/*")) if f.suffix != ".log"}
+            raise AssertionError(f"{e}; {files}; log: {wiped.log_text()[-3000:]}") from None
         ends = wiped.log_text().count("holds every batch of the snapshot")
         wiped.kill9()
         wiped.start()
@@ -188,19 +195,25 @@ def test_a_wiped_node_rebuilds_through_a_snapshot_then_leads_and_serves_everythi
         assert metric(wiped, "corestream_snapshot_bytes_pulled_total") == 0
         assert wiped.log_text().count("holds every batch of the snapshot") == ends, "pulled again after a restart"
 
-        # The wiped node leads: the leaders of the groups it does not lead
-        # go down in turn until it leads one; it serves everything retained.
-        for _ in range(6):
-            leaders = cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
-            led = [p for p, l in leaders.items() if cluster.nodes[l] is wiped]
-            if led:
-                break
-            other = cluster.nodes[leaders[0]]
-            other.kill9()
-            cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
-            other.start()
-            cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
-        assert led, "the wiped node never led"
+        # The wiped node leads. Node 1 is down while a record goes to each
+        # shard's group, so its log is behind the wiped node's; then node 0
+        # goes down and node 1 comes back. Only the wiped node can win group
+        # 0's election, and it keeps the group: its preferred leader, node
+        # 0, is down. (Node 1 is killed, not paused: a paused node reads
+        # the entries its peers sent meanwhile as soon as it resumes.)
+        cluster.nodes[1].kill9()
+        p = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all", "enable.idempotence": True,
+                      "message.timeout.ms": 60000})
+        for part in (0, 1):
+            p.produce("kept", value=b"behind", partition=part)
+            expected[("kept", part)].append((600, b"behind"))
+            starts[("kept", part)] = (0, 601)
+        assert p.flush(60) == 0
+        cluster.nodes[0].kill9()
+        cluster.nodes[1].start()
+        leaders = cluster.wait(lambda: cluster.settled("stream", 2), timeout=60)
+        led = [part for part, node in leaders.items() if cluster.nodes[node] is wiped]
+        assert led, f"the wiped node leads nothing: {leaders}"
         for tp in parts:
             assert low_watermark(cluster.bootstrap([wiped]), *tp) == starts[tp]
             assert read_from_start(cluster.bootstrap([wiped]), *tp) == expected[tp]
