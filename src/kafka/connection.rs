@@ -329,7 +329,7 @@ fn start_request(
                 (Outcome::Respond(reply), charge)
             }
             Err(e) => {
-                tracing::debug!(error = %e, "closing connection after a broken frame");
+                tracing::debug!(error = %e, "closing connection: a broken frame, or an answer too large to send");
                 (Outcome::Close, charge)
             }
         }

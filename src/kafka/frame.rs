@@ -14,6 +14,16 @@ use super::FrameError;
 /// their own segment instead of being copied.
 const BORROW_BYTES_MIN: usize = 16 << 10;
 
+/// The largest response encoded (inline bytes, not counting fetched
+/// batches, which the fetch's own limits bound). A response is sized
+/// before it is built; larger ones close the connection instead: a
+/// request of a few hundred KiB can ask for gigabytes (a DescribeGroups
+/// naming one group with large member metadata 50,000 times), which would
+/// take the broker's memory, and librdkafka refuses anything over 100 MB
+/// (`receive.message.max.bytes`). A Metadata answer for a million
+/// partitions is about 50 MiB.
+pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
 /// One response on the wire, in order.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -138,7 +148,13 @@ pub fn encode<R: Encodable + HeaderVersion>(
     };
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let inline = if borrowed.is_empty() {
-        resp.compute_size(version).map_err(err)? + 16
+        let size = resp.compute_size(version).map_err(err)?;
+        if size > MAX_RESPONSE_BYTES {
+            return Err(err(anyhow::anyhow!(
+                "the answer would take {size} bytes, over the {MAX_RESPONSE_BYTES} a response may"
+            )));
+        }
+        size + 16
     } else {
         4096
     };
@@ -152,6 +168,9 @@ pub fn encode<R: Encodable + HeaderVersion>(
     header.encode(&mut buf, R::header_version(version)).map_err(err)?;
     resp.encode(&mut buf, version).map_err(err)?;
     let len = buf.offset();
+    if len - 4 > i32::MAX as usize {
+        return Err(err(anyhow::anyhow!("the answer took {len} bytes, more than a frame can hold")));
+    }
     let mut segments = buf.finish();
     let mut first = BytesMut::from(&segments[0][..]);
     first[0..4].copy_from_slice(&((len - 4) as i32).to_be_bytes());
@@ -177,6 +196,28 @@ mod tests {
                 })
                 .collect(),
         )])
+    }
+
+    /// A response over the bound is refused before a byte of it is
+    /// allocated: 300 members' 1 MiB metadata, one buffer shared by all.
+    #[test]
+    fn a_response_over_the_bound_is_refused_before_it_is_built() {
+        use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+        use kafka_protocol::messages::DescribeGroupsResponse;
+        let metadata = Bytes::from(vec![1u8; 1 << 20]);
+        let group = |members: usize| {
+            DescribedGroup::default().with_members(
+                (0..members)
+                    .map(|_| DescribedGroupMember::default().with_member_metadata(metadata.clone()))
+                    .collect(),
+            )
+        };
+        let over = DescribeGroupsResponse::default().with_groups(vec![group(300)]);
+        let e = encode(ApiKey::DescribeGroups, 1, 0, &over, vec![]).unwrap_err();
+        assert!(e.to_string().contains("over the"), "{e}");
+        let under = DescribeGroupsResponse::default().with_groups(vec![group(3)]);
+        let frame = encode(ApiKey::DescribeGroups, 1, 0, &under, vec![]).unwrap();
+        assert!(frame.len() > 3 << 20);
     }
 
     /// The gathered frame is byte for byte what a plain encode writes, and
