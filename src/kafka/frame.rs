@@ -169,7 +169,9 @@ pub fn encode<R: Encodable + HeaderVersion>(
     resp.encode(&mut buf, version).map_err(err)?;
     let len = buf.offset();
     if len - 4 > i32::MAX as usize {
-        return Err(err(anyhow::anyhow!("the answer took {len} bytes, more than a frame can hold")));
+        return Err(err(anyhow::anyhow!(
+            "the answer took {len} bytes, more than a frame can hold"
+        )));
     }
     let mut segments = buf.finish();
     let mut first = BytesMut::from(&segments[0][..]);

@@ -51,8 +51,11 @@ macro_rules! topics {
 /// partition), or an error for the whole group.
 type GroupOffsets = Result<Vec<group::TopicOffsets>, i16>;
 
+/// Partitions by topic, each topic's name once.
+type Wanted = Vec<(String, Vec<i32>)>;
+
 /// The partitions a request names, each topic's name once.
-fn wanted<'a>(topics: impl Iterator<Item = (&'a str, &'a [i32])>) -> Vec<(String, Vec<i32>)> {
+fn wanted<'a>(topics: impl Iterator<Item = (&'a str, &'a [i32])>) -> Wanted {
     topics.map(|(t, ps)| (t.to_string(), ps.to_vec())).collect()
 }
 
@@ -133,15 +136,15 @@ struct Plan {
     group: String,
     /// What to ask the coordinator for (`Fetch`'s `wanted`); `None`: nothing
     /// (the group is refused, or every topic asked for is).
-    ask: Option<Option<Vec<(String, Vec<i32>)>>>,
+    ask: Option<Option<Wanted>>,
     /// Every topic the request named, when some of them are denied.
-    wanted: Option<Vec<(String, Vec<i32>)>>,
+    wanted: Option<Wanted>,
     denied: Vec<String>,
     refused: bool,
 }
 
 impl Plan {
-    fn new(caller: &Caller<'_>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Plan {
+    fn new(caller: &Caller<'_>, group: &str, wanted: Option<Wanted>) -> Plan {
         let mut plan = Plan {
             group: group.to_string(),
             ask: None,
