@@ -12,6 +12,10 @@
 #
 #   bench/moves.sh [seconds] [fill seconds] [LABEL=BINARY ...]   (default 30 8)
 #
+# KEEP_CONFIG (default retention.ms=-1) is `keep`'s config: with
+# retention.bytes=8388608 nothing moves, the same load otherwise (a
+# control for what the moves add).
+#
 # Builds alternate, ROUNDS times (default 2). Brokers are started and
 # stopped here; data goes under target/.
 set -euo pipefail
@@ -23,6 +27,7 @@ BUILDS=("$@")
 [ ${#BUILDS[@]} -eq 0 ] && BUILDS=("current=target/release/corestream")
 ROUNDS=${ROUNDS:-2}
 RATE=${RATE:-20000}
+KEEP_CONFIG=${KEEP_CONFIG:-retention.ms=-1}
 BENCH=${BENCH:-target/release/corestream-bench}
 WORK=$(mktemp -d "$PWD/target/moves.XXXXXX")
 broker=""
@@ -46,7 +51,7 @@ for _ in $(seq "$ROUNDS"); do
         label=${build%%=*}
         bin=${build#*=}
         start_broker "$bin" --shards 1 --wal-segment-bytes 32MiB --retention-check-interval-ms 1000
-        "$bin" topic --bootstrap "127.0.0.1:$port" create keep -p 1 -c retention.ms=-1 >/dev/null
+        "$bin" topic --bootstrap "127.0.0.1:$port" create keep -p 1 -c "$KEEP_CONFIG" >/dev/null
         "$bin" topic --bootstrap "127.0.0.1:$port" create fast -p 4 -c retention.bytes=8388608 >/dev/null
         fill=()
         for t in keep fast; do
