@@ -1000,11 +1000,13 @@ async fn maybe_reclaim(shard: &Rc<Shard>, group: &mut RaftGroup) {
         // Its end wakes the driver, whose next look reclaims what it freed.
         Some(reclaim::Work::Move(m)) => start_background(shard, group, Background::Move(m)),
         Some(reclaim::Work::Reclaim(plan)) => {
-            let (segments, pulled) = (plan.segments, plan.pulled);
+            let (segments, pulled, bytes) = (plan.segments, plan.pulled, plan.checkpoint.len());
+            let started = std::time::Instant::now();
             match reclaim::reclaim(plan, group).await {
                 Ok(_) => {
                     shard.state.borrow_mut().saved_pulled(pulled);
-                    tracing::debug!(shard = %shard.id, segments, pulled, "checkpoint written, WAL segments reclaimed")
+                    let ms = started.elapsed().as_millis() as u64;
+                    tracing::debug!(shard = %shard.id, segments, pulled, checkpoint_bytes = bytes, ms, "checkpoint written, WAL segments reclaimed")
                 }
                 Err(e) => {
                     tracing::warn!(shard = %shard.id, error = %e, "reclaiming WAL segments failed; retrying at the next trim")
