@@ -54,19 +54,10 @@ pub struct Policy {
     /// checkpoint written for them.
     pub freed_per_checkpoint_byte: u64,
     /// At most this many bytes of files go at once (or what one checkpoint
-    /// must free, if more; or what the WAL writes in `capped_gap_ms` at
-    /// its rate since the last removal, so that removals keep up with any
-    /// write rate): the filesystem
-    /// frees their blocks when its journal next commits, which is the
-    /// WAL's next sync. On this VM's ext4, 85 segments of 32 MiB removed
-    /// at once held one sync 0.7 s.
+    /// must free, if more): the filesystem frees their blocks when its
+    /// journal next commits, which is the WAL's next sync. On this VM's
+    /// ext4, 85 segments of 32 MiB removed at once held one sync 0.7 s.
     pub remove_bytes: u64,
-    /// After a removal that left files for later, the next waits this
-    /// long: a backlog (segments held while batches moved) drains at
-    /// `remove_bytes` per gap, not one removal per look. Removals 30 ms
-    /// apart (3.5 GiB in a second after the moves of `bench/moves.sh`)
-    /// held acks=all writes 0.6 s at p99; 250 ms apart, 30 ms.
-    pub capped_gap_ms: u64,
     /// A partition's batches move to a cold file only once it pinned free
     /// segments this long without its log start moving: a partition whose
     /// retention is catching up (the frontier of a uniform retention)
@@ -83,7 +74,6 @@ impl Policy {
         recheck_max_ms: 1_000,
         freed_per_checkpoint_byte: 4,
         remove_bytes: 128 << 20,
-        capped_gap_ms: 250,
         stall_ms: 10_000,
     };
 
@@ -92,16 +82,6 @@ impl Policy {
         let spread = (partitions as u64).saturating_mul(self.recheck_us_per_partition) / 1_000;
         spread.clamp(self.recheck_min_ms, self.recheck_max_ms)
     }
-}
-
-/// The last removal of files (`Policy::capped_gap_ms`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LastRemoval {
-    pub at_ms: i64,
-    /// The WAL's bytes written (`WalMetrics::bytes`) by then.
-    pub wal_bytes: u64,
-    /// It left files for later.
-    pub capped: bool,
 }
 
 /// A checkpoint to write, then the segments before `keep_from` and the
@@ -156,9 +136,6 @@ impl State {
     ) -> Option<Work> {
         if !self.reclaim_dirty || now_ms.abs_diff(self.reclaim_checked_ms) < self.reclaim_spacing_ms(policy) {
             return None;
-        }
-        if self.last_removal.capped && now_ms.abs_diff(self.last_removal.at_ms) < policy.capped_gap_ms {
-            return None; // still dirty: looked at again once the gap is over
         }
         self.reclaim_checked_ms = now_ms;
         self.reclaim_dirty = false;
@@ -239,19 +216,7 @@ impl State {
         let estimate = estimate_bytes(self.partitions.len(), batches, producers);
         // What goes at once: dead cold files, then segments, within the
         // budget (at least one file); the rest at the next look.
-        // Removals keep up with the WAL: a gap's worth of what it wrote
-        // since the last one, at the average rate since then.
-        let wal_bytes = wal.metrics().bytes.get();
-        let written = wal_bytes.saturating_sub(self.last_removal.wal_bytes);
-        let elapsed = now_ms
-            .abs_diff(self.last_removal.at_ms)
-            .max(policy.capped_gap_ms)
-            .max(1);
-        let per_gap = (written as u128 * policy.capped_gap_ms as u128 / elapsed as u128) as u64;
-        let budget = policy
-            .remove_bytes
-            .max(estimate * policy.freed_per_checkpoint_byte)
-            .max(per_gap);
+        let budget = policy.remove_bytes.max(estimate * policy.freed_per_checkpoint_byte);
         let (mut spent, mut capped) = (0u64, false);
         let mut dead_cold: Vec<RaftIndex> = Vec::new();
         for (&id, _) in cold_live.iter().filter(|&(_, &l)| l == 0) {
@@ -285,11 +250,6 @@ impl State {
         if !pull_ended && (freed == 0 || freed < estimate * policy.freed_per_checkpoint_byte) {
             return None; // until more is free
         }
-        self.last_removal = LastRemoval {
-            at_ms: now_ms,
-            wal_bytes,
-            capped,
-        };
         let checkpoint = self.checkpoint(applied, group, keep_from);
         Some(Work::Reclaim(Plan {
             checkpoint: checkpoint.encode(),

@@ -97,9 +97,6 @@ pub struct State {
     /// since the last look, and when that look was (ms).
     pub(super) reclaim_dirty: bool,
     pub(super) reclaim_checked_ms: i64,
-    /// The last removal of files: when, the WAL's bytes written by then,
-    /// and whether it left some for later (`Policy::capped_gap_ms`).
-    pub(super) last_removal: super::reclaim::LastRemoval,
     /// Partitions seen pinning otherwise free segments: their log start,
     /// and since when it has not moved (ms).
     pub(super) pinning: HashMap<PartitionId, (Offset, i64)>,

@@ -102,7 +102,6 @@ const RECLAIM: Policy = Policy {
     recheck_max_ms: 50,
     freed_per_checkpoint_byte: 0,
     remove_bytes: 3 * SEGMENT_BYTES,
-    capped_gap_ms: 120,
     stall_ms: 300,
 };
 
